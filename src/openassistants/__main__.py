@@ -1,0 +1,3 @@
+from openassistants.cli import main
+
+main()

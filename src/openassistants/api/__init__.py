@@ -1,0 +1,1 @@
+"""The thin HTTP layer: parse the request, call one service function, return its JSON."""

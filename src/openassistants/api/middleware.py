@@ -1,0 +1,207 @@
+"""Pure ASGI middleware: request ids and access logs, body size limits, API-key auth.
+
+Pure ASGI rather than ``BaseHTTPMiddleware`` because these run on every request and must not buffer
+streaming responses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import time
+import uuid
+
+import orjson
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from openassistants.errors import (
+    APIError,
+    AuthenticationError,
+    InvalidRequest,
+    NotFound,
+    PayloadTooLarge,
+)
+
+access_logger = logging.getLogger("openassistants.access")
+
+OPEN_TENANT = "default"
+
+#: File uploads may be larger than other bodies: api/uploads.py streams them to disk and holds the file
+#: itself to max_upload_bytes; this is room for the multipart framing and form fields around it.
+UPLOAD_PATH = "/v1/files"
+UPLOAD_OVERHEAD_BYTES = 64 * 1024
+
+
+def tenant_for_key(key: str) -> str:
+    """A stable tenant id derived from the key; the key itself is never stored."""
+    return "t_" + hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+async def _send_error(send: Send, exc: APIError, headers: list[tuple[bytes, bytes]]) -> None:
+    body = orjson.dumps(exc.to_body())
+    await send(
+        {
+            "type": "http.response.start",
+            "status": exc.status_code,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class RequestContextMiddleware:
+    """Gives each request an ``x-request-id``, caps its body size, and logs one JSON line."""
+
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, max_upload_bytes: int, access_log: bool) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.max_upload_bytes = max_upload_bytes
+        self.access_log = access_log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = "req_" + uuid.uuid4().hex
+        id_header = (b"x-request-id", request_id.encode())
+        # Starlette sends a 500 from outside every middleware, so its handler adds the id itself.
+        scope.setdefault("state", {})["request_id"] = request_id
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), id_header]
+            await send(message)
+
+        try:
+            limit = self._body_limit(scope)
+            declared = _content_length(scope)
+            if declared is not None and declared > limit:
+                await _send_error(send_with_id, _too_large(limit), [])
+                return
+            null_error = _null_in_url(scope)
+            if null_error is not None:
+                await _send_error(send_with_id, null_error, [])
+                return
+            await self.app(scope, _limited(receive, limit), send_with_id)
+        finally:
+            if self.access_log:
+                access_logger.info(
+                    orjson.dumps(
+                        {
+                            "request_id": request_id,
+                            "method": scope["method"],
+                            "path": scope["path"],
+                            "status": status,
+                            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                        }
+                    ).decode()
+                )
+
+    def _body_limit(self, scope: Scope) -> int:
+        if scope["method"] == "POST" and scope["path"] == UPLOAD_PATH:
+            return self.max_upload_bytes + UPLOAD_OVERHEAD_BYTES
+        return self.max_body_bytes
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+def _null_in_url(scope: Scope) -> APIError | None:
+    """A NUL (``%00``) in the path or query: no id or cursor holds one, and PostgreSQL text cannot."""
+    if "\x00" in scope["path"]:
+        return NotFound(f"Invalid URL ({scope['method']} {scope['path']})")
+    if b"%00" in scope["query_string"]:
+        return InvalidRequest("Invalid query string: it contains a null character (%00).")
+    return None
+
+
+def _too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"Request body too large: the limit is {limit} bytes.", param=None)
+
+
+def _limited(receive: Receive, limit: int) -> Receive:
+    """Counts body bytes as they arrive, for bodies sent without a Content-Length."""
+    seen = 0
+
+    async def wrapped() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise _too_large(limit)
+        return message
+
+    return wrapped
+
+
+class AuthMiddleware:
+    """Resolves the tenant from ``Authorization: Bearer <key>`` for every ``/v1`` request.
+
+    With no keys configured everyone is one tenant (the CLI only allows that on loopback).
+    """
+
+    def __init__(self, app: ASGIApp, *, api_keys: list[str]) -> None:
+        self.app = app
+        self.keys = [(key.encode(), tenant_for_key(key)) for key in api_keys]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/v1"):
+            await self.app(scope, receive, send)
+            return
+        tenant = self._tenant(scope)
+        if isinstance(tenant, APIError):
+            await _send_error(send, tenant, [])
+            return
+        scope.setdefault("state", {})["tenant"] = tenant
+        await self.app(scope, receive, send)
+
+    def _tenant(self, scope: Scope) -> str | APIError:
+        if not self.keys:
+            return OPEN_TENANT
+        presented = b""
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                scheme, _, token = value.partition(b" ")
+                if scheme.lower() == b"bearer":
+                    presented = token.strip()
+                break
+        if not presented:
+            return AuthenticationError(
+                "You didn't provide an API key. You need to provide your API key in an "
+                "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+                code="invalid_api_key",
+            )
+        match: str | None = None
+        # Compare against every key, in constant time each, so timing reveals neither key nor index.
+        for key, tenant in self.keys:
+            if hmac.compare_digest(key, presented):
+                match = tenant
+        if match is None:
+            return AuthenticationError(
+                f"Incorrect API key provided: {_redact(presented.decode(errors='replace'))}.",
+                code="invalid_api_key",
+            )
+        return match
+
+
+def _redact(key: str) -> str:
+    if len(key) <= 8:
+        return "*" * len(key)
+    return f"{key[:3]}{'*' * 4}{key[-4:]}"

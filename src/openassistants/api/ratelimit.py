@@ -1,0 +1,108 @@
+"""Per-key request rate limits, as the hosted API reports them: ``x-ratelimit-*`` headers on every
+``/v1`` response, and 429 ``rate_limit_exceeded`` with ``retry-after`` once a key's bucket is empty.
+
+Each API key (tenant) has a token bucket of ``rate_limit_per_minute`` tokens, refilled continuously at
+that rate per minute; a request takes one. Buckets are per process: N API processes allow a key N times
+the limit. See https://platform.openai.com/docs/guides/rate-limits for the headers' meaning.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import orjson
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+
+@dataclass
+class TokenBucket:
+    capacity: float
+    per_second: float
+    tokens: float
+    updated: float
+
+    def take(self, now: float) -> bool:
+        """Refill for the time since the last call, then take one token if there is one."""
+        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.per_second)
+        self.updated = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+    def seconds_until_token(self) -> float:
+        return max(0.0, (1 - self.tokens) / self.per_second)
+
+    def seconds_until_full(self) -> float:
+        return (self.capacity - self.tokens) / self.per_second
+
+
+class RateLimitMiddleware:
+    """Applies the limit to every ``/v1`` request; runs inside AuthMiddleware, which names the tenant."""
+
+    def __init__(self, app: ASGIApp, *, per_minute: int) -> None:
+        self.app = app
+        self.per_minute = per_minute
+        self.buckets: dict[str, TokenBucket] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        tenant = scope.get("state", {}).get("tenant") if scope["type"] == "http" else None
+        if tenant is None:  # not /v1, or refused by auth already
+            await self.app(scope, receive, send)
+            return
+        now = time.monotonic()
+        bucket = self.buckets.get(tenant)
+        if bucket is None:
+            full = float(self.per_minute)
+            bucket = self.buckets[tenant] = TokenBucket(full, per_second=full / 60, tokens=full, updated=now)
+        allowed = bucket.take(now)
+        headers = [
+            (b"x-ratelimit-limit-requests", str(self.per_minute).encode()),
+            (b"x-ratelimit-remaining-requests", str(math.floor(bucket.tokens)).encode()),
+            (b"x-ratelimit-reset-requests", format_duration(bucket.seconds_until_full()).encode()),
+        ]
+        if not allowed:
+            await self._refuse(send, headers, bucket.seconds_until_token())
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *headers]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+    async def _refuse(self, send: Send, headers: list[tuple[bytes, bytes]], wait: float) -> None:
+        wait_ms = max(1, math.ceil(wait * 1000))
+        message = (
+            f"Rate limit reached for requests per min (RPM): Limit {self.per_minute}, "
+            f"Used {self.per_minute}, Requested 1. Please try again in {format_duration(wait)}."
+        )
+        body = orjson.dumps(
+            {"error": {"message": message, "type": "requests", "param": None, "code": "rate_limit_exceeded"}}
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 429,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"retry-after", str(math.ceil(wait_ms / 1000)).encode()),
+                    (b"retry-after-ms", str(wait_ms).encode()),
+                    *headers,
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+def format_duration(seconds: float) -> str:
+    """OpenAI's way of writing a wait, rounded up to the millisecond: ``250ms``, ``12.5s``, ``6m0s``."""
+    ms = math.ceil(seconds * 1000)
+    if ms < 1000:
+        return f"{ms}ms"
+    minutes, rest = divmod(ms, 60_000)
+    return f"{minutes}m{rest / 1000:g}s" if minutes else f"{rest / 1000:g}s"

@@ -1,0 +1,69 @@
+"""create_app(settings): the whole server on one screen: lifespan, middleware, routers, errors."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI
+from starlette.middleware import Middleware
+
+from openassistants import __version__
+from openassistants.api import assistants, files, health, messages, metrics, runs, threads, vector_stores
+from openassistants.api.errors import install_error_handlers
+from openassistants.api.metrics import MetricsMiddleware
+from openassistants.api.middleware import AuthMiddleware, RequestContextMiddleware
+from openassistants.api.openapi import install_openapi
+from openassistants.api.ratelimit import RateLimitMiddleware
+from openassistants.config import Settings
+from openassistants.services.runtime import open_runtime
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_runtime(settings, execute=settings.execute_runs) as runtime:
+            app.state.db = runtime.db
+            app.state.runtime = runtime
+            yield
+
+    routers = _routers(settings)
+    app = FastAPI(
+        title="OpenAssistants",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        middleware=_middleware(settings, routers),
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    install_openapi(app)
+    for prefix, router in routers:
+        app.include_router(router, prefix=prefix)
+    return app
+
+
+def _routers(settings: Settings) -> list[tuple[str, APIRouter]]:
+    """(prefix, router) in matching order: runs first, for POST /threads/runs."""
+    api = [("/v1", module.router) for module in (assistants, runs, threads, messages, files, vector_stores)]
+    operations = [health.router, metrics.router] if settings.metrics_enabled else [health.router]
+    return api + [("", router) for router in operations]
+
+
+def _middleware(settings: Settings, routers: list[tuple[str, APIRouter]]) -> list[Middleware]:
+    """Outermost first: metrics see every request; the rate limit needs the tenant auth found."""
+    stack = [
+        Middleware(
+            RequestContextMiddleware,
+            max_body_bytes=settings.max_body_bytes,
+            max_upload_bytes=settings.max_upload_bytes,
+            access_log=settings.access_log,
+        ),
+        Middleware(AuthMiddleware, api_keys=[key.get_secret_value() for key in settings.api_keys]),
+    ]
+    if settings.metrics_enabled:
+        stack.insert(0, Middleware(MetricsMiddleware, routers=routers))
+    if settings.rate_limit_per_minute is not None:
+        stack.append(Middleware(RateLimitMiddleware, per_minute=settings.rate_limit_per_minute))
+    return stack

@@ -1,0 +1,213 @@
+"""Settings: every option the server reads, its default and what it does.
+
+Values come from ``OPENASSISTANTS_*`` environment variables (or CLI flags, which win). Nothing else in the
+package reads ``os.environ``; ``create_app(settings)`` receives a ``Settings`` and passes it down. Keys are
+``SecretStr``, so no ``repr``, log line or dump of the settings shows them.
+``python -m openassistants.config`` prints the settings table of docs/configuration.md.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OPENASSISTANTS_", extra="ignore")
+
+    data_dir: Path = Field(
+        Path("./openassistants-data"),
+        description="Directory for the embedded SQLite database and file blobs.",
+    )
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy async URL; e.g. postgresql+asyncpg://user@host/db. "
+        "Unset: SQLite in WAL mode under data_dir.",
+    )
+    database_pool_size: int = Field(
+        5,
+        description="PostgreSQL connections each process keeps open (as many more under bursts); "
+        "every process of a deployment shares the server's max_connections.",
+    )
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated API keys; each key is its own tenant. "
+        "Empty: no auth, only allowed on a loopback bind.",
+    )
+    max_body_bytes: int = Field(
+        32 * 1024 * 1024,
+        description="Largest JSON request body accepted, in bytes (413 above).",
+    )
+    log_level: str = Field("info", description="Log level of the server's own loggers.")
+    access_log: bool = Field(True, description="Write one structured (JSON) line per request.")
+    metrics_enabled: bool = Field(
+        True, description="Serve Prometheus metrics at /metrics (no API key needed, like /healthz)."
+    )
+
+    # --- model upstream (upstream/chat.py) ---
+    llm_base_url: str = Field(
+        "http://127.0.0.1:11434/v1",
+        description="OpenAI-compatible API root; runs POST {llm_base_url}/chat/completions.",
+    )
+    llm_api_key: SecretStr | None = Field(None, description="Bearer key sent to the model upstream.")
+    llm_routes: str | None = Field(
+        None,
+        description='Per-model upstreams, as JSON or a path to a JSON file: {"gpt-4o": '
+        '{"base_url": "http://vllm:8000/v1", "api_key": "...", "model": "served-name"}}.',
+    )
+    llm_connect_timeout_seconds: float = Field(10.0, description="Connect timeout to the upstream.")
+    llm_read_timeout_seconds: float = Field(
+        120.0, description="Longest silence allowed between two streamed chunks from the upstream."
+    )
+    llm_max_retries: int = Field(
+        3, description="Retries of an upstream 5xx/429/timeout before any token arrived."
+    )
+    llm_retry_backoff_seconds: float = Field(
+        0.5, description="First retry delay; doubled on each further retry."
+    )
+
+    # --- runs (services/runs.py, services/executor.py) ---
+    run_expiry_seconds: int = Field(
+        600,
+        description="A run not finished (e.g. waiting for tool outputs) this long after creation expires.",
+    )
+    default_context_window: int = Field(
+        128_000, description="Context window (tokens) assumed for models not in model_context_windows."
+    )
+    model_context_windows: Annotated[dict[str, int], NoDecode] = Field(
+        default_factory=dict,
+        description='Context windows per model, as JSON: {"llama3.1:8b": 8192}.',
+    )
+    completion_reserve_tokens: int = Field(
+        4096, description="Tokens kept free for the reply when truncating a prompt to the context window."
+    )
+
+    # --- files and vector stores (api/files.py, services/vector_stores.py, upstream/embeddings.py) ---
+    max_upload_bytes: int = Field(
+        512 * 1024 * 1024, description="Largest file accepted by POST /v1/files, in bytes (413 above)."
+    )
+    embeddings_base_url: str | None = Field(
+        None,
+        description="OpenAI-compatible API root for embeddings (POST {base}/embeddings); unset: the "
+        "offline local model shipped with the package.",
+    )
+    embeddings_api_key: SecretStr | None = Field(None, description="Bearer key for the embeddings upstream.")
+    embeddings_model: str = Field(
+        "text-embedding-3-small", description="Model name sent to the embeddings upstream."
+    )
+
+    # --- scale-out (services/executor.py, services/run_queue.py, events.py) ---
+    execute_runs: bool = Field(
+        True, description="Whether `serve` also executes runs; `worker` always does, and serves no API."
+    )
+    max_concurrent_runs: int = Field(500, description="Runs one process executes at the same time.")
+    run_lease_seconds: float = Field(
+        15.0,
+        description="A worker renews its claim on a run every third of this; a claim not renewed for "
+        "this long is taken to belong to a dead worker, whose runs are then settled by another.",
+    )
+    queue_poll_seconds: float = Field(
+        2.0, description="Fallback check for queued runs, should a LISTEN/NOTIFY wake-up be lost."
+    )
+    event_retention_seconds: int = Field(
+        86_400, description="How long a run's stream events are kept for clients resuming a stream."
+    )
+    shutdown_grace_seconds: float = Field(
+        30.0, description="On SIGTERM, how long in-flight runs may take to finish before they are failed."
+    )
+    rate_limit_per_minute: int | None = Field(
+        None,
+        ge=1,
+        description="Requests per minute per API key, as a token bucket in each API process (N processes "
+        "allow N times this); above it, 429 rate_limit_exceeded with retry-after. Unset: no limit.",
+    )
+
+    # --- code interpreter (code_interpreter/) ---
+    code_interpreter_timeout_seconds: float = Field(
+        60.0, gt=0, description="Wall time one code_interpreter call may take; then its kernel is killed."
+    )
+    code_interpreter_memory_mb: int = Field(
+        1024, ge=64, description="Address space of each kernel process (RLIMIT_AS), in MiB."
+    )
+    code_interpreter_cpu_seconds: int = Field(
+        3600,
+        ge=1,
+        description="CPU seconds each kernel process may use in its life (RLIMIT_CPU); then it is killed "
+        "and a new kernel starts on the next call.",
+    )
+    code_interpreter_idle_seconds: float = Field(
+        3600.0,
+        gt=0,
+        description="A thread's kernel, its variables and its /mnt/data files are dropped after this long "
+        "unused (the hosted tool: 1 hour).",
+    )
+    code_interpreter_max_output_bytes: int = Field(
+        20_000, ge=1000, description="Output (stdout, stderr, traceback) of one call returned to the model."
+    )
+    code_interpreter_pool_size: int = Field(
+        2, ge=0, description="Kernels kept started (numpy, pandas, matplotlib imported) for new threads."
+    )
+    code_interpreter_max_kernels: int = Field(
+        32,
+        ge=1,
+        description="Kernels one process runs at once, pool included; past it the least recently used "
+        "idle thread's kernel is stopped.",
+    )
+    code_interpreter_unsafe_no_sandbox: bool = Field(
+        False,
+        description="When bubblewrap is unavailable, run model code WITHOUT a sandbox (resource limits "
+        "only: it can read the server's files and use the network). Never with untrusted users.",
+    )
+
+    @field_validator("model_context_windows", mode="before")
+    @classmethod
+    def _parse_windows(cls, value: object) -> object:
+        if isinstance(value, str):
+            import json
+
+            return json.loads(value) if value.strip() else {}
+        return value
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [k.strip() for k in value.split(",") if k.strip()]
+        return value
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'openassistants.db').resolve()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.effective_database_url.startswith("sqlite")
+
+
+def settings_table() -> str:
+    """The settings table of docs/configuration.md: each variable, its default and its description."""
+    prefix = Settings.model_config["env_prefix"]
+    rows = ["| variable | default | description |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        description = (field.description or "").replace("|", "\\|")
+        rows.append(f"| `{prefix}{name.upper()}` | {_default_text(field)} | {description} |")
+    return "\n".join(rows) + "\n"
+
+
+def _default_text(field: FieldInfo) -> str:
+    value = field.get_default(call_default_factory=True)
+    if value is None or value == [] or value == {}:
+        return "unset"
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    return f"`{value}`"
+
+
+if __name__ == "__main__":
+    print(settings_table(), end="")

@@ -1,0 +1,167 @@
+"""Stream events and their fan-out.
+
+A run's events (``thread.run.created`` … ``thread.message.delta`` …) are appended, in order, to that
+run's log and numbered from 1; that number is the SSE ``id:``, so a client can resume after the last
+event it saw. Subscribers replay the log from any point and then follow it live. The log lives in
+this process (``InProcessEventBus``); the boundary is the ``EventBus`` protocol so that a shared log
+can replace it for several processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import orjson
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+#: Run statuses after which a stream ends with ``done``.
+STREAM_STOP_STATUSES = frozenset(
+    {"requires_action", "completed", "incomplete", "failed", "cancelled", "expired"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One server-sent event: ``name`` is the SDK's event type, ``data`` its JSON payload."""
+
+    name: str
+    data: bytes
+
+    @classmethod
+    def of(cls, name: str, payload: Any) -> Event:
+        return cls(name, orjson.dumps(payload))
+
+
+def encode_sse(event: Event, event_id: int | None) -> bytes:
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return b"".join((head.encode(), b"event: ", event.name.encode(), b"\ndata: ", event.data, b"\n\n"))
+
+
+DONE = b"event: done\ndata: [DONE]\n\n"
+
+
+def error_event(code: str, message: str) -> Event:
+    """The ``error`` event in the framing every SDK path raises on (spec notes, §5.5)."""
+    inner = {"message": message, "type": "server_error", "param": None, "code": code}
+    return Event.of("error", {"error": inner, **inner})
+
+
+def ends_stream(event: Event) -> bool:
+    """True for the run event after which a stream has nothing more to say."""
+    prefix = "thread.run."
+    if not event.name.startswith(prefix) or event.name.startswith("thread.run.step"):
+        return False
+    return event.name[len(prefix) :] in STREAM_STOP_STATUSES
+
+
+class EventBus(Protocol):
+    def publish(self, run_id: str, event: Event) -> None:
+        """Append ``event`` to the run's log (durably soon after, on PostgreSQL)."""
+
+    async def publish_in(self, conn: AsyncConnection, run_id: str, events: list[Event]) -> None:
+        """Publish as part of the caller's open transaction: on PostgreSQL the events become
+        visible, and are notified, exactly when it commits, so a status change and its events are
+        never seen apart (and nothing another process publishes later can get an earlier id)."""
+
+    async def flush(self) -> None:
+        """Returns once every event published so far is visible to every subscriber."""
+
+    async def last_id(self, run_id: str) -> int:
+        """The id of the newest event in the run's log (0 when empty), this process's included."""
+
+    def subscribe(self, run_id: str, after: int) -> AsyncIterator[tuple[int, Event]]:
+        """Events with id > ``after``: first those already logged, then live ones, until the stream
+        ends (a requires_action or terminal run event) or the log is closed."""
+
+    async def replay(self, run_id: str, after: int) -> list[tuple[int, Event]]:
+        """The logged events with id > ``after``, without waiting for more."""
+
+    def close(self, run_id: str) -> None:
+        """No more events for this run until it is queued again; the log is kept for late readers."""
+
+    async def start(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+@dataclass
+class _RunLog:
+    events: list[Event] = field(default_factory=list)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    closed_at: float | None = None
+
+
+class InProcessEventBus:
+    """Per-run logs in memory, kept ``retention_seconds`` after a run stops so reconnects can replay."""
+
+    def __init__(self, retention_seconds: float = 300.0) -> None:
+        self._logs: dict[str, _RunLog] = {}
+        self._retention = retention_seconds
+
+    def _log(self, run_id: str) -> _RunLog:
+        log = self._logs.get(run_id)
+        if log is None:
+            log = self._logs[run_id] = _RunLog()
+        return log
+
+    def publish(self, run_id: str, event: Event) -> None:
+        log = self._log(run_id)
+        log.events.append(event)
+        log.closed_at = None
+        # Wake every waiter, then arm a fresh event for the next publish.
+        log.changed.set()
+        log.changed = asyncio.Event()
+
+    async def last_id(self, run_id: str) -> int:
+        log = self._logs.get(run_id)
+        return len(log.events) if log else 0
+
+    async def flush(self) -> None:
+        pass  # delivered as published
+
+    async def publish_in(self, conn: AsyncConnection, run_id: str, events: list[Event]) -> None:
+        # One process: nothing can interleave before the caller's commit returns.
+        for event in events:
+            self.publish(run_id, event)
+
+    async def replay(self, run_id: str, after: int) -> list[tuple[int, Event]]:
+        log = self._logs.get(run_id)
+        events = log.events if log else []
+        return [(i + 1, e) for i, e in enumerate(events) if i + 1 > after]
+
+    async def start(self) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        pass
+
+    async def subscribe(self, run_id: str, after: int) -> AsyncIterator[tuple[int, Event]]:
+        log = self._log(run_id)
+        position = after
+        while True:
+            while position < len(log.events):
+                event = log.events[position]
+                position += 1
+                yield position, event
+                if ends_stream(event):
+                    return
+            if log.closed_at is not None:
+                return
+            await log.changed.wait()
+
+    def close(self, run_id: str) -> None:
+        log = self._logs.get(run_id)
+        if log is not None:
+            log.closed_at = time.monotonic()
+            log.changed.set()
+            log.changed = asyncio.Event()
+        self._forget_old()
+
+    def _forget_old(self) -> None:
+        cutoff = time.monotonic() - self._retention
+        for run_id in [r for r, log in self._logs.items() if log.closed_at and log.closed_at < cutoff]:
+            del self._logs[run_id]

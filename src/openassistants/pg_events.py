@@ -1,0 +1,250 @@
+"""The event bus for several processes: every run's events in the ``run_events`` table, fanned out
+with PostgreSQL NOTIFY.
+
+Publishing is synchronous and cheap: events wait in a buffer that one flusher task writes, in order,
+with one multi-row INSERT and the NOTIFYs carrying them, in one transaction, so a notification is
+delivered exactly when its events are visible. Each process keeps a LISTEN connection and hands the
+events of runs it is streaming to their subscribers; a subscriber first replays the table after the
+id it starts from, then follows the live ones. Event ids are the table's ids: increasing per run,
+they are the SSE ``id:`` a client resumes from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from sqlalchemy import insert, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from openassistants.events import Event, ends_stream
+from openassistants.storage import tables
+from openassistants.storage.notify import RUN_EVENTS, PostgresNotifier
+
+logger = logging.getLogger("openassistants.events")
+
+#: NOTIFY payloads must stay under 8000 bytes; an event too large to travel is fetched by id.
+NOTIFY_PAYLOAD_BYTES = 7500
+CLEANUP_EVERY_SECONDS = 600.0
+
+_INSERT = """
+INSERT INTO run_events (run_id, name, data, created_at)
+SELECT r, n, d, $4 FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS t(r, n, d, o)
+ORDER BY o
+RETURNING id
+"""
+
+
+@dataclass
+class _LiveLog:
+    """Events of one run that arrived by NOTIFY while somebody here is streaming it."""
+
+    events: list[tuple[int, str, bytes | None]] = field(default_factory=list)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    subscribers: int = 0
+
+    def wake(self) -> None:
+        self.changed.set()
+        self.changed = asyncio.Event()
+
+
+class PostgresEventBus:
+    def __init__(self, notifier: PostgresNotifier, retention_seconds: int) -> None:
+        self._notifier = notifier
+        self._retention = retention_seconds
+        self._pending: list[tuple[str, Event]] = []
+        #: Events published so far, and how many of them are written and notified.
+        self._published = 0
+        self._written = 0
+        self._progress = asyncio.Event()
+        self._flushed = asyncio.Event()
+        self._flusher: asyncio.Task[None] | None = None
+        self._live: dict[str, _LiveLog] = {}
+        self._cleanup: asyncio.Task[None] | None = None
+        notifier.listen(RUN_EVENTS, self._on_notify)
+        notifier.on_reconnect(self._resync)
+
+    async def start(self) -> None:
+        self._cleanup = asyncio.create_task(self._cleanup_loop(), name="run-events-cleanup")
+
+    async def aclose(self) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.flush(), timeout=5)
+        for task in (self._cleanup, self._flusher):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    # --- publishing -------------------------------------------------------------------------
+
+    def publish(self, run_id: str, event: Event) -> None:
+        self._pending.append((run_id, event))
+        self._published += 1
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_all(), name="run-events-flush")
+
+    async def publish_in(self, conn: AsyncConnection, run_id: str, events: list[Event]) -> None:
+        if not events:
+            return
+        await self.flush()  # this process's earlier events first: they must get lower ids
+        table = tables.run_events
+        now = int(time.time())
+        result = await conn.execute(
+            insert(table).returning(table.c.id, sort_by_parameter_order=True),
+            [{"run_id": run_id, "name": e.name, "data": e.data.decode(), "created_at": now} for e in events],
+        )
+        ids = [row[0] for row in result]
+        for payload in _payloads(ids, [(run_id, e) for e in events]):
+            await conn.execute(
+                text("SELECT pg_notify(:channel, :payload)"), {"channel": RUN_EVENTS, "payload": payload}
+            )
+
+    async def flush(self) -> None:
+        """Returns once every event published before the call is in the table and notified —
+        without waiting for events other runs publish meanwhile."""
+        target = self._published
+        while self._written < target:
+            if self._flusher is None or self._flusher.done():
+                self._flusher = asyncio.create_task(self._flush_all(), name="run-events-flush")
+            progress = self._progress
+            await progress.wait()
+
+    async def _flush_all(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            delay = 0.05
+            while True:
+                try:
+                    await self._write(batch)
+                    self._written += len(batch)
+                    # Wake flush() callers, then arm a fresh event for the next batch.
+                    self._progress.set()
+                    self._progress = asyncio.Event()
+                    break
+                except Exception:
+                    # The database is away: keep the events, in order, and try again.
+                    logger.warning("could not write %d stream events; retrying", len(batch))
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 2.0)
+
+    async def _write(self, batch: list[tuple[str, Event]]) -> None:
+        runs = [run_id for run_id, _ in batch]
+        names = [event.name for _, event in batch]
+        datas = [event.data.decode() for _, event in batch]
+        async with self._notifier.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(_INSERT, runs, names, datas, int(time.time()))
+            for payload in _payloads([r["id"] for r in rows], batch):
+                await conn.execute("SELECT pg_notify($1, $2)", RUN_EVENTS, payload)
+
+    # --- receiving --------------------------------------------------------------------------
+
+    def _on_notify(self, payload: str) -> None:
+        touched: set[str] = set()
+        for line in payload.split("\n"):
+            event_id, run_id, name, data = line.split("\t", 3)
+            log = self._live.get(run_id)
+            if log is None:
+                continue
+            log.events.append((int(event_id), name, data.encode() if data else None))
+            touched.add(run_id)
+        for run_id in touched:
+            self._live[run_id].wake()
+
+    async def _resync(self) -> None:
+        """After a lost LISTEN connection: fetch what the live logs may have missed."""
+        for run_id, log in list(self._live.items()):
+            known = max((e[0] for e in log.events), default=0)
+            for event_id, event in await self._fetch(run_id, known):
+                log.events.append((event_id, event.name, event.data))
+            log.wake()
+
+    async def _fetch(self, run_id: str, after: int) -> list[tuple[int, Event]]:
+        rows = await self._notifier.pool.fetch(
+            "SELECT id, name, data FROM run_events WHERE run_id = $1 AND id > $2 ORDER BY id",
+            run_id,
+            after,
+        )
+        return [(r["id"], Event(r["name"], r["data"].encode())) for r in rows]
+
+    async def _fetch_one(self, event_id: int) -> bytes:
+        data = await self._notifier.pool.fetchval("SELECT data FROM run_events WHERE id = $1", event_id)
+        return str(data).encode()
+
+    async def last_id(self, run_id: str) -> int:
+        await self.flush()
+        value = await self._notifier.pool.fetchval("SELECT max(id) FROM run_events WHERE run_id = $1", run_id)
+        return int(value or 0)
+
+    async def replay(self, run_id: str, after: int) -> list[tuple[int, Event]]:
+        await self.flush()
+        return await self._fetch(run_id, after)
+
+    async def subscribe(self, run_id: str, after: int) -> AsyncIterator[tuple[int, Event]]:
+        log = self._live.get(run_id)
+        if log is None:
+            log = self._live[run_id] = _LiveLog()
+        log.subscribers += 1
+        try:
+            seen: set[int] = set()
+            # Registered before the replay, so nothing committed meanwhile is missed; ids dedupe.
+            for event_id, event in await self._fetch(run_id, after):
+                seen.add(event_id)
+                yield event_id, event
+                if ends_stream(event):
+                    return
+            position = 0
+            while True:
+                while position < len(log.events):
+                    event_id, name, data = log.events[position]
+                    position += 1
+                    if event_id <= after or event_id in seen:
+                        continue
+                    seen.add(event_id)
+                    event = Event(name, data if data is not None else await self._fetch_one(event_id))
+                    yield event_id, event
+                    if ends_stream(event):
+                        return
+                await log.changed.wait()
+        finally:
+            log.subscribers -= 1
+            if log.subscribers == 0 and self._live.get(run_id) is log:
+                del self._live[run_id]
+
+    def close(self, run_id: str) -> None:
+        pass  # the table keeps the log; retention is by age
+
+    async def _cleanup_loop(self) -> None:
+        while True:
+            await asyncio.sleep(CLEANUP_EVERY_SECONDS)
+            try:
+                await self._notifier.pool.execute(
+                    "DELETE FROM run_events WHERE created_at < $1", int(time.time()) - self._retention
+                )
+            except Exception:
+                logger.warning("run_events cleanup failed", exc_info=True)
+
+
+def _payloads(ids: list[int], batch: list[tuple[str, Event]]) -> list[str]:
+    """Lines of ``id<TAB>run_id<TAB>name<TAB>data`` grouped under the NOTIFY size limit (orjson
+    escapes tabs and newlines inside strings, so neither appears in the data)."""
+    payloads: list[str] = []
+    lines: list[str] = []
+    size = 0
+    for event_id, (run_id, event) in zip(ids, batch, strict=True):
+        data = event.data.decode()
+        line = f"{event_id}\t{run_id}\t{event.name}\t{data}"
+        if len(line.encode()) > NOTIFY_PAYLOAD_BYTES:
+            line = f"{event_id}\t{run_id}\t{event.name}\t"
+        if lines and size + len(line) + 1 > NOTIFY_PAYLOAD_BYTES:
+            payloads.append("\n".join(lines))
+            lines, size = [], 0
+        lines.append(line)
+        size += len(line.encode()) + 1
+    if lines:
+        payloads.append("\n".join(lines))
+    return payloads

@@ -1,0 +1,1 @@
+"""The domain: rules, state changes and transactions. Imports nothing from fastapi."""

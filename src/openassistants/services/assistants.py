@@ -1,0 +1,119 @@
+"""Assistants: create, retrieve, update, list, delete."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.engine import RowMapping
+
+from openassistants.errors import not_found
+from openassistants.ids import new_id
+from openassistants.schemas.assistants import AssistantCreate, AssistantUpdate
+from openassistants.schemas.common import ListParams, response_format_to_wire, tool_to_wire
+from openassistants.services.attachments import create_tool_resources
+from openassistants.services.lookup import load_assistant
+from openassistants.services.resources import tool_resources_to_stored
+from openassistants.storage import tables
+from openassistants.storage.db import Database
+from openassistants.storage.queries import (
+    delete_remembering_cursors,
+    get_row,
+    list_body,
+    list_page,
+    take_turns_creating,
+)
+
+T = tables.assistants
+
+
+def assistant_to_wire(row: RowMapping) -> dict[str, Any]:
+    """The ``assistant`` object exactly as the hosted API returned it."""
+    return {
+        "id": row["id"],
+        "object": "assistant",
+        "created_at": row["created_at"],
+        "name": row["name"],
+        "description": row["description"],
+        "model": row["model"],
+        "instructions": row["instructions"],
+        "tools": row["tools"],
+        "tool_resources": row["tool_resources"],
+        "metadata": row["metadata"],
+        "temperature": row["temperature"] if row["temperature"] is not None else 1.0,
+        "top_p": row["top_p"] if row["top_p"] is not None else 1.0,
+        "response_format": row["response_format"] if row["response_format"] is not None else "auto",
+    }
+
+
+async def create_assistant(db: Database, tenant: str, body: AssistantCreate) -> dict[str, Any]:
+    values = {
+        "id": new_id("assistant"),
+        "tenant_id": tenant,
+        "name": body.name,
+        "description": body.description,
+        "model": body.model,
+        "instructions": body.instructions,
+        "tools": [tool_to_wire(t) for t in body.tools],
+        "metadata": body.metadata or {},
+        "temperature": body.temperature,
+        "top_p": body.top_p,
+        "response_format": response_format_to_wire(body.response_format),
+        "reasoning_effort": body.reasoning_effort,
+    }
+    async with db.write() as conn:
+        values["tool_resources"] = await create_tool_resources(conn, tenant, body.tool_resources)
+        await take_turns_creating(conn, T, tenant)
+        values["created_at"] = int(time.time())
+        await conn.execute(T.insert().values(values))
+    return assistant_to_wire(values)  # type: ignore[arg-type]
+
+
+async def get_assistant(db: Database, tenant: str, assistant_id: str) -> dict[str, Any]:
+    """Raises NotFound for an unknown id or another tenant's assistant."""
+    async with db.read() as conn:
+        return assistant_to_wire(await load_assistant(conn, tenant, assistant_id))
+
+
+async def update_assistant(
+    db: Database, tenant: str, assistant_id: str, body: AssistantUpdate
+) -> dict[str, Any]:
+    changes: dict[str, Any] = {}
+    for field in body.model_fields_set:
+        value = getattr(body, field)
+        if field == "tools":
+            changes["tools"] = [tool_to_wire(t) for t in value or []]
+        elif field == "tool_resources":
+            changes["tool_resources"] = tool_resources_to_stored(value)
+        elif field == "metadata":
+            changes["metadata"] = value or {}
+        elif field == "response_format":
+            changes["response_format"] = response_format_to_wire(value)
+        elif field == "model" and value is None:
+            continue
+        else:
+            changes[field] = value
+    async with db.write() as conn:
+        if changes:
+            await conn.execute(
+                update(T).where(T.c.id == assistant_id, T.c.tenant_id == tenant).values(changes)
+            )
+        row = await get_row(conn, T, tenant, assistant_id)
+    if row is None:
+        raise not_found("assistant", assistant_id)
+    return assistant_to_wire(row)
+
+
+async def delete_assistant(db: Database, tenant: str, assistant_id: str) -> dict[str, Any]:
+    async with db.write() as conn:
+        deleted = await delete_remembering_cursors(conn, T, T.c.id == assistant_id, T.c.tenant_id == tenant)
+    if deleted == 0:
+        raise not_found("assistant", assistant_id)
+    return {"id": assistant_id, "object": "assistant.deleted", "deleted": True}
+
+
+async def list_assistants(db: Database, tenant: str, params: ListParams) -> dict[str, Any]:
+    async with db.read() as conn:
+        rows, has_more = await list_page(conn, T, [T.c.tenant_id == tenant], **params.model_dump())
+    return list_body([assistant_to_wire(r) for r in rows], has_more)

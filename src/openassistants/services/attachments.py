@@ -1,0 +1,81 @@
+"""What a message's attachments and a tool_resources ``vector_stores`` helper set up: files given for
+file_search go into a vector store (the thread's own, made on first need, as the hosted API does),
+where they wait to be ingested (the API layer then wakes the ingestor)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from openassistants.schemas.common import ToolResources, ToolResourcesCreate
+from openassistants.schemas.messages import MessageCreate
+from openassistants.schemas.vector_stores import ExpiresAfter
+from openassistants.services.resources import tool_resources_to_stored
+from openassistants.services.vector_store_files import attach_files
+from openassistants.services.vector_stores import insert_vector_store
+from openassistants.storage import tables
+
+#: Vector stores made for a thread's attachments expire a week after the thread last used them.
+THREAD_STORE_EXPIRY = ExpiresAfter(anchor="last_active_at", days=7)
+
+
+async def create_tool_resources(
+    conn: AsyncConnection, tenant: str, value: ToolResources | ToolResourcesCreate | None
+) -> dict[str, Any]:
+    """The stored tool_resources, creating the vector store a ``vector_stores`` helper describes."""
+    file_search = value.file_search if value is not None else None
+    helpers = getattr(file_search, "vector_stores", None)
+    if value is None or file_search is None or not helpers:
+        return tool_resources_to_stored(value)
+    ids = list(file_search.vector_store_ids or [])
+    for helper in helpers:
+        store = await insert_vector_store(conn, tenant, name=None, metadata=helper.metadata)
+        await attach_files(
+            conn, tenant, store["id"], [(f, helper.chunking_strategy, None) for f in helper.file_ids]
+        )
+        ids.append(store["id"])
+    # The helper is done: what is stored is the plain form, with the new store's id.
+    created = file_search.model_copy(update={"vector_stores": None, "vector_store_ids": ids})
+    return tool_resources_to_stored(value.model_copy(update={"file_search": created}))
+
+
+async def index_attachments(
+    conn: AsyncConnection, tenant: str, thread_id: str, messages: list[MessageCreate]
+) -> None:
+    """Puts files attached for file_search into the thread's vector store (creating it if needed)."""
+    file_ids = [
+        a.file_id
+        for m in messages
+        for a in m.attachments or []
+        if any(t.type == "file_search" for t in a.tools)
+    ]
+    if not file_ids:
+        return
+    threads = tables.threads
+    resources = dict(
+        (await conn.execute(select(threads.c.tool_resources).where(threads.c.id == thread_id))).scalar() or {}
+    )
+    store_ids = list((resources.get("file_search") or {}).get("vector_store_ids") or [])
+    if store_ids:
+        store_id = store_ids[0]
+    else:
+        store = await insert_vector_store(conn, tenant, name=None, expires_after=THREAD_STORE_EXPIRY)
+        store_id = store["id"]
+        resources["file_search"] = {"vector_store_ids": [store_id]}
+        await conn.execute(update(threads).where(threads.c.id == thread_id).values(tool_resources=resources))
+    await attach_files(conn, tenant, store_id, [(f, None, None) for f in dict.fromkeys(file_ids)])
+
+
+def queues_ingestion(
+    tool_resources: ToolResources | ToolResourcesCreate | None = None,
+    messages: list[MessageCreate] | None = None,
+) -> bool:
+    """Whether a request with these parts leaves files waiting for the ingestor."""
+    file_search = tool_resources.file_search if tool_resources is not None else None
+    if file_search is not None and getattr(file_search, "vector_stores", None):
+        return True
+    return any(
+        any(t.type == "file_search" for t in a.tools) for m in messages or [] for a in m.attachments or []
+    )

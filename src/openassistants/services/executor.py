@@ -1,0 +1,342 @@
+"""The executor: claims queued runs, executes them, and keeps them from getting stuck.
+
+Runs are claimed from the ``runs`` table (storage/run_claims.py) when a NOTIFY (or, in one process,
+a direct call) says new work is queued, and every ``queue_poll_seconds`` in case a wake-up was
+lost. Each claimed run gets one asyncio task; its model turns are in ``run_turn.py``. A heartbeat
+renews the claims' leases; every process also settles runs whose executor died (lapsed leases) and
+expires runs that waited too long for tool outputs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+
+from openassistants.config import Settings
+from openassistants.events import EventBus
+from openassistants.services.run_context import wait_for_stores
+from openassistants.services.run_status import RunStatusWriter
+from openassistants.services.run_turn import ModelTurn, TurnOutcome
+
+if TYPE_CHECKING:
+    from openassistants.code_interpreter.manager import KernelManager
+    from openassistants.services.search import Searcher
+    from openassistants.storage.blobs import BlobStore
+from openassistants.services.runs import RunStatus, run_to_wire
+from openassistants.storage import run_claims, tables
+from openassistants.storage.db import Database
+from openassistants.storage.notify import RUN_CANCEL, RUNS_QUEUED, Notifier
+from openassistants.tokens import count_text
+from openassistants.upstream.chat import ChatClient
+
+logger = logging.getLogger("openassistants.executor")
+
+R = tables.runs
+
+#: How often runs waiting past their ``expires_at`` are looked for.
+EXPIRY_SWEEP_SECONDS = 0.5
+LAPSED_MESSAGE = "The worker executing this run stopped responding; the run was ended."
+RESTART_MESSAGE = "The server restarted while this run was in progress."
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()[:24]}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+class Executor:
+    """Executes runs in this process (when ``execute``), and settles stuck runs (always)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        bus: EventBus,
+        chat: ChatClient,
+        notifier: Notifier,
+        searcher: Searcher | None = None,
+        *,
+        execute: bool = True,
+        blobs: BlobStore | None = None,
+        kernels: KernelManager | None = None,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.bus = bus
+        self.searcher = searcher
+        self.blobs = blobs
+        self.kernels = kernels
+        self.chat = chat
+        self.notifier = notifier
+        self.execute = execute
+        self.worker_id = new_worker_id()
+        self.status = RunStatusWriter(db, bus)
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._turns: dict[str, ModelTurn] = {}
+        self._cancel_requested: set[str] = set()
+        self._wakeup = asyncio.Event()
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._loops: list[asyncio.Task[None]] = []
+        notifier.listen(RUNS_QUEUED, lambda _payload: self._wakeup.set())
+        notifier.listen(RUN_CANCEL, self._on_cancel_notice)
+        notifier.on_reconnect(self._on_reconnect)
+
+    # --- life cycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self.db.is_sqlite:
+            # The embedded database has one process: whatever a run was held by is gone.
+            await self.settle_orphans()
+        self._loops = [asyncio.create_task(self._maintain(), name="run-maintenance")]
+        if self.execute:
+            self._dispatcher = asyncio.create_task(self._dispatch(), name="run-dispatch")
+            self._loops += [
+                asyncio.create_task(self._heartbeat(), name="run-heartbeat"),
+                # Load the tokenizer's tables (1-2 s) in the background rather than in the first run.
+                asyncio.create_task(self._warm_tokenizer(), name="tokenizer-warmup"),
+            ]
+
+    @staticmethod
+    async def _warm_tokenizer() -> None:
+        await asyncio.to_thread(count_text, "")
+
+    async def stop(self) -> None:
+        """Stop claiming; give running runs ``shutdown_grace_seconds`` to finish, then fail them."""
+        if self._dispatcher is not None:
+            self._dispatcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._dispatcher
+        running = list(self._running.values())
+        if running:
+            logger.info("waiting for %d running runs to finish", len(running))
+            await asyncio.wait(running, timeout=self.settings.shutdown_grace_seconds)
+        for task in self._running.values():
+            task.cancel()
+        await asyncio.gather(*self._running.values(), return_exceptions=True)
+        for task in self._loops:
+            task.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+
+    async def wake(self) -> None:
+        """Tell executors (here or in other processes) that a run was queued."""
+        await self.notifier.notify(RUNS_QUEUED, "")
+
+    async def request_cancel(self, run_id: str) -> None:
+        """The run is already ``cancelling`` in the database; make whoever holds it stop."""
+        if run_id in self._running:
+            self._cancel_here(run_id)
+            return
+        async with self.db.read() as conn:
+            holder = await run_claims.owner(conn, run_id)
+        if holder is None:
+            # Nobody executes it (waiting for tool outputs, or not claimed yet): finish it now.
+            await self.status.finish_cancel(run_id)
+        else:
+            await self.notifier.notify(RUN_CANCEL, run_id)
+
+    def _on_cancel_notice(self, run_id: str) -> None:
+        if run_id in self._running:
+            self._cancel_here(run_id)
+
+    def _cancel_here(self, run_id: str) -> None:
+        self._cancel_requested.add(run_id)
+        turn = self._turns.get(run_id)
+        if turn is not None:
+            turn.cancel()
+
+    async def _on_reconnect(self) -> None:
+        self._wakeup.set()
+        for run_id in list(self._running):
+            # A cancel notice may have been missed while disconnected.
+            async with self.db.read() as conn:
+                status = (await conn.execute(select(R.c.status).where(R.c.id == run_id))).scalar()
+            if status == RunStatus.cancelling:
+                self._cancel_here(run_id)
+
+    # --- background loops -------------------------------------------------------------------
+
+    async def _dispatch(self) -> None:
+        while True:
+            self._wakeup.clear()
+            free = self.settings.max_concurrent_runs - len(self._running)
+            try:
+                async with self.db.write() as conn:
+                    claimed = await run_claims.claim_runs(
+                        conn, self.worker_id, free, self.settings.run_lease_seconds
+                    )
+            except Exception:
+                logger.warning("could not claim runs", exc_info=True)
+                claimed = []
+            for run_id in claimed:
+                task = asyncio.create_task(self._execute(run_id), name=f"run-{run_id}")
+                self._running[run_id] = task
+                task.add_done_callback(self._forget_task)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), self.settings.queue_poll_seconds)
+
+    def _forget_task(self, task: asyncio.Task[None]) -> None:
+        self._running.pop(task.get_name().removeprefix("run-"), None)
+        self._wakeup.set()  # capacity freed
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.run_lease_seconds / 3)
+            if not self._running:
+                continue
+            try:
+                async with self.db.write() as conn:
+                    await run_claims.renew_leases(
+                        conn, self.worker_id, list(self._running), self.settings.run_lease_seconds
+                    )
+            except Exception:
+                logger.warning("could not renew run leases", exc_info=True)
+
+    async def _maintain(self) -> None:
+        lease_check_every = max(1, int(self.settings.run_lease_seconds / 3 / EXPIRY_SWEEP_SECONDS))
+        ticks = 0
+        while True:
+            await asyncio.sleep(EXPIRY_SWEEP_SECONDS)
+            ticks += 1
+            try:
+                await self.expire_overdue()
+                if ticks % lease_check_every == 0:
+                    await self.settle_lapsed()
+            except Exception:
+                logger.warning("run maintenance failed", exc_info=True)
+
+    async def expire_overdue(self) -> None:
+        """Expire runs still queued or waiting for tool outputs after their ``expires_at``."""
+        now = int(time.time())
+        waiting = [RunStatus.queued.value, RunStatus.requires_action.value]
+        async with self.db.read() as conn:
+            rows = (
+                await conn.execute(
+                    select(R.c.id, R.c.status).where(
+                        R.c.status.in_(waiting), R.c.expires_at <= now, R.c.worker_id.is_(None)
+                    )
+                )
+            ).all()
+        for run_id, status in rows:
+            await self.status.end(run_id, {RunStatus(status)}, RunStatus.expired, "thread.run.expired")
+
+    async def settle_lapsed(self) -> None:
+        """Settle the runs of executors that stopped renewing their leases (a dead worker)."""
+        async with self.db.read() as conn:
+            lapsed = await run_claims.lapsed_runs(conn)
+        for run_id, status, worker in lapsed:
+            # Our own lapsed runs too, unless still executing here: a task that died without
+            # settling its run would otherwise leave it held, and stuck, until a restart.
+            if worker != self.worker_id or run_id not in self._running:
+                logger.warning("run %s: worker %s lapsed; settling it", run_id, worker)
+                await self._settle_orphan(run_id, status, worker, LAPSED_MESSAGE, wait_for_lapse=True)
+
+    async def settle_orphans(self) -> None:
+        """At start-up on the embedded database: settle every run a previous process held."""
+        async with self.db.read() as conn:
+            held = await run_claims.held_runs(conn)
+        for run_id, status, worker in held:
+            await self._settle_orphan(run_id, status, worker, RESTART_MESSAGE, wait_for_lapse=False)
+
+    async def _settle_orphan(
+        self, run_id: str, status: str, worker: str | None, message: str, *, wait_for_lapse: bool
+    ) -> None:
+        claim: dict[str, Any] = {"wait_for_lapse": wait_for_lapse}
+        if worker is not None:
+            claim["dead_worker"] = worker
+        if status == RunStatus.queued:
+            if worker is not None:
+                async with self.db.write() as conn:
+                    await run_claims.release_lapsed(conn, run_id, worker, require_lapsed=wait_for_lapse)
+            await self.wake()  # claimed but never started: someone else takes it
+        elif status == RunStatus.in_progress:
+            await self.status.fail(run_id, "server_error", message, **claim)
+        elif status == RunStatus.cancelling:
+            await self.status.finish_cancel(run_id, **claim)
+
+    # --- one run ----------------------------------------------------------------------------
+
+    async def _execute(self, run_id: str) -> None:
+        try:
+            await self._execute_run(run_id)
+        except asyncio.CancelledError:
+            # Shutting down past the grace period: leave a defined status rather than in_progress.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(
+                    self.status.fail(
+                        run_id, "server_error", "The server shut down while this run was in progress."
+                    )
+                )
+            raise
+        except Exception:
+            logger.exception("run %s crashed", run_id)
+            await self.status.fail(
+                run_id, "server_error", "The server had an error while processing the run."
+            )
+        finally:
+            self._turns.pop(run_id, None)
+            self._cancel_requested.discard(run_id)
+
+    async def _execute_run(self, run_id: str) -> None:
+        # The claim already moved the run to in_progress (storage/run_claims.claim_runs).
+        async with self.db.read() as conn:
+            row = (await conn.execute(select(R).where(R.c.id == run_id))).mappings().first()
+        if row is None or row["worker_id"] != self.worker_id:
+            return
+        if row["status"] == RunStatus.cancelling:
+            await self.status.finish_cancel(run_id)
+            return
+        if row["status"] != RunStatus.in_progress:
+            return
+        self.status.publish(run_id, "thread.run.in_progress", run_to_wire(row))
+        await wait_for_stores(self.db, row)
+        usage = dict(row["usage"] or {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0})
+        while True:
+            if run_id in self._cancel_requested:
+                await self.status.finish_cancel(run_id)
+                return
+            turn = ModelTurn(self, row, usage)
+            self._turns[run_id] = turn
+            outcome = await turn.run()
+            self._turns.pop(run_id, None)
+            if not await self._settle(run_id, outcome, usage):
+                return
+
+    async def _settle(self, run_id: str, outcome: TurnOutcome, usage: dict[str, int]) -> bool:
+        """Apply one model turn's outcome to the run; True when the run goes on to another turn."""
+        status = self.status
+        if outcome.kind == "cancelled":
+            await status.finish_cancel(run_id)
+        elif outcome.kind == "failed":
+            await status.fail(run_id, outcome.error_code, outcome.error_message, usage=usage)
+        elif outcome.kind == "requires_action":
+            await status.change(
+                run_id,
+                {RunStatus.in_progress},
+                RunStatus.requires_action,
+                "thread.run.requires_action",
+                required_action=outcome.required_action,
+                usage=usage,
+            )
+        elif outcome.kind == "incomplete":
+            await status.end(
+                run_id,
+                {RunStatus.in_progress},
+                RunStatus.incomplete,
+                "thread.run.incomplete",
+                incomplete_details={"reason": outcome.incomplete_reason},
+                usage=usage,
+            )
+        elif outcome.kind == "continue":
+            return True
+        else:
+            await status.end(
+                run_id, {RunStatus.in_progress}, RunStatus.completed, "thread.run.completed", usage=usage
+            )
+        return False

@@ -1,0 +1,141 @@
+"""Messages on a thread: create, retrieve, update (metadata), list (newest first), delete."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.engine import RowMapping
+
+from openassistants.errors import not_found
+from openassistants.ids import new_id
+from openassistants.schemas.common import ListParams
+from openassistants.schemas.messages import (
+    ImageFilePart,
+    ImageUrlPart,
+    MessageCreate,
+    MessageUpdate,
+)
+from openassistants.services.attachments import index_attachments
+from openassistants.services.lookup import load_thread
+from openassistants.services.runs import ensure_no_active_run
+from openassistants.storage import tables
+from openassistants.storage.db import Database
+from openassistants.storage.queries import delete_remembering_cursors, get_row, list_body, list_page
+
+T = tables.messages
+
+
+def text_part(value: str) -> dict[str, Any]:
+    return {"type": "text", "text": {"value": value, "annotations": []}}
+
+
+def content_to_stored(content: str | list[Any]) -> list[dict[str, Any]]:
+    """Request content (a string or request parts) in the response's content-part shape."""
+    if isinstance(content, str):
+        return [text_part(content)]
+    parts: list[dict[str, Any]] = []
+    for part in content:
+        if isinstance(part, ImageFilePart):
+            parts.append({"type": "image_file", "image_file": part.image_file.model_dump()})
+        elif isinstance(part, ImageUrlPart):
+            parts.append({"type": "image_url", "image_url": part.image_url.model_dump()})
+        else:
+            parts.append(text_part(part.text))
+    return parts
+
+
+def message_values(
+    tenant: str, thread_id: str, body: MessageCreate, now: int, *, run_id: str | None = None
+) -> dict[str, Any]:
+    """The row for a message created through the API (status completed, no assistant)."""
+    return {
+        "id": new_id("message"),
+        "tenant_id": tenant,
+        "thread_id": thread_id,
+        "created_at": now,
+        "role": body.role,
+        "status": "completed",
+        "content": content_to_stored(body.content),
+        "attachments": [a.model_dump() for a in body.attachments or []],
+        "metadata": body.metadata or {},
+        "assistant_id": None,
+        "run_id": run_id,
+        "completed_at": now,
+        "incomplete_at": None,
+        "incomplete_details": None,
+    }
+
+
+def message_to_wire(row: RowMapping) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "object": "thread.message",
+        "created_at": row["created_at"],
+        "thread_id": row["thread_id"],
+        "status": row["status"],
+        "incomplete_details": row["incomplete_details"],
+        "completed_at": row["completed_at"],
+        "incomplete_at": row["incomplete_at"],
+        "role": row["role"],
+        "content": row["content"],
+        "assistant_id": row["assistant_id"],
+        "run_id": row["run_id"],
+        "attachments": row["attachments"] or [],
+        "metadata": row["metadata"],
+    }
+
+
+async def create_message(db: Database, tenant: str, thread_id: str, body: MessageCreate) -> dict[str, Any]:
+    async with db.write() as conn:
+        await load_thread(conn, tenant, thread_id, lock=True)
+        await ensure_no_active_run(conn, thread_id, for_message=True)
+        # The clock is read under the thread's lock, so created_at rises with seq (the list order).
+        values = message_values(tenant, thread_id, body, int(time.time()))
+        await conn.execute(T.insert().values(values))
+        await index_attachments(conn, tenant, thread_id, [body])
+    return message_to_wire(values)  # type: ignore[arg-type]
+
+
+async def get_message(db: Database, tenant: str, thread_id: str, message_id: str) -> dict[str, Any]:
+    async with db.read() as conn:
+        row = await get_row(conn, T, tenant, message_id, T.c.thread_id == thread_id)
+    if row is None:
+        raise not_found("message", message_id)
+    return message_to_wire(row)
+
+
+async def update_message(
+    db: Database, tenant: str, thread_id: str, message_id: str, body: MessageUpdate
+) -> dict[str, Any]:
+    scope = (T.c.id == message_id, T.c.tenant_id == tenant, T.c.thread_id == thread_id)
+    async with db.write() as conn:
+        if "metadata" in body.model_fields_set:
+            await conn.execute(update(T).where(*scope).values(metadata=body.metadata or {}))
+        row = await get_row(conn, T, tenant, message_id, T.c.thread_id == thread_id)
+    if row is None:
+        raise not_found("message", message_id)
+    return message_to_wire(row)
+
+
+async def delete_message(db: Database, tenant: str, thread_id: str, message_id: str) -> dict[str, Any]:
+    async with db.write() as conn:
+        deleted = await delete_remembering_cursors(
+            conn, T, T.c.id == message_id, T.c.tenant_id == tenant, T.c.thread_id == thread_id
+        )
+    if deleted == 0:
+        raise not_found("message", message_id)
+    return {"id": message_id, "object": "thread.message.deleted", "deleted": True}
+
+
+async def list_messages(
+    db: Database, tenant: str, thread_id: str, params: ListParams, run_id: str | None
+) -> dict[str, Any]:
+    scope = [T.c.thread_id == thread_id, T.c.tenant_id == tenant]
+    if run_id is not None:
+        scope.append(T.c.run_id == run_id)
+    async with db.read() as conn:
+        await load_thread(conn, tenant, thread_id)
+        rows, has_more = await list_page(conn, T, scope, **params.model_dump())
+    return list_body([message_to_wire(r) for r in rows], has_more)

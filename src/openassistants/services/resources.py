@@ -1,0 +1,27 @@
+"""tool_resources as stored on assistants and threads, and the checks they pass on the way in."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from openassistants.errors import InvalidRequest
+from openassistants.schemas.common import ToolResources, ToolResourcesCreate
+
+
+def tool_resources_to_stored(value: ToolResources | ToolResourcesCreate | None) -> dict[str, Any]:
+    """The stored (and echoed) form: only the tools that were given, with their id lists."""
+    if value is None:
+        return {}
+    stored: dict[str, Any] = {}
+    if value.code_interpreter is not None:
+        stored["code_interpreter"] = {"file_ids": list(value.code_interpreter.file_ids)}
+    if value.file_search is not None:
+        if getattr(value.file_search, "vector_stores", None):
+            # Only creation requests may carry the helper (services/attachments.create_tool_resources).
+            raise InvalidRequest(
+                "tool_resources.file_search.vector_stores can only be given when creating; "
+                "pass vector_store_ids here.",
+                param="tool_resources.file_search.vector_stores",
+            )
+        stored["file_search"] = {"vector_store_ids": list(value.file_search.vector_store_ids or [])}
+    return stored

@@ -1,0 +1,303 @@
+"""What clients ask of runs: create (also with a new thread), retrieve, list, update, cancel, submit
+tool outputs; and run steps. Each returns the wire object plus, where a stream may follow, the event
+id the stream starts after."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import orjson
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from openassistants.errors import InvalidRequest, not_found
+from openassistants.events import Event
+from openassistants.ids import new_id
+from openassistants.schemas.common import ListParams, response_format_to_wire, tool_to_wire
+from openassistants.schemas.runs import (
+    RunCreate,
+    RunOptions,
+    RunUpdate,
+    SubmitToolOutputs,
+    ThreadAndRunCreate,
+)
+from openassistants.schemas.threads import ThreadCreate
+from openassistants.services.attachments import index_attachments
+from openassistants.services.lookup import load_assistant, load_thread
+from openassistants.services.messages import message_values
+from openassistants.services.resources import tool_resources_to_stored
+from openassistants.services.runs import (
+    RunStatus,
+    ensure_no_active_run,
+    is_terminal,
+    load_run,
+    run_to_wire,
+    step_to_wire,
+    transition,
+)
+from openassistants.services.runtime import Runtime
+from openassistants.services.threads import insert_thread, thread_to_wire
+from openassistants.storage import tables
+from openassistants.storage.queries import get_row, list_body, list_page
+
+logger = logging.getLogger("openassistants.runs")
+
+R = tables.runs
+S = tables.run_steps
+
+
+def _run_values(rt: Runtime, tenant: str, thread_id: str, assistant: Any, body: RunOptions) -> dict[str, Any]:
+    now = int(time.time())
+    tools = [tool_to_wire(t) for t in body.tools] if body.tools is not None else assistant["tools"]
+    instructions = body.instructions if body.instructions is not None else assistant["instructions"]
+    truncation = (
+        body.truncation_strategy.model_dump()
+        if body.truncation_strategy is not None
+        else {"type": "auto", "last_messages": None}
+    )
+    tool_choice: Any = body.tool_choice
+    if tool_choice is not None and not isinstance(tool_choice, str):
+        tool_choice = tool_choice.model_dump(exclude_none=True)
+    response_format = (
+        response_format_to_wire(body.response_format)
+        if body.response_format is not None
+        else assistant["response_format"]
+    )
+    return {
+        "id": new_id("run"),
+        "tenant_id": tenant,
+        "thread_id": thread_id,
+        "assistant_id": assistant["id"],
+        "created_at": now,
+        "status": RunStatus.queued.value,
+        "model": body.model or assistant["model"],
+        "instructions": instructions or "",
+        "additional_instructions": getattr(body, "additional_instructions", None),
+        "tools": tools,
+        "metadata": body.metadata or {},
+        "temperature": body.temperature if body.temperature is not None else assistant["temperature"],
+        "top_p": body.top_p if body.top_p is not None else assistant["top_p"],
+        "max_prompt_tokens": body.max_prompt_tokens,
+        "max_completion_tokens": body.max_completion_tokens,
+        "truncation_strategy": truncation,
+        "tool_choice": tool_choice,
+        "parallel_tool_calls": body.parallel_tool_calls,
+        "response_format": response_format,
+        "reasoning_effort": getattr(body, "reasoning_effort", None) or assistant["reasoning_effort"],
+        "required_action": None,
+        "last_error": None,
+        "incomplete_details": None,
+        "usage": None,
+        "started_at": None,
+        "expires_at": now + rt.settings.run_expiry_seconds,
+        "cancelled_at": None,
+        "failed_at": None,
+        "completed_at": None,
+        "incomplete_at": None,
+    }
+
+
+def _check_tool_choice(body: RunOptions, tools: list[dict[str, Any]]) -> None:
+    choice = body.tool_choice
+    if choice is None or isinstance(choice, str):
+        return
+    if choice.type == "function":
+        names = {t["function"]["name"] for t in tools if t.get("type") == "function"}
+        assert choice.function is not None
+        if choice.function.name not in names:
+            raise InvalidRequest(
+                f"Invalid 'tool_choice': function '{choice.function.name}' is not among the run's tools.",
+                param="tool_choice",
+            )
+    elif not any(t.get("type") == choice.type for t in tools):
+        raise InvalidRequest(
+            f"Invalid 'tool_choice': the run has no {choice.type} tool.", param="tool_choice"
+        )
+
+
+async def _insert_run(
+    conn: AsyncConnection, rt: Runtime, tenant: str, thread_id: str, body: RunOptions
+) -> dict[str, Any]:
+    assistant = await load_assistant(conn, tenant, body.assistant_id)
+    values = _run_values(rt, tenant, thread_id, assistant, body)
+    _check_tool_choice(body, values["tools"])
+    await conn.execute(R.insert().values(values))
+    return values
+
+
+async def _announce(
+    conn: AsyncConnection, rt: Runtime, run: dict[str, Any], *, thread: dict[str, Any] | None = None
+) -> None:
+    """A new run's first events, in the transaction that creates it: no executor can start the run,
+    and so publish ``thread.run.in_progress``, before these are in the log."""
+    wire = run_to_wire(run)
+    events = [Event.of("thread.created", thread)] if thread is not None else []
+    events += [Event.of("thread.run.created", wire), Event.of("thread.run.queued", wire)]
+    await rt.bus.publish_in(conn, run["id"], events)
+
+
+async def _wake(rt: Runtime) -> None:
+    """Wake an executor. The run is already committed, so a failed wake-up costs only time: every
+    executor also looks for queued runs every ``queue_poll_seconds``."""
+    try:
+        await rt.executor.wake()
+    except Exception:
+        logger.warning("could not wake the executors; they will find the run by polling", exc_info=True)
+
+
+async def create_run(rt: Runtime, tenant: str, thread_id: str, body: RunCreate) -> tuple[dict[str, Any], int]:
+    async with rt.db.write() as conn:
+        await load_thread(conn, tenant, thread_id, lock=True)
+        await ensure_no_active_run(conn, thread_id, for_message=False)
+        if body.additional_messages:
+            now = int(time.time())
+            await conn.execute(
+                tables.messages.insert(),
+                [message_values(tenant, thread_id, m, now) for m in body.additional_messages],
+            )
+            await index_attachments(conn, tenant, thread_id, body.additional_messages)
+        run = await _insert_run(conn, rt, tenant, thread_id, body)
+        await _announce(conn, rt, run)
+    await _wake(rt)
+    return run_to_wire(run), 0
+
+
+async def create_thread_and_run(
+    rt: Runtime, tenant: str, body: ThreadAndRunCreate
+) -> tuple[dict[str, Any], int]:
+    thread_body = body.thread or ThreadCreate.model_validate({})
+    async with rt.db.write() as conn:
+        await load_assistant(conn, tenant, body.assistant_id)
+        thread = await insert_thread(conn, tenant, thread_body)
+        if body.tool_resources is not None:
+            thread["tool_resources"] = tool_resources_to_stored(body.tool_resources)
+            await conn.execute(
+                update(tables.threads)
+                .where(tables.threads.c.id == thread["id"])
+                .values(tool_resources=thread["tool_resources"])
+            )
+        run = await _insert_run(conn, rt, tenant, thread["id"], body)
+        await _announce(conn, rt, run, thread=thread_to_wire(thread))  # type: ignore[arg-type]
+    await _wake(rt)
+    return run_to_wire(run), 0
+
+
+async def get_run(rt: Runtime, tenant: str, thread_id: str, run_id: str) -> dict[str, Any]:
+    async with rt.db.read() as conn:
+        return run_to_wire(await load_run(conn, tenant, thread_id, run_id))
+
+
+async def list_runs(rt: Runtime, tenant: str, thread_id: str, params: ListParams) -> dict[str, Any]:
+    async with rt.db.read() as conn:
+        await load_thread(conn, tenant, thread_id)
+        rows, has_more = await list_page(
+            conn, R, [R.c.thread_id == thread_id, R.c.tenant_id == tenant], **params.model_dump()
+        )
+    return list_body([run_to_wire(r) for r in rows], has_more)
+
+
+async def update_run(
+    rt: Runtime, tenant: str, thread_id: str, run_id: str, body: RunUpdate
+) -> dict[str, Any]:
+    async with rt.db.write() as conn:
+        await load_run(conn, tenant, thread_id, run_id)
+        if "metadata" in body.model_fields_set:
+            await conn.execute(update(R).where(R.c.id == run_id).values(metadata=body.metadata or {}))
+        return run_to_wire(await load_run(conn, tenant, thread_id, run_id))
+
+
+async def cancel_run(rt: Runtime, tenant: str, thread_id: str, run_id: str) -> dict[str, Any]:
+    sources = {RunStatus.queued, RunStatus.in_progress, RunStatus.requires_action}
+    async with rt.db.write() as conn:
+        row = await load_run(conn, tenant, thread_id, run_id)
+        if row["status"] == RunStatus.cancelling:
+            return run_to_wire(row)
+        if is_terminal(row["status"]) or not await transition(conn, run_id, sources, RunStatus.cancelling):
+            current = await load_run(conn, tenant, thread_id, run_id)
+            raise InvalidRequest(f"Cannot cancel run with status '{current['status']}'.")
+        row = await load_run(conn, tenant, thread_id, run_id)
+        wire = run_to_wire(row)
+        await rt.bus.publish_in(conn, run_id, [Event.of("thread.run.cancelling", wire)])
+    await rt.executor.request_cancel(run_id)
+    return wire
+
+
+async def submit_tool_outputs(
+    rt: Runtime, tenant: str, thread_id: str, run_id: str, body: SubmitToolOutputs
+) -> tuple[dict[str, Any], int]:
+    """Raises InvalidRequest unless the run waits for exactly these outputs; of two concurrent
+    submissions exactly one is accepted (decided by the status compare-and-set)."""
+    now = int(time.time())
+    # Where the answer's stream starts: after everything the run has said so far.
+    start = await rt.bus.last_id(run_id)
+    async with rt.db.write() as conn:
+        row = await load_run(conn, tenant, thread_id, run_id)
+        if row["status"] != RunStatus.requires_action:
+            raise InvalidRequest(f'Runs in status "{row["status"]}" do not accept tool outputs.')
+        pending = [c["id"] for c in row["required_action"]["submit_tool_outputs"]["tool_calls"]]
+        given = [o.tool_call_id for o in body.tool_outputs]
+        outputs = {o.tool_call_id: o.output or "" for o in body.tool_outputs}
+        if set(outputs) != set(pending) or len(outputs) != len(given):
+            raise InvalidRequest(
+                f"Expected tool outputs for call_ids {pending}, got {given}", param="tool_outputs"
+            )
+        if not await transition(
+            conn, run_id, {RunStatus.requires_action}, RunStatus.queued, required_action=None
+        ):
+            current = await load_run(conn, tenant, thread_id, run_id)
+            raise InvalidRequest(f'Runs in status "{current["status"]}" do not accept tool outputs.')
+        step_row = (
+            (
+                await conn.execute(
+                    select(S)
+                    .where(S.c.run_id == run_id, S.c.type == "tool_calls", S.c.status == "in_progress")
+                    .order_by(S.c.seq.desc())
+                    .limit(1)
+                )
+            )
+            .mappings()
+            .first()
+        )
+        step = dict(step_row) if step_row is not None else None
+        if step is not None:
+            details = orjson.loads(orjson.dumps(step["step_details"]))
+            for call in details["tool_calls"]:
+                if call.get("type") == "function" and call["id"] in outputs:
+                    call["function"]["output"] = outputs[call["id"]]
+            step.update(step_details=details, status="completed", completed_at=now)
+            await conn.execute(
+                update(S)
+                .where(S.c.id == step["id"])
+                .values(step_details=details, status="completed", completed_at=now)
+            )
+        row = await load_run(conn, tenant, thread_id, run_id)
+        wire = run_to_wire(row)
+        events = [Event.of("thread.run.step.completed", step_to_wire(step))] if step is not None else []
+        events.append(Event.of("thread.run.queued", wire))
+        await rt.bus.publish_in(conn, run_id, events)
+    await _wake(rt)
+    return wire, start
+
+
+async def list_steps(
+    rt: Runtime, tenant: str, thread_id: str, run_id: str, params: ListParams, include_content: bool
+) -> dict[str, Any]:
+    async with rt.db.read() as conn:
+        await load_run(conn, tenant, thread_id, run_id)
+        rows, has_more = await list_page(
+            conn, S, [S.c.run_id == run_id, S.c.tenant_id == tenant], **params.model_dump()
+        )
+    return list_body([step_to_wire(r, include_content=include_content) for r in rows], has_more)
+
+
+async def get_step(
+    rt: Runtime, tenant: str, thread_id: str, run_id: str, step_id: str, include_content: bool
+) -> dict[str, Any]:
+    async with rt.db.read() as conn:
+        await load_run(conn, tenant, thread_id, run_id)
+        row = await get_row(conn, S, tenant, step_id, S.c.run_id == run_id)
+    if row is None:
+        raise not_found("run step", step_id)
+    return step_to_wire(row, include_content=include_content)

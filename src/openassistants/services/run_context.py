@@ -1,0 +1,193 @@
+"""What one model turn of a run needs to know, loaded fresh before each turn: the prompt (thread
+messages plus this run's own messages and answered tool calls), the vector stores file_search may
+search, and the sources earlier file_search calls returned (for citations)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.engine import RowMapping
+
+from openassistants.config import Settings
+from openassistants.services.messages import message_to_wire
+from openassistants.services.prompt import Prompt, PromptInput, build_prompt
+from openassistants.services.vector_stores import usable_store_ids
+from openassistants.storage import tables
+from openassistants.storage.db import Database
+
+#: Built-in tools this server executes itself (others are offered only once implemented).
+BUILTIN_TOOLS = frozenset({"file_search", "code_interpreter"})
+
+
+@dataclass
+class RunContext:
+    prompt: Prompt
+    vector_store_ids: list[str]
+    #: (file_search ordinal, result index) → file id, for the markers the model cites.
+    sources: dict[tuple[int, int], str] = field(default_factory=dict)
+    #: How many file_search calls the run has made so far (the next call's ordinal).
+    file_searches: int = 0
+    #: Files this run's code produced: sandbox name → file id (for file_path annotations).
+    code_files: dict[str, str] = field(default_factory=dict)
+    #: Images this run's code produced since its last message: shown in the next one.
+    pending_images: list[str] = field(default_factory=list)
+    #: Files the code interpreter gets: the assistant's, the thread's and attached ones.
+    code_input_file_ids: list[str] = field(default_factory=list)
+
+
+#: How long a run waits for its vector stores' files to finish ingesting before it searches them.
+STORE_READY_TIMEOUT_SECONDS = 60.0
+
+
+async def wait_for_stores(db: Database, run: RowMapping) -> None:
+    """Files just attached may still be ingesting; as the hosted API does, a run with file_search
+    waits (a bounded time) until its vector stores are ready, so a search sees every file."""
+    if not _has_tool(run, "file_search"):
+        return
+    vf = tables.vector_store_files
+    deadline = time.monotonic() + STORE_READY_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        async with db.read() as conn:
+            store_ids = await _store_ids(conn, run)
+            if not store_ids:
+                return
+            waiting = (
+                await conn.execute(
+                    select(func.count()).where(
+                        vf.c.vector_store_id.in_(store_ids), vf.c.status == "in_progress"
+                    )
+                )
+            ).scalar()
+        if not waiting:
+            return
+        await asyncio.sleep(0.2)
+
+
+def offered_tools(run: RowMapping) -> list[dict[str, Any]]:
+    return [t for t in run["tools"] if t.get("type") == "function" or t.get("type") in BUILTIN_TOOLS]
+
+
+async def load_run_context(db: Database, settings: Settings, run: RowMapping) -> RunContext:
+    M, S = tables.messages, tables.run_steps
+    async with db.read() as conn:
+        messages = (
+            (await conn.execute(select(M).where(M.c.thread_id == run["thread_id"]).order_by(M.c.seq)))
+            .mappings()
+            .all()
+        )
+        steps = (
+            (await conn.execute(select(S).where(S.c.run_id == run["id"]).order_by(S.c.seq))).mappings().all()
+        )
+        store_ids = await usable_store_ids(conn, run["tenant_id"], await _store_ids(conn, run))
+        code_inputs = await _code_file_ids(conn, run) if _has_tool(run, "code_interpreter") else []
+    own = {m["id"]: m for m in messages if m["run_id"] == run["id"]}
+    max_completion = run["max_completion_tokens"]
+    reserve = settings.completion_reserve_tokens
+    if max_completion is not None:
+        reserve = min(reserve, int(max_completion))
+    prompt_input = PromptInput(
+        instructions=run["instructions"],
+        additional_instructions=run["additional_instructions"],
+        thread_messages=[message_to_wire(m) for m in messages if m["run_id"] != run["id"]],
+        run_turns=run_turns(steps, own),
+        tools=offered_tools(run),
+        truncation_strategy=run["truncation_strategy"],
+        max_prompt_tokens=run["max_prompt_tokens"],
+        context_window=settings.model_context_windows.get(run["model"], settings.default_context_window),
+        completion_reserve=reserve,
+    )
+    # Off the event loop: counting a long thread's tokens takes milliseconds of CPU.
+    prompt = await asyncio.to_thread(build_prompt, prompt_input)
+    context = RunContext(prompt=prompt, vector_store_ids=store_ids, code_input_file_ids=code_inputs)
+    for step in steps:
+        if step["type"] == "message_creation":
+            context.pending_images = []
+            continue
+        for call in step["step_details"]["tool_calls"]:
+            if call.get("type") == "file_search":
+                for index, result in enumerate(call["file_search"].get("results") or []):
+                    context.sources[(context.file_searches, index)] = result["file_id"]
+                context.file_searches += 1
+            elif call.get("type") == "code_interpreter":
+                context.code_files.update(call.get("_files") or {})
+                outputs = call["code_interpreter"].get("outputs") or []
+                context.pending_images += [o["image"]["file_id"] for o in outputs if o["type"] == "image"]
+    return context
+
+
+async def _store_ids(conn: Any, run: RowMapping) -> list[str]:
+    """The assistant's and the thread's file_search vector stores."""
+    ids: list[str] = []
+    for table, key in ((tables.assistants, run["assistant_id"]), (tables.threads, run["thread_id"])):
+        resources = (await conn.execute(select(table.c.tool_resources).where(table.c.id == key))).scalar()
+        ids.extend(((resources or {}).get("file_search") or {}).get("vector_store_ids") or [])
+    return list(dict.fromkeys(ids))
+
+
+def _has_tool(run: RowMapping, kind: str) -> bool:
+    return any(t.get("type") == kind for t in run["tools"])
+
+
+async def _code_file_ids(conn: Any, run: RowMapping) -> list[str]:
+    """The assistant's and the thread's code_interpreter files, and files attached for it."""
+    ids: list[str] = []
+    for table, key in ((tables.assistants, run["assistant_id"]), (tables.threads, run["thread_id"])):
+        resources = (await conn.execute(select(table.c.tool_resources).where(table.c.id == key))).scalar()
+        ids.extend(((resources or {}).get("code_interpreter") or {}).get("file_ids") or [])
+    m = tables.messages
+    rows = await conn.execute(select(m.c.attachments).where(m.c.thread_id == run["thread_id"]))
+    for (attachments,) in rows:
+        for attachment in attachments or []:
+            if any(t.get("type") == "code_interpreter" for t in attachment.get("tools") or []):
+                ids.append(attachment["file_id"])
+    return list(dict.fromkeys(ids))
+
+
+def run_turns(steps: Any, own_messages: dict[str, Any]) -> list[dict[str, Any]]:
+    """The chat history this run has produced so far, in order: its messages and answered tool calls."""
+    turns: list[dict[str, Any]] = []
+    for step in steps:
+        details = step["step_details"]
+        if step["type"] == "message_creation":
+            message = own_messages.get(details["message_creation"]["message_id"])
+            if message is not None and message["content"]:
+                text = "".join(p["text"]["value"] for p in message["content"] if p.get("type") == "text")
+                turns.append({"role": "assistant", "content": text})
+        elif step["status"] == "completed" and details["tool_calls"]:
+            calls = details["tool_calls"]
+            turns.append(
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {
+                            "id": c["id"],
+                            "type": "function",
+                            "function": {"name": _name(c), "arguments": _arguments(c)},
+                        }
+                        for c in calls
+                    ],
+                }
+            )
+            turns.extend({"role": "tool", "tool_call_id": c["id"], "content": _output(c)} for c in calls)
+    return turns
+
+
+def _name(call: dict[str, Any]) -> str:
+    return str(call["function"]["name"]) if call["type"] == "function" else str(call["type"])
+
+
+def _arguments(call: dict[str, Any]) -> str:
+    if call["type"] == "function":
+        return str(call["function"]["arguments"])
+    return str(call.get("_arguments", "{}"))
+
+
+def _output(call: dict[str, Any]) -> str:
+    if call["type"] == "function":
+        return str(call["function"]["output"] or "")
+    return str(call.get("_output", ""))

@@ -1,0 +1,143 @@
+"""Writing what a run produces: its steps and assistant messages, and closing them when the run
+stops. Used by the executor, the cancel path and the expiry sweeper."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+from sqlalchemy import select, update
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from openassistants.ids import new_id
+from openassistants.services.messages import message_to_wire
+from openassistants.storage import tables
+
+M = tables.messages
+S = tables.run_steps
+
+#: How a stopped run closes what it left open: step status, its stamp, the message's reason.
+STEP_END = {
+    "cancelled": ("cancelled", "cancelled_at", "run_cancelled"),
+    "failed": ("failed", "failed_at", "run_failed"),
+    "expired": ("expired", "expired_at", "run_expired"),
+}
+
+
+def new_step(run: RowMapping, step_type: str, details: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": new_id("step"),
+        "tenant_id": run["tenant_id"],
+        "run_id": run["id"],
+        "thread_id": run["thread_id"],
+        "assistant_id": run["assistant_id"],
+        "created_at": int(time.time()),
+        "type": step_type,
+        "status": "in_progress",
+        "step_details": details,
+        "last_error": None,
+        "usage": None,
+        "metadata": {},
+        "expired_at": None,
+        "cancelled_at": None,
+        "failed_at": None,
+        "completed_at": None,
+    }
+
+
+def new_assistant_message(run: RowMapping) -> dict[str, Any]:
+    return {
+        "id": new_id("message"),
+        "tenant_id": run["tenant_id"],
+        "thread_id": run["thread_id"],
+        "created_at": int(time.time()),
+        "role": "assistant",
+        "status": "in_progress",
+        "content": [],
+        "attachments": [],
+        "metadata": {},
+        "assistant_id": run["assistant_id"],
+        "run_id": run["id"],
+        "completed_at": None,
+        "incomplete_at": None,
+        "incomplete_details": None,
+    }
+
+
+async def insert_step(conn: AsyncConnection, step: dict[str, Any]) -> None:
+    await conn.execute(S.insert().values(step))
+
+
+async def insert_message(conn: AsyncConnection, message: dict[str, Any]) -> None:
+    await conn.execute(M.insert().values(message))
+
+
+async def update_step(conn: AsyncConnection, step: dict[str, Any], **changes: Any) -> None:
+    step.update(changes)
+    await conn.execute(update(S).where(S.c.id == step["id"]).values(changes))
+
+
+async def update_message(conn: AsyncConnection, message: dict[str, Any], **changes: Any) -> None:
+    message.update(changes)
+    await conn.execute(update(M).where(M.c.id == message["id"]).values(changes))
+
+
+async def close_open_work(
+    conn: AsyncConnection, run_id: str, outcome: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Ends the run's in-progress steps and messages for a run that stopped with ``outcome``
+    (cancelled, failed or expired). Returns the closed steps and messages, for their events."""
+    step_status, stamp, reason = STEP_END[outcome]
+    now = int(time.time())
+    open_steps = (
+        (await conn.execute(select(S).where(S.c.run_id == run_id, S.c.status == "in_progress")))
+        .mappings()
+        .all()
+    )
+    steps: list[dict[str, Any]] = []
+    for row in open_steps:
+        step = dict(row)
+        await update_step(conn, step, status=step_status, **{stamp: now})
+        steps.append(step)
+    open_messages = (
+        (await conn.execute(select(M).where(M.c.run_id == run_id, M.c.status == "in_progress")))
+        .mappings()
+        .all()
+    )
+    messages: list[dict[str, Any]] = []
+    for row in open_messages:
+        message = dict(row)
+        content = message["content"] or await _streamed_content(conn, run_id, message["id"])
+        await update_message(
+            conn,
+            message,
+            status="incomplete",
+            incomplete_at=now,
+            incomplete_details={"reason": reason},
+            content=content,
+        )
+        messages.append(message_to_wire(message))  # type: ignore[arg-type]
+    return steps, messages
+
+
+async def _streamed_content(conn: AsyncConnection, run_id: str, message_id: str) -> list[dict[str, Any]]:
+    """The text a message had streamed when its executor died (it keeps content only in memory until
+    the message ends): rebuilt from the event log, so clients get the text they saw — and always one
+    text part, which the SDK's stream helpers need to close the message they were building."""
+    events = tables.run_events
+    rows = await conn.execute(
+        select(events.c.data)
+        .where(events.c.run_id == run_id, events.c.name == "thread.message.delta")
+        .order_by(events.c.id)
+    )
+    pieces = []
+    for (data,) in rows:
+        delta = orjson.loads(data)
+        if delta.get("id") != message_id:
+            continue
+        for part in delta.get("delta", {}).get("content", []):
+            if part.get("type") == "text":
+                pieces.append(part.get("text", {}).get("value", ""))
+    return [{"type": "text", "text": {"value": "".join(pieces), "annotations": []}}]

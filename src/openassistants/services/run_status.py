@@ -1,0 +1,103 @@
+"""Status changes that end or pause a run, with everything that goes with them: closing the run's
+open steps and messages, releasing its executor's claim, and publishing the events. Used by the
+executor, the cancel request, the expiry sweeper and the reaper of dead workers' runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from openassistants.events import Event, EventBus
+from openassistants.services import run_records as records
+from openassistants.services.runs import RunStatus, run_to_wire, step_to_wire, transition
+from openassistants.storage import run_claims, tables
+from openassistants.storage.db import Database
+
+R = tables.runs
+
+
+class RunStatusWriter:
+    def __init__(self, db: Database, bus: EventBus) -> None:
+        self.db = db
+        self.bus = bus
+
+    def publish(self, run_id: str, name: str, payload: Any) -> None:
+        self.bus.publish(run_id, Event.of(name, payload))
+
+    async def change(
+        self, run_id: str, sources: set[RunStatus], target: RunStatus, event_name: str, **fields: Any
+    ) -> bool:
+        """A non-terminal change (requires_action); finishes a cancel instead if one came first."""
+        await self.bus.flush()
+        async with self.db.write() as conn:
+            changed = await transition(conn, run_id, sources, target, **fields)
+            row = (await conn.execute(select(R).where(R.c.id == run_id))).mappings().first()
+            if changed and row is not None:
+                await self.bus.publish_in(conn, run_id, [Event.of(event_name, run_to_wire(row))])
+        if not changed and row is not None and row["status"] == RunStatus.cancelling:
+            await self.finish_cancel(run_id)
+        return changed
+
+    async def end(
+        self,
+        run_id: str,
+        sources: set[RunStatus],
+        target: RunStatus,
+        event_name: str,
+        *,
+        dead_worker: str | None = None,
+        wait_for_lapse: bool = True,
+        **fields: Any,
+    ) -> bool:
+        """A terminal change: closes open steps and messages, publishes, and closes the stream.
+
+        With ``dead_worker``, only if that worker still holds the run (and its lease has lapsed,
+        unless ``wait_for_lapse`` is False): the change then settles a dead executor's run.
+        """
+        outcome = target.value if target.value in records.STEP_END else None
+        steps: list[dict[str, Any]] = []
+        messages: list[dict[str, Any]] = []
+        await self.bus.flush()
+        async with self.db.write() as conn:
+            if dead_worker is not None and not await run_claims.release_lapsed(
+                conn, run_id, dead_worker, require_lapsed=wait_for_lapse
+            ):
+                return False
+            changed = await transition(conn, run_id, sources, target, **fields)
+            if changed and outcome is not None:
+                steps, messages = await records.close_open_work(conn, run_id, outcome)
+            row = (await conn.execute(select(R).where(R.c.id == run_id))).mappings().first()
+            if changed and row is not None:
+                events = [Event.of("thread.message.incomplete", m) for m in messages]
+                events += [Event.of(f"thread.run.step.{s['status']}", step_to_wire(s)) for s in steps]
+                events.append(Event.of(event_name, run_to_wire(row)))
+                await self.bus.publish_in(conn, run_id, events)
+        if row is None:
+            return False
+        if not changed:
+            if row["status"] == RunStatus.cancelling and target != RunStatus.cancelled:
+                await self.finish_cancel(run_id)
+            return False
+        self.bus.close(run_id)
+        return True
+
+    async def finish_cancel(self, run_id: str, **claim: Any) -> bool:
+        return await self.end(
+            run_id, {RunStatus.cancelling}, RunStatus.cancelled, "thread.run.cancelled", **claim
+        )
+
+    async def fail(
+        self,
+        run_id: str,
+        code: str,
+        message: str,
+        *,
+        usage: dict[str, int] | None = None,
+        **claim: Any,
+    ) -> bool:
+        fields: dict[str, Any] = {"last_error": {"code": code, "message": message}}
+        if usage is not None:
+            fields["usage"] = usage
+        sources = {RunStatus.queued, RunStatus.in_progress, RunStatus.cancelling}
+        return await self.end(run_id, sources, RunStatus.failed, "thread.run.failed", **claim, **fields)

@@ -1,0 +1,476 @@
+"""One model turn of a run: build the prompt, stream the model's reply, record it as steps and
+messages, and publish each piece as it arrives."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from sqlalchemy.engine import RowMapping
+
+from openassistants.events import Event
+from openassistants.ids import new_id
+from openassistants.metrics import time_upstream
+from openassistants.services import run_records as records
+from openassistants.services.code_interpreter_tool import (
+    PartialCode,
+    code_of,
+    file_path_annotations,
+    run_code,
+)
+from openassistants.services.file_search_tool import FileSearchOptions, citations, run_file_search
+from openassistants.services.messages import message_to_wire, text_part
+from openassistants.services.prompt import (
+    Prompt,
+    PromptTooLarge,
+    response_format_for_model,
+    tool_choice_for_model,
+)
+from openassistants.services.run_context import BUILTIN_TOOLS, RunContext, load_run_context, offered_tools
+from openassistants.services.runs import step_to_wire
+from openassistants.tokens import count_text
+from openassistants.upstream.chat import (
+    ChatRequest,
+    Finish,
+    TextDelta,
+    ToolCallDelta,
+    UpstreamError,
+    UsageReport,
+)
+
+if TYPE_CHECKING:
+    from openassistants.services.executor import Executor
+
+_CANCEL = object()
+_END = object()
+
+
+@dataclass
+class TurnOutcome:
+    kind: Literal["completed", "requires_action", "incomplete", "failed", "cancelled", "continue"]
+    required_action: dict[str, Any] | None = None
+    incomplete_reason: str | None = None
+    error_code: str = "server_error"
+    error_message: str = ""
+
+
+_EMPTY_RESULTS: dict[str, dict[str, Any]] = {"code_interpreter": {"input": "", "outputs": []}}
+
+
+@dataclass
+class _ToolCall:
+    id: str
+    name: str = ""
+    arguments: str = ""
+    #: "function", or the built-in tool it calls ("file_search").
+    type: str = "function"
+    #: A built-in call's step object (e.g. its file_search results) and the text the model gets.
+    result: dict[str, Any] | None = None
+    output: str | None = None
+    #: Files a code_interpreter call produced: sandbox name → file id.
+    files: dict[str, str] = field(default_factory=dict)
+
+    def to_step(self) -> dict[str, Any]:
+        if self.type == "function":
+            function = {"name": self.name, "arguments": self.arguments, "output": None}
+            return {"id": self.id, "type": "function", "function": function}
+        # Keys with a leading underscore are ours: kept for the next prompt, never sent on the wire.
+        step: dict[str, Any] = {
+            "id": self.id,
+            "type": self.type,
+            self.type: self.result or _EMPTY_RESULTS.get(self.type, {}),
+            "_arguments": self.arguments,
+            "_output": self.output or "",
+        }
+        if self.files:
+            step["_files"] = self.files
+        return step
+
+
+@dataclass
+class _Open:
+    """What the turn has open: at most one message (with its step) and one tool_calls step."""
+
+    message: dict[str, Any] | None = None
+    message_step: dict[str, Any] | None = None
+    text: str = ""
+    tool_step: dict[str, Any] | None = None
+    calls: dict[int, _ToolCall] = field(default_factory=dict)
+
+
+class ModelTurn:
+    #: Loaded at the start of ``run``.
+    context: RunContext
+
+    def __init__(self, executor: Executor, run: RowMapping, usage: dict[str, int]) -> None:
+        self.executor = executor
+        self.db = executor.db
+        self.run_row = run
+        self.run_id: str = run["id"]
+        self.usage = usage
+        self.inbox: asyncio.Queue[object] = asyncio.Queue()
+        self.builtins = {t["type"] for t in offered_tools(run)} & BUILTIN_TOOLS
+        self.code_inputs: dict[int, PartialCode] = {}
+        #: Images shown at the start of the message this turn writes (content index of its text).
+        self.images: list[str] = []
+        self.open = _Open()
+
+    def cancel(self) -> None:
+        self.inbox.put_nowait(_CANCEL)
+
+    def _publish(self, name: str, payload: Any) -> None:
+        self.executor.bus.publish(self.run_id, Event.of(name, payload))
+
+    # --- the turn -----------------------------------------------------------------------------
+
+    async def run(self) -> TurnOutcome:
+        run = self.run_row
+        completion_budget = self._completion_budget()
+        if completion_budget is not None and completion_budget <= 0:
+            return TurnOutcome("incomplete", incomplete_reason="max_completion_tokens")
+        try:
+            self.context = await load_run_context(self.db, self.executor.settings, run)
+        except PromptTooLarge as exc:
+            if run["max_prompt_tokens"] is not None:
+                return TurnOutcome("incomplete", incomplete_reason="max_prompt_tokens")
+            return TurnOutcome(
+                "failed",
+                error_code="invalid_prompt",
+                error_message=f"The thread's newest message needs {exc.needed} prompt tokens; the "
+                f"model's context allows {exc.budget}.",
+            )
+        prompt = self.context.prompt
+        request = ChatRequest(
+            model=run["model"],
+            messages=prompt.messages,
+            tools=prompt.tools,
+            tool_choice=tool_choice_for_model(run["tool_choice"]) if prompt.tools else None,
+            parallel_tool_calls=run["parallel_tool_calls"] if prompt.tools else None,
+            temperature=run["temperature"],
+            top_p=run["top_p"],
+            response_format=response_format_for_model(run["response_format"]),
+            max_completion_tokens=completion_budget,
+        )
+        reader = asyncio.create_task(self._read(request))
+        finish_reason = "stop"
+        reported: dict[str, int] | None = None
+        try:
+            while True:
+                item = await self.inbox.get()
+                if item is _CANCEL:
+                    await self._save_partial()
+                    return TurnOutcome("cancelled")
+                if item is _END:
+                    break
+                if isinstance(item, UpstreamError):
+                    self._add_usage(prompt, reported)
+                    await self._save_partial()
+                    return TurnOutcome("failed", error_code=item.code, error_message=item.message)
+                if isinstance(item, TextDelta):
+                    await self._on_text(item.text)
+                elif isinstance(item, ToolCallDelta):
+                    await self._on_tool_call(item)
+                elif isinstance(item, Finish):
+                    finish_reason = item.reason
+                elif isinstance(item, UsageReport):
+                    reported = {
+                        "prompt_tokens": item.usage.prompt_tokens,
+                        "completion_tokens": item.usage.completion_tokens,
+                        "total_tokens": item.usage.total_tokens,
+                    }
+        finally:
+            if not reader.done():
+                reader.cancel()
+        turn_usage = self._add_usage(prompt, reported)
+        return await self._finish(finish_reason, turn_usage, completion_budget)
+
+    async def _read(self, request: ChatRequest) -> None:
+        try:
+            async for event in time_upstream(self.executor.chat.stream(request)):
+                self.inbox.put_nowait(event)
+        except UpstreamError as exc:
+            self.inbox.put_nowait(exc)
+            return
+        self.inbox.put_nowait(_END)
+
+    def _completion_budget(self) -> int | None:
+        limit = self.run_row["max_completion_tokens"]
+        if limit is None:
+            return None
+        return int(limit) - self.usage["completion_tokens"]
+
+    def _add_usage(self, prompt: Prompt, reported: dict[str, int] | None) -> dict[str, int]:
+        if reported is None:
+            # Upstreams that don't report usage: count it ourselves with the same tokenizer.
+            produced = self.open.text + "".join(c.name + c.arguments for c in self.open.calls.values())
+            completion = count_text(produced)
+            reported = {
+                "prompt_tokens": prompt.prompt_tokens,
+                "completion_tokens": completion,
+                "total_tokens": prompt.prompt_tokens + completion,
+            }
+        for key in ("prompt_tokens", "completion_tokens", "total_tokens"):
+            self.usage[key] += reported[key]
+        return reported
+
+    # --- prompt -----------------------------------------------------------------------------
+
+    # --- streaming pieces -------------------------------------------------------------------
+
+    async def _on_text(self, text: str) -> None:
+        if not text:
+            return
+        first = self.open.message is None
+        if first:
+            await self._open_message()
+        self.open.text += text
+        part: dict[str, Any] = {"index": len(self.images), "type": "text", "text": {"value": text}}
+        if first:
+            part["text"]["annotations"] = []
+        message = self.open.message
+        assert message is not None
+        self._publish(
+            "thread.message.delta",
+            {"id": message["id"], "object": "thread.message.delta", "delta": {"content": [part]}},
+        )
+
+    async def _open_message(self) -> None:
+        message = records.new_assistant_message(self.run_row)
+        step = records.new_step(
+            self.run_row,
+            "message_creation",
+            {"type": "message_creation", "message_creation": {"message_id": message["id"]}},
+        )
+        async with self.db.write() as conn:
+            await records.insert_step(conn, step)
+            await records.insert_message(conn, message)
+        self.open.message, self.open.message_step = message, step
+        self._publish("thread.run.step.created", step_to_wire(step))
+        self._publish("thread.run.step.in_progress", step_to_wire(step))
+        self._publish("thread.message.created", message_to_wire(message))  # type: ignore[arg-type]
+        self._publish("thread.message.in_progress", message_to_wire(message))  # type: ignore[arg-type]
+        # Images the run's code just made lead the reply, as with the hosted tool.
+        self.images, self.context.pending_images = self.context.pending_images, []
+        if self.images:
+            parts = [{"index": i, **_image_part(f)} for i, f in enumerate(self.images)]
+            self._publish(
+                "thread.message.delta",
+                {"id": message["id"], "object": "thread.message.delta", "delta": {"content": parts}},
+            )
+
+    async def _close_message(self, usage: dict[str, int], *, incomplete_reason: str | None = None) -> None:
+        message, step = self.open.message, self.open.message_step
+        if message is None or step is None:
+            return
+        now = int(time.time())
+        content = self._content()
+        async with self.db.write() as conn:
+            if incomplete_reason is None:
+                await records.update_message(
+                    conn, message, status="completed", completed_at=now, content=content
+                )
+            else:
+                await records.update_message(
+                    conn,
+                    message,
+                    status="incomplete",
+                    incomplete_at=now,
+                    incomplete_details={"reason": incomplete_reason},
+                    content=content,
+                )
+            await records.update_step(conn, step, status="completed", completed_at=now, usage=usage)
+        event = "thread.message.completed" if incomplete_reason is None else "thread.message.incomplete"
+        self._publish(event, message_to_wire(message))  # type: ignore[arg-type]
+        self._publish("thread.run.step.completed", step_to_wire(step))
+        self.open.message = self.open.message_step = None
+
+    async def _save_partial(self) -> None:
+        """Store what streamed so far, so the run's end closes the message and step with it."""
+        message, step = self.open.message, self.open.tool_step
+        if message is None and step is None:
+            return
+        async with self.db.write() as conn:
+            if message is not None:
+                await records.update_message(conn, message, content=self._content())
+            if step is not None:
+                await records.update_step(conn, step, step_details=self._tool_call_details())
+
+    def _content(self) -> list[dict[str, Any]]:
+        """The message's content: images first, then the text with its annotations."""
+        text = text_part(self.open.text)
+        annotations = citations(self.open.text, self.context.sources)
+        annotations += file_path_annotations(self.open.text, self.context.code_files)
+        text["text"]["annotations"] = sorted(annotations, key=lambda a: a["start_index"])
+        return [_image_part(f) for f in self.images] + [text]
+
+    def _tool_call_details(self) -> dict[str, Any]:
+        calls = [self.open.calls[i] for i in sorted(self.open.calls)]
+        return {"type": "tool_calls", "tool_calls": [c.to_step() for c in calls]}
+
+    async def _on_tool_call(self, delta: ToolCallDelta) -> None:
+        if self.open.message is not None:
+            # Text before tool calls is its own message; finish it before the tool_calls step.
+            produced = count_text(self.open.text)
+            await self._close_message(
+                {"prompt_tokens": 0, "completion_tokens": produced, "total_tokens": produced}
+            )
+        if self.open.tool_step is None:
+            step = records.new_step(self.run_row, "tool_calls", {"type": "tool_calls", "tool_calls": []})
+            async with self.db.write() as conn:
+                await records.insert_step(conn, step)
+            self.open.tool_step = step
+            self._publish("thread.run.step.created", step_to_wire(step))
+            self._publish("thread.run.step.in_progress", step_to_wire(step))
+        step = self.open.tool_step
+        call = self.open.calls.get(delta.index)
+        function: dict[str, Any] = {"arguments": delta.arguments}
+        payload: dict[str, Any] = {"index": delta.index, "type": "function", "function": function}
+        if call is None:
+            builtin = delta.name if delta.name in self.builtins else None
+            call = _ToolCall(id=delta.id or new_id("call"), name=delta.name or "", type=builtin or "function")
+            self.open.calls[delta.index] = call
+            call.arguments = delta.arguments
+            if builtin == "code_interpreter":
+                # The code streams as the step's input, decoded from the JSON arguments as they come.
+                decoder = self.code_inputs[delta.index] = PartialCode()
+                details = {"input": decoder.feed(delta.arguments), "outputs": []}
+                payload = {"index": delta.index, "id": call.id, "type": builtin, builtin: details}
+            elif builtin is not None:
+                # file_search is announced once; its arguments are ours to run, not to stream.
+                payload = {"index": delta.index, "id": call.id, "type": builtin, builtin: {}}
+            else:
+                payload["id"] = call.id
+                function["name"] = call.name
+                function["output"] = None
+        else:
+            call.arguments += delta.arguments
+            if call.type == "code_interpreter":
+                piece = self.code_inputs[delta.index].feed(delta.arguments)
+                if not piece:
+                    return
+                payload = {
+                    "index": delta.index,
+                    "type": "code_interpreter",
+                    "code_interpreter": {"input": piece},
+                }
+            elif call.type != "function":
+                return
+            elif delta.name:
+                call.name += delta.name
+                function["name"] = delta.name
+        self._publish(
+            "thread.run.step.delta",
+            {
+                "id": step["id"],
+                "object": "thread.run.step.delta",
+                "delta": {"step_details": {"type": "tool_calls", "tool_calls": [payload]}},
+            },
+        )
+
+    async def _finish(
+        self, finish_reason: str, usage: dict[str, int], completion_budget: int | None
+    ) -> TurnOutcome:
+        hit_limit = finish_reason == "length" and completion_budget is not None
+        if self.open.message is not None:
+            await self._close_message(usage, incomplete_reason="max_tokens" if hit_limit else None)
+        if self.open.calls and not hit_limit:
+            await self._run_builtin_calls()
+            if any(c.type == "function" for c in self.open.calls.values()):
+                return await self._require_action(usage)
+            return await self._complete_tool_step(usage)
+        if hit_limit:
+            return TurnOutcome("incomplete", incomplete_reason="max_completion_tokens")
+        return TurnOutcome("completed")
+
+    async def _run_builtin_calls(self) -> None:
+        for index in sorted(self.open.calls):
+            call = self.open.calls[index]
+            if call.type == "file_search":
+                options = FileSearchOptions.from_tools(self.run_row["tools"])
+                call.result, call.output = await run_file_search(
+                    self.executor.searcher,
+                    self.context.vector_store_ids,
+                    call.arguments,
+                    options,
+                    self.context.file_searches,
+                )
+                self.context.file_searches += 1
+            elif call.type == "code_interpreter":
+                await self._run_code(index, call)
+
+    async def _run_code(self, index: int, call: _ToolCall) -> None:
+        code = code_of(call.arguments)
+        assert self.executor.blobs is not None, "an executing runtime always has a blob store"
+        outcome = await run_code(
+            self.executor.kernels,
+            self.db,
+            self.executor.blobs,
+            self.run_row,
+            code,
+            self.context.code_input_file_ids,
+        )
+        call.result = {"input": code, "outputs": outcome.outputs}
+        call.output = outcome.text_for_model
+        call.files = outcome.files
+        self.context.code_files.update(outcome.files)
+        self.context.pending_images += outcome.images
+        if outcome.outputs and self.open.tool_step is not None:
+            outputs = [{"index": i, **o} for i, o in enumerate(outcome.outputs)]
+            self._publish(
+                "thread.run.step.delta",
+                {
+                    "id": self.open.tool_step["id"],
+                    "object": "thread.run.step.delta",
+                    "delta": {
+                        "step_details": {
+                            "type": "tool_calls",
+                            "tool_calls": [
+                                {
+                                    "index": index,
+                                    "type": "code_interpreter",
+                                    "code_interpreter": {"outputs": outputs},
+                                }
+                            ],
+                        }
+                    },
+                },
+            )
+
+    async def _complete_tool_step(self, usage: dict[str, int]) -> TurnOutcome:
+        """Only built-in calls: the step is done, and the model goes on with their results."""
+        step = self.open.tool_step
+        assert step is not None
+        async with self.db.write() as conn:
+            await records.update_step(
+                conn,
+                step,
+                step_details=self._tool_call_details(),
+                usage=usage,
+                status="completed",
+                completed_at=int(time.time()),
+            )
+        self._publish("thread.run.step.completed", step_to_wire(step))
+        return TurnOutcome("continue")
+
+    async def _require_action(self, usage: dict[str, int]) -> TurnOutcome:
+        step = self.open.tool_step
+        assert step is not None
+        calls = [self.open.calls[i] for i in sorted(self.open.calls) if self.open.calls[i].type == "function"]
+        async with self.db.write() as conn:
+            await records.update_step(conn, step, step_details=self._tool_call_details(), usage=usage)
+        required = {
+            "type": "submit_tool_outputs",
+            "submit_tool_outputs": {
+                "tool_calls": [
+                    {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                    for c in calls
+                ]
+            },
+        }
+        return TurnOutcome("requires_action", required_action=required)
+
+
+def _image_part(file_id: str) -> dict[str, Any]:
+    return {"type": "image_file", "image_file": {"file_id": file_id, "detail": "auto"}}

@@ -1,0 +1,217 @@
+"""Runs and run steps: the state machine, and the changes clients ask for (create, cancel, submit
+tool outputs). Executing a run lives in ``executor.py``; every status change goes through
+``transition`` here.
+
+The run lifecycle follows https://platform.openai.com/docs/assistants/deep-dive#runs-and-run-steps:
+
+    queued ─► in_progress ─► completed | incomplete | failed | expired
+                  │  ▲
+                  ▼  │ (tool outputs submitted → queued)
+             requires_action ─► expired
+    queued | in_progress | requires_action ─► cancelling ─► cancelled
+"""
+
+from __future__ import annotations
+
+import time
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from openassistants.errors import InvalidRequest, not_found
+from openassistants.storage import tables
+from openassistants.storage.queries import get_row
+
+R = tables.runs
+S = tables.run_steps
+
+
+class RunStatus(StrEnum):
+    queued = "queued"  #: created or resumed, waiting for the executor to pick it up
+    in_progress = "in_progress"  #: the executor is calling the model or running tools
+    requires_action = "requires_action"  #: waiting for the client's function-call outputs
+    cancelling = "cancelling"  #: cancel asked for; the executor has not stopped yet
+    cancelled = "cancelled"  #: stopped on request (terminal)
+    failed = "failed"  #: stopped by an error; see last_error (terminal)
+    completed = "completed"  #: the assistant finished its reply (terminal)
+    incomplete = "incomplete"  #: stopped by max_prompt_tokens / max_completion_tokens (terminal)
+    expired = "expired"  #: not finished before expires_at (terminal)
+
+
+ALLOWED: dict[RunStatus, frozenset[RunStatus]] = {
+    RunStatus.queued: frozenset(
+        {RunStatus.in_progress, RunStatus.cancelling, RunStatus.expired, RunStatus.failed}
+    ),
+    RunStatus.in_progress: frozenset(
+        {
+            RunStatus.requires_action,
+            RunStatus.completed,
+            RunStatus.incomplete,
+            RunStatus.failed,
+            RunStatus.cancelling,
+            RunStatus.expired,
+        }
+    ),
+    RunStatus.requires_action: frozenset({RunStatus.queued, RunStatus.cancelling, RunStatus.expired}),
+    RunStatus.cancelling: frozenset({RunStatus.cancelled, RunStatus.failed}),
+    RunStatus.cancelled: frozenset(),
+    RunStatus.failed: frozenset(),
+    RunStatus.completed: frozenset(),
+    RunStatus.incomplete: frozenset(),
+    RunStatus.expired: frozenset(),
+}
+
+ACTIVE_STATUSES = frozenset(
+    {RunStatus.queued, RunStatus.in_progress, RunStatus.requires_action, RunStatus.cancelling}
+)
+TERMINAL_STATUSES = frozenset(s for s, nxt in ALLOWED.items() if not nxt)
+#: Statuses in which an executor may hold the run (its claim and lease stay).
+HELD = frozenset({RunStatus.queued, RunStatus.in_progress, RunStatus.cancelling})
+
+#: The timestamp column each terminal status stamps.
+STAMPS = {
+    RunStatus.cancelled: "cancelled_at",
+    RunStatus.failed: "failed_at",
+    RunStatus.completed: "completed_at",
+    RunStatus.incomplete: "incomplete_at",
+}
+
+
+def is_terminal(status: str) -> bool:
+    return status in TERMINAL_STATUSES
+
+
+async def transition(
+    conn: AsyncConnection,
+    run_id: str,
+    sources: frozenset[RunStatus] | set[RunStatus],
+    target: RunStatus,
+    *,
+    owner: str | None = None,
+    **fields: Any,
+) -> bool:
+    """Move the run from one of ``sources`` to ``target`` if it is still in one of them (and, with
+    ``owner``, still claimed by that executor).
+
+    The compare-and-set happens in the database, so of two racing changes (two submits, a cancel
+    and a completion) exactly one wins; the loser gets False.
+    """
+    for source in sources:
+        if target not in ALLOWED[source]:
+            raise ValueError(f"illegal run transition {source} -> {target}")
+    stamp = STAMPS.get(target)
+    if stamp is not None and stamp not in fields:
+        fields[stamp] = int(time.time())
+    conditions = [R.c.id == run_id, R.c.status.in_([s.value for s in sources])]
+    if owner is not None:
+        conditions.append(R.c.worker_id == owner)
+    if target not in HELD:
+        # Waiting for tool outputs or finished: no executor holds the run any more.
+        fields.update(worker_id=None, lease_expires_at=None)
+    result = await conn.execute(update(R).where(*conditions).values(status=target.value, **fields))
+    return result.rowcount == 1
+
+
+async def active_run_id(conn: AsyncConnection, thread_id: str) -> str | None:
+    stmt = (
+        select(R.c.id)
+        .where(R.c.thread_id == thread_id, R.c.status.in_([s.value for s in ACTIVE_STATUSES]))
+        .limit(1)
+    )
+    return (await conn.execute(stmt)).scalar()
+
+
+async def ensure_no_active_run(conn: AsyncConnection, thread_id: str, *, for_message: bool) -> None:
+    """Raises InvalidRequest (400, as the hosted API) while a run is active on the thread."""
+    run_id = await active_run_id(conn, thread_id)
+    if run_id is None:
+        return
+    if for_message:
+        raise InvalidRequest(f"Can't add messages to {thread_id} while a run {run_id} is active.")
+    raise InvalidRequest(f"Thread {thread_id} already has an active run {run_id}.")
+
+
+async def load_run(conn: AsyncConnection, tenant: str, thread_id: str, run_id: str) -> RowMapping:
+    row = await get_row(conn, R, tenant, run_id, R.c.thread_id == thread_id)
+    if row is None:
+        raise not_found("run", run_id)
+    return row
+
+
+def run_to_wire(row: RowMapping | dict[str, Any]) -> dict[str, Any]:
+    """The ``thread.run`` object; every field the SDK types declare, null where the API had null."""
+    return {
+        "id": row["id"],
+        "object": "thread.run",
+        "created_at": row["created_at"],
+        "assistant_id": row["assistant_id"],
+        "thread_id": row["thread_id"],
+        "status": row["status"],
+        "started_at": row["started_at"],
+        "expires_at": None if is_terminal(row["status"]) else row["expires_at"],
+        "cancelled_at": row["cancelled_at"],
+        "failed_at": row["failed_at"],
+        "completed_at": row["completed_at"],
+        "required_action": row["required_action"],
+        "last_error": row["last_error"],
+        "model": row["model"],
+        "instructions": row["instructions"],
+        "tools": row["tools"],
+        "metadata": row["metadata"],
+        "incomplete_details": row["incomplete_details"],
+        "usage": row["usage"],
+        "temperature": row["temperature"] if row["temperature"] is not None else 1.0,
+        "top_p": row["top_p"] if row["top_p"] is not None else 1.0,
+        "max_prompt_tokens": row["max_prompt_tokens"],
+        "max_completion_tokens": row["max_completion_tokens"],
+        "truncation_strategy": row["truncation_strategy"],
+        "tool_choice": row["tool_choice"] if row["tool_choice"] is not None else "auto",
+        "parallel_tool_calls": row["parallel_tool_calls"],
+        "response_format": row["response_format"] if row["response_format"] is not None else "auto",
+    }
+
+
+def step_to_wire(row: RowMapping | dict[str, Any], *, include_content: bool = False) -> dict[str, Any]:
+    details = row["step_details"]
+    if details.get("type") == "tool_calls":
+        details = _public_tool_calls(details, include_content)
+    return {
+        "id": row["id"],
+        "object": "thread.run.step",
+        "created_at": row["created_at"],
+        "assistant_id": row["assistant_id"],
+        "thread_id": row["thread_id"],
+        "run_id": row["run_id"],
+        "type": row["type"],
+        "status": row["status"],
+        "step_details": details,
+        "last_error": row["last_error"],
+        "expired_at": row["expired_at"],
+        "cancelled_at": row["cancelled_at"],
+        "failed_at": row["failed_at"],
+        "completed_at": row["completed_at"],
+        "metadata": row["metadata"],
+        "usage": row["usage"],
+    }
+
+
+def _public_tool_calls(details: dict[str, Any], include_content: bool) -> dict[str, Any]:
+    """Tool calls as the API shows them: without our private ``_`` keys, and file_search result
+    content only when asked for with ``include[]``."""
+    calls = []
+    for call in details.get("tool_calls", []):
+        call = {k: v for k, v in call.items() if not k.startswith("_")}
+        results = call.get("file_search", {}).get("results")
+        if call.get("type") == "file_search" and results and not include_content:
+            call = {
+                **call,
+                "file_search": {
+                    **call["file_search"],
+                    "results": [{k: v for k, v in r.items() if k != "content"} for r in results],
+                },
+            }
+        calls.append(call)
+    return {**details, "tool_calls": calls}

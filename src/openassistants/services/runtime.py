@@ -1,0 +1,94 @@
+"""The long-lived parts behind runs, built once per process (API server or worker) and closed with it:
+database, model client, cross-process notifier, event bus and executor."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from openassistants.code_interpreter.manager import KernelManager
+from openassistants.config import Settings
+from openassistants.events import EventBus, InProcessEventBus
+from openassistants.pg_events import PostgresEventBus
+from openassistants.services.executor import Executor
+from openassistants.services.ingestion import Ingestor
+from openassistants.services.search import Searcher
+from openassistants.storage.blobs import BlobStore, LocalBlobStore
+from openassistants.storage.db import Database
+from openassistants.storage.notify import InProcessNotifier, Notifier, PostgresNotifier
+from openassistants.upstream.chat import ChatClient
+from openassistants.upstream.embeddings import Embedder, create_embedder
+
+
+@dataclass(frozen=True)
+class Runtime:
+    settings: Settings
+    db: Database
+    bus: EventBus
+    notifier: Notifier
+    executor: Executor
+    blobs: BlobStore
+    embedder: Embedder
+    searcher: Searcher
+    ingestor: Ingestor
+
+
+@asynccontextmanager
+async def open_runtime(settings: Settings, *, execute: bool) -> AsyncIterator[Runtime]:
+    """Migrate the database and start everything; on exit, stop in reverse order.
+
+    SQLite is one process: notifications and events stay in memory. PostgreSQL may be shared by
+    many API processes and workers: LISTEN/NOTIFY and the run_events table connect them.
+    """
+    db = Database(settings.effective_database_url, pool_size=settings.database_pool_size)
+    await db.migrate()
+    blobs = LocalBlobStore(settings.data_dir / "files")
+    notifier: Notifier
+    bus: EventBus
+    if db.is_sqlite:
+        notifier = InProcessNotifier()
+        bus = InProcessEventBus()
+    else:
+        pg_notifier = PostgresNotifier(db.asyncpg_dsn)
+        notifier = pg_notifier
+        bus = PostgresEventBus(pg_notifier, settings.event_retention_seconds)
+    chat = ChatClient(settings)
+    embedder = create_embedder(settings)
+    searcher = Searcher(db, embedder)
+    # Model code runs only where runs execute; the kernels' warm pool fills in the background.
+    kernels = KernelManager(settings, (settings.data_dir / "kernels").resolve()) if execute else None
+    executor = Executor(
+        settings, db, bus, chat, notifier, searcher, execute=execute, blobs=blobs, kernels=kernels
+    )
+    ingestor = Ingestor(settings, db, blobs, embedder, notifier, executor.worker_id)
+    await notifier.start()
+    await bus.start()
+    await executor.start()
+    await ingestor.start()
+    kernels_starting = asyncio.create_task(kernels.start()) if kernels is not None else None
+    try:
+        yield Runtime(
+            settings=settings,
+            db=db,
+            bus=bus,
+            notifier=notifier,
+            executor=executor,
+            blobs=blobs,
+            embedder=embedder,
+            searcher=searcher,
+            ingestor=ingestor,
+        )
+    finally:
+        if kernels is not None and kernels_starting is not None:
+            kernels_starting.cancel()
+            await asyncio.gather(kernels_starting, return_exceptions=True)
+            await kernels.close()
+        await ingestor.stop()
+        await executor.stop()
+        await bus.aclose()
+        await notifier.close()
+        await chat.aclose()
+        await embedder.aclose()
+        await db.close()

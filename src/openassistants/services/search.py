@@ -1,0 +1,161 @@
+"""Hybrid search over vector stores: lexical (the database's full-text index) and dense (embeddings,
+brute force with numpy) candidates fused by reciprocal rank fusion, then filtered and cut.
+
+Embedding matrices are cached per store in this process and reloaded when the store's chunks change
+(checked with one cheap query per search), so a file added or removed by another process is seen at
+once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from openassistants.retrieval.ranking import Hit, dense_top_k, normalize_scores, reciprocal_rank_fusion
+from openassistants.storage import search as queries
+from openassistants.storage.db import Database
+from openassistants.upstream.embeddings import Embedder
+
+#: Candidates taken from each of the lexical and the dense ranking before fusion.
+CANDIDATES = 100
+#: Stores whose embedding matrices stay cached in this process.
+CACHED_STORES = 16
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    chunk_id: int
+    file_id: str
+    filename: str
+    score: float
+    text: str
+    attributes: dict[str, Any]
+
+
+@dataclass
+class _StoreMatrix:
+    version: tuple[int, int]
+    ids: np.ndarray[Any, Any]
+    files: np.ndarray[Any, Any]
+    matrix: np.ndarray[Any, Any]
+
+
+class Searcher:
+    def __init__(self, db: Database, embedder: Embedder) -> None:
+        self.db = db
+        self.embedder = embedder
+        self._cache: OrderedDict[str, _StoreMatrix] = OrderedDict()
+        self._loading: dict[str, asyncio.Lock] = {}
+
+    async def search(
+        self,
+        store_ids: list[str],
+        queries_: list[str],
+        *,
+        max_results: int,
+        score_threshold: float = 0.0,
+        filters: Any = None,
+    ) -> list[SearchResult]:
+        if not store_ids:
+            return []
+        vectors = await self.embedder.embed(queries_, kind="query")
+        rankings: list[list[Hit]] = []
+        async with self.db.read() as conn:
+            allowed = None
+            if filters is not None:
+                attributes = await queries.file_attributes(conn, store_ids)
+                allowed = {f for f, attrs in attributes.items() if matches(filters, attrs)}
+            stores = [await self._matrix(conn, s) for s in store_ids]
+            for query, vector in zip(queries_, vectors, strict=True):
+                lexical = await queries.lexical_candidates(conn, store_ids, query, CANDIDATES)
+                rankings.append([Hit(c, 1.0) for c, f in lexical if allowed is None or f in allowed])
+                rankings.append(self._dense(stores, vector, allowed))
+            fused = normalize_scores(reciprocal_rank_fusion(rankings))
+            kept = [h for h in fused if h.score >= score_threshold][:max_results]
+            rows = await queries.result_rows(conn, [h.chunk_id for h in kept])
+        return [
+            SearchResult(
+                chunk_id=h.chunk_id,
+                file_id=rows[h.chunk_id]["file_id"],
+                filename=rows[h.chunk_id]["filename"],
+                score=h.score,
+                text=rows[h.chunk_id]["text"],
+                attributes=rows[h.chunk_id]["attributes"],
+            )
+            for h in kept
+            if h.chunk_id in rows
+        ]
+
+    @staticmethod
+    def _dense(
+        stores: list[_StoreMatrix], vector: np.ndarray[Any, Any], allowed: set[str] | None
+    ) -> list[Hit]:
+        hits: list[Hit] = []
+        for store in stores:
+            if not len(store.ids):
+                continue
+            ids, matrix = store.ids, store.matrix
+            if allowed is not None:
+                mask = np.isin(store.files, list(allowed))
+                ids, matrix = ids[mask], matrix[mask]
+                if not len(ids):
+                    continue
+            hits.extend(dense_top_k(vector, matrix, ids, CANDIDATES))
+        hits.sort(key=lambda h: -h.score)
+        return hits[:CANDIDATES]
+
+    async def _matrix(self, conn: AsyncConnection, store_id: str) -> _StoreMatrix:
+        version = await queries.store_version(conn, store_id)
+        cached = self._cache.get(store_id)
+        if cached is not None and cached.version == version:
+            self._cache.move_to_end(store_id)
+            return cached
+        lock = self._loading.setdefault(store_id, asyncio.Lock())
+        async with lock:
+            cached = self._cache.get(store_id)
+            if cached is not None and cached.version == version:
+                return cached
+            ids, files, matrix = await queries.store_embeddings(conn, store_id)
+            loaded = _StoreMatrix(version, ids, files, matrix)
+            self._cache[store_id] = loaded
+            self._cache.move_to_end(store_id)
+            while len(self._cache) > CACHED_STORES:
+                self._cache.popitem(last=False)
+            return loaded
+
+
+def matches(filter_: Any, attributes: dict[str, Any]) -> bool:
+    """Evaluates a ComparisonFilter / CompoundFilter against a file's attributes."""
+    kind = filter_.type
+    if kind == "and":
+        return all(matches(f, attributes) for f in filter_.filters)
+    if kind == "or":
+        return any(matches(f, attributes) for f in filter_.filters)
+    if filter_.key not in attributes:
+        return kind in ("ne", "nin")
+    actual, expected = attributes[filter_.key], filter_.value
+    try:
+        if kind == "eq":
+            return bool(actual == expected)
+        if kind == "ne":
+            return bool(actual != expected)
+        if kind == "in":
+            return actual in expected
+        if kind == "nin":
+            return actual not in expected
+        if kind == "gt":
+            return bool(actual > expected)
+        if kind == "gte":
+            return bool(actual >= expected)
+        if kind == "lt":
+            return bool(actual < expected)
+        if kind == "lte":
+            return bool(actual <= expected)
+    except TypeError:
+        return False
+    return False

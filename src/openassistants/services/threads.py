@@ -1,0 +1,89 @@
+"""Threads: create (with initial messages), retrieve, update, delete (cascading to its messages)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from openassistants.ids import new_id
+from openassistants.schemas.threads import ThreadCreate, ThreadUpdate
+from openassistants.services.attachments import create_tool_resources, index_attachments
+from openassistants.services.lookup import load_thread
+from openassistants.services.messages import message_values
+from openassistants.services.resources import tool_resources_to_stored
+from openassistants.storage import tables
+from openassistants.storage.db import Database
+
+T = tables.threads
+
+
+def thread_to_wire(row: RowMapping) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "object": "thread",
+        "created_at": row["created_at"],
+        "tool_resources": row["tool_resources"],
+        "metadata": row["metadata"],
+    }
+
+
+async def insert_thread(conn: AsyncConnection, tenant: str, body: ThreadCreate) -> dict[str, Any]:
+    """Write a thread and its initial messages on an open transaction; returns the thread row."""
+    now = int(time.time())
+    thread_id = new_id("thread")
+    values: dict[str, Any] = {
+        "id": thread_id,
+        "tenant_id": tenant,
+        "created_at": now,
+        "tool_resources": await create_tool_resources(conn, tenant, body.tool_resources),
+        "metadata": body.metadata or {},
+    }
+    await conn.execute(T.insert().values(values))
+    if body.messages:
+        await conn.execute(
+            tables.messages.insert(),
+            [message_values(tenant, thread_id, m, now) for m in body.messages],
+        )
+        await index_attachments(conn, tenant, thread_id, body.messages)
+        # Attachments may have given the thread its vector store.
+        values["tool_resources"] = (
+            await conn.execute(select(T.c.tool_resources).where(T.c.id == thread_id))
+        ).scalar()
+    return values
+
+
+async def create_thread(db: Database, tenant: str, body: ThreadCreate) -> dict[str, Any]:
+    async with db.write() as conn:
+        values = await insert_thread(conn, tenant, body)
+    return thread_to_wire(values)  # type: ignore[arg-type]
+
+
+async def get_thread(db: Database, tenant: str, thread_id: str) -> dict[str, Any]:
+    async with db.read() as conn:
+        return thread_to_wire(await load_thread(conn, tenant, thread_id))
+
+
+async def update_thread(db: Database, tenant: str, thread_id: str, body: ThreadUpdate) -> dict[str, Any]:
+    changes: dict[str, Any] = {}
+    if "metadata" in body.model_fields_set:
+        changes["metadata"] = body.metadata or {}
+    if "tool_resources" in body.model_fields_set:
+        changes["tool_resources"] = tool_resources_to_stored(body.tool_resources)
+    async with db.write() as conn:
+        if changes:
+            await conn.execute(update(T).where(T.c.id == thread_id, T.c.tenant_id == tenant).values(changes))
+        row = await load_thread(conn, tenant, thread_id)
+    return thread_to_wire(row)
+
+
+async def delete_thread(db: Database, tenant: str, thread_id: str) -> dict[str, Any]:
+    async with db.write() as conn:
+        await load_thread(conn, tenant, thread_id)
+        # Explicit rather than relying on ON DELETE CASCADE, which SQLite only honours per connection.
+        await conn.execute(delete(tables.messages).where(tables.messages.c.thread_id == thread_id))
+        await conn.execute(delete(T).where(T.c.id == thread_id))
+    return {"id": thread_id, "object": "thread.deleted", "deleted": True}

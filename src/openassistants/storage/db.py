@@ -1,0 +1,357 @@
+"""The database: engines, short transactions, migrations at start-up.
+
+SQLite allows one writer at a time. Rather than meet that as ``database is locked`` under load, every
+write transaction in this process takes ``_write_lock`` first and runs on the one writer connection, on
+its own thread (datasette's single-writer rule), so a write that waits (on the disk, or on another
+process's lock) never stalls the event loop. Reads run on WAL snapshots, which never wait for a writer,
+directly on the event loop's thread. On PostgreSQL one asyncpg engine serves both, and there is no lock.
+
+Both SQLite engines run on ``SQLiteConnection`` rather than on aiosqlite's connection: SQLAlchemy's
+aiosqlite adapter drives it unchanged, but a statement costs one thread hand-off (writer) or none
+(reads) where aiosqlite takes four or five, and on a busy machine each hand-off is a wait for the GIL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager, nullcontext
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+from sqlalchemy import event, inspect, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from openassistants.errors import ServiceUnavailable
+
+logger = logging.getLogger("openassistants.db")
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+#: How long start-up waits for an unreachable PostgreSQL before giving up.
+MIGRATE_WAIT_SECONDS = 60.0
+#: Advisory lock id serializing migrations between processes sharing one PostgreSQL database.
+MIGRATION_LOCK_KEY = 0x0A551574
+#: Read connections kept open. Each read holds one only while it runs, but a read may await something
+#: else in its block; an overflow connection is closed on return, and a new connection rereads the
+#: schema on its first statement.
+SQLITE_READ_POOL_SIZE = 8
+
+T = TypeVar("T")
+
+
+def _loads_json(text: str) -> Any:
+    """JSON columns, read with orjson: several times faster than ``json.loads`` on a page of messages.
+
+    Python's ``json.dumps`` (the writer) may have stored NaN or Infinity, which orjson refuses.
+    """
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def _sqlite_read_pragmas(dbapi_connection: Any, record: Any) -> None:
+    _sqlite_pragmas(dbapi_connection, record)
+    cursor = dbapi_connection.cursor()
+    # A write here would bypass the single writer (and could wait on the loop's thread): refuse it.
+    cursor.execute("PRAGMA query_only=ON")
+    cursor.close()
+
+
+_Outcome = tuple[Any, int, int | None, list[Any]]
+
+
+def _execute(connection: sqlite3.Connection, sql: str, parameters: Any, many: bool) -> _Outcome:
+    """Run one statement and fetch all its rows (SQLAlchemy's adapter buffers them all anyway)."""
+    cursor = connection.executemany(sql, parameters) if many else connection.execute(sql, parameters)
+    try:
+        rows = cursor.fetchall() if cursor.description else []
+        return cursor.description, cursor.rowcount, cursor.lastrowid, rows
+    finally:
+        cursor.close()
+
+
+class SQLiteCursor:
+    """aiosqlite's cursor interface; each ``execute`` is one call on the connection's thread."""
+
+    arraysize = 1
+
+    def __init__(self, connection: SQLiteConnection) -> None:
+        self._connection = connection
+        self._rows: list[Any] = []
+        self.description: Any = None
+        self.rowcount = -1
+        self.lastrowid: int | None = None
+
+    async def __aenter__(self) -> SQLiteCursor:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
+
+    async def execute(self, sql: str, parameters: Any = ()) -> SQLiteCursor:
+        return self._took(await self._connection.run(_execute, sql, parameters, False))
+
+    async def executemany(self, sql: str, parameters: Sequence[Any]) -> SQLiteCursor:
+        return self._took(await self._connection.run(_execute, sql, parameters, True))
+
+    def _took(self, outcome: _Outcome) -> SQLiteCursor:
+        self.description, self.rowcount, self.lastrowid, self._rows = outcome
+        return self
+
+    async def fetchone(self) -> Any:
+        return self._rows.pop(0) if self._rows else None
+
+    async def fetchmany(self, size: int | None = None) -> list[Any]:
+        count = self.arraysize if size is None else size
+        rows, self._rows = self._rows[:count], self._rows[count:]
+        return rows
+
+    async def fetchall(self) -> list[Any]:
+        rows, self._rows = self._rows, []
+        return rows
+
+    async def close(self) -> None:
+        self._rows = []
+
+
+class SQLiteConnection:
+    """aiosqlite's connection interface over sqlite3, run on one given thread or on the caller's.
+
+    ``thread`` None: every call runs (and completes) where it is made; used for reads on the event
+    loop's thread. Otherwise every call is one hand-off to that single thread.
+    """
+
+    def __init__(self, connection: sqlite3.Connection, thread: ThreadPoolExecutor | None) -> None:
+        self._connection: sqlite3.Connection | None = connection
+        self._thread = thread
+
+    @classmethod
+    async def open(cls, path: str, *, own_thread: bool) -> SQLiteConnection:
+        if not own_thread:
+            return cls(sqlite3.connect(path), None)
+        thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
+        connection = await asyncio.get_running_loop().run_in_executor(thread, sqlite3.connect, path)
+        return cls(connection, thread)
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._connection is None:
+            raise ValueError("no active connection")
+        if self._thread is None:
+            return fn(self._connection, *args)
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, self._connection, *args)
+
+    @property
+    def isolation_level(self) -> str | None:
+        return self._connection.isolation_level if self._connection is not None else None
+
+    def cursor(self) -> SQLiteCursor:
+        return SQLiteCursor(self)
+
+    # sqlite3 itself skips COMMIT and ROLLBACK outside a transaction; skipping them here also saves the
+    # hand-off, e.g. for the pool's rollback-on-return after every committed write.
+    async def commit(self) -> None:
+        if self._connection is not None and self._connection.in_transaction:
+            await self.run(sqlite3.Connection.commit)
+
+    async def rollback(self) -> None:
+        if self._connection is not None and self._connection.in_transaction:
+            await self.run(sqlite3.Connection.rollback)
+
+    async def create_function(self, name: str, num_params: int, func: Callable[..., Any], **kw: Any) -> None:
+        def create(connection: sqlite3.Connection) -> None:
+            connection.create_function(name, num_params, func, **kw)
+
+        await self.run(create)
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            await self.run(sqlite3.Connection.close)
+        self.stop()
+
+    def stop(self) -> None:
+        """Close without waiting (SQLAlchemy's terminate)."""
+        connection, self._connection = self._connection, None
+        if self._thread is None:
+            if connection is not None:
+                connection.close()
+            return
+        if connection is not None:
+            self._thread.submit(connection.close)
+        self._thread.shutdown(wait=False)
+
+
+class Database:
+    """Owns the engines; hands out read connections and write transactions."""
+
+    def __init__(self, url: str, *, pool_size: int = 5) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        if self.is_sqlite:
+            path = url.split("///", 1)[1]
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            # One connection is all the write lock lets through.
+            self.engine: AsyncEngine = create_async_engine(
+                url,
+                json_deserializer=_loads_json,
+                async_creator=partial(SQLiteConnection.open, path, own_thread=True),
+                pool_size=1,
+                max_overflow=0,
+            )
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            self.read_engine = create_async_engine(
+                url,
+                json_deserializer=_loads_json,
+                async_creator=partial(SQLiteConnection.open, path, own_thread=False),
+                pool_size=SQLITE_READ_POOL_SIZE,
+                max_overflow=SQLITE_READ_POOL_SIZE,
+            )
+            event.listen(self.read_engine.sync_engine, "connect", _sqlite_read_pragmas)
+        else:
+            # PostgreSQL allows 100 connections by default, shared by every process of a deployment.
+            self.engine = create_async_engine(
+                url,
+                json_deserializer=_loads_json,
+                pool_size=pool_size,
+                max_overflow=pool_size,
+                pool_pre_ping=True,
+                # Under a burst, runs queue for a connection rather than fail after the default 30 s.
+                pool_timeout=120,
+            )
+            self.read_engine = self.engine
+        self._write_lock = asyncio.Lock() if self.is_sqlite else None
+
+    @property
+    def asyncpg_dsn(self) -> str:
+        """The same PostgreSQL database as a plain asyncpg DSN (for LISTEN/NOTIFY)."""
+        return self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+    async def migrate(self) -> None:
+        """Bring the schema to the newest Alembic revision. A database that is briefly unreachable
+        (restarting, refusing connections) is waited for, up to MIGRATE_WAIT_SECONDS, rather than
+        ending the process at start-up."""
+        deadline = asyncio.get_running_loop().time() + MIGRATE_WAIT_SECONDS
+        delay = 0.25
+        while True:
+            try:
+                async with self.engine.begin() as conn:
+                    if not self.is_sqlite:
+                        # Processes starting together take turns; later ones find the schema at head.
+                        await conn.execute(
+                            text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
+                        )
+                    await conn.run_sync(_upgrade_to_head)
+                return
+            except (OperationalError, DBAPIError, OSError) as exc:
+                if self.is_sqlite or asyncio.get_running_loop().time() + delay > deadline:
+                    raise
+                logger.warning("database not ready (%s); retrying in %.2f s", exc.__class__.__name__, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        try:
+            if self.is_sqlite:
+                # SQLAlchemy's ``async with`` shields the close in a new task, a loop turn per read, so
+                # that cancellation cannot cut it short; an inline read's close never suspends anyway.
+                conn = await self.read_engine.connect().start()
+                try:
+                    yield conn
+                finally:
+                    await conn.close()
+            else:
+                async with self.read_engine.connect() as conn:
+                    yield conn
+        except (OperationalError, DBAPIError) as exc:
+            if _is_connectivity_error(exc):
+                raise ServiceUnavailable("The database is unavailable; retry shortly.") from exc
+            raise
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        """One transaction: committed when the block ends, rolled back on an exception."""
+        lock = self._write_lock if self._write_lock is not None else nullcontext()
+        try:
+            async with lock, self.engine.begin() as conn:
+                yield conn
+        except (OperationalError, DBAPIError) as exc:
+            if _is_connectivity_error(exc):
+                raise ServiceUnavailable("The database is unavailable; retry shortly.") from exc
+            raise
+
+    async def close(self) -> None:
+        if self.read_engine is not self.engine:
+            await self.read_engine.dispose()
+        await self.engine.dispose()
+
+
+def _is_connectivity_error(exc: DBAPIError) -> bool:
+    if exc.connection_invalidated or isinstance(exc, OperationalError):
+        return True
+    # asyncpg's refusals to connect (server full, starting or shutting down) are not OperationalErrors.
+    text = str(exc.orig if exc.orig is not None else exc).lower()
+    return any(
+        marker in text
+        for marker in ("too many clients", "cannot connect now", "connection refused", "shutting down")
+    )
+
+
+def _upgrade_to_head(connection: Connection) -> None:
+    if _applied_revisions(connection) == _head_revisions() != set():
+        # Already at head: skip importing Alembic, which on SQLite is about a seventh of the start-up.
+        return
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
+
+
+_REVISION = re.compile(r"^revision\s*(?::[^=]*)?=\s*['\"]([^'\"]+)['\"]", re.MULTILINE)
+_DOWN_REVISION = re.compile(r"^down_revision\s*(?::[^=]*)?=(.*)$", re.MULTILINE)
+
+
+def _head_revisions() -> set[str]:
+    """The revisions no other migration builds on, read from the files as Alembic reads them.
+
+    Empty when a file does not read as expected: the caller then lets Alembic decide.
+    """
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (MIGRATIONS_DIR / "versions").glob("*.py"):
+        if path.name == "__init__.py":
+            continue
+        source = path.read_text()
+        revision, down = _REVISION.search(source), _DOWN_REVISION.search(source)
+        if revision is None or down is None:
+            return set()
+        revisions.add(revision.group(1))
+        parents.update(re.findall(r"['\"]([^'\"]+)['\"]", down.group(1)))
+    return revisions - parents
+
+
+def _applied_revisions(connection: Connection) -> set[str]:
+    if not inspect(connection).has_table("alembic_version"):
+        return set()
+    return set(connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalars())

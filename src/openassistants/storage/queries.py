@@ -1,0 +1,138 @@
+"""Queries shared by every resource: load one object for a tenant, and cursor-paginated lists."""
+
+from __future__ import annotations
+
+import functools
+import time
+import zlib
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, Table, bindparam, delete, func, select
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from openassistants.errors import InvalidRequest
+from openassistants.storage import tables
+
+
+async def get_row(
+    conn: AsyncConnection, table: Table, tenant_id: str, object_id: str, *scope: ColumnElement[bool]
+) -> RowMapping | None:
+    """The tenant's object with this id (and matching ``scope``), or None."""
+    stmt = _select_by_id(table)
+    if scope:
+        stmt = stmt.where(*scope)
+    result = await conn.execute(stmt, {"get_row_id": object_id, "get_row_tenant_id": tenant_id})
+    row: RowMapping | None = result.mappings().first()
+    return row
+
+
+@functools.cache
+def _select_in_order(table: Table, descending: bool) -> Select[Any]:
+    return select(table).order_by(table.c.seq.desc() if descending else table.c.seq.asc())
+
+
+@functools.cache
+def _select_by_id(table: Table) -> Select[Any]:
+    # Built once per table, so that SQLAlchemy neither rebuilds the statement nor recomputes its
+    # cache key on every call (the values travel as parameters); about half of a lookup's cost.
+    return select(table).where(
+        table.c.id == bindparam("get_row_id"), table.c.tenant_id == bindparam("get_row_tenant_id")
+    )
+
+
+async def take_turns_creating(conn: AsyncConnection, table: Table, tenant_id: str) -> None:
+    """Until this transaction ends, the tenant's other inserts into ``table`` wait for this one.
+
+    Lists are ordered by ``seq`` and must also be in ``created_at`` order; that holds only if the
+    clock is read (after this call) and the row inserted without another insert in between. SQLite
+    writers already take turns (``Database.write``); PostgreSQL ones take an advisory lock.
+    """
+    if conn.dialect.name == "postgresql":
+        key = zlib.crc32(f"{table.name}:{tenant_id}".encode())
+        await conn.execute(select(func.pg_advisory_xact_lock(key)))
+
+
+async def list_page(
+    conn: AsyncConnection,
+    table: Table,
+    scope: Sequence[ColumnElement[bool]],
+    *,
+    limit: int,
+    order: str,
+    after: str | None,
+    before: str | None,
+) -> tuple[list[RowMapping], bool]:
+    """One page in ``order`` plus whether more items follow it.
+
+    ``after`` returns the items that come after that id in the chosen order; ``before`` the ones just
+    before it (nearest first fetched, then put back in order), as OpenAI's cursors do.
+    """
+    seq = table.c.seq
+    conditions = list(scope)
+    descending = order == "desc"
+    if after is not None:
+        after_seq = await _cursor_seq(conn, table, scope, after, "after")
+        conditions.append(seq < after_seq if descending else seq > after_seq)
+    reverse = False
+    if before is not None:
+        before_seq = await _cursor_seq(conn, table, scope, before, "before")
+        conditions.append(seq > before_seq if descending else seq < before_seq)
+        # Walk away from the cursor to take the nearest items, then restore the requested order.
+        reverse = True
+        descending = not descending
+    stmt = _select_in_order(table, descending).where(*conditions).limit(limit + 1)
+    rows = list((await conn.execute(stmt)).mappings().all())
+    has_more = len(rows) > limit
+    rows = rows[:limit]
+    if reverse:
+        rows.reverse()
+    return rows, has_more
+
+
+async def _cursor_seq(
+    conn: AsyncConnection,
+    table: Table,
+    scope: Sequence[ColumnElement[bool]],
+    cursor: str,
+    param: str,
+) -> Any:
+    stmt = select(table.c.seq).where(table.c.id == cursor, *scope)
+    value = (await conn.execute(stmt)).scalar()
+    if value is None:
+        gone = tables.deleted_cursors
+        value = (
+            await conn.execute(select(gone.c.seq).where(gone.c.table_name == table.name, gone.c.id == cursor))
+        ).scalar()
+    if value is None:
+        raise InvalidRequest(f"Invalid '{param}': no object with id '{cursor}' in this list.", param=param)
+    return value
+
+
+def list_body(data: list[dict[str, Any]], has_more: bool) -> dict[str, Any]:
+    """OpenAI's list envelope."""
+    return {
+        "object": "list",
+        "data": data,
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+        "has_more": has_more,
+    }
+
+
+async def delete_remembering_cursors(
+    conn: AsyncConnection, table: Table, *conditions: ColumnElement[bool]
+) -> int:
+    """Deletes the matching rows and remembers where they stood in their lists; returns the count."""
+    deleted = (await conn.execute(delete(table).where(*conditions).returning(table.c.id, table.c.seq))).all()
+    if deleted:
+        gone = tables.deleted_cursors
+        ids = [row[0] for row in deleted]
+        await conn.execute(delete(gone).where(gone.c.table_name == table.name, gone.c.id.in_(ids)))
+        now = int(time.time())
+        await conn.execute(
+            gone.insert(),
+            [{"table_name": table.name, "id": i, "seq": s, "deleted_at": now} for i, s in deleted],
+        )
+    return len(deleted)

@@ -1,0 +1,101 @@
+"""The run queue is the ``runs`` table itself: a queued run with no ``worker_id`` is waiting; an
+executor claims it by writing its ``worker_id`` and a lease (``FOR UPDATE SKIP LOCKED`` on
+PostgreSQL, so concurrent claimers never wait on or take the same run; SQLite's single writer
+serializes claims anyway). Heartbeats push leases forward; a lease in the past marks a dead worker.
+"""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import and_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from openassistants.storage import tables
+
+R = tables.runs
+
+#: Statuses in which a run is held by an executor (and so carries a lease).
+HELD_STATUSES = ("queued", "in_progress", "cancelling")
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+async def claim_runs(conn: AsyncConnection, worker_id: str, limit: int, lease_seconds: float) -> list[str]:
+    """Claims and starts up to ``limit`` waiting runs, oldest first (``queued`` → ``in_progress``, the
+    state machine's first move, made here so that starting a run costs no transaction of its own);
+    returns their ids. Runs already past ``expires_at`` are left to the expiry sweep."""
+    if limit <= 0:
+        return []
+    now = int(time.time())
+    waiting = (
+        select(R.c.id)
+        .where(R.c.status == "queued", R.c.worker_id.is_(None), R.c.expires_at > now)
+        .order_by(R.c.seq)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    ids = list((await conn.execute(waiting)).scalars())
+    if not ids:
+        return []
+    await conn.execute(
+        update(R)
+        .where(R.c.id.in_(ids), R.c.worker_id.is_(None), R.c.status == "queued")
+        .values(
+            status="in_progress",
+            started_at=now,
+            worker_id=worker_id,
+            lease_expires_at=now_ms() + int(lease_seconds * 1000),
+        )
+    )
+    return ids
+
+
+async def renew_leases(
+    conn: AsyncConnection, worker_id: str, run_ids: list[str], lease_seconds: float
+) -> None:
+    """Renews the leases of the runs this worker is executing right now (and only those: a run
+    whose task ended without settling it must lapse, so that another process settles it)."""
+    await conn.execute(
+        update(R)
+        .where(R.c.worker_id == worker_id, R.c.id.in_(run_ids), R.c.status.in_(HELD_STATUSES))
+        .values(lease_expires_at=now_ms() + int(lease_seconds * 1000))
+    )
+
+
+async def lapsed_runs(conn: AsyncConnection) -> list[tuple[str, str, str]]:
+    """(run id, status, worker id) of runs whose executor stopped renewing its lease."""
+    rows = await conn.execute(
+        select(R.c.id, R.c.status, R.c.worker_id).where(
+            R.c.lease_expires_at < now_ms(), R.c.worker_id.is_not(None)
+        )
+    )
+    return [(r[0], r[1], r[2]) for r in rows]
+
+
+async def held_runs(conn: AsyncConnection) -> list[tuple[str, str, str | None]]:
+    """(run id, status, worker id) of every run some executor holds or was executing."""
+    rows = await conn.execute(
+        select(R.c.id, R.c.status, R.c.worker_id).where(
+            (R.c.worker_id.is_not(None)) | (R.c.status.in_(("in_progress", "cancelling")))
+        )
+    )
+    return [(r[0], r[1], r[2]) for r in rows]
+
+
+async def release_lapsed(
+    conn: AsyncConnection, run_id: str, worker_id: str, *, require_lapsed: bool = True
+) -> bool:
+    """Frees a dead worker's claim, if it is still that worker's (and, unless ``require_lapsed`` is
+    False, still unrenewed); True when this caller freed it."""
+    condition = and_(R.c.id == run_id, R.c.worker_id == worker_id)
+    if require_lapsed:
+        condition = and_(condition, R.c.lease_expires_at < now_ms())
+    result = await conn.execute(update(R).where(condition).values(worker_id=None, lease_expires_at=None))
+    return result.rowcount == 1
+
+
+async def owner(conn: AsyncConnection, run_id: str) -> str | None:
+    return (await conn.execute(select(R.c.worker_id).where(R.c.id == run_id))).scalar()

@@ -1,0 +1,29 @@
+"""The model boundary: the only code that speaks to the LLM (``chat.py``)."""
+
+from openassistants.upstream.chat import (
+    ChatClient,
+    ChatEvent,
+    ChatRequest,
+    Finish,
+    FinishReason,
+    TextDelta,
+    ToolCallDelta,
+    UpstreamError,
+    UpstreamErrorCode,
+    Usage,
+    UsageReport,
+)
+
+__all__ = [
+    "ChatClient",
+    "ChatEvent",
+    "ChatRequest",
+    "Finish",
+    "FinishReason",
+    "TextDelta",
+    "ToolCallDelta",
+    "UpstreamError",
+    "UpstreamErrorCode",
+    "Usage",
+    "UsageReport",
+]

@@ -1,0 +1,476 @@
+"""The model boundary: one streamed chat completion from an OpenAI-compatible upstream, as ChatEvents.
+
+Every failure reaches the caller as ``UpstreamError``; its ``code`` is what a run's ``last_error.code``
+says. No httpx exception gets past this module:
+
+    what happened                                       retried*   UpstreamError.code
+    ──────────────────────────────────────────────────  ─────────  ───────────────────
+    connect error, timeout, connection dropped          yes        server_error
+    HTTP 408 or 5xx                                     yes        server_error
+    HTTP 429                                            yes        rate_limit_exceeded
+    HTTP 401, 403, 3xx (our key or route is wrong)      no         server_error
+    other HTTP 4xx (400, 404 unknown model, 422 …)      no         invalid_prompt
+    error object, bad JSON or early end in a stream     no         server_error
+    other httpx errors (e.g. a body it cannot decode)   no         server_error
+    any failure once an event has been yielded          no         server_error
+
+    * only while nothing has been yielded, up to llm_max_retries times, waiting
+      llm_retry_backoff_seconds * 2**n, or the upstream's retry-after when that is at most 30 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx
+from pydantic import BaseModel, ConfigDict, SecretStr, TypeAdapter
+
+from openassistants.config import Settings
+
+logger = logging.getLogger(__name__)
+
+#: One pool for every route. Each streaming run holds a connection for its whole reply, and we must carry
+#: hundreds at once (benchmarks run 500); idle ones stay pooled so the next burst does not reconnect.
+POOL_LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=1000)
+#: Longest retry-after we obey; a longer one means "not soon", so our own backoff applies instead.
+MAX_RETRY_AFTER_SECONDS = 30.0
+#: Most of a non-JSON error body quoted in UpstreamError.message.
+MAX_ERROR_BODY_CHARS = 500
+
+UpstreamErrorCode = Literal["server_error", "rate_limit_exceeded", "invalid_prompt"]
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """One chat completion to stream. ``messages`` and ``tools`` go to the upstream as they are."""
+
+    model: str
+    messages: list[dict[str, Any]]
+    tools: list[dict[str, Any]] | None = None
+    #: Sent only together with tools (some servers reject a tool_choice without tools).
+    tool_choice: str | dict[str, Any] | None = None
+    #: Sent only together with tools.
+    parallel_tool_calls: bool | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    response_format: dict[str, Any] | None = None
+    #: Sent as the older ``max_tokens``: vLLM, Ollama, llama.cpp and OpenAI's non-reasoning models all
+    #: honour it, while several local servers ignore ``max_completion_tokens``.
+    max_completion_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    """A piece of the reply's text."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class ToolCallDelta:
+    """A piece of tool call ``index``: ``id`` and ``name`` come once per index (the first time they are
+    known), ``arguments`` fragments exactly as streamed; concatenated, they are the arguments JSON."""
+
+    index: int
+    id: str | None
+    name: str | None
+    arguments: str
+
+
+@dataclass(frozen=True)
+class Finish:
+    """The reply is complete; comes once, after every delta."""
+
+    reason: FinishReason
+
+
+@dataclass(frozen=True)
+class UsageReport:
+    """Token usage, when the upstream reports it; at most once, last (after ``Finish``)."""
+
+    usage: Usage
+
+
+ChatEvent = TextDelta | ToolCallDelta | Finish | UsageReport
+
+
+class UpstreamError(Exception):
+    """The model upstream failed; ``code`` and ``message`` are fit for a run's ``last_error``."""
+
+    def __init__(self, code: UpstreamErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code: UpstreamErrorCode = code
+        self.message = message
+
+
+class _Retryable(Exception):
+    """An attempt failed in a way that another attempt may fix, if nothing was yielded yet."""
+
+    def __init__(self, error: UpstreamError, retry_after: float | None = None) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.retry_after = retry_after
+
+
+class _Route(BaseModel):
+    """Where one model is served: an entry of ``llm_routes``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    base_url: str
+    #: No key when omitted: the default upstream's key is never sent to another server.
+    api_key: SecretStr | None = None
+    #: The name the upstream knows the model by; default: the assistant's model name.
+    model: str | None = None
+
+
+_ROUTES = TypeAdapter(dict[str, _Route])
+
+
+@dataclass(frozen=True)
+class _Target:
+    url: httpx.URL
+    model: str
+    headers: dict[str, str] = field(repr=False)  # holds the api key
+
+
+class ChatClient:
+    """Streams chat completions from the upstream that serves each model. One per process."""
+
+    def __init__(self, settings: Settings) -> None:
+        """Raises ValueError if ``llm_base_url`` or ``llm_routes`` is unusable."""
+        key = settings.llm_api_key if settings.llm_api_key else None  # an empty key sends none
+        self._default = _Route(base_url=settings.llm_base_url, api_key=key)
+        self._routes = _load_routes(settings.llm_routes)
+        for route in (self._default, *self._routes.values()):
+            _chat_url(route)  # fail at start-up, not on the first run
+        self._max_retries = settings.llm_max_retries
+        self._backoff = settings.llm_retry_backoff_seconds
+        self._http = httpx.AsyncClient(
+            timeout=httpx.Timeout(
+                connect=settings.llm_connect_timeout_seconds,
+                # httpx applies it to each socket read: the longest silence between two chunks.
+                read=settings.llm_read_timeout_seconds,
+                write=settings.llm_connect_timeout_seconds,
+                pool=settings.llm_connect_timeout_seconds,
+            ),
+            limits=POOL_LIMITS,
+            # Settings is the one source of configuration: no proxies or certificates from the environment.
+            trust_env=False,
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[ChatEvent]:
+        """Stream one reply as events, ending with ``Finish`` (then ``UsageReport`` if reported).
+
+        Raises UpstreamError (see the module docstring). Close the iterator (``contextlib.aclosing``)
+        when stopping early, so that its connection goes back to the pool at once.
+        """
+        target = self._target(request.model)
+        body = _request_body(request, target.model)
+        for attempt in range(self._max_retries + 1):
+            yielded = False
+            try:
+                async with aclosing(self._attempt(target, body)) as events:
+                    async for event in events:
+                        yielded = True
+                        yield event
+                return
+            except _Retryable as failure:
+                if yielded or attempt == self._max_retries:
+                    raise failure.error from failure.__cause__
+                delay = self._retry_delay(attempt, failure.retry_after)
+                logger.warning(
+                    "model upstream failed for %r (attempt %d of %d): %s; retrying in %.2f s",
+                    request.model,
+                    attempt + 1,
+                    self._max_retries + 1,
+                    failure.error.message,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+
+    async def _attempt(self, target: _Target, body: dict[str, Any]) -> AsyncGenerator[ChatEvent]:
+        try:
+            async with self._http.stream("POST", target.url, json=body, headers=target.headers) as response:
+                if not response.is_success:
+                    await response.aread()
+                    raise _status_failure(response)
+                if response.headers.get("content-type", "").startswith("application/json"):
+                    # Asked to stream, some servers answer one chat.completion anyway.
+                    await response.aread()
+                    for event in _completion_events(response.text):
+                        yield event
+                else:
+                    async for event in _stream_events(response.aiter_lines()):
+                        yield event
+        except httpx.TimeoutException as exc:
+            raise _Retryable(UpstreamError("server_error", "The model upstream timed out.")) from exc
+        except httpx.TransportError as exc:
+            message = "The connection to the model upstream failed."
+            raise _Retryable(UpstreamError("server_error", message)) from exc
+        except httpx.HTTPError as exc:
+            raise UpstreamError("server_error", f"The model upstream's answer was unusable: {exc}") from exc
+
+    def _target(self, model: str) -> _Target:
+        route = self._routes.get(model, self._default)
+        headers = {"Accept": "text/event-stream"}
+        if route.api_key is not None:
+            headers["Authorization"] = f"Bearer {route.api_key.get_secret_value()}"
+        return _Target(url=_chat_url(route), model=route.model or model, headers=headers)
+
+    def _retry_delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None and 0 <= retry_after <= MAX_RETRY_AFTER_SECONDS:
+            return retry_after
+        return float(self._backoff * 2**attempt)
+
+
+def _load_routes(value: str | None) -> dict[str, _Route]:
+    """``llm_routes``: inline JSON (it starts with ``{``), or the path of a JSON file."""
+    if not value or not value.strip():
+        return {}
+    try:
+        text = value if value.lstrip().startswith("{") else Path(value).read_text()
+    except OSError as exc:
+        raise ValueError(f"cannot read llm_routes file {value!r}: {exc}") from exc
+    return _ROUTES.validate_json(text)  # its ValidationError is a ValueError
+
+
+def _chat_url(route: _Route) -> httpx.URL:
+    try:
+        url = httpx.URL(route.base_url.rstrip("/") + "/chat/completions")
+    except httpx.InvalidURL as exc:
+        raise ValueError(f"invalid model upstream URL {route.base_url!r}: {exc}") from exc
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ValueError(f"model upstream URL {route.base_url!r} is not an http(s) URL")
+    return url
+
+
+def _request_body(request: ChatRequest, model: str) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": request.messages,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    optional: dict[str, Any] = {
+        "temperature": request.temperature,
+        "top_p": request.top_p,
+        "response_format": request.response_format,
+        "max_tokens": request.max_completion_tokens,
+    }
+    if request.tools:
+        optional |= {
+            "tools": request.tools,
+            "tool_choice": request.tool_choice,
+            "parallel_tool_calls": request.parallel_tool_calls,
+        }
+    body.update({name: value for name, value in optional.items() if value is not None})
+    return body
+
+
+def _status_failure(response: httpx.Response) -> _Retryable | UpstreamError:
+    status = response.status_code
+    message = f"The model upstream answered {status}: {_error_message(response)}"
+    if status == 429:
+        return _Retryable(UpstreamError("rate_limit_exceeded", message), _retry_after(response))
+    if status == 408 or status >= 500:
+        return _Retryable(UpstreamError("server_error", message), _retry_after(response))
+    if 400 <= status < 500 and status not in (401, 403):
+        return UpstreamError("invalid_prompt", message)
+    return UpstreamError("server_error", message)
+
+
+def _error_message(response: httpx.Response) -> str:
+    """The upstream's own words: OpenAI's ``{"error": {"message"}}``, or what other servers send instead."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        error = body.get("error")
+        for candidate in (
+            error.get("message") if isinstance(error, dict) else error,
+            body.get("detail"),  # FastAPI-based servers
+            body.get("message"),
+        ):
+            if isinstance(candidate, str) and candidate:
+                return candidate
+    return response.text.strip()[:MAX_ERROR_BODY_CHARS] or response.reason_phrase
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """retry-after in seconds; the HTTP-date form is ignored (our own backoff applies)."""
+    try:
+        return float(response.headers["retry-after"])
+    except (KeyError, ValueError):
+        return None
+
+
+async def _stream_events(lines: AsyncIterator[str]) -> AsyncIterator[ChatEvent]:
+    decoder = _ChunkDecoder()
+    async for data in _sse_data(lines):
+        if data.strip() == "[DONE]":
+            break
+        for event in decoder.decode(data):
+            yield event
+    else:
+        # Some servers omit [DONE]; a stream that stops before finish_reason was cut short.
+        if not decoder.finished:
+            raise UpstreamError("server_error", "The model upstream's stream ended before the reply did.")
+    for event in decoder.end():
+        yield event
+
+
+async def _sse_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:
+    """The data of each server-sent event; comments, ``event:`` and ``id:`` lines carry nothing we use.
+
+    https://html.spec.whatwg.org/multipage/server-sent-events.html#event-stream-interpretation
+    """
+    data: list[str] = []
+    async for line in lines:
+        if not line:
+            if data:
+                yield "\n".join(data)
+                data = []
+        elif line.startswith("data:"):
+            value = line[len("data:") :]
+            data.append(value.removeprefix(" "))
+    if data:
+        yield "\n".join(data)
+
+
+def _completion_events(text: str) -> list[ChatEvent]:
+    """A whole (non-streamed) chat.completion, as the events its stream would have given."""
+    decoder = _ChunkDecoder()
+    try:
+        completion = json.loads(text)
+        choice = completion["choices"][0]
+        message = choice["message"]
+        chunk = {
+            "choices": [
+                {
+                    "delta": {"content": message.get("content"), "tool_calls": message.get("tool_calls")},
+                    "finish_reason": choice.get("finish_reason"),
+                }
+            ],
+            "usage": completion.get("usage"),
+        }
+    except (ValueError, LookupError, TypeError, AttributeError) as exc:
+        raise _malformed() from exc
+    return [*decoder.decode_chunk(chunk), *decoder.end()]
+
+
+_FINISH_REASONS: dict[str, FinishReason] = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_calls",
+    "content_filter": "content_filter",
+    "function_call": "tool_calls",  # the pre-tools name
+}
+
+
+class _ChunkDecoder:
+    """Turns ``chat.completion.chunk`` objects into events, smoothing over the dialects of upstreams."""
+
+    def __init__(self) -> None:
+        self.finished = False
+        self._usage: Usage | None = None
+        self._has_tool_calls = False
+        self._ids_sent: set[int] = set()
+        self._names_sent: set[int] = set()
+
+    def decode(self, data: str) -> list[ChatEvent]:
+        try:
+            chunk = json.loads(data)
+        except ValueError as exc:
+            raise _malformed() from exc
+        return self.decode_chunk(chunk)
+
+    def decode_chunk(self, chunk: Any) -> list[ChatEvent]:
+        if isinstance(chunk, dict) and chunk.get("error"):  # vLLM and proxies report late failures so
+            error = chunk["error"]
+            message = error.get("message") if isinstance(error, dict) else error
+            raise UpstreamError("server_error", f"The model upstream failed mid-reply: {message}")
+        try:
+            return list(self._events(chunk))
+        except (LookupError, TypeError, AttributeError, ValueError) as exc:
+            raise _malformed() from exc
+
+    def end(self) -> Iterator[ChatEvent]:
+        if not self.finished:  # [DONE] without a finish_reason
+            yield self._finish(None)
+        if self._usage is not None:
+            yield UsageReport(self._usage)
+
+    def _events(self, chunk: dict[str, Any]) -> Iterator[ChatEvent]:
+        if chunk.get("usage"):
+            # Kept for the end: some servers repeat (growing) usage on several chunks.
+            self._usage = _usage(chunk["usage"])
+        for choice in chunk.get("choices") or ():
+            if choice.get("index", 0) != 0:
+                continue
+            delta = choice.get("delta") or {}
+            # Only ``content`` is the reply: ``reasoning_content``/``reasoning`` never reach the text.
+            if content := delta.get("content"):
+                yield TextDelta(str(content))
+            for position, call in enumerate(delta.get("tool_calls") or ()):
+                if (event := self._tool_call(position, call)) is not None:
+                    yield event
+            # finish_reason may ride on a chunk that also carries content: handled after it.
+            if choice.get("finish_reason") and not self.finished:
+                yield self._finish(choice["finish_reason"])
+
+    def _tool_call(self, position: int, call: dict[str, Any]) -> ToolCallDelta | None:
+        index = call.get("index", position)  # servers sending whole calls may leave out the index
+        if not isinstance(index, int):
+            raise TypeError(f"tool call index {index!r}")
+        function = call.get("function") or {}
+        arguments = function.get("arguments") or ""
+        if not isinstance(arguments, str):  # a few servers send an object instead of JSON text
+            arguments = json.dumps(arguments)
+        # OpenAI sends id and name in a call's first fragment only; some servers repeat them in each.
+        call_id = call.get("id") if index not in self._ids_sent else None
+        name = function.get("name") if index not in self._names_sent else None
+        if call_id:
+            self._ids_sent.add(index)
+        if name:
+            self._names_sent.add(index)
+        if not (call_id or name or arguments):
+            return None
+        self._has_tool_calls = True
+        return ToolCallDelta(index=index, id=call_id or None, name=name or None, arguments=arguments)
+
+    def _finish(self, reason: object) -> Finish:
+        self.finished = True
+        normalized = _FINISH_REASONS.get(reason, "stop") if isinstance(reason, str) else "stop"
+        if normalized == "stop" and self._has_tool_calls:
+            normalized = "tool_calls"  # some servers say "stop" after streaming tool calls
+        return Finish(normalized)
+
+
+def _usage(raw: dict[str, Any]) -> Usage:
+    prompt = int(raw.get("prompt_tokens") or 0)
+    completion = int(raw.get("completion_tokens") or 0)
+    return Usage(prompt, completion, int(raw.get("total_tokens") or prompt + completion))
+
+
+def _malformed() -> UpstreamError:
+    return UpstreamError("server_error", "The model upstream sent a malformed reply.")

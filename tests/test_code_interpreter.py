@@ -1,0 +1,190 @@
+"""The code_interpreter tool in runs, through the SDK: code runs in the thread's sandboxed kernel,
+its logs, images and files come back in the step, to the model, and in the reply."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import ServerFactory, sdk_client
+from tests.upstream import Reply, ScriptedUpstream, ToolCalls
+
+if shutil.which("bwrap") is None:
+    if os.environ.get("OPENASSISTANTS_TEST_REQUIRE_POSTGRES"):  # set in CI, where bwrap is installed
+        raise RuntimeError("bubblewrap (bwrap) is required in CI for the code interpreter tests")
+    pytest.skip("bubblewrap (bwrap) is not installed", allow_module_level=True)
+
+
+def _code(source: str) -> str:
+    return json.dumps({"code": source})
+
+
+async def _assistant(client: openai.AsyncOpenAI, model: str, **extra: object) -> str:
+    assistant = await client.beta.assistants.create(
+        model=model, tools=[{"type": "code_interpreter"}], **extra
+    )  # type: ignore[arg-type]
+    return assistant.id
+
+
+async def test_code_runs_and_its_logs_reach_step_and_model(
+    client: openai.AsyncOpenAI, upstream: ScriptedUpstream, model: str
+) -> None:
+    upstream.script(model, ToolCalls([("code_interpreter", _code("print(6 * 7)"))]), Reply("It is 42."))
+    assistant_id = await _assistant(client, model)
+    thread = await client.beta.threads.create(messages=[{"role": "user", "content": "6*7?"}])
+    run = await client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant_id)
+    assert run.status == "completed"
+    offered = upstream.requests(model)[0]["tools"]
+    assert offered[0]["function"]["name"] == "code_interpreter"
+    steps = await client.beta.threads.runs.steps.list(run.id, thread_id=thread.id, order="asc")
+    call = steps.data[0].step_details.tool_calls[0]  # type: ignore[union-attr]
+    assert call.type == "code_interpreter"
+    assert call.code_interpreter.input == "print(6 * 7)"  # type: ignore[union-attr]
+    assert call.code_interpreter.outputs[0].logs.strip() == "42"  # type: ignore[union-attr]
+    tool_message = upstream.requests(model)[1]["messages"][-1]
+    assert tool_message["role"] == "tool" and "42" in tool_message["content"]
+
+
+async def test_state_is_kept_per_thread_and_errors_go_back_to_the_model(
+    client: openai.AsyncOpenAI, upstream: ScriptedUpstream, model: str
+) -> None:
+    upstream.script(
+        model,
+        ToolCalls([("code_interpreter", _code("secret = 41"))]),
+        Reply("stored"),
+        ToolCalls([("code_interpreter", _code("print(secret + 1)"))]),
+        Reply("42"),
+        ToolCalls([("code_interpreter", _code("print(secret)"))]),
+        Reply("not here"),
+    )
+    assistant_id = await _assistant(client, model)
+    thread = await client.beta.threads.create(messages=[{"role": "user", "content": "go"}])
+    for _ in range(2):
+        run = await client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant_id)
+        assert run.status == "completed"
+    assert "42" in upstream.requests(model)[3]["messages"][-1]["content"]
+
+    other = await client.beta.threads.create(messages=[{"role": "user", "content": "go"}])
+    run = await client.beta.threads.runs.create_and_poll(thread_id=other.id, assistant_id=assistant_id)
+    assert run.status == "completed"  # the error went to the model, which carried on
+    assert "NameError" in upstream.requests(model)[5]["messages"][-1]["content"]
+
+
+async def test_input_files_images_and_output_files(
+    client: openai.AsyncOpenAI, upstream: ScriptedUpstream, model: str
+) -> None:
+    data = await client.files.create(file=("numbers.csv", b"n\n1\n2\n3\n"), purpose="assistants")
+    code = (
+        "import pandas as pd, matplotlib.pyplot as plt\n"
+        "df = pd.read_csv('/mnt/data/numbers.csv')\n"
+        "print(df.n.sum())\n"
+        "df.assign(sq=df.n ** 2).to_csv('/mnt/data/squares.csv', index=False)\n"
+        "_ = plt.plot(df.n, df.n ** 2)\n"
+    )
+    reply = "Here is the chart and the table: [squares](sandbox:/mnt/data/squares.csv)"
+    upstream.script(model, ToolCalls([("code_interpreter", _code(code))]), Reply(reply))
+    assistant_id = await _assistant(
+        client, model, tool_resources={"code_interpreter": {"file_ids": [data.id]}}
+    )
+    thread = await client.beta.threads.create(messages=[{"role": "user", "content": "plot it"}])
+    run = await client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant_id)
+    assert run.status == "completed"
+
+    steps = await client.beta.threads.runs.steps.list(run.id, thread_id=thread.id, order="asc")
+    outputs = steps.data[0].step_details.tool_calls[0].code_interpreter.outputs  # type: ignore[union-attr]
+    assert outputs[0].type == "logs" and outputs[0].logs.strip() == "6"  # type: ignore[union-attr]
+    images = [o.image.file_id for o in outputs if o.type == "image"]  # type: ignore[union-attr]
+    assert len(images) == 1
+
+    message = (await client.beta.threads.messages.list(thread.id, limit=1)).data[0]
+    assert message.content[0].type == "image_file"
+    assert message.content[0].image_file.file_id == images[0]  # type: ignore[union-attr]
+    png = await client.files.content(images[0])
+    assert png.read()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (await client.files.retrieve(images[0])).purpose == "assistants_output"
+
+    text = message.content[1].text  # type: ignore[union-attr]
+    assert text.value == reply
+    [annotation] = text.annotations
+    assert annotation.type == "file_path" and annotation.text == "sandbox:/mnt/data/squares.csv"
+    assert text.value[annotation.start_index : annotation.end_index] == annotation.text
+    csv = await client.files.content(annotation.file_path.file_id)  # type: ignore[union-attr]
+    assert csv.read().decode().splitlines() == ["n,sq", "1,1", "2,4", "3,9"]
+
+
+async def test_code_input_and_outputs_stream(
+    client: openai.AsyncOpenAI, upstream: ScriptedUpstream, model: str
+) -> None:
+    source = 'for i in range(3):\n    print("line", i)\n'
+    upstream.script(model, ToolCalls([("code_interpreter", _code(source))], arg_chunks=6), Reply("done"))
+    assistant_id = await _assistant(client, model)
+    thread = await client.beta.threads.create(messages=[{"role": "user", "content": "loop"}])
+    async with client.beta.threads.runs.stream(thread_id=thread.id, assistant_id=assistant_id) as stream:
+        await stream.until_done()
+        steps = await stream.get_final_run_steps()
+    call = steps[0].step_details.tool_calls[0]  # type: ignore[union-attr]
+    assert call.type == "code_interpreter"
+    assert call.code_interpreter.input == source  # type: ignore[union-attr]
+    assert "line 2" in call.code_interpreter.outputs[0].logs  # type: ignore[union-attr]
+
+
+async def test_hostile_code_is_contained_and_other_runs_proceed(
+    server_factory: ServerFactory, upstream: ScriptedUpstream, model: str, tmp_path: Path
+) -> None:
+    # server_factory keeps the server's data dir (its database, its file blobs) under tmp_path.
+    probe = (
+        "import os, socket\n"
+        "print('env', sorted(k for k in os.environ if 'OPENASSISTANTS' in k or 'KEY' in k))\n"
+        "try:\n"
+        "    socket.create_connection(('127.0.0.1', 5432), timeout=2)\n"
+        "    print('network: reached')\n"
+        "except OSError as exc:\n"
+        "    print('network: blocked')\n"
+        f"print('data dir', os.path.exists({str(tmp_path)!r}))\n"
+    )
+    slow_model = model + "-loop"
+    upstream.script(
+        slow_model, ToolCalls([("code_interpreter", _code("while True:\n    pass"))]), Reply("gave up")
+    )
+    fork_model, memory_model = model + "-fork", model + "-memory"
+    fork_bomb = "import os\nwhile True:\n    os.fork()"
+    memory_hog = "hog = []\nwhile True:\n    hog.append(bytearray(50_000_000))"
+    upstream.script(fork_model, ToolCalls([("code_interpreter", _code(fork_bomb))]), Reply("stopped"))
+    upstream.script(memory_model, ToolCalls([("code_interpreter", _code(memory_hog))]), Reply("stopped"))
+    upstream.script(model, ToolCalls([("code_interpreter", _code(probe))]), Reply("probed"))
+    with server_factory(code_interpreter_timeout_seconds=3) as server:
+        async with sdk_client(server) as client:
+            looping = await client.beta.threads.create_and_run(
+                assistant_id=await _assistant(client, slow_model),
+                thread={"messages": [{"role": "user", "content": "loop"}]},
+            )
+            # While one thread's code spins, another thread's run goes through.
+            run = await client.beta.threads.create_and_run_poll(
+                assistant_id=await _assistant(client, model),
+                thread={"messages": [{"role": "user", "content": "probe"}]},
+            )
+            assert run.status == "completed"
+            logs = upstream.requests(model)[1]["messages"][-1]["content"]
+            assert "env []" in logs and "network: blocked" in logs and "data dir False" in logs
+
+            # A fork bomb and a memory hog are stopped by their limits; the error reaches the model.
+            for hostile in (fork_model, memory_model):
+                stopped = await client.beta.threads.create_and_run_poll(
+                    assistant_id=await _assistant(client, hostile),
+                    thread={"messages": [{"role": "user", "content": "go"}]},
+                )
+                assert stopped.status == "completed"
+                assert upstream.requests(hostile)[1]["messages"][-1]["role"] == "tool"
+            async with httpx.AsyncClient() as http:
+                assert (await http.get(f"{server.url}/healthz")).status_code == 200
+
+            looped = await client.beta.threads.runs.poll(looping.id, thread_id=looping.thread_id)
+            assert looped.status == "completed"  # the timeout went back to the model
+            told = upstream.requests(slow_model)[1]["messages"][-1]["content"]
+            assert "time" in told.lower()
