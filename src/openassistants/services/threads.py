@@ -1,4 +1,4 @@
-"""Threads: create (with initial messages), retrieve, update, delete (cascading to its messages)."""
+"""Threads: create (with initial messages), retrieve, update, delete (cascading to its messages), list."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from openassistants.ids import new_id
+from openassistants.schemas.common import ListParams
 from openassistants.schemas.threads import ThreadCreate, ThreadUpdate
 from openassistants.services.attachments import create_tool_resources, index_attachments
 from openassistants.services.lookup import load_thread
@@ -17,6 +18,7 @@ from openassistants.services.messages import message_values
 from openassistants.services.resources import tool_resources_to_stored
 from openassistants.storage import tables
 from openassistants.storage.db import Database
+from openassistants.storage.queries import list_body, list_page
 
 T = tables.threads
 
@@ -87,3 +89,10 @@ async def delete_thread(db: Database, tenant: str, thread_id: str) -> dict[str, 
         await conn.execute(delete(tables.messages).where(tables.messages.c.thread_id == thread_id))
         await conn.execute(delete(T).where(T.c.id == thread_id))
     return {"id": thread_id, "object": "thread.deleted", "deleted": True}
+
+
+async def list_threads(db: Database, tenant: str, params: ListParams) -> dict[str, Any]:
+    """The tenant's threads, newest first by default: an extension (the hosted API cannot list threads)."""
+    async with db.read() as conn:
+        rows, has_more = await list_page(conn, T, [T.c.tenant_id == tenant], **params.model_dump())
+    return list_body([thread_to_wire(r) for r in rows], has_more)
