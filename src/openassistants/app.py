@@ -9,7 +9,17 @@ from fastapi import APIRouter, FastAPI
 from starlette.middleware import Middleware
 
 from openassistants import __version__
-from openassistants.api import assistants, files, health, messages, metrics, runs, threads, vector_stores
+from openassistants.api import (
+    assistants,
+    console,
+    files,
+    health,
+    messages,
+    metrics,
+    runs,
+    threads,
+    vector_stores,
+)
 from openassistants.api.errors import install_error_handlers
 from openassistants.api.metrics import MetricsMiddleware
 from openassistants.api.middleware import AuthMiddleware, RequestContextMiddleware
@@ -48,7 +58,7 @@ def _routers(settings: Settings) -> list[tuple[str, APIRouter]]:
     """(prefix, router) in matching order: runs first, for POST /threads/runs."""
     api = [("/v1", module.router) for module in (assistants, runs, threads, messages, files, vector_stores)]
     operations = [health.router, metrics.router] if settings.metrics_enabled else [health.router]
-    return api + [("", router) for router in operations]
+    return api + [("", router) for router in [*operations, console.router]]
 
 
 def _middleware(settings: Settings, routers: list[tuple[str, APIRouter]]) -> list[Middleware]:
