@@ -58,13 +58,15 @@ def create_app(settings: Settings) -> FastAPI:
 def _add_routes(app: FastAPI, prefix: str, router: APIRouter) -> None:
     """``include_router`` without its cost: FastAPI 0.165 keeps an included router as one lazy route
     that it walks on every request, where routes of the app's own router are matched directly."""
+    if not all(isinstance(route, APIRoute) for route in router.routes):
+        app.include_router(router, prefix=prefix)
+        return
     for route in router.routes:
-        if not isinstance(route, APIRoute):
-            raise TypeError(f"{route!r} is not an APIRoute")
+        assert isinstance(route, APIRoute)
         app.router.add_api_route(
             prefix + route.path,
             route.endpoint,
-            methods=sorted(route.methods),
+            methods=sorted(route.methods or ()),
             name=route.name,
             tags=route.tags,
             summary=route.summary,
