@@ -22,6 +22,7 @@ from openassistants.api import (
     vector_stores,
 )
 from openassistants.api.errors import install_error_handlers
+from openassistants.api.hot import HotRoutes
 from openassistants.api.metrics import MetricsMiddleware
 from openassistants.api.middleware import AuthMiddleware, RequestContextMiddleware
 from openassistants.api.openapi import install_openapi
@@ -101,4 +102,5 @@ def _middleware(settings: Settings, routers: list[tuple[str, APIRouter]]) -> lis
         stack.insert(0, Middleware(MetricsMiddleware, routers=routers))
     if settings.rate_limit_per_minute is not None:
         stack.append(Middleware(RateLimitMiddleware, per_minute=settings.rate_limit_per_minute))
+    stack.append(Middleware(HotRoutes))
     return stack

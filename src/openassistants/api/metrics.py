@@ -97,7 +97,12 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_and_see_status)
         finally:
             method = scope["method"] if scope["method"] in KNOWN_METHODS else "other"
-            route = self.routes.find(method, scope["path"]) or _openapi_route(scope) or UNMATCHED_ROUTE
+            route = (
+                scope.get("route_template")
+                or self.routes.find(method, scope["path"])
+                or _openapi_route(scope)
+                or UNMATCHED_ROUTE
+            )
             HTTP_REQUEST_SECONDS.labels(method, route, f"{status // 100}xx").observe(
                 time.perf_counter() - started
             )
