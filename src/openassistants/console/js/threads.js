@@ -1,0 +1,86 @@
+// Threads: the key's threads (GET /v1/threads, an OpenAssistants extension) page by page, and the ones
+// created from this browser.
+
+import { api } from "./api.js";
+import { forgetThread, localThreads } from "./store.js";
+import { clear, guarded, h, notify, when } from "./ui.js";
+
+export async function showThreads(root) {
+  const serverList = h("ul", { class: "item-list", id: "thread-list", "aria-label": "Threads on the server" });
+  const more = h("button", { type: "button", class: "secondary", hidden: true }, "Load more");
+  const localList = h("ul", { class: "item-list", id: "local-threads", "aria-label": "Threads started here" });
+  clear(
+    root,
+    h(
+      "div",
+      { class: "split" },
+      h(
+        "section",
+        { class: "panel", "aria-labelledby": "threads-title" },
+        h(
+          "div",
+          { class: "panel-head" },
+          h("h2", { id: "threads-title" }, "Threads"),
+          h("a", { class: "button", href: "#/chat" }, "New chat"),
+        ),
+        serverList,
+        more,
+      ),
+      h(
+        "section",
+        { class: "panel", "aria-labelledby": "local-threads-title" },
+        h("h2", { id: "local-threads-title" }, "Started in this browser"),
+        localList,
+      ),
+    ),
+  );
+
+  let after;
+  const loadPage = async () => {
+    const page = await api.get("/threads", { limit: 20, after });
+    for (const thread of page.data) serverList.append(threadItem(thread, thread.id));
+    if (!serverList.children.length) serverList.append(h("li", { class: "muted" }, "No threads yet."));
+    after = page.last_id;
+    more.hidden = !page.has_more;
+  };
+  more.addEventListener("click", () => guarded(more, loadPage));
+  await loadPage();
+
+  const mine = localThreads();
+  if (!mine.length) localList.append(h("li", { class: "muted" }, "None yet."));
+  for (const thread of mine) localList.append(threadItem(thread, thread.title || thread.id, true));
+}
+
+function threadItem(thread, title, local = false) {
+  const query = new URLSearchParams({ thread: thread.id });
+  if (thread.assistant_id) query.set("assistant", thread.assistant_id);
+  const remove = h("button", { type: "button", class: "link danger-text", "aria-label": `Delete thread ${thread.id}` }, "Delete");
+  const item = h(
+    "li",
+    { dataset: { threadId: thread.id } },
+    h(
+      "a",
+      { href: `#/chat?${query}` },
+      h("strong", {}, title),
+      h("small", { class: "muted block" }, `${thread.id} · ${when(thread.created_at)}`),
+    ),
+    remove,
+  );
+  remove.addEventListener("click", async () => {
+    if (!confirm(`Delete thread ${thread.id} and its messages?`)) return;
+    const done = await guarded(remove, async () => {
+      try {
+        return await api.delete(`/threads/${thread.id}`);
+      } catch (error) {
+        if (local && error.status === 404) return { deleted: true };
+        throw error;
+      }
+    });
+    if (done) {
+      forgetThread(thread.id);
+      item.remove();
+      notify("Thread deleted.", "success");
+    }
+  });
+  return item;
+}

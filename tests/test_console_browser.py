@@ -1,0 +1,268 @@
+"""The web console in a real headless Chromium against a real server and the scripted model: create an
+assistant, chat with a streamed reply, answer a function call, cite an uploaded file, and the key.
+
+One server (SQLite: the console is a client of the public API, which the rest of the suite runs on both
+databases) and one browser for the module; each test gets a fresh browser profile.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import openai
+import pytest
+from playwright.async_api import Browser, Page, expect
+
+from tests.conftest import TENANT_A_KEY, Server
+from tests.console_browser import PageErrors, launched_chromium, new_context, require_chromium
+from tests.servers import make_settings, running_server
+from tests.upstream import Reply, ScriptedUpstream, ToolCalls
+
+CHROMIUM = require_chromium()
+FACT = "Island notes\n\nThe lighthouse keeper on Skerry Island feeds exactly seventeen cats every morning."
+MARKER = "【0:0†island.md】"
+# Generous: the machine is shared and ingestion embeds on the CPU; a pass takes far less.
+TIMEOUT_MS = 60_000
+expect.set_options(timeout=TIMEOUT_MS)
+
+
+@pytest.fixture(scope="module")
+def console_server(upstream: ScriptedUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    data_dir = tmp_path_factory.mktemp("console")
+    settings = make_settings(str(data_dir), None, llm_base_url=upstream.url, llm_retry_backoff_seconds=0.01)
+    with running_server(settings) as url:
+        yield Server(url=url, backend="sqlite")
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    async with launched_chromium(CHROMIUM) as launched:
+        yield launched
+
+
+@pytest.fixture
+async def sdk(console_server: Server) -> AsyncIterator[openai.AsyncOpenAI]:
+    async with openai.AsyncOpenAI(base_url=console_server.base_url, api_key=TENANT_A_KEY, max_retries=0) as c:
+        yield c
+
+
+async def open_page(browser: Browser, server: Server, api_key: str | None = TENANT_A_KEY) -> Page:
+    context = await new_context(browser, server.url, api_key)
+    context.set_default_timeout(TIMEOUT_MS)
+    return await context.new_page()
+
+
+@pytest.fixture
+async def page(browser: Browser, console_server: Server) -> AsyncIterator[Page]:
+    page = await open_page(browser, console_server)
+    errors = PageErrors(page)
+    yield page
+    await page.context.close()
+    errors.assert_none()
+
+
+async def test_the_page_creates_an_assistant_with_tools_and_metadata(
+    page: Page, sdk: openai.AsyncOpenAI, model: str
+) -> None:
+    name = f"Weather {uuid.uuid4().hex[:6]}"
+    await page.goto("/#/assistants/new")
+    await page.get_by_label("Name", exact=True).fill(name)
+    await page.get_by_label("Model").fill(model)
+    await page.get_by_label("Instructions").fill("Answer about the weather.")
+    await page.get_by_label("Code interpreter", exact=True).check()
+    await page.get_by_role("button", name="Add function").click()
+    await page.get_by_label("Function name").fill("get_weather")
+    await page.get_by_label("Parameters (JSON schema)").fill(
+        '{"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}'
+    )
+    await page.get_by_role("button", name="Add metadata").click()
+    await page.get_by_label("Metadata key").fill("team")
+    await page.get_by_label("Metadata value").fill("console")
+    await page.get_by_role("button", name="Create assistant").click()
+    await expect(page.get_by_role("heading", name=f"Edit {name}")).to_be_visible()
+    await expect(page.get_by_role("link", name=name)).to_be_visible()
+
+    [created] = [a async for a in sdk.beta.assistants.list(limit=100) if a.name == name]
+    assert created.model == model and created.instructions == "Answer about the weather."
+    assert [t.type for t in created.tools] == ["code_interpreter", "function"]
+    function = created.tools[1].function  # type: ignore[union-attr]
+    assert function.name == "get_weather" and function.parameters["required"] == ["city"]  # type: ignore[index]
+    assert created.metadata == {"team": "console"}
+
+    # Invalid JSON never reaches the server: the page says what is wrong.
+    await page.get_by_label("Parameters (JSON schema)").fill("{not json")
+    await page.get_by_role("button", name="Save").click()
+    await expect(page.get_by_role("alert")).to_contain_text("not valid JSON")
+
+
+async def test_chat_streams_a_function_call_takes_its_output_and_completes(
+    page: Page, sdk: openai.AsyncOpenAI, upstream: ScriptedUpstream, model: str
+) -> None:
+    reply = "It is sunny in Paris, 21 degrees."
+    upstream.script(
+        model,
+        ToolCalls([("get_weather", '{"city": "Paris"}')]),
+        Reply(reply, delay=0.05),
+    )
+    parameters: dict[str, object] = {"type": "object", "properties": {"city": {"type": "string"}}}
+    assistant = await sdk.beta.assistants.create(
+        model=model,
+        name="Weather",
+        tools=[{"type": "function", "function": {"name": "get_weather", "parameters": parameters}}],
+    )
+    # Every text the reply showed, as it changed: streaming shows it growing, not all at once.
+    await page.add_init_script(
+        """
+        window.seenTexts = [];
+        new MutationObserver(() => {
+          const text = document.querySelector('.message.role-assistant .text');
+          if (text && window.seenTexts.at(-1) !== text.textContent) window.seenTexts.push(text.textContent);
+        }).observe(document, {subtree: true, childList: true, characterData: true});
+        """
+    )
+    await page.goto(f"/#/chat?assistant={assistant.id}")
+    composer = page.get_by_label("Message", exact=True)
+    await composer.fill("Weather in Paris?")
+    await composer.press("Shift+Enter")  # a new line, not a send
+    await composer.press_sequentially("Thanks")
+    await composer.press("Enter")
+
+    form = page.locator("#required-action form")
+    await expect(form).to_contain_text("get_weather")
+    await expect(form).to_contain_text('"city": "Paris"')
+    await expect(page.locator("#run-status")).to_contain_text("requires_action")
+    await expect(page.locator("#steps")).to_contain_text("get_weather")
+    await page.get_by_label("Output of get_weather").fill('{"sky": "sunny", "celsius": 21}')
+    await page.get_by_role("button", name="Submit outputs").click()
+
+    await expect(page.locator(".message.role-assistant")).to_contain_text(reply)
+    await expect(page.locator("#run-status")).to_contain_text("completed")
+    await expect(page.locator("#run-status")).to_contain_text("tokens")
+    await expect(page.locator("#steps .tool-call.function")).to_contain_text(
+        '{"sky": "sunny", "celsius": 21}'
+    )
+    seen: list[str] = await page.evaluate("window.seenTexts")
+    partial = [text for text in seen if text and text != reply and reply.startswith(text)]
+    assert partial, f"the reply appeared all at once, not streamed: {seen}"
+
+    thread_id = page.url.split("thread=")[1]
+    messages = [m async for m in sdk.beta.threads.messages.list(thread_id, order="asc")]
+    assert messages[0].content[0].text.value == "Weather in Paris?\nThanks"  # type: ignore[union-attr]
+    [run] = [r async for r in sdk.beta.threads.runs.list(thread_id)]
+    assert run.status == "completed"
+    tool_message = upstream.requests(model)[1]["messages"][-1]
+    assert tool_message["role"] == "tool" and tool_message["content"] == '{"sky": "sunny", "celsius": 21}'
+
+    # The thread is listed, on the server and as started in this browser.
+    await page.get_by_role("link", name="Threads").click()
+    await expect(page.locator(f'#thread-list li[data-thread-id="{thread_id}"]')).to_be_visible()
+    await expect(page.locator(f'#local-threads li[data-thread-id="{thread_id}"]')).to_contain_text(
+        "Weather in Paris?"
+    )
+    # Opening it again shows its messages and the run with its usage.
+    await page.locator(f'#local-threads li[data-thread-id="{thread_id}"] a').click()
+    await expect(page.locator(".message.role-assistant")).to_contain_text(reply)
+    await expect(page.locator("#runs")).to_contain_text("tokens")
+
+
+async def test_uploaded_file_is_ingested_and_cited_as_a_downloadable_footnote(
+    page: Page, sdk: openai.AsyncOpenAI, upstream: ScriptedUpstream, model: str, tmp_path: Path
+) -> None:
+    island = tmp_path / "island.md"
+    island.write_text(FACT)
+    store_name = f"Handbook {uuid.uuid4().hex[:6]}"
+
+    await page.goto("/#/vector-stores")
+    await page.get_by_label("New store name").fill(store_name)
+    await page.get_by_role("button", name="Create").click()
+    await expect(page.get_by_role("heading", name=store_name)).to_be_visible()
+    await page.get_by_label("Or upload new files").set_input_files(island)
+    await page.get_by_role("button", name="Add to store").click()
+    row = page.locator("#store-files tbody tr")
+    await expect(row).to_contain_text("island.md")
+    await expect(row).to_contain_text("completed")  # polled until ingestion finished
+    await expect(page.locator("#store-progress")).to_contain_text("1 of 1 done")
+    [store] = [s async for s in sdk.vector_stores.list(limit=100) if s.name == store_name]
+
+    upstream.script(
+        model,
+        ToolCalls([("file_search", '{"query": "cats on the island"}')]),
+        Reply(f"Seventeen cats{MARKER}."),
+    )
+    assistant = await sdk.beta.assistants.create(
+        model=model,
+        name="Librarian",
+        tools=[{"type": "file_search"}],
+        tool_resources={"file_search": {"vector_store_ids": [store.id]}},
+    )
+    await page.goto(f"/#/chat?assistant={assistant.id}")
+    await page.get_by_label("Message", exact=True).fill("How many cats?")
+    await page.get_by_role("button", name="Send").click()
+
+    message = page.locator(".message.role-assistant")
+    await expect(message).to_contain_text("Seventeen cats[1].")
+    await expect(message.locator(".sources")).to_contain_text("island.md")
+    await expect(page.locator("#steps .file-search")).to_contain_text("island.md")
+    await expect(page.locator("#steps .file-search")).to_contain_text("seventeen cats")  # result content
+
+    await message.get_by_role("link", name="Source 1").click()
+    await expect(message.locator(".footnotes li").first).to_be_focused()
+    async with page.expect_download() as download_info:
+        await message.locator(".sources").get_by_role("button", name="Download").click()
+    download = await download_info.value
+    assert download.suggested_filename == "island.md"
+    assert Path(await download.path()).read_text() == FACT
+
+
+async def test_without_a_key_data_calls_fail_cleanly_and_the_key_works(
+    browser: Browser, console_server: Server
+) -> None:
+    page = await open_page(browser, console_server, api_key=None)
+    errors = PageErrors(page)
+    refused: list[int] = []
+    page.on("response", lambda r: refused.append(r.status) if "/v1/" in r.url and r.status == 401 else None)
+
+    await page.goto("/")
+    await expect(page.get_by_role("heading", name="API key")).to_be_visible()
+    await expect(page.get_by_role("alert")).to_contain_text("needs an API key")
+    assert refused, "the page made no keyless data call"
+
+    await page.get_by_role("textbox", name="API key").fill("sk-wrong-key-123456")
+    await page.get_by_role("button", name="Use this key").click()
+    await expect(page.get_by_role("alert")).to_contain_text(
+        "That key was refused: Incorrect API key provided"
+    )
+    assert await page.evaluate("localStorage.getItem('openassistants.apiKey')") is None
+
+    await page.get_by_role("textbox", name="API key").fill(TENANT_A_KEY)
+    await page.get_by_role("textbox", name="API key").press("Enter")
+    await expect(page.get_by_role("heading", name="Assistants")).to_be_visible()
+    assert await page.evaluate("localStorage.getItem('openassistants.apiKey')") == TENANT_A_KEY
+    # The key is remembered: a new load goes straight to the data.
+    await page.reload()
+    await expect(page.get_by_role("heading", name="Assistants")).to_be_visible()
+    await page.context.close()
+    errors.assert_none()
+
+
+async def test_theme_toggle_and_keyboard_focus(page: Page) -> None:
+    await page.goto("/")
+    await expect(page.get_by_role("heading", name="Assistants")).to_be_visible()
+    toggle = page.locator("#theme-toggle")
+    light_bg = await page.evaluate("getComputedStyle(document.body).backgroundColor")
+    await toggle.click()  # system -> light
+    await toggle.click()  # light -> dark
+    assert await page.evaluate("document.documentElement.dataset.theme") == "dark"
+    dark_bg = await page.evaluate("getComputedStyle(document.body).backgroundColor")
+    assert dark_bg != light_bg
+    await page.reload()
+    assert await page.evaluate("document.documentElement.dataset.theme") == "dark"
+
+    # The first Tab reaches the skip link, and focus is drawn visibly.
+    await page.keyboard.press("Tab")
+    skip = page.get_by_role("link", name="Skip to content")
+    await expect(skip).to_be_focused()
+    outline = await skip.evaluate("el => getComputedStyle(el).outlineStyle")
+    assert outline != "none"
