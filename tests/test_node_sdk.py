@@ -12,6 +12,10 @@ from tests.conftest import Server
 from tests.sdk_flows import cached_install, check_call, flows_env, require_tools, run_flows
 from tests.upstream import ScriptedUpstream
 
+# One backend: what these tests check is the SDKs' reading of the wire format, which does not depend
+# on the database; the suite's own SDK tests run every flow on both.
+pytestmark = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+
 NODE_DIR = Path(__file__).parent / "node"
 #: The npm aliases of package.json, one per release of the SDK under test.
 PACKAGES = sorted(json.loads((NODE_DIR / "package.json").read_text())["dependencies"])
