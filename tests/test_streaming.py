@@ -219,3 +219,26 @@ async def test_many_concurrent_streams(
 
     texts = await asyncio.gather(*(one() for _ in range(20)))
     assert sorted(texts) == sorted(f"reply {n}" for n in range(20))
+
+
+async def test_events_too_large_for_a_notification_still_stream(
+    client: openai.AsyncOpenAI, upstream: ScriptedUpstream, model: str
+) -> None:
+    # PostgreSQL's NOTIFY carries at most 8000 bytes: these events travel without their data, which
+    # the receiving process fetches by id.
+    text = "".join(f"word{n} " for n in range(2000))
+    upstream.script(model, Reply(text, chunks=[text[i : i + 500] for i in range(0, len(text), 500)]))
+    instructions = "Be thorough. " * 800
+    assistant = await client.beta.assistants.create(model=model, instructions=instructions)
+    thread = await client.beta.threads.create(messages=[{"role": "user", "content": "go"}])
+    handler = Recorder()
+    async with client.beta.threads.runs.stream(
+        thread_id=thread.id, assistant_id=assistant.id, event_handler=handler
+    ) as stream:
+        await stream.until_done()
+        run = await stream.get_final_run()
+        messages = await stream.get_final_messages()
+    assert handler.events[: len(TEXT_RUN_ORDER)] == TEXT_RUN_ORDER
+    assert handler.text == text
+    assert run.status == "completed" and run.instructions == instructions
+    assert messages[0].content[0].text.value == text  # type: ignore[union-attr]

@@ -18,11 +18,9 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from openassistants.events import Event, ends_stream
-from openassistants.storage import tables
 from openassistants.storage.notify import RUN_EVENTS, PostgresNotifier
 
 logger = logging.getLogger("openassistants.events")
@@ -31,11 +29,24 @@ logger = logging.getLogger("openassistants.events")
 NOTIFY_PAYLOAD_BYTES = 7500
 CLEANUP_EVERY_SECONDS = 600.0
 
-_INSERT = """
-INSERT INTO run_events (run_id, name, data, created_at)
-SELECT r, n, d, $4 FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS t(r, n, d, o)
-ORDER BY o
-RETURNING id
+#: Writes a batch of events and notifies each, in one statement (one round trip): a notification is
+#: delivered when its transaction commits, so exactly when its event is visible. An event too large to
+#: travel in a NOTIFY goes without its data, which the receiver fetches by id. Volatile output
+#: expressions are evaluated after the sort, so the notifications go out in id order.
+_WRITE = f"""
+WITH written AS (
+    INSERT INTO run_events (run_id, name, data, created_at)
+    SELECT r, n, d, $4 FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS t(r, n, d, o)
+    ORDER BY o
+    RETURNING id, run_id, name, data
+), lines AS (
+    SELECT id, id || E'\\t' || run_id || E'\\t' || name || E'\\t' AS head, data FROM written
+)
+SELECT id, pg_notify(
+    '{RUN_EVENTS}',
+    CASE WHEN octet_length(head) + octet_length(data) > {NOTIFY_PAYLOAD_BYTES} THEN head ELSE head || data END
+)
+FROM lines ORDER BY id
 """
 
 
@@ -92,17 +103,7 @@ class PostgresEventBus:
         if not events:
             return
         await self.flush()  # this process's earlier events first: they must get lower ids
-        table = tables.run_events
-        now = int(time.time())
-        result = await conn.execute(
-            insert(table).returning(table.c.id, sort_by_parameter_order=True),
-            [{"run_id": run_id, "name": e.name, "data": e.data.decode(), "created_at": now} for e in events],
-        )
-        ids = [row[0] for row in result]
-        for payload in _payloads(ids, [(run_id, e) for e in events]):
-            await conn.execute(
-                text("SELECT pg_notify(:channel, :payload)"), {"channel": RUN_EVENTS, "payload": payload}
-            )
+        await conn.exec_driver_sql(_WRITE, _columns([(run_id, e) for e in events]))
 
     async def flush(self) -> None:
         """Returns once every event published before the call is in the table and notified —
@@ -133,13 +134,8 @@ class PostgresEventBus:
                     delay = min(delay * 2, 2.0)
 
     async def _write(self, batch: list[tuple[str, Event]]) -> None:
-        runs = [run_id for run_id, _ in batch]
-        names = [event.name for _, event in batch]
-        datas = [event.data.decode() for _, event in batch]
-        async with self._notifier.pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(_INSERT, runs, names, datas, int(time.time()))
-            for payload in _payloads([r["id"] for r in rows], batch):
-                await conn.execute("SELECT pg_notify($1, $2)", RUN_EVENTS, payload)
+        # The notifier's pool commits without waiting for a WAL flush (storage/notify.py).
+        await self._notifier.pool.execute(_WRITE, *_columns(batch))
 
     # --- receiving --------------------------------------------------------------------------
 
@@ -229,22 +225,11 @@ class PostgresEventBus:
                 logger.warning("run_events cleanup failed", exc_info=True)
 
 
-def _payloads(ids: list[int], batch: list[tuple[str, Event]]) -> list[str]:
-    """Lines of ``id<TAB>run_id<TAB>name<TAB>data`` grouped under the NOTIFY size limit (orjson
-    escapes tabs and newlines inside strings, so neither appears in the data)."""
-    payloads: list[str] = []
-    lines: list[str] = []
-    size = 0
-    for event_id, (run_id, event) in zip(ids, batch, strict=True):
-        data = event.data.decode()
-        line = f"{event_id}\t{run_id}\t{event.name}\t{data}"
-        if len(line.encode()) > NOTIFY_PAYLOAD_BYTES:
-            line = f"{event_id}\t{run_id}\t{event.name}\t"
-        if lines and size + len(line) + 1 > NOTIFY_PAYLOAD_BYTES:
-            payloads.append("\n".join(lines))
-            lines, size = [], 0
-        lines.append(line)
-        size += len(line.encode()) + 1
-    if lines:
-        payloads.append("\n".join(lines))
-    return payloads
+def _columns(batch: list[tuple[str, Event]]) -> tuple[list[str], list[str], list[str], int]:
+    """``_WRITE``'s parameters."""
+    return (
+        [run_id for run_id, _ in batch],
+        [event.name for _, event in batch],
+        [event.data.decode() for _, event in batch],
+        int(time.time()),
+    )

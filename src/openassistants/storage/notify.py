@@ -76,7 +76,8 @@ class InProcessNotifier:
 
 
 class PostgresNotifier:
-    """One LISTEN connection per process, kept open; NOTIFY goes through short-lived pool use."""
+    """One LISTEN connection per process, kept open; NOTIFY goes through short-lived pool use (the
+    pool is also the event log's: ``PostgresEventBus``)."""
 
     def __init__(self, dsn: str) -> None:
         self._dsn = dsn
@@ -104,7 +105,11 @@ class PostgresNotifier:
 
     async def start(self) -> None:
         # Small: NOTIFYs and event-log writes are short, and PostgreSQL's connections are shared.
-        self._pool = await asyncpg.create_pool(self._dsn, min_size=1, max_size=4)
+        # It writes stream events only, never run state: its commits need not wait for a WAL flush
+        # (a PostgreSQL crash may lose the newest events, at most wal_writer_delay's worth).
+        self._pool = await asyncpg.create_pool(
+            self._dsn, min_size=1, max_size=4, server_settings={"synchronous_commit": "off"}
+        )
         await self._connect()
         self._supervisor = asyncio.create_task(self._supervise(), name="notify-supervisor")
 
