@@ -202,6 +202,48 @@ test('streaming function calling with submitToolOutputsStream', async () => {
   assert.equal(seenSecond.text, flows.texts.stream_tools);
 });
 
+test('createAndRunStream, cancelling a run, attachments', async () => {
+  const assistant = await client.beta.assistants.create({ model: flows.models.chat });
+  const stream = client.beta.threads.createAndRunStream({
+    assistant_id: assistant.id,
+    thread: { messages: [{ role: 'user', content: 'hello' }] },
+  });
+  const seen = record(stream);
+  assert.equal((await stream.finalRun()).status, 'completed');
+  assert.deepEqual(seen.events.slice(0, 2), ['thread.created', 'thread.run.created']);
+  assert.equal(seen.text, 'echo: hello');
+
+  const waiting = await client.beta.assistants.create({ model: flows.models.cancel, tools: [WEATHER_TOOL] });
+  const thread = await client.beta.threads.create({ messages: [{ role: 'user', content: 'Weather?' }] });
+  const run = await runs.createAndPoll(thread.id, { assistant_id: waiting.id });
+  assert.equal(run.status, 'requires_action');
+  const cancelling = legacy
+    ? await runs.cancel(thread.id, run.id)
+    : await runs.cancel(run.id, { thread_id: thread.id });
+  assert.ok(['cancelling', 'cancelled'].includes(cancelling.status), cancelling.status);
+  const cancelled = legacy ? await runs.poll(thread.id, run.id) : await runs.poll(run.id, { thread_id: thread.id });
+  assert.equal(cancelled.status, 'cancelled');
+
+  const file = await client.files.create({ file: await toFile(Buffer.from(flows.fact), 'fact.md'), purpose: 'assistants' });
+  const withAttachment = await client.beta.threads.create({
+    messages: [{ role: 'user', content: 'see file', attachments: [{ file_id: file.id, tools: [{ type: 'file_search' }] }] }],
+  });
+  assert.equal(withAttachment.tool_resources.file_search.vector_store_ids.length, 1);
+  const [message] = (await client.beta.threads.messages.list(withAttachment.id)).data;
+  assert.deepEqual(message.attachments, [{ file_id: file.id, tools: [{ type: 'file_search' }] }]);
+});
+
+test('errors are OpenAI-shaped', async () => {
+  await assert.rejects(client.beta.assistants.create({ model: flows.models.chat, temperature: 5 }), (err) => {
+    assert.ok(err instanceof OpenAI.BadRequestError);
+    assert.equal(err.status, 400);
+    assert.equal(err.type, 'invalid_request_error');
+    assert.equal(err.param, 'temperature');
+    return true;
+  });
+  await assert.rejects(runs.createAndPoll('thread_nope', { assistant_id: 'asst_nope' }), OpenAI.NotFoundError);
+});
+
 test('files: upload from a stream and from toFile, retrieve, content, delete', async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'oa-node-'));
   const onDisk = path.join(dir, 'notes.txt');

@@ -31,6 +31,7 @@ _TURNS: dict[str, list[Turn]] = {
     "tools": [ToolCalls([("get_weather", '{"city": "Paris"}')]), Reply("It is 21 degrees in Paris.")],
     "stream": [Reply("Streaming works fine.", chunks=["Stream", "ing ", "works ", "fine."])],
     "stream_tools": [ToolCalls([("get_weather", '{"city": "Oslo"}')]), Reply("Oslo is cold.")],
+    "cancel": [ToolCalls([("get_weather", '{"city": "Rome"}')])],
     "search": [
         ToolCalls([("file_search", '{"query": "lighthouse keeper cats"}')]),
         Reply(f"The keeper feeds seventeen cats{MARKER}."),

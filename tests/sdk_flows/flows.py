@@ -208,6 +208,54 @@ def streaming_function_calling() -> None:
     assert second.text == TEXTS["stream_tools"]
 
 
+def create_and_run_stream_cancel_and_attachments() -> None:
+    assistant = client.beta.assistants.create(model=MODELS["chat"])
+    handler = Recorder()
+    with client.beta.threads.create_and_run_stream(
+        assistant_id=assistant.id,
+        thread={"messages": [{"role": "user", "content": "hello"}]},
+        event_handler=handler,
+    ) as stream:
+        stream.until_done()
+        assert stream.get_final_run().status == "completed"
+    assert handler.events[:2] == ["thread.created", "thread.run.created"]
+    assert handler.text == "echo: hello"
+
+    waiting = client.beta.assistants.create(model=MODELS["cancel"], tools=[WEATHER_TOOL])
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "Weather?"}])
+    run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=waiting.id)
+    assert run.status == "requires_action", run
+    cancelling = client.beta.threads.runs.cancel(run.id, thread_id=thread.id)
+    assert cancelling.status in ("cancelling", "cancelled"), cancelling
+    assert client.beta.threads.runs.poll(run.id, thread_id=thread.id).status == "cancelled"
+
+    file = client.files.create(file=("fact.md", FLOWS["fact"].encode()), purpose="assistants")
+    attachment: Any = {"file_id": file.id, "tools": [{"type": "file_search"}]}
+    with_attachment = client.beta.threads.create(
+        messages=[{"role": "user", "content": "see file", "attachments": [attachment]}]
+    )
+    resources = with_attachment.tool_resources
+    assert resources is not None and resources.file_search is not None
+    assert len(resources.file_search.vector_store_ids or []) == 1
+    [message] = client.beta.threads.messages.list(with_attachment.id).data
+    assert [a.model_dump(exclude_none=True) for a in message.attachments or []] == [attachment]
+
+
+def errors_are_openai_shaped() -> None:
+    try:
+        client.beta.assistants.create(model=MODELS["chat"], temperature=5)
+    except openai.BadRequestError as exc:
+        assert exc.status_code == 400 and exc.type == "invalid_request_error" and exc.param == "temperature"
+    else:
+        raise AssertionError("temperature 5 was accepted")
+    try:
+        client.beta.threads.runs.create_and_poll(thread_id="thread_nope", assistant_id="asst_nope")
+    except openai.NotFoundError as exc:
+        assert exc.status_code == 404
+    else:
+        raise AssertionError("a run on a missing thread was created")
+
+
 def files_upload_retrieve_content_delete() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp, "notes.txt")
@@ -273,6 +321,8 @@ FLOW_FUNCTIONS: list[Callable[[], None]] = [
     function_calling_with_polling,
     streaming_text_with_event_handler,
     streaming_function_calling,
+    create_and_run_stream_cancel_and_attachments,
+    errors_are_openai_shaped,
     files_upload_retrieve_content_delete,
     vector_store_batch_and_file_search_citation,
 ]
