@@ -302,5 +302,25 @@ test('vector store, file batch upload and poll, file_search run with a citation'
   const island = files.data.find((f) => f.id === citation.file_citation.file_id);
   assert.ok(island, 'the citation names a file of the store');
   assert.equal((await client.files.retrieve(island.id)).filename, 'island.md');
+
+  // Streamed, the citation arrives with the completed message (textDone, messageDone).
+  const streamed = await client.beta.assistants.create({
+    model: flows.models.search_stream,
+    tools: [{ type: 'file_search' }],
+    tool_resources: { file_search: { vector_store_ids: [store.id] } },
+  });
+  const asked = await client.beta.threads.create({ messages: [{ role: 'user', content: 'Cats?' }] });
+  const stream = runs.stream(asked.id, { assistant_id: streamed.id });
+  const seen = record(stream);
+  let doneText = null;
+  stream.on('textDone', (content) => (doneText = content));
+  assert.equal((await stream.finalRun()).status, 'completed');
+  assert.equal(seen.text, flows.texts.search_stream);
+  assert.ok(seen.events.includes('thread.run.step.delta'));
+  assert.equal(doneText.value, flows.texts.search_stream);
+  assert.deepEqual(
+    doneText.annotations.map((a) => [a.type, a.text, a.file_citation.file_id]),
+    [['file_citation', flows.marker, island.id]],
+  );
   assert.equal((await remove(vectorStores, store.id)).deleted, true);
 });

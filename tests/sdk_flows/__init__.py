@@ -36,6 +36,10 @@ _TURNS: dict[str, list[Turn]] = {
         ToolCalls([("file_search", '{"query": "lighthouse keeper cats"}')]),
         Reply(f"The keeper feeds seventeen cats{MARKER}."),
     ],
+    "search_stream": [
+        ToolCalls([("file_search", '{"query": "how many cats"}')]),
+        Reply(f"Seventeen{MARKER}.", chunks=["Seven", "teen【0", ":0†isl", "and.md】", "."]),
+    ],
 }
 
 

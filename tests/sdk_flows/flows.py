@@ -58,6 +58,7 @@ class Recorder(AssistantEventHandler):
         self.events: list[str] = []
         self.text = ""
         self.text_done: str | None = None
+        self.text_done_annotations: list[Any] = []
         self.tool_calls_created: list[str | None] = []
         self.arguments = ""
 
@@ -69,6 +70,7 @@ class Recorder(AssistantEventHandler):
 
     def on_text_done(self, text: Any) -> None:
         self.text_done = text.value
+        self.text_done_annotations = text.annotations
 
     def on_tool_call_created(self, tool_call: Any) -> None:
         self.tool_calls_created.append(tool_call.id)
@@ -306,6 +308,25 @@ def vector_store_batch_and_file_search_citation() -> None:
     cited = citation.file_citation.file_id
     assert cited in [f.id for f in store_files]
     assert client.files.retrieve(cited).filename == "island.md"
+
+    # Streamed, the citation arrives with the completed message (on_text_done, the final messages).
+    streamed = client.beta.assistants.create(
+        model=MODELS["search_stream"],
+        tools=[{"type": "file_search"}],
+        tool_resources={"file_search": {"vector_store_ids": [store.id]}},
+    )
+    asked = client.beta.threads.create(messages=[{"role": "user", "content": "Cats?"}])
+    handler = Recorder()
+    with client.beta.threads.runs.stream(
+        thread_id=asked.id, assistant_id=streamed.id, event_handler=handler
+    ) as s:
+        s.until_done()
+        assert s.get_final_run().status == "completed"
+        [final] = s.get_final_messages()
+    assert handler.text == handler.text_done == TEXTS["search_stream"]
+    assert "thread.run.step.delta" in handler.events
+    for done in (handler.text_done_annotations, _text(final).annotations):
+        assert [(a.type, a.text, a.file_citation.file_id) for a in done] == [("file_citation", marker, cited)]
     assert vector_stores.delete(store.id).deleted is True
 
 
