@@ -17,6 +17,7 @@ from openassistants.services.lookup import load_assistant
 from openassistants.services.resources import tool_resources_to_stored
 from openassistants.storage import tables
 from openassistants.storage.db import Database
+from openassistants.storage.prepared import Row
 from openassistants.storage.queries import (
     delete_remembering_cursors,
     get_row,
@@ -28,7 +29,7 @@ from openassistants.storage.queries import (
 T = tables.assistants
 
 
-def assistant_to_wire(row: RowMapping) -> dict[str, Any]:
+def assistant_to_wire(row: RowMapping | Row) -> dict[str, Any]:
     """The ``assistant`` object exactly as the hosted API returned it."""
     return {
         "id": row["id"],
@@ -72,8 +73,8 @@ async def create_assistant(db: Database, tenant: str, body: AssistantCreate) -> 
 
 async def get_assistant(db: Database, tenant: str, assistant_id: str) -> dict[str, Any]:
     """Raises NotFound for an unknown id or another tenant's assistant."""
-    async with db.read() as conn:
-        return assistant_to_wire(await load_assistant(conn, tenant, assistant_id))
+    async with db.reader() as reader:
+        return assistant_to_wire(await load_assistant(reader, tenant, assistant_id))
 
 
 async def update_assistant(

@@ -1,38 +1,35 @@
-"""Loading a tenant's object inside an open transaction, or raising the API's 404."""
+"""Loading a tenant's object inside an open transaction or read, or raising the API's 404."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
-from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from openassistants.errors import not_found
 from openassistants.storage import tables
-from openassistants.storage.queries import get_row
+from openassistants.storage.db import runner_for
+from openassistants.storage.prepared import Row, Runner
+from openassistants.storage.queries import select_by_id
 
 
 async def load_thread(
-    conn: AsyncConnection, tenant: str, thread_id: str, *, lock: bool = False
-) -> RowMapping:
+    conn: AsyncConnection | Runner, tenant: str, thread_id: str, *, lock: bool = False
+) -> Row:
     """The tenant's thread; raises NotFound otherwise.
 
     ``lock`` takes the thread's row lock (PostgreSQL; SQLite's single writer already serializes) so
     that "no active run" checks and the run or message they guard commit as one.
     """
-    if lock:
-        t = tables.threads
-        stmt = select(t).where(t.c.id == thread_id, t.c.tenant_id == tenant).with_for_update()
-        row = (await conn.execute(stmt)).mappings().first()
-    else:
-        row = await get_row(conn, tables.threads, tenant, thread_id)
+    runner = conn if isinstance(conn, Runner) else await runner_for(conn)
+    row = await runner.first(select_by_id(tables.threads, lock=lock), {"id": thread_id, "tenant_id": tenant})
     if row is None:
         raise not_found("thread", thread_id)
     return row
 
 
-async def load_assistant(conn: AsyncConnection, tenant: str, assistant_id: str) -> RowMapping:
+async def load_assistant(conn: AsyncConnection | Runner, tenant: str, assistant_id: str) -> Row:
     """The tenant's assistant; raises NotFound otherwise."""
-    row = await get_row(conn, tables.assistants, tenant, assistant_id)
+    runner = conn if isinstance(conn, Runner) else await runner_for(conn)
+    row = await runner.first(select_by_id(tables.assistants), {"id": assistant_id, "tenant_id": tenant})
     if row is None:
         raise not_found("assistant", assistant_id)
     return row

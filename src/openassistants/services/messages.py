@@ -21,8 +21,9 @@ from openassistants.services.attachments import index_attachments
 from openassistants.services.lookup import load_thread
 from openassistants.services.runs import ensure_no_active_run
 from openassistants.storage import tables
-from openassistants.storage.db import Database
-from openassistants.storage.queries import delete_remembering_cursors, get_row, list_body, list_page
+from openassistants.storage.db import Database, runner_for
+from openassistants.storage.prepared import Prepared, Row
+from openassistants.storage.queries import delete_remembering_cursors, find_row, get_row, list_body, page
 
 T = tables.messages
 
@@ -68,7 +69,7 @@ def message_values(
     }
 
 
-def message_to_wire(row: RowMapping) -> dict[str, Any]:
+def message_to_wire(row: RowMapping | Row) -> dict[str, Any]:
     return {
         "id": row["id"],
         "object": "thread.message",
@@ -87,20 +88,25 @@ def message_to_wire(row: RowMapping) -> dict[str, Any]:
     }
 
 
+#: The columns ``message_values`` gives: every one but ``seq``, which the database numbers.
+_INSERT = Prepared(T.insert(), column_keys=[c.key for c in T.columns if c.key != "seq"])
+
+
 async def create_message(db: Database, tenant: str, thread_id: str, body: MessageCreate) -> dict[str, Any]:
     async with db.write() as conn:
-        await load_thread(conn, tenant, thread_id, lock=True)
+        runner = await runner_for(conn)
+        await load_thread(runner, tenant, thread_id, lock=True)
         await ensure_no_active_run(conn, thread_id, for_message=True)
         # The clock is read under the thread's lock, so created_at rises with seq (the list order).
         values = message_values(tenant, thread_id, body, int(time.time()))
-        await conn.execute(T.insert().values(values))
+        await runner.execute(_INSERT, values)
         await index_attachments(conn, tenant, thread_id, [body])
     return message_to_wire(values)  # type: ignore[arg-type]
 
 
 async def get_message(db: Database, tenant: str, thread_id: str, message_id: str) -> dict[str, Any]:
-    async with db.read() as conn:
-        row = await get_row(conn, T, tenant, message_id, T.c.thread_id == thread_id)
+    async with db.reader() as reader:
+        row = await find_row(reader, T, tenant, message_id, thread_id=thread_id)
     if row is None:
         raise not_found("message", message_id)
     return message_to_wire(row)
@@ -132,10 +138,12 @@ async def delete_message(db: Database, tenant: str, thread_id: str, message_id: 
 async def list_messages(
     db: Database, tenant: str, thread_id: str, params: ListParams, run_id: str | None
 ) -> dict[str, Any]:
-    scope = [T.c.thread_id == thread_id, T.c.tenant_id == tenant]
+    scope = {"thread_id": thread_id, "tenant_id": tenant}
     if run_id is not None:
-        scope.append(T.c.run_id == run_id)
-    async with db.read() as conn:
-        await load_thread(conn, tenant, thread_id)
-        rows, has_more = await list_page(conn, T, scope, **params.model_dump())
+        scope["run_id"] = run_id
+    async with db.reader() as reader:
+        await load_thread(reader, tenant, thread_id)
+        rows, has_more = await page(
+            reader, T, scope, limit=params.limit, order=params.order, after=params.after, before=params.before
+        )
     return list_body([message_to_wire(r) for r in rows], has_more)

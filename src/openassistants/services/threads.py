@@ -18,12 +18,13 @@ from openassistants.services.messages import message_values
 from openassistants.services.resources import tool_resources_to_stored
 from openassistants.storage import tables
 from openassistants.storage.db import Database
+from openassistants.storage.prepared import Row
 from openassistants.storage.queries import list_body, list_page
 
 T = tables.threads
 
 
-def thread_to_wire(row: RowMapping) -> dict[str, Any]:
+def thread_to_wire(row: RowMapping | Row) -> dict[str, Any]:
     return {
         "id": row["id"],
         "object": "thread",
@@ -65,8 +66,8 @@ async def create_thread(db: Database, tenant: str, body: ThreadCreate) -> dict[s
 
 
 async def get_thread(db: Database, tenant: str, thread_id: str) -> dict[str, Any]:
-    async with db.read() as conn:
-        return thread_to_wire(await load_thread(conn, tenant, thread_id))
+    async with db.reader() as reader:
+        return thread_to_wire(await load_thread(reader, tenant, thread_id))
 
 
 async def update_thread(db: Database, tenant: str, thread_id: str, body: ThreadUpdate) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from openassistants.errors import ServiceUnavailable
+from openassistants.storage.prepared import Runner
 
 logger = logging.getLogger("openassistants.db")
 
@@ -238,6 +239,9 @@ class Database:
             )
             self.read_engine = self.engine
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
+        # Raw read connections for ``reader`` (SQLite): sqlite3 connections used on the loop's thread.
+        self._sqlite_path = url.split("///", 1)[1] if self.is_sqlite else ""
+        self._raw_reads: list[sqlite3.Connection] = []
 
     @property
     def asyncpg_dsn(self) -> str:
@@ -287,6 +291,34 @@ class Database:
             raise
 
     @asynccontextmanager
+    async def reader(self) -> AsyncIterator[Runner]:
+        """A ``Runner`` for prepared reads (storage/prepared.py): on SQLite a raw connection used on
+        the loop's thread, like ``read``'s, without SQLAlchemy's checkout and per-statement work."""
+        if not self.is_sqlite:
+            async with self.read() as conn:
+                yield Runner.sqlalchemy(conn)
+            return
+        connection = self._raw_reads.pop() if self._raw_reads else self._open_raw_read()
+
+        async def call(fn: Callable[..., T], *args: Any) -> T:
+            return fn(connection, *args)
+
+        try:
+            yield Runner.sqlite(self.engine.dialect, call)
+        except sqlite3.OperationalError as exc:
+            raise ServiceUnavailable("The database is unavailable; retry shortly.") from exc
+        finally:
+            if len(self._raw_reads) < SQLITE_READ_POOL_SIZE:
+                self._raw_reads.append(connection)
+            else:
+                connection.close()
+
+    def _open_raw_read(self) -> sqlite3.Connection:
+        connection = sqlite3.connect(self._sqlite_path)
+        _sqlite_read_pragmas(connection, None)
+        return connection
+
+    @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
         """One transaction: committed when the block ends, rolled back on an exception."""
         lock = self._write_lock if self._write_lock is not None else nullcontext()
@@ -299,9 +331,22 @@ class Database:
             raise
 
     async def close(self) -> None:
+        while self._raw_reads:
+            self._raw_reads.pop().close()
         if self.read_engine is not self.engine:
             await self.read_engine.dispose()
         await self.engine.dispose()
+
+
+async def runner_for(conn: AsyncConnection) -> Runner:
+    """A ``Runner`` on ``conn``'s own connection and transaction: on SQLite its sqlite3 connection,
+    used where ``conn`` uses it (the writer's thread, or inline for reads)."""
+    if conn.dialect.name != "sqlite":
+        return Runner.sqlalchemy(conn)
+    raw = await conn.get_raw_connection()
+    driver = raw.driver_connection
+    assert isinstance(driver, SQLiteConnection)
+    return Runner.sqlite(conn.dialect, driver.run)
 
 
 def _is_connectivity_error(exc: DBAPIError) -> bool:

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from openassistants.errors import InvalidRequest
 from openassistants.storage import tables
+from openassistants.storage.prepared import Prepared, Row, Runner
 
 
 async def get_row(
@@ -40,6 +41,94 @@ def _select_by_id(table: Table) -> Select[Any]:
     return select(table).where(
         table.c.id == bindparam("get_row_id"), table.c.tenant_id == bindparam("get_row_tenant_id")
     )
+
+
+@functools.cache
+def select_by_id(table: Table, scope: tuple[str, ...] = (), *, lock: bool = False) -> Prepared:
+    """The tenant's row by id, for ``Runner``: values ``id``, ``tenant_id`` and one per ``scope`` column.
+
+    ``lock`` takes the row's lock until the transaction ends (PostgreSQL; SQLite has one writer).
+    """
+    stmt = select(table).where(
+        table.c.id == bindparam("id"),
+        table.c.tenant_id == bindparam("tenant_id"),
+        *(table.c[name] == bindparam(name) for name in scope),
+    )
+    return Prepared(stmt.with_for_update() if lock else stmt)
+
+
+async def find_row(runner: Runner, table: Table, tenant_id: str, object_id: str, **scope: Any) -> Row | None:
+    """``get_row`` for a ``Runner``, with ``scope`` as column values the row must have."""
+    return await runner.first(
+        select_by_id(table, tuple(scope)), {"id": object_id, "tenant_id": tenant_id, **scope}
+    )
+
+
+async def page(
+    runner: Runner,
+    table: Table,
+    scope: dict[str, Any],
+    *,
+    limit: int,
+    order: str,
+    after: str | None,
+    before: str | None,
+) -> tuple[list[Row], bool]:
+    """``list_page`` for a ``Runner``, with ``scope`` as column values the rows must have."""
+    descending = order == "desc"
+    values = dict(scope)
+    if after is not None:
+        values["after_seq"] = await _prepared_cursor_seq(runner, table, scope, after, "after")
+    if before is not None:
+        values["before_seq"] = await _prepared_cursor_seq(runner, table, scope, before, "before")
+    values["limit"] = limit + 1
+    stmt = _page_statement(table, tuple(scope), descending, after is not None, before is not None)
+    rows = list(await runner.rows(stmt, values))
+    has_more = len(rows) > limit
+    rows = rows[:limit]
+    if before is not None:
+        rows.reverse()
+    return rows, has_more
+
+
+@functools.cache
+def _page_statement(
+    table: Table, scope: tuple[str, ...], descending: bool, after: bool, before: bool
+) -> Prepared:
+    seq = table.c.seq
+    conditions = [table.c[name] == bindparam(name) for name in scope]
+    if after:
+        conditions.append(seq < bindparam("after_seq") if descending else seq > bindparam("after_seq"))
+    if before:
+        conditions.append(seq > bindparam("before_seq") if descending else seq < bindparam("before_seq"))
+    # With ``before``, walk away from the cursor to take the nearest items (put back in order later).
+    walk_descending = descending != before
+    stmt = select(table).where(*conditions).order_by(seq.desc() if walk_descending else seq.asc())
+    return Prepared(stmt.limit(bindparam("limit")))
+
+
+@functools.cache
+def _cursor_statements(table: Table, scope: tuple[str, ...]) -> tuple[Prepared, Prepared]:
+    gone = tables.deleted_cursors
+    live = select(table.c.seq).where(
+        table.c.id == bindparam("cursor"), *(table.c[name] == bindparam(name) for name in scope)
+    )
+    deleted = select(gone.c.seq).where(
+        gone.c.table_name == bindparam("table_name"), gone.c.id == bindparam("cursor")
+    )
+    return Prepared(live), Prepared(deleted)
+
+
+async def _prepared_cursor_seq(
+    runner: Runner, table: Table, scope: dict[str, Any], cursor: str, param: str
+) -> Any:
+    live, deleted = _cursor_statements(table, tuple(scope))
+    value = await runner.scalar(live, {"cursor": cursor, **scope})
+    if value is None:
+        value = await runner.scalar(deleted, {"table_name": table.name, "cursor": cursor})
+    if value is None:
+        raise InvalidRequest(f"Invalid '{param}': no object with id '{cursor}' in this list.", param=param)
+    return value
 
 
 async def take_turns_creating(conn: AsyncConnection, table: Table, tenant_id: str) -> None:
