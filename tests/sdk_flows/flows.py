@@ -12,6 +12,7 @@ import json
 import os
 import sys
 import tempfile
+import time
 import traceback
 import warnings
 from collections.abc import Callable
@@ -353,6 +354,7 @@ def main() -> int:
     print(f"openai {openai.__version__} on Python {sys.version.split()[0]}")
     failed = []
     for flow in FLOW_FUNCTIONS:
+        started = time.perf_counter()
         try:
             flow()
         except Exception:
@@ -360,7 +362,7 @@ def main() -> int:
             print(f"FAIL {flow.__name__}")
             traceback.print_exc(file=sys.stdout)
         else:
-            print(f"ok   {flow.__name__}")
+            print(f"ok   {flow.__name__} ({time.perf_counter() - started:.2f} s)")
     return 1 if failed else 0
 
 
