@@ -278,6 +278,13 @@ test('vector store, file batch upload and poll, file_search run with a citation'
   assert.equal(stored.file_counts.completed, 2);
   const files = await vectorStores.files.list(store.id);
   assert.equal(files.data.length, 2);
+  if (vectorStores.search) {
+    // Vector store search arrived in v4.87, with vector stores leaving `beta`.
+    const found = await vectorStores.search(store.id, { query: 'lighthouse keeper cats', max_num_results: 1 });
+    assert.equal(found.data.length, 1);
+    assert.equal(found.data[0].filename, 'island.md');
+    assert.ok(found.data[0].content[0].text.includes('seventeen cats'));
+  }
 
   const assistant = await client.beta.assistants.create({
     model: flows.models.search,
