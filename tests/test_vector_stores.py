@@ -169,3 +169,18 @@ async def test_update_list_delete_and_errors(
     assert deleted.deleted and deleted.object == "vector_store.deleted"
     with pytest.raises(openai.NotFoundError):
         await client.vector_stores.retrieve(store.id)
+
+
+async def test_search_sees_a_file_that_replaces_the_last_one(client: openai.AsyncOpenAI) -> None:
+    # Remove the store's newest file and add another of as many chunks: on SQLite its chunks reuse
+    # the removed ones' ids, so only the store's chunks version can tell the cached matrix is stale.
+    store = await client.vector_stores.create(name="replace")
+    first = await _upload(client, "first.txt", FILLER[1])
+    await client.vector_stores.files.create_and_poll(vector_store_id=store.id, file_id=first)
+    assert (await client.vector_stores.search(store.id, query="flour egg recipe")).data[0].file_id == first
+    await client.vector_stores.files.delete(first, vector_store_id=store.id)
+    second = await _upload(client, "second.txt", FACT)
+    await client.vector_stores.files.create_and_poll(vector_store_id=store.id, file_id=second)
+    results = (await client.vector_stores.search(store.id, query="lighthouse keeper cats")).data
+    assert [r.file_id for r in results] == [second]
+    assert "seventeen cats" in results[0].content[0].text

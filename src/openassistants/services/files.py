@@ -31,6 +31,7 @@ from openassistants.storage.queries import (
     list_page,
     take_turns_creating,
 )
+from openassistants.storage.search import bump_chunks_version
 
 T = tables.files
 
@@ -190,12 +191,14 @@ async def _remove_file(db: Database, blobs: BlobStore, tenant: str, file_id: str
             conn, T, T.c.id == file_id, T.c.tenant_id == tenant
         ):
             return None
-        await conn.execute(
-            delete(vector_store_files).where(
-                vector_store_files.c.id == file_id, vector_store_files.c.tenant_id == tenant
-            )
+        stores = await conn.execute(
+            delete(vector_store_files)
+            .where(vector_store_files.c.id == file_id, vector_store_files.c.tenant_id == tenant)
+            .returning(vector_store_files.c.vector_store_id)
         )
+        store_ids = list(stores.scalars())
         await conn.execute(delete(chunks).where(chunks.c.file_id == file_id, chunks.c.tenant_id == tenant))
+        await bump_chunks_version(conn, store_ids)
     # After the commit: a crash in between leaves an orphan blob, never a file without bytes.
     await blobs.delete(blob_key(tenant, file_id))
     return row

@@ -30,6 +30,7 @@ from openassistants.storage.blobs import BlobStore
 from openassistants.storage.db import Database
 from openassistants.storage.ingest_claims import IngestJob
 from openassistants.storage.notify import INGEST_QUEUED, Notifier
+from openassistants.storage.search import bump_chunks_version
 from openassistants.upstream.embeddings import Embedder, EmbeddingError
 
 logger = logging.getLogger("openassistants.ingestion")
@@ -194,6 +195,7 @@ class Ingestor:
                 .where(self._mine(store_id, file_id))
                 .values(status="completed", usage_bytes=usage, worker_id=None, lease_expires_at=None)
             )
+            await bump_chunks_version(conn, [store_id])
         logger.info("ingested %s into %s: %d chunks", file_id, store_id, len(rows))
 
     async def _fail(self, store_id: str, file_id: str, code: str, message: str) -> None:

@@ -1,9 +1,9 @@
 """Hybrid search over vector stores: lexical (the database's full-text index) and dense (embeddings,
 brute force with numpy) candidates fused by reciprocal rank fusion, then filtered and cut.
 
-Embedding matrices are cached per store in this process and reloaded when the store's chunks change
-(checked with one cheap query per search), so a file added or removed by another process is seen at
-once.
+Each store's embedding matrix and term statistics are cached in this process and reloaded when the
+store's ``chunks_version`` changes (one primary-key read per search), so a file added or removed by
+another process is seen at once.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from openassistants.retrieval.lexical import TermSample, distinctive_words, query_words
 from openassistants.retrieval.ranking import Hit, dense_top_k, normalize_scores, reciprocal_rank_fusion
 from openassistants.storage import search as queries
 from openassistants.storage.db import Database
@@ -25,6 +26,8 @@ from openassistants.upstream.embeddings import Embedder
 CANDIDATES = 100
 #: Stores whose embedding matrices stay cached in this process.
 CACHED_STORES = 16
+#: Chunks sampled (evenly over the store) for its term statistics when its matrix is loaded.
+TERM_SAMPLE_CHUNKS = 2000
 
 
 @dataclass(frozen=True)
@@ -38,18 +41,21 @@ class SearchResult:
 
 
 @dataclass
-class _StoreMatrix:
-    version: tuple[int, int]
+class _Store:
+    """One store's chunks as search needs them, as of ``version`` (its ``chunks_version``)."""
+
+    version: int
     ids: np.ndarray[Any, Any]
     files: np.ndarray[Any, Any]
     matrix: np.ndarray[Any, Any]
+    terms: TermSample
 
 
 class Searcher:
     def __init__(self, db: Database, embedder: Embedder) -> None:
         self.db = db
         self.embedder = embedder
-        self._cache: OrderedDict[str, _StoreMatrix] = OrderedDict()
+        self._cache: OrderedDict[str, _Store] = OrderedDict()
         self._loading: dict[str, asyncio.Lock] = {}
 
     async def search(
@@ -70,11 +76,22 @@ class Searcher:
             if filters is not None:
                 attributes = await queries.file_attributes(conn, store_ids)
                 allowed = {f for f, attrs in attributes.items() if matches(filters, attrs)}
-            stores = [await self._matrix(conn, s) for s in store_ids]
+            stores = await self._stores(conn, store_ids)
+            samples = [s.terms for s in stores]
             for query, vector in zip(queries_, vectors, strict=True):
-                lexical = await queries.lexical_candidates(conn, store_ids, query, CANDIDATES)
+                # The dense top-k runs in a thread (numpy releases the GIL) while the database ranks.
+                dense = asyncio.create_task(asyncio.to_thread(self._dense, stores, vector, allowed))
+                try:
+                    words = query_words(query)
+                    terms = await queries.word_terms(conn, words)
+                    matched = distinctive_words(samples, terms)
+                    lexical = await queries.lexical_candidates(
+                        conn, store_ids, words, terms, matched, CANDIDATES
+                    )
+                finally:
+                    dense_hits = await dense
                 rankings.append([Hit(c, 1.0) for c, f in lexical if allowed is None or f in allowed])
-                rankings.append(self._dense(stores, vector, allowed))
+                rankings.append(dense_hits)
             fused = normalize_scores(reciprocal_rank_fusion(rankings))
             kept = [h for h in fused if h.score >= score_threshold][:max_results]
             rows = await queries.result_rows(conn, [h.chunk_id for h in kept])
@@ -92,9 +109,7 @@ class Searcher:
         ]
 
     @staticmethod
-    def _dense(
-        stores: list[_StoreMatrix], vector: np.ndarray[Any, Any], allowed: set[str] | None
-    ) -> list[Hit]:
+    def _dense(stores: list[_Store], vector: np.ndarray[Any, Any], allowed: set[str] | None) -> list[Hit]:
         hits: list[Hit] = []
         for store in stores:
             if not len(store.ids):
@@ -109,8 +124,12 @@ class Searcher:
         hits.sort(key=lambda h: -h.score)
         return hits[:CANDIDATES]
 
-    async def _matrix(self, conn: AsyncConnection, store_id: str) -> _StoreMatrix:
-        version = await queries.store_version(conn, store_id)
+    async def _stores(self, conn: AsyncConnection, store_ids: list[str]) -> list[_Store]:
+        """The stores that exist, from the cache when their chunks have not changed since."""
+        versions = await queries.store_versions(conn, store_ids)
+        return [await self._store(conn, s, versions[s]) for s in dict.fromkeys(store_ids) if s in versions]
+
+    async def _store(self, conn: AsyncConnection, store_id: str, version: int) -> _Store:
         cached = self._cache.get(store_id)
         if cached is not None and cached.version == version:
             self._cache.move_to_end(store_id)
@@ -121,11 +140,16 @@ class Searcher:
             if cached is not None and cached.version == version:
                 return cached
             ids, files, matrix = await queries.store_embeddings(conn, store_id)
-            loaded = _StoreMatrix(version, ids, files, matrix)
+            picked = np.unique(
+                np.linspace(0, len(ids) - 1, min(len(ids), TERM_SAMPLE_CHUNKS)).astype(np.int64)
+            )
+            terms = await queries.term_sample(conn, [int(i) for i in ids[picked]], len(ids))
+            loaded = _Store(version, ids, files, matrix, terms)
             self._cache[store_id] = loaded
             self._cache.move_to_end(store_id)
             while len(self._cache) > CACHED_STORES:
-                self._cache.popitem(last=False)
+                evicted, _ = self._cache.popitem(last=False)
+                self._loading.pop(evicted, None)
             return loaded
 
 

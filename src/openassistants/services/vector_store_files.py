@@ -24,6 +24,7 @@ from openassistants.services.vector_stores import file_stats, load_vector_store
 from openassistants.storage import tables
 from openassistants.storage.db import Database
 from openassistants.storage.queries import delete_remembering_cursors, list_body, list_page
+from openassistants.storage.search import bump_chunks_version
 
 VF = tables.vector_store_files
 B = tables.file_batches
@@ -165,6 +166,7 @@ async def delete_vector_store_file(
         await delete_remembering_cursors(
             conn, VF, VF.c.vector_store_id == vector_store_id, VF.c.id == file_id
         )
+        await bump_chunks_version(conn, [vector_store_id])
     return {"id": file_id, "object": "vector_store.file.deleted", "deleted": True}
 
 

@@ -1,22 +1,25 @@
 """The database side of search: lexical candidates from the full-text index (FTS5 BM25 on SQLite,
-tsvector ranking on PostgreSQL), chunk embeddings for dense search, and result rows."""
+tsvector ranking on PostgreSQL) and the term statistics that choose which words to match, chunk
+embeddings for dense search, the stores' chunk versions, and result rows."""
 
 from __future__ import annotations
 
-import re
+import functools
+import sqlite3
+import threading
 from typing import Any
 
 import numpy as np
-from sqlalchemy import bindparam, func, select, text
+from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from openassistants.retrieval.lexical import TermSample
 from openassistants.storage import tables
 
 C = tables.chunks
 VF = tables.vector_store_files
 F = tables.files
-
-_WORD = re.compile(r"\w+", re.UNICODE)
+V = tables.vector_stores
 
 # FTS5's ``rank`` is bm25() unless configured otherwise (it is not), but ordering by it lets FTS5 rank
 # inside its own scan: about half the time of ``ORDER BY bm25(chunks_fts)`` once joined to ``chunks``.
@@ -26,112 +29,141 @@ _SQLITE_LEXICAL = text(
     "ORDER BY rank LIMIT :limit"
 ).bindparams(bindparam("stores", expanding=True))
 
+# Candidates match the distinctive words only; they are ranked by all of them.
 _POSTGRES_LEXICAL = text(
-    "SELECT c.id, c.file_id FROM chunks c, to_tsquery('english', :query) q "
-    "WHERE c.vector_store_id IN :stores AND c.tsv @@ q "
-    "ORDER BY ts_rank_cd(c.tsv, q) DESC LIMIT :limit"
+    "SELECT c.id, c.file_id FROM chunks c "
+    "WHERE c.vector_store_id IN :stores AND c.tsv @@ CAST(:match AS tsquery) "
+    "ORDER BY ts_rank_cd(c.tsv, CAST(:rank AS tsquery)) DESC LIMIT :limit"
 ).bindparams(bindparam("stores", expanding=True))
 
+_POSTGRES_WORD_TERMS = text(
+    "SELECT w.i, l FROM unnest(CAST(:words AS text[])) WITH ORDINALITY AS w(word, i), "
+    "unnest(tsvector_to_array(to_tsvector('english', w.word))) AS l"
+)
 
-#: Words too common to tell chunks apart. BM25 already weighs them near zero, but matching any of
-#: them makes most chunks candidates, and ranking every candidate is what a large store pays for.
-STOPWORDS = frozenset(
-    [
-        "a",
-        "an",
-        "and",
-        "are",
-        "as",
-        "at",
-        "be",
-        "but",
-        "by",
-        "for",
-        "from",
-        "has",
-        "have",
-        "how",
-        "i",
-        "if",
-        "in",
-        "into",
-        "is",
-        "it",
-        "its",
-        "of",
-        "on",
-        "or",
-        "so",
-        "than",
-        "that",
-        "the",
-        "their",
-        "them",
-        "then",
-        "there",
-        "these",
-        "they",
-        "this",
-        "to",
-        "was",
-        "were",
-        "what",
-        "when",
-        "where",
-        "which",
-        "who",
-        "why",
-        "will",
-        "with",
-        "would",
-        "you",
-        "your",
-        "do",
-        "does",
-        "did",
-        "can",
-        "could",
-        "should",
-        "about",
-    ]
+_POSTGRES_TERM_SAMPLE = text(
+    "SELECT l, count(*) FROM chunks c, unnest(tsvector_to_array(c.tsv)) AS l WHERE c.id IN :ids GROUP BY l"
+).bindparams(bindparam("ids", expanding=True))
+
+_SQLITE_SAMPLE_TEXTS = text("SELECT text FROM chunks WHERE id IN :ids").bindparams(
+    bindparam("ids", expanding=True)
 )
 
 
-def query_terms(query: str) -> list[str]:
-    """The query's distinctive words, deduplicated, in order; punctuation and operators never reach
-    the index. A query of nothing but common words keeps them (better than no lexical search)."""
-    seen: dict[str, None] = {}
-    for word in _WORD.findall(query.lower()):
-        seen.setdefault(word, None)
-    words = list(seen)
-    distinctive = [w for w in words if w not in STOPWORDS]
-    return (distinctive or words)[:64]
+class Fts5Tokenizer:
+    """FTS5's own tokenizer, configured as ``chunks_fts`` is (``porter unicode61``), run in a private
+    in-memory database: the index terms of given texts, exactly as the index stores them."""
+
+    def __init__(self) -> None:
+        self._db = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+        # Contentless: 'delete-all' then empties the index itself (a DELETE would leave tombstones).
+        self._db.execute(
+            "CREATE VIRTUAL TABLE texts USING fts5(text, content='', tokenize='porter unicode61')"
+        )
+        self._db.execute("CREATE VIRTUAL TABLE text_terms USING fts5vocab(texts, instance)")
+        self._db.execute("CREATE VIRTUAL TABLE term_counts USING fts5vocab(texts, row)")
+        self._lock = threading.Lock()
+
+    def terms(self, texts: list[str]) -> list[list[str]]:
+        """Each text's terms, in order."""
+        found: list[list[str]] = [[] for _ in texts]
+        with self._lock:
+            self._insert(texts)
+            for doc, term in self._db.execute("SELECT doc, term FROM text_terms ORDER BY doc, offset"):
+                found[doc].append(term)
+            self._clear()
+        return found
+
+    def document_counts(self, texts: list[str]) -> dict[str, int]:
+        """How many of the texts hold each term."""
+        with self._lock:
+            self._insert(texts)
+            counts = {
+                str(term): int(doc) for term, doc in self._db.execute("SELECT term, doc FROM term_counts")
+            }
+            self._clear()
+        return counts
+
+    def _insert(self, texts: list[str]) -> None:
+        self._db.executemany("INSERT INTO texts(rowid, text) VALUES (?, ?)", enumerate(texts))
+
+    def _clear(self) -> None:
+        self._db.execute("INSERT INTO texts(texts) VALUES ('delete-all')")
+
+
+@functools.cache
+def fts5_tokenizer() -> Fts5Tokenizer:
+    return Fts5Tokenizer()
+
+
+async def word_terms(conn: AsyncConnection, words: list[str]) -> list[list[str]]:
+    """What the full-text index holds for each word: FTS5's terms, or PostgreSQL's lexemes (none for
+    its own stop words)."""
+    if not words:
+        return []
+    if conn.dialect.name == "sqlite":
+        return fts5_tokenizer().terms(words)
+    found: list[list[str]] = [[] for _ in words]
+    for position, lexeme in await conn.execute(_POSTGRES_WORD_TERMS, {"words": words}):
+        found[int(position) - 1].append(str(lexeme))
+    return found
+
+
+async def term_sample(conn: AsyncConnection, chunk_ids: list[int], store_chunks: int) -> TermSample:
+    """Document counts of index terms over the given chunks of a store of ``store_chunks`` chunks."""
+    if not chunk_ids:
+        return TermSample({}, 0, store_chunks)
+    if conn.dialect.name == "sqlite":
+        texts = [str(r[0]) for r in await conn.execute(_SQLITE_SAMPLE_TEXTS, {"ids": chunk_ids})]
+        counts = fts5_tokenizer().document_counts(texts)
+        return TermSample(counts, len(texts), store_chunks)
+    rows = await conn.execute(_POSTGRES_TERM_SAMPLE, {"ids": chunk_ids})
+    return TermSample({str(r[0]): int(r[1]) for r in rows}, len(chunk_ids), store_chunks)
+
+
+def _tsquery(lexemes: list[str]) -> str:
+    """Lexemes OR-ed in tsquery's input syntax, each quoted: taken as they are, never parsed again."""
+    quoted = ("'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'" for lexeme in lexemes)
+    return " | ".join(dict.fromkeys(quoted))
 
 
 async def lexical_candidates(
-    conn: AsyncConnection, store_ids: list[str], query: str, limit: int
+    conn: AsyncConnection,
+    store_ids: list[str],
+    words: list[str],
+    terms: list[list[str]],
+    matched: list[int],
+    limit: int,
 ) -> list[tuple[int, str]]:
-    """(chunk id, file id) best first, matching any of the query's words."""
-    terms = query_terms(query)
-    if not terms or not store_ids:
+    """(chunk id, file id) best first among the chunks holding any of the ``matched`` words (positions
+    in ``words``; ``terms`` are the words' index terms, from ``word_terms``)."""
+    if not matched or not store_ids:
         return []
     if conn.dialect.name == "sqlite":
-        match = " OR ".join(f'"{t}"' for t in terms)
+        match = " OR ".join(f'"{words[i]}"' for i in matched)
         rows = await conn.execute(_SQLITE_LEXICAL, {"query": match, "stores": store_ids, "limit": limit})
     else:
-        match = " | ".join(terms)
-        rows = await conn.execute(_POSTGRES_LEXICAL, {"query": match, "stores": store_ids, "limit": limit})
+        parameters = {
+            "match": _tsquery([t for i in matched for t in terms[i]]),
+            "rank": _tsquery([t for word in terms for t in word]),
+            "stores": store_ids,
+            "limit": limit,
+        }
+        rows = await conn.execute(_POSTGRES_LEXICAL, parameters)
     return [(int(r[0]), str(r[1])) for r in rows]
 
 
-async def store_version(conn: AsyncConnection, store_id: str) -> tuple[int, int]:
-    """Changes whenever a store's chunks change (added or removed): (count, highest id)."""
-    row = (
-        await conn.execute(
-            select(func.count(), func.coalesce(func.max(C.c.id), 0)).where(C.c.vector_store_id == store_id)
-        )
-    ).one()
-    return int(row[0]), int(row[1])
+async def store_versions(conn: AsyncConnection, store_ids: list[str]) -> dict[str, int]:
+    """Each existing store's ``chunks_version``: it changes whenever the store's chunks change."""
+    rows = await conn.execute(select(V.c.id, V.c.chunks_version).where(V.c.id.in_(store_ids)))
+    return {str(r[0]): int(r[1]) for r in rows}
+
+
+async def bump_chunks_version(conn: AsyncConnection, store_ids: list[str]) -> None:
+    """Marks the stores' chunks as changed, in the transaction that changes them (last, and in id
+    order: on PostgreSQL this takes the stores' row locks, so it must not precede other locks)."""
+    for store_id in sorted(set(store_ids)):
+        await conn.execute(update(V).where(V.c.id == store_id).values(chunks_version=V.c.chunks_version + 1))
 
 
 async def store_embeddings(

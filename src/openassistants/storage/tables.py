@@ -195,6 +195,8 @@ vector_stores = Table(
     Column("expires_after", JSON),
     Column("expires_at", BigInteger),
     Column("last_active_at", BigInteger),
+    # Bumped in every transaction that adds or removes the store's chunks: search's cache key.
+    Column("chunks_version", BigInteger, nullable=False, server_default="0"),
     Index("ix_vector_stores_tenant_seq", "tenant_id", "seq"),
 )
 
