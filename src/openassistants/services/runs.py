@@ -17,12 +17,14 @@ import time
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from openassistants.errors import InvalidRequest, not_found
 from openassistants.storage import tables
+from openassistants.storage.db import runner_for
+from openassistants.storage.prepared import Prepared
 from openassistants.storage.queries import get_row
 
 R = tables.runs
@@ -115,13 +117,20 @@ async def transition(
     return result.rowcount == 1
 
 
-async def active_run_id(conn: AsyncConnection, thread_id: str) -> str | None:
-    stmt = (
-        select(R.c.id)
-        .where(R.c.thread_id == thread_id, R.c.status.in_([s.value for s in ACTIVE_STATUSES]))
-        .limit(1)
+#: Built once (storage/prepared.py): checked before every message and run is added to a thread.
+_ACTIVE_RUN = Prepared(
+    select(R.c.id)
+    .where(
+        R.c.thread_id == bindparam("thread_id"),
+        or_(*(R.c.status == s.value for s in sorted(ACTIVE_STATUSES))),
     )
-    return (await conn.execute(stmt)).scalar()
+    .limit(1)
+)
+
+
+async def active_run_id(conn: AsyncConnection, thread_id: str) -> str | None:
+    run_id: str | None = await (await runner_for(conn)).scalar(_ACTIVE_RUN, {"thread_id": thread_id})
+    return run_id
 
 
 async def ensure_no_active_run(conn: AsyncConnection, thread_id: str, *, for_message: bool) -> None:
