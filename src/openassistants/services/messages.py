@@ -93,7 +93,8 @@ _INSERT = Prepared(T.insert(), column_keys=[c.key for c in T.columns if c.key !=
 
 
 async def create_message(db: Database, tenant: str, thread_id: str, body: MessageCreate) -> dict[str, Any]:
-    async with db.write() as conn:
+    # Inline: three small statements; attachments for file_search add a few more.
+    async with db.write(inline=True) as conn:
         runner = await runner_for(conn)
         await load_thread(runner, tenant, thread_id, lock=True)
         await ensure_no_active_run(conn, thread_id, for_message=True)

@@ -20,7 +20,7 @@ import re
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager, nullcontext
+from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -46,6 +46,10 @@ MIGRATION_LOCK_KEY = 0x0A551574
 #: schema on its first statement.
 SQLITE_READ_POOL_SIZE = 8
 
+#: Rows written between two WAL checkpoints (SQLite). SQLite's own default is every 1,000 pages; a
+#: message insert writes three or four.
+CHECKPOINT_EVERY_CHANGES = 300
+
 T = TypeVar("T")
 
 
@@ -69,6 +73,14 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _sqlite_writer_pragmas(dbapi_connection: Any, record: Any) -> None:
+    _sqlite_pragmas(dbapi_connection, record)
+    cursor = dbapi_connection.cursor()
+    # A commit never checkpoints (it may run on the loop's thread): Database.write does, on the thread.
+    cursor.execute("PRAGMA wal_autocheckpoint=0")
+    cursor.close()
+
+
 def _sqlite_read_pragmas(dbapi_connection: Any, record: Any) -> None:
     _sqlite_pragmas(dbapi_connection, record)
     cursor = dbapi_connection.cursor()
@@ -88,6 +100,11 @@ def _execute(connection: sqlite3.Connection, sql: str, parameters: Any, many: bo
         return cursor.description, cursor.rowcount, cursor.lastrowid, rows
     finally:
         cursor.close()
+
+
+def _checkpoint(connection: sqlite3.Connection) -> None:
+    # PASSIVE: copies what it can without waiting for readers; never blocks anyone.
+    connection.execute("PRAGMA wal_checkpoint(PASSIVE)").close()
 
 
 class SQLiteCursor:
@@ -144,19 +161,27 @@ class SQLiteConnection:
     def __init__(self, connection: sqlite3.Connection, thread: ThreadPoolExecutor | None) -> None:
         self._connection: sqlite3.Connection | None = connection
         self._thread = thread
+        #: Run calls where they are made even though the connection has a thread (``Database.write``).
+        self.inline = False
 
     @classmethod
     async def open(cls, path: str, *, own_thread: bool) -> SQLiteConnection:
         if not own_thread:
             return cls(sqlite3.connect(path), None)
         thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
-        connection = await asyncio.get_running_loop().run_in_executor(thread, sqlite3.connect, path)
+        # Used from the loop's thread too, for inline writes; the write lock keeps uses one at a time.
+        connect = partial(sqlite3.connect, path, check_same_thread=False)
+        connection = await asyncio.get_running_loop().run_in_executor(thread, connect)
         return cls(connection, thread)
+
+    @property
+    def total_changes(self) -> int:
+        return self._connection.total_changes if self._connection is not None else 0
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         if self._connection is None:
             raise ValueError("no active connection")
-        if self._thread is None:
+        if self._thread is None or self.inline:
             return fn(self._connection, *args)
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn, self._connection, *args)
 
@@ -213,11 +238,11 @@ class Database:
             self.engine: AsyncEngine = create_async_engine(
                 url,
                 json_deserializer=_loads_json,
-                async_creator=partial(SQLiteConnection.open, path, own_thread=True),
+                async_creator=self._open_writer,
                 pool_size=1,
                 max_overflow=0,
             )
-            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine.sync_engine, "connect", _sqlite_writer_pragmas)
             self.read_engine = create_async_engine(
                 url,
                 json_deserializer=_loads_json,
@@ -242,6 +267,8 @@ class Database:
         # Raw read connections for ``reader`` (SQLite): sqlite3 connections used on the loop's thread.
         self._sqlite_path = url.split("///", 1)[1] if self.is_sqlite else ""
         self._raw_reads: list[sqlite3.Connection] = []
+        self._writer: SQLiteConnection | None = None
+        self._changes_at_checkpoint = 0
 
     @property
     def asyncpg_dsn(self) -> str:
@@ -318,17 +345,47 @@ class Database:
         _sqlite_read_pragmas(connection, None)
         return connection
 
+    async def _open_writer(self) -> SQLiteConnection:
+        self._writer = await SQLiteConnection.open(self._sqlite_path, own_thread=True)
+        return self._writer
+
     @asynccontextmanager
-    async def write(self) -> AsyncIterator[AsyncConnection]:
-        """One transaction: committed when the block ends, rolled back on an exception."""
-        lock = self._write_lock if self._write_lock is not None else nullcontext()
+    async def write(self, *, inline: bool = False) -> AsyncIterator[AsyncConnection]:
+        """One transaction: committed when the block ends, rolled back on an exception.
+
+        ``inline`` (SQLite): run its statements on the loop's thread rather than the writer's, for a
+        transaction of a few small statements, where the hand-offs to the thread would cost several
+        times the work (and wait for the GIL each). Never for one that writes much: the loop does
+        nothing else meanwhile. Commits never checkpoint; after every CHECKPOINT_EVERY_CHANGES rows
+        written, a write checkpoints the WAL on the writer's thread.
+        """
         try:
-            async with lock, self.engine.begin() as conn:
-                yield conn
+            if self._write_lock is None:
+                async with self.engine.begin() as conn:
+                    yield conn
+                return
+            async with self._write_lock:
+                try:
+                    async with self.engine.begin() as conn:
+                        # The writer exists now (begin opens it on first use).
+                        if inline and self._writer is not None:
+                            self._writer.inline = True
+                        yield conn
+                finally:
+                    if self._writer is not None:
+                        self._writer.inline = False
+                await self._checkpoint_when_due()
         except (OperationalError, DBAPIError) as exc:
             if _is_connectivity_error(exc):
                 raise ServiceUnavailable("The database is unavailable; retry shortly.") from exc
             raise
+
+    async def _checkpoint_when_due(self) -> None:
+        writer = self._writer
+        if writer is None or writer.total_changes - self._changes_at_checkpoint < CHECKPOINT_EVERY_CHANGES:
+            return
+        self._changes_at_checkpoint = writer.total_changes
+        await writer.run(_checkpoint)
 
     async def close(self) -> None:
         while self._raw_reads:
