@@ -331,7 +331,7 @@ class Database:
             return fn(connection, *args)
 
         try:
-            yield Runner.sqlite(self.engine.dialect, call)
+            yield Runner.sqlite(self.engine.dialect, call, _loads_json)
         except sqlite3.OperationalError as exc:
             raise ServiceUnavailable("The database is unavailable; retry shortly.") from exc
         finally:
@@ -403,7 +403,7 @@ async def runner_for(conn: AsyncConnection) -> Runner:
     raw = await conn.get_raw_connection()
     driver = raw.driver_connection
     assert isinstance(driver, SQLiteConnection)
-    return Runner.sqlite(conn.dialect, driver.run)
+    return Runner.sqlite(conn.dialect, driver.run, _loads_json)
 
 
 def _is_connectivity_error(exc: DBAPIError) -> bool:

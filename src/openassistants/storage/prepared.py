@@ -11,10 +11,12 @@ and every other statement stay plain SQLAlchemy.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
+from sqlalchemy import types as sqltypes
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import UpdateBase
@@ -42,16 +44,22 @@ class Prepared:
         self.column_keys = list(column_keys) if column_keys is not None else None
         self._sqlite: SQLiteStatement | None = None
 
-    def for_sqlite(self, dialect: Dialect) -> SQLiteStatement:
+    def for_sqlite(self, dialect: Dialect, json_loads: Callable[[str], Any]) -> SQLiteStatement:
         if self._sqlite is None:
-            self._sqlite = SQLiteStatement(self.statement, dialect, self.column_keys)
+            self._sqlite = SQLiteStatement(self.statement, dialect, self.column_keys, json_loads)
         return self._sqlite
 
 
 class SQLiteStatement:
     """SQL text plus what turns values into its positional parameters and its rows into mappings."""
 
-    def __init__(self, statement: Statement, dialect: Dialect, column_keys: list[str] | None) -> None:
+    def __init__(
+        self,
+        statement: Statement,
+        dialect: Dialect,
+        column_keys: list[str] | None,
+        json_loads: Callable[[str], Any],
+    ) -> None:
         compiled = statement.compile(dialect=dialect, column_keys=column_keys)
         self.sql = compiled.string
         # (name to take from the caller's values, or None for a literal the statement holds, the literal,
@@ -64,10 +72,15 @@ class SQLiteStatement:
             self.binds.append((name if given else None, bind.value, processor))
         columns = list(statement.selected_columns) if isinstance(statement, Select) else []
         self.keys = [str(column.key) for column in columns]
-        self.processors = [
-            column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns
-        ]
-        self.has_processors = any(p is not None for p in self.processors)
+        # The columns whose values need converting, and how: JSON text straight to ``json_loads``
+        # (the engine's deserializer; what SQLAlchemy's JSON processor ends in, a few calls later),
+        # anything else by its type's processor. NULL stays None.
+        self.processed: list[tuple[str, Callable[[Any], Any]]] = []
+        for key, column in zip(self.keys, columns, strict=True):
+            if isinstance(column.type, sqltypes.JSON):
+                self.processed.append((key, json_loads))
+            elif (processor := column.type.dialect_impl(dialect).result_processor(dialect, None)) is not None:
+                self.processed.append((key, processor))
 
     def parameters(self, values: Mapping[str, Any]) -> list[Any]:
         out = []
@@ -83,17 +96,12 @@ class SQLiteStatement:
             if cursor.description is None:
                 return [], cursor.rowcount
             keys = self.keys
-            if not self.has_processors:
-                plain = [Row(zip(keys, row, strict=True)) for row in cursor.fetchall()]
-                return plain, cursor.rowcount
-            processors = self.processors
-            rows = [
-                Row(
-                    (key, processor(value) if processor is not None else value)
-                    for key, processor, value in zip(keys, processors, row, strict=True)
-                )
-                for row in cursor.fetchall()
-            ]
+            rows = [Row(zip(keys, row, strict=True)) for row in cursor.fetchall()]
+            for key, processor in self.processed:
+                for row in rows:
+                    value = row[key]
+                    if value is not None:
+                        row[key] = processor(value)
             return rows, cursor.rowcount
         finally:
             cursor.close()
@@ -112,7 +120,9 @@ class Runner:
         dialect: Dialect | None = None,
         call: Callable[..., Awaitable[Any]] | None = None,
         connection: AsyncConnection | None = None,
+        json_loads: Callable[[str], Any] = json.loads,
     ) -> None:
+        self._json_loads = json_loads
         self._dialect = dialect
         self._call = call
         self._connection = connection
@@ -122,14 +132,17 @@ class Runner:
         return cls(connection=connection)
 
     @classmethod
-    def sqlite(cls, dialect: Dialect, call: Callable[..., Awaitable[Any]]) -> Runner:
-        """``call(fn, *args)`` runs ``fn(sqlite3_connection, *args)`` where the connection lives."""
-        return cls(dialect=dialect, call=call)
+    def sqlite(
+        cls, dialect: Dialect, call: Callable[..., Awaitable[Any]], json_loads: Callable[[str], Any]
+    ) -> Runner:
+        """``call(fn, *args)`` runs ``fn(sqlite3_connection, *args)`` where the connection lives;
+        ``json_loads`` reads JSON columns (the engine's ``json_deserializer``)."""
+        return cls(dialect=dialect, call=call, json_loads=json_loads)
 
     async def _run(self, prepared: Prepared, values: Mapping[str, Any]) -> tuple[Sequence[Row], int]:
         if self._call is not None:
             assert self._dialect is not None
-            statement = prepared.for_sqlite(self._dialect)
+            statement = prepared.for_sqlite(self._dialect, self._json_loads)
             rows, count = await self._call(statement.run, values)
             return rows, count
         assert self._connection is not None
