@@ -23,7 +23,7 @@ from openassistants.api import (
 )
 from openassistants.api.errors import install_error_handlers
 from openassistants.api.hot import HotRoutes
-from openassistants.api.metrics import MetricsMiddleware
+from openassistants.api.metrics import RequestTimer
 from openassistants.api.middleware import AuthMiddleware, RequestContextMiddleware
 from openassistants.api.openapi import install_openapi
 from openassistants.api.ratelimit import RateLimitMiddleware
@@ -88,18 +88,18 @@ def _routers(settings: Settings) -> list[tuple[str, APIRouter]]:
 
 
 def _middleware(settings: Settings, routers: list[tuple[str, APIRouter]]) -> list[Middleware]:
-    """Outermost first: metrics see every request; the rate limit needs the tenant auth found."""
+    """Outermost first: the request context (id, log, timing) sees every request; the rate limit needs
+    the tenant auth found; the hot routes (api/hot.py) are the innermost."""
     stack = [
         Middleware(
             RequestContextMiddleware,
             max_body_bytes=settings.max_body_bytes,
             max_upload_bytes=settings.max_upload_bytes,
             access_log=settings.access_log,
+            timer=RequestTimer(routers) if settings.metrics_enabled else None,
         ),
         Middleware(AuthMiddleware, api_keys=[key.get_secret_value() for key in settings.api_keys]),
     ]
-    if settings.metrics_enabled:
-        stack.insert(0, Middleware(MetricsMiddleware, routers=routers))
     if settings.rate_limit_per_minute is not None:
         stack.append(Middleware(RateLimitMiddleware, per_minute=settings.rate_limit_per_minute))
     stack.append(Middleware(HotRoutes))

@@ -1,4 +1,4 @@
-"""``GET /metrics`` (Prometheus text format) and the middleware that times every request.
+"""``GET /metrics`` (Prometheus text format) and the timing of every request.
 
 The process's metrics live in ``openassistants.metrics``; the run counts are read from the database at
 scrape time, so every API process reports the same database-wide figures (aggregate them with ``max``).
@@ -9,17 +9,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import time
 from collections.abc import Iterator
 
 from fastapi import APIRouter
 from fastapi.routing import APIRoute
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.responses import Response
 from starlette.routing import compile_path
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from openassistants.api.deps import DbDep
 from openassistants.errors import ServiceUnavailable
@@ -69,43 +68,29 @@ class _RunCountsCollector(Collector):
         )
 
 
-class MetricsMiddleware:
-    """Times every HTTP request into ``openassistants_http_request_duration_seconds``.
+class RequestTimer:
+    """Times every HTTP request into ``openassistants_http_request_duration_seconds``, labelled by the
+    route template it was for (``RequestContextMiddleware`` calls ``observe`` once per request, so that
+    requests refused before routing, 401, 413 and 429, are counted too)."""
 
-    Outermost, so that requests refused by the other middlewares (401, 413, 429) are counted too; pure
-    ASGI, so that streaming responses pass through unbuffered.
-    """
-
-    def __init__(self, app: ASGIApp, *, routers: list[tuple[str, APIRouter]]) -> None:
-        self.app = app
+    def __init__(self, routers: list[tuple[str, APIRouter]]) -> None:
         self.routes = RouteTemplates(routers)
+        # One child per label set, found without prometheus_client's lock and key building each time.
+        self._children: dict[tuple[str, str, str], Histogram] = {}
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def send_and_see_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_and_see_status)
-        finally:
-            method = scope["method"] if scope["method"] in KNOWN_METHODS else "other"
-            route = (
-                scope.get("route_template")
-                or self.routes.find(method, scope["path"])
-                or _openapi_route(scope)
-                or UNMATCHED_ROUTE
-            )
-            HTTP_REQUEST_SECONDS.labels(method, route, f"{status // 100}xx").observe(
-                time.perf_counter() - started
-            )
+    def observe(self, scope: Scope, status: int, seconds: float) -> None:
+        method = scope["method"] if scope["method"] in KNOWN_METHODS else "other"
+        route = (
+            scope.get("route_template")
+            or self.routes.find(method, scope["path"])
+            or _openapi_route(scope)
+            or UNMATCHED_ROUTE
+        )
+        key = (method, route, f"{status // 100}xx")
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = HTTP_REQUEST_SECONDS.labels(*key)
+        child.observe(seconds)
 
 
 class RouteTemplates:

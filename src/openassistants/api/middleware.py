@@ -15,6 +15,7 @@ import uuid
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from openassistants.api.metrics import RequestTimer
 from openassistants.errors import (
     APIError,
     AuthenticationError,
@@ -23,7 +24,8 @@ from openassistants.errors import (
     PayloadTooLarge,
 )
 
-access_logger = logging.getLogger("openassistants.access")
+_LOGGER_NAME = "openassistants.access"
+access_logger = logging.getLogger(_LOGGER_NAME)
 
 OPEN_TENANT = "default"
 
@@ -55,13 +57,25 @@ async def _send_error(send: Send, exc: APIError, headers: list[tuple[bytes, byte
 
 
 class RequestContextMiddleware:
-    """Gives each request an ``x-request-id``, caps its body size, and logs one JSON line."""
+    """Gives each request an ``x-request-id``, caps its body size, logs one JSON line and times it.
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int, max_upload_bytes: int, access_log: bool) -> None:
+    Outermost of ours, so that requests refused by the others (401, 413, 429) are logged and timed too.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        max_upload_bytes: int,
+        access_log: bool,
+        timer: RequestTimer | None,
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.max_upload_bytes = max_upload_bytes
         self.access_log = access_log
+        self.timer = timer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -93,17 +107,23 @@ class RequestContextMiddleware:
                 return
             await self.app(scope, _limited(receive, limit), send_with_id)
         finally:
-            if self.access_log:
-                access_logger.info(
-                    orjson.dumps(
-                        {
-                            "request_id": request_id,
-                            "method": scope["method"],
-                            "path": scope["path"],
-                            "status": status,
-                            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                        }
-                    ).decode()
+            seconds = time.perf_counter() - started
+            if self.timer is not None:
+                self.timer.observe(scope, status, seconds)
+            if self.access_log and access_logger.isEnabledFor(logging.INFO):
+                line = orjson.dumps(
+                    {
+                        "request_id": request_id,
+                        "method": scope["method"],
+                        "path": scope["path"],
+                        "status": status,
+                        "duration_ms": round(seconds * 1000, 2),
+                    }
+                ).decode()
+                # makeRecord and handle rather than info(): info() also walks the stack to find its
+                # caller, which the access log's format never shows.
+                access_logger.handle(
+                    access_logger.makeRecord(_LOGGER_NAME, logging.INFO, "", 0, line, (), None)
                 )
 
     def _body_limit(self, scope: Scope) -> int:

@@ -47,8 +47,8 @@ MIGRATION_LOCK_KEY = 0x0A551574
 SQLITE_READ_POOL_SIZE = 8
 
 #: Rows written between two WAL checkpoints (SQLite). SQLite's own default is every 1,000 pages; a
-#: message insert writes three or four.
-CHECKPOINT_EVERY_CHANGES = 300
+#: message insert writes about five.
+CHECKPOINT_EVERY_CHANGES = 200
 
 T = TypeVar("T")
 

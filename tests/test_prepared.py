@@ -1,0 +1,135 @@
+"""storage/prepared.py: prepared statements read and write exactly what SQLAlchemy does, on both
+backends; inline SQLite writes still checkpoint the WAL."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from openassistants.errors import InvalidRequest
+from openassistants.ids import new_id
+from openassistants.storage import tables
+from openassistants.storage.db import CHECKPOINT_EVERY_CHANGES, Database, runner_for
+from openassistants.storage.prepared import Prepared
+from openassistants.storage.queries import find_row, list_page, page
+
+T = tables.messages
+INSERT = Prepared(T.insert(), column_keys=[c.key for c in T.columns if c.key != "seq"])
+
+
+@pytest.fixture
+async def db(database_url: str | None, tmp_path: Path) -> AsyncIterator[Database]:
+    database = Database(database_url or f"sqlite+aiosqlite:///{tmp_path / 'prepared.db'}")
+    await database.migrate()
+    yield database
+    await database.close()
+
+
+async def new_thread(db: Database) -> str:
+    thread_id = new_id("thread")
+    async with db.write() as conn:
+        await conn.execute(
+            tables.threads.insert().values(
+                id=thread_id, tenant_id="t_prepared", created_at=1_700_000_000, tool_resources={}, metadata={}
+            )
+        )
+    return thread_id
+
+
+def message(thread_id: str, n: int, **fields: object) -> dict[str, object]:
+    values: dict[str, object] = {
+        "id": new_id("message"),
+        "tenant_id": "t_prepared",
+        "thread_id": thread_id,
+        "created_at": 1_700_000_000 + n,
+        "role": "user",
+        "status": "completed",
+        "content": [{"type": "text", "text": {"value": f"é {n}", "annotations": []}}],
+        "attachments": [],
+        "metadata": {"n": str(n)},
+        "assistant_id": None,
+        "run_id": None,
+        "completed_at": 1_700_000_000 + n,
+        "incomplete_at": None,
+        "incomplete_details": None,
+    }
+    return {**values, **fields}
+
+
+async def test_rows_read_as_sqlalchemy_reads_them(db: Database) -> None:
+    thread_id = await new_thread(db)
+    written = [message(thread_id, n) for n in range(5)]
+    written[2]["incomplete_details"] = {"reason": "max_tokens", "ratio": math.pi}
+    async with db.write(inline=True) as conn:
+        runner = await runner_for(conn)
+        for values in written:
+            assert await runner.execute(INSERT, values) == 1
+    async with db.read() as conn:
+        expected = [
+            dict(r) for r in (await conn.execute(select(T).where(T.c.thread_id == thread_id))).mappings()
+        ]
+    async with db.reader() as reader:
+        found = await find_row(reader, T, "t_prepared", str(written[2]["id"]), thread_id=thread_id)
+        rows, has_more = await page(
+            reader, T, {"thread_id": thread_id}, limit=10, order="asc", after=None, before=None
+        )
+        missing = await find_row(reader, T, "t_other_tenant", str(written[2]["id"]))
+    assert [dict(r) for r in rows] == expected
+    assert found is not None and dict(found) == expected[2]
+    assert found["incomplete_details"] == {"reason": "max_tokens", "ratio": math.pi}
+    assert expected[0]["incomplete_details"] is None
+    assert has_more is False
+    assert missing is None
+
+
+async def test_pages_match_list_page(db: Database) -> None:
+    thread_id = await new_thread(db)
+    written = [message(thread_id, n) for n in range(7)]
+    async with db.write() as conn:
+        runner = await runner_for(conn)
+        for values in written:
+            await runner.execute(INSERT, values)
+    ids = [str(v["id"]) for v in written]
+    cases = [
+        {"limit": 3, "order": "desc", "after": None, "before": None},
+        {"limit": 3, "order": "asc", "after": ids[1], "before": None},
+        {"limit": 2, "order": "desc", "after": None, "before": ids[2]},
+        {"limit": 2, "order": "asc", "after": ids[0], "before": ids[5]},
+        {"limit": 20, "order": "asc", "after": ids[6], "before": None},
+    ]
+    for params in cases:
+        async with db.read() as conn:
+            old_rows, old_more = await list_page(conn, T, [T.c.thread_id == thread_id], **params)  # type: ignore[arg-type]
+        async with db.reader() as reader:
+            rows, more = await page(reader, T, {"thread_id": thread_id}, **params)  # type: ignore[arg-type]
+        assert [r["id"] for r in rows] == [r["id"] for r in old_rows], params
+        assert more == old_more, params
+    async with db.reader() as reader:
+        with pytest.raises(InvalidRequest) as refused:
+            await page(
+                reader, T, {"thread_id": thread_id}, limit=2, order="asc", after="msg_none", before=None
+            )
+    assert refused.value.param == "after"
+
+
+async def test_inline_writes_checkpoint_the_wal(backend: str, db: Database, tmp_path: Path) -> None:
+    if backend != "sqlite":
+        pytest.skip("SQLite's write-ahead log")
+    thread_id = await new_thread(db)
+    count = 10 * CHECKPOINT_EVERY_CHANGES
+    for n in range(count):
+        async with db.write(inline=True) as conn:
+            await (await runner_for(conn)).execute(INSERT, message(thread_id, n))
+    wal = tmp_path / "prepared.db-wal"
+    # Without checkpoints the log would hold every page each insert touched: at least two (the table's
+    # and the thread index's), so 20 x CHECKPOINT_EVERY_CHANGES frames of a 4 KiB page and a header.
+    assert wal.stat().st_size < 10 * CHECKPOINT_EVERY_CHANGES * (4096 + 24)
+    async with db.reader() as reader:
+        rows, _ = await page(
+            reader, T, {"thread_id": thread_id}, limit=1, order="desc", after=None, before=None
+        )
+    assert rows[0]["created_at"] == 1_700_000_000 + count - 1
