@@ -167,6 +167,23 @@ async def test_chat_streams_a_function_call_takes_its_output_and_completes(
     await expect(page.locator("#runs")).to_contain_text("tokens")
 
 
+async def test_opening_a_thread_mid_run_follows_the_rest_of_its_stream(
+    page: Page, sdk: openai.AsyncOpenAI, upstream: ScriptedUpstream, model: str
+) -> None:
+    reply = "A slow and steady answer, streamed while the page was away."
+    upstream.script(model, Reply(reply, first_delay=1.0, delay=0.05))
+    assistant = await sdk.beta.assistants.create(model=model, name="Slow")
+    thread = await sdk.beta.threads.create(messages=[{"role": "user", "content": "Take your time."}])
+    run = await sdk.beta.threads.runs.create(thread.id, assistant_id=assistant.id)  # not streamed
+
+    # The page finds the run active and follows its events (GET …/events), from the first one.
+    await page.goto(f"/#/chat?thread={thread.id}")
+    await expect(page.get_by_label("Assistant")).to_have_value(assistant.id)
+    await expect(page.locator(".message.role-assistant")).to_contain_text(reply)
+    await expect(page.locator("#run-status")).to_contain_text("completed")
+    await expect(page.locator(f'#runs li[data-run-id="{run.id}"]')).to_contain_text("tokens")
+
+
 async def test_uploaded_file_is_ingested_and_cited_as_a_downloadable_footnote(
     page: Page, sdk: openai.AsyncOpenAI, upstream: ScriptedUpstream, model: str, tmp_path: Path
 ) -> None:

@@ -112,9 +112,9 @@ export const api = {
   stream(path, body, signal) {
     return events(send("POST", path, { body: { ...body, stream: true }, signal }));
   },
-  // A run's events again, from the start (GET …/events, an OpenAssistants extension).
-  follow(path, signal) {
-    return events(send("GET", path, { query: { after: 0 }, signal }));
+  // A run's events after the numbered one `after` (GET …/events, an OpenAssistants extension).
+  follow(path, after, signal) {
+    return events(send("GET", path, { query: { after }, signal }));
   },
 };
 

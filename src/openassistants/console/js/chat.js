@@ -9,6 +9,8 @@ import { clear, field, guarded, h, notify, pre, prettyJSON, statusBadge, usageTe
 
 const ACTIVE = new Set(["queued", "in_progress", "cancelling"]);
 const TERMINAL = new Set(["completed", "failed", "cancelled", "expired", "incomplete"]);
+// How often a stream that ended before its run settled is resumed (…/events) before giving up.
+const RESUME_ATTEMPTS = 5;
 
 export async function showChat(root, params) {
   const assistants = await api.all("/assistants");
@@ -146,7 +148,7 @@ class Chat {
     }
     await this.showRun(latest);
     if (ACTIVE.has(latest.status)) {
-      await this.follow(api.follow(`/threads/${this.threadId}/runs/${latest.id}/events`, this.aborter.signal));
+      await this.whileBusy(() => this.follow(this.resume(latest.id, 0)));
     }
   }
 
@@ -308,27 +310,47 @@ class Chat {
     }
   }
 
-  // Applies a run's server-sent events to the page until the stream ends.
+  resume(runId, after) {
+    return api.follow(`/threads/${this.threadId}/runs/${runId}/events`, after, this.aborter.signal);
+  }
+
+  // Applies a run's server-sent events to the page until the run stops or needs action. A stream that
+  // ends before that (a dropped connection) is resumed after the last event seen.
   async follow(events) {
     let settled = null;
-    for await (const { event, data } of events) {
-      if (event === "done") break;
-      if (event === "error") {
-        notify(data?.error?.message || "The stream reported an error.");
-      } else if (event.startsWith("thread.run.step.")) {
-        this.onStepEvent(event, data);
-      } else if (event.startsWith("thread.run.")) {
-        this.renderRun(data);
-        if (TERMINAL.has(data.status) || data.status === "requires_action") settled = data;
-      } else if (event.startsWith("thread.message.")) {
-        this.onMessageEvent(event, data);
+    let runId = null;
+    let lastId = 0;
+    for (let attempt = 0; ; attempt += 1) {
+      for await (const { event, data, id } of events) {
+        if (id !== null) lastId = Number(id);
+        if (event === "done") break;
+        if (event.startsWith("thread.run.") && !event.startsWith("thread.run.step.")) runId = data.id;
+        settled = this.onEvent(event, data) || settled;
       }
+      if (settled || !runId || attempt === RESUME_ATTEMPTS || this.aborter.signal.aborted) break;
+      await new Promise((resolve) => setTimeout(resolve, 250 * (attempt + 1)));
+      events = this.resume(runId, lastId);
     }
     if (settled) {
       // Steps as stored: file_search results carry their content only when asked for.
       await this.showRun(settled.id);
       await this.loadRuns();
     }
+  }
+
+  // Shows one event; returns the run when it stopped or needs action.
+  onEvent(event, data) {
+    if (event === "error") {
+      notify(data?.error?.message || "The stream reported an error.");
+    } else if (event.startsWith("thread.run.step.")) {
+      this.onStepEvent(event, data);
+    } else if (event.startsWith("thread.run.")) {
+      this.renderRun(data);
+      if (TERMINAL.has(data.status) || data.status === "requires_action") return data;
+    } else if (event.startsWith("thread.message.")) {
+      this.onMessageEvent(event, data);
+    }
+    return null;
   }
 
   onStepEvent(event, data) {

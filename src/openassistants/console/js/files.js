@@ -80,7 +80,7 @@ function fileRow(file, reload) {
     h("td", {}, file.filename),
     h("td", {}, h("code", {}, file.id)),
     h("td", {}, file.purpose),
-    h("td", {}, bytes(file.bytes)),
+    h("td", { class: "number" }, bytes(file.bytes)),
     h("td", {}, when(file.created_at)),
     h("td", { class: "row-actions" }, downloadButton(file.id, "Download"), " ", remove),
   );

@@ -1,6 +1,6 @@
 // Rendering a thread's messages: text with citations as footnotes, images, attachments; streamed deltas.
 
-import { downloadButton, fileImage, fileName, h } from "./ui.js";
+import { clear, downloadButton, fileImage, fileName, h } from "./ui.js";
 
 // One message element, rendered whole (on load, and again when a streamed message completes).
 export function renderMessage(message) {
@@ -19,7 +19,8 @@ export function fillMessage(el, message) {
   const body = h("div", { class: "message-body" });
   for (const part of message.content || []) body.append(renderPart(message.id, part, footnotes));
   el.dataset.status = message.status || "";
-  el.replaceChildren(
+  clear(
+    el,
     h("header", { class: "message-head" }, h("span", { class: "who" }, message.role), statusNote(message)),
     body,
     footnotes.length ? renderFootnotes(message.id, footnotes) : null,

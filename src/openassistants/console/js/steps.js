@@ -1,7 +1,7 @@
 // Run steps: message creation and tool calls (function arguments and outputs, code interpreter input,
 // logs and images, file_search results), rendered whole or grown from streamed deltas.
 
-import { fileImage, fileName, h, pre, prettyJSON, statusBadge, usageText } from "./ui.js";
+import { clear, fileImage, fileName, h, pre, prettyJSON, statusBadge, usageText } from "./ui.js";
 
 export const FILE_SEARCH_CONTENT = "step_details.tool_calls[*].file_search.results[*].content";
 
@@ -20,7 +20,8 @@ export function fillStep(el, step) {
     body = h("ol", { class: "tool-calls" }, (details.tool_calls || []).map(renderToolCall));
   }
   el.dataset.status = step.status;
-  el.replaceChildren(
+  clear(
+    el,
     h(
       "div",
       { class: "step-head" },

@@ -180,7 +180,7 @@ class StoreView {
               { dataset: { fileId: file.id, status: file.status } },
               h("td", {}, name),
               h("td", {}, statusBadge(file.status)),
-              h("td", {}, bytes(file.usage_bytes)),
+              h("td", { class: "number" }, bytes(file.usage_bytes)),
               h("td", {}, file.last_error ? `${file.last_error.code}: ${file.last_error.message}` : ""),
               h("td", {}, remove),
             );
