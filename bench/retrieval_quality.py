@@ -5,10 +5,11 @@ document is chunked as the server chunks an ``auto`` file (``chunk_text``, 800/4
 embedded with the local embedder (the server's default), queries too (as e5 ``query: `` texts). Then:
 
 - dense: ``dense_top_k`` over all chunks (cosine);
-- lexical (FTS5): an in-memory SQLite FTS5 table with the server's tokenizer (``porter unicode61``) and
-  query (its words OR-ed, ``ORDER BY bm25``), as ``storage/search.py`` does on SQLite;
+- lexical: the server's own code (``storage/search.py``, words chosen by ``retrieval/lexical.py``) on a
+  database built by its migrations: SQLite FTS5 (bm25) in a temporary file, and PostgreSQL
+  (IDF-weighted ``ts_rank``) in a scratch database when one is reachable;
 - lexical (BM25): a pure-Python Okapi BM25 (k1 1.2, b 0.75, words lowercased, no stemming), for reference;
-- hybrid: ``reciprocal_rank_fusion`` of the FTS5 and dense top 100 (the server's candidate count).
+- hybrid: ``reciprocal_rank_fusion`` of the lexical and dense top 100 (the server's candidate count).
 
 recall@10 and nDCG@10 are reported on the ``test`` split. RRF's k and the lexical weight are also tuned
 on the ``dev`` split only (a small grid), and the tuned setting is reported on ``test`` beside the
@@ -27,10 +28,10 @@ import json
 import math
 import platform
 import re
-import sqlite3
 import subprocess
 import sys
 import sysconfig
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -39,10 +40,15 @@ from pathlib import Path
 
 import numpy as np
 
+from bench import topology
 from bench.retrieval_data import Document, Query, build, load, write
 from bench.retrieval_metrics import ndcg_at_k, recall_at_k
 from openassistants.retrieval.chunking import chunk_text
+from openassistants.retrieval.lexical import MATCH_BUDGET_CHUNKS, TermSample, lexical_query, query_words
 from openassistants.retrieval.ranking import Hit, dense_top_k, reciprocal_rank_fusion
+from openassistants.storage import search as storage_search
+from openassistants.storage import tables
+from openassistants.storage.db import Database
 from openassistants.upstream.embeddings import LocalEmbedder
 
 CUTOFF = 10
@@ -150,27 +156,59 @@ async def embed_all(texts: list[str], kind: str, cache_path: Path) -> tuple[np.n
     return np.stack([cache[key] for key in keys]), timing
 
 
-class Fts5Index:
-    """The server's SQLite lexical search, in memory."""
+class ServerLexical:
+    """The server's lexical search (``storage/search.py``, word choice by ``retrieval/lexical.py``) on
+    a real database of the benchmark's chunks, built by the server's migrations: SQLite in a temporary
+    file, or a scratch PostgreSQL database. Chunk ids are the benchmark's, plus one."""
 
-    def __init__(self, chunks: list[ChunkRow]) -> None:
-        self.db = sqlite3.connect(":memory:")
-        self.db.execute("CREATE VIRTUAL TABLE chunks_fts USING fts5(text, tokenize='porter unicode61')")
-        self.db.executemany(
-            "INSERT INTO chunks_fts(rowid, text) VALUES (?, ?)", [(c.chunk_id, c.text) for c in chunks]
-        )
+    STORE = "vs_bench"
 
-    def search(self, query: str, limit: int) -> list[Hit]:
-        terms = list(dict.fromkeys(_WORD.findall(query.lower())))[:64]
-        if not terms:
-            return []
-        match = " OR ".join(f'"{t}"' for t in terms)
-        rows = self.db.execute(
-            "SELECT rowid, bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH ? "
-            "ORDER BY bm25(chunks_fts) LIMIT ?",
-            (match, limit),
-        )
-        return [Hit(int(rowid), -float(score)) for rowid, score in rows]
+    def __init__(self, url: str, chunks: list[ChunkRow]) -> None:
+        self.url, self.chunks = url, chunks
+        self.db: Database | None = None
+        self.sample: TermSample | None = None
+
+    async def __aenter__(self) -> ServerLexical:
+        self.db = Database(self.url)
+        await self.db.migrate()
+        rows = [
+            {
+                "id": c.chunk_id + 1,
+                "tenant_id": "bench",
+                "vector_store_id": self.STORE,
+                "file_id": c.doc_id,
+                "chunk_index": c.chunk_id,
+                "text": c.text,
+                "tokens": 0,
+                "embedding": b"",
+            }
+            for c in self.chunks
+        ]
+        async with self.db.write() as conn:
+            await conn.execute(tables.chunks.insert(), rows)
+        async with self.db.read() as conn:
+            ids = [c.chunk_id + 1 for c in self.chunks]
+            self.sample = await storage_search.term_sample(conn, ids, len(ids))
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self.db is not None
+        await self.db.close()
+
+    async def search(self, query: str, limit: int, budget: float = MATCH_BUDGET_CHUNKS) -> list[Hit]:
+        assert self.db is not None and self.sample is not None
+        async with self.db.read() as conn:
+            words = query_words(query)
+            terms = await storage_search.word_terms(conn, words)
+            plan = lexical_query([self.sample], words, terms, budget)
+            found = await storage_search.lexical_candidates(conn, [self.STORE], plan, limit)
+        return [Hit(chunk_id - 1, 1.0 / rank) for rank, (chunk_id, _) in enumerate(found, start=1)]
+
+
+async def server_lexical_hits(url: str, chunks: list[ChunkRow], queries: list[Query]) -> dict[str, list[Hit]]:
+    """Each query's lexical ranking as the server computes it on ``url``."""
+    async with ServerLexical(url, chunks) as index:
+        return {q.query_id: await index.search(q.text, CANDIDATES) for q in queries}
 
 
 class Bm25Index:
@@ -249,11 +287,18 @@ def run(data: Path) -> dict[str, object]:
     )
     ids = np.array([c.chunk_id for c in chunks])
     query_row = {q.query_id: i for i, q in enumerate(queries)}
-    fts5, bm25 = Fts5Index(chunks), Bm25Index(chunks)
+    bm25 = Bm25Index(chunks)
     dense_hits = {
         q.query_id: dense_top_k(query_matrix[query_row[q.query_id]], matrix, ids, CANDIDATES) for q in queries
     }
-    fts5_hits = {q.query_id: fts5.search(q.text, CANDIDATES) for q in queries}
+    # The server's match budget (MATCH_BUDGET_CHUNKS) never binds on a store this small.
+    with tempfile.TemporaryDirectory(prefix="oa-retrieval-") as scratch:
+        sqlite_url = f"sqlite+aiosqlite:///{Path(scratch) / 'bench.db'}"
+        fts5_hits = asyncio.run(server_lexical_hits(sqlite_url, chunks, queries))
+    postgres_hits: dict[str, list[Hit]] | None = None
+    if topology.postgres_version() is not None:
+        with topology.postgres_database() as postgres_url:
+            postgres_hits = asyncio.run(server_lexical_hits(postgres_url, chunks, queries))
     bm25_hits = {q.query_id: bm25.search(q.text, CANDIDATES) for q in queries}
 
     def hybrid(
@@ -281,6 +326,10 @@ def run(data: Path) -> dict[str, object]:
         ),
         "hybrid RRF Python BM25 + dense (k 60, equal weights)": hybrid(bm25_hits),
     }
+    if postgres_hits is not None:
+        pg = postgres_hits
+        systems["lexical (PostgreSQL, IDF-weighted ts_rank)"] = lambda q: pg[q.query_id]
+        systems["hybrid RRF PostgreSQL + dense (k 60, equal weights)"] = hybrid(pg)
     results = {
         name: {"test": evaluate(test, relevant, rank), "all": evaluate(queries, relevant, rank)}
         for name, rank in systems.items()

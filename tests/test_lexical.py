@@ -3,7 +3,22 @@ gives each word's index terms on SQLite (storage/search.py)."""
 
 from __future__ import annotations
 
-from openassistants.retrieval.lexical import MAX_WORDS, TermSample, distinctive_words, query_words
+import math
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from openassistants.retrieval.lexical import (
+    MAX_WORDS,
+    TermSample,
+    distinctive_words,
+    lexical_query,
+    query_words,
+)
+from openassistants.storage import search, tables
+from openassistants.storage.db import Database
 from openassistants.storage.search import Fts5Tokenizer
 
 
@@ -65,3 +80,71 @@ def test_fts5_tokenizer_gives_the_index_terms() -> None:
     counts = tokenizer.document_counts(["parse the json", "parsing json files", "nothing here"])
     assert counts["pars"] == 2 and counts["json"] == 2 and counts["noth"] == 1
     assert tokenizer.terms(["again"]) == [["again"]]  # nothing left over from earlier calls
+
+
+def test_lexical_query_weighs_words_by_rarity() -> None:
+    store = _store(100_000, self=0.6, pars=0.02, json=0.01)
+    words = ["self", "parse", "json", "parsing"]
+    plan = lexical_query([store], words, [["self"], ["pars"], ["json"], ["pars"]])
+    assert plan.words == ["self", "parse", "json"] and plan.matched == [1, 2] and plan.is_pruned
+    assert plan.weights[0] < plan.weights[1] < plan.weights[2]
+    assert plan.weights[0] == pytest.approx(math.log(1 + 40_000.5 / 60_000.5))
+    assert not lexical_query([store], words, [["self"], ["pars"], ["json"], ["pars"]], budget=1e9).is_pruned
+
+
+async def test_a_pruned_query_ranks_its_candidates_as_the_whole_query_does(
+    backend: str, database_url: str | None, tmp_path: Path
+) -> None:
+    """Leaving common words out of the match changes which chunks are candidates, never their order."""
+    db = Database(database_url or f"sqlite+aiosqlite:///{tmp_path / 'lexical.db'}")
+    await db.migrate()
+    store = f"vs_{uuid.uuid4().hex}"
+    rare = {
+        3: "zephyr",
+        7: "zephyr quokka zephyr",
+        11: "quokka",
+        15: "zephyr zephyr zephyr",
+        19: "quokka quokka",
+    }
+    texts = [
+        " ".join(["widget"] * (1 + n % 4) + ["gadget"] * (n % 3) + [rare.get(n, "")] + ["filler"] * n)
+        for n in range(24)
+    ]
+    rows = [
+        {
+            "tenant_id": "t",
+            "vector_store_id": store,
+            "file_id": "file",
+            "chunk_index": n,
+            "text": text,
+            "tokens": 0,
+            "embedding": b"",
+        }
+        for n, text in enumerate(texts)
+    ]
+    try:
+        async with db.write() as conn:
+            await conn.execute(tables.chunks.insert(), rows)
+        async with db.read() as conn:
+            ids = [
+                int(i)
+                for i in (
+                    await conn.execute(
+                        select(tables.chunks.c.id)
+                        .where(tables.chunks.c.vector_store_id == store)
+                        .order_by(tables.chunks.c.chunk_index)
+                    )
+                ).scalars()
+            ]
+            sample = await search.term_sample(conn, ids, len(ids))
+            words = query_words("widget zephyr gadget quokka")
+            terms = await search.word_terms(conn, words)
+            whole = lexical_query([sample], words, terms, budget=1e9)
+            pruned = lexical_query([sample], words, terms, budget=8)
+            assert [whole.words[i] for i in pruned.matched] == ["zephyr", "quokka"]
+            ranked = [c for c, _ in await search.lexical_candidates(conn, [store], whole, 100)]
+            candidates = [c for c, _ in await search.lexical_candidates(conn, [store], pruned, 100)]
+        assert len(ranked) == 24
+        assert candidates == [c for c in ranked if ids.index(c) in rare]
+    finally:
+        await db.close()

@@ -10,6 +10,7 @@ never reach the budget, so there every word counts.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -118,11 +119,8 @@ def distinctive_words(
     """Positions of the words to match, in query order: rarest first while their expected matches fit
     in ``budget`` (the rarest always); words the index does not hold, or holds as an earlier word
     does (``dates`` after ``date``), are left out."""
-    known: dict[tuple[str, ...], int] = {}
-    for position, terms in enumerate(word_terms):
-        if terms:
-            known.setdefault(tuple(terms), position)
-    expected = {i: matching_chunks(samples, word_terms[i]) for i in known.values()}
+    known = known_words(word_terms)
+    expected = {i: matching_chunks(samples, word_terms[i]) for i in known}
     kept: list[int] = []
     spent = 0.0
     for position in sorted(expected, key=lambda i: (expected[i], i)):
@@ -131,3 +129,50 @@ def distinctive_words(
         kept.append(position)
         spent += expected[position]
     return sorted(kept)
+
+
+def known_words(word_terms: list[list[str]]) -> list[int]:
+    """Positions of the words the index holds, each set of terms once (``dates`` after ``date`` is not)."""
+    first: dict[tuple[str, ...], int] = {}
+    for position, terms in enumerate(word_terms):
+        if terms:
+            first.setdefault(tuple(terms), position)
+    return sorted(first.values())
+
+
+def idf(samples: list[TermSample], terms: list[str]) -> float:
+    """BM25's inverse document frequency of a word in the searched stores (Lucene's, never negative)."""
+    total = sum(s.store_chunks for s in samples)
+    holding = matching_chunks(samples, terms)
+    return math.log(1 + (total - holding + 0.5) / (holding + 0.5))
+
+
+@dataclass(frozen=True)
+class LexicalQuery:
+    """A query as the full-text index is asked it: ``words`` (the known ones, in order), their index
+    ``terms`` and ``idf`` weights, and which of them (``matched``, positions) a candidate must hold."""
+
+    words: list[str]
+    terms: list[list[str]]
+    weights: list[float]
+    matched: list[int]
+
+    @property
+    def is_pruned(self) -> bool:
+        return len(self.matched) < len(self.words)
+
+
+def lexical_query(
+    samples: list[TermSample],
+    words: list[str],
+    word_terms: list[list[str]],
+    budget: float = MATCH_BUDGET_CHUNKS,
+) -> LexicalQuery:
+    known = known_words(word_terms)
+    matched = set(distinctive_words(samples, word_terms, budget))
+    return LexicalQuery(
+        words=[words[i] for i in known],
+        terms=[word_terms[i] for i in known],
+        weights=[idf(samples, word_terms[i]) for i in known],
+        matched=[n for n, i in enumerate(known) if i in matched],
+    )

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from openassistants.retrieval.lexical import TermSample, distinctive_words, query_words
+from openassistants.retrieval.lexical import TermSample, lexical_query, query_words
 from openassistants.retrieval.ranking import Hit, dense_top_k, normalize_scores, reciprocal_rank_fusion
 from openassistants.storage import search as queries
 from openassistants.storage.db import Database
@@ -84,10 +84,8 @@ class Searcher:
                 try:
                     words = query_words(query)
                     terms = await queries.word_terms(conn, words)
-                    matched = distinctive_words(samples, terms)
-                    lexical = await queries.lexical_candidates(
-                        conn, store_ids, words, terms, matched, CANDIDATES
-                    )
+                    plan = lexical_query(samples, words, terms)
+                    lexical = await queries.lexical_candidates(conn, store_ids, plan, CANDIDATES)
                 finally:
                     dense_hits = await dense
                 rankings.append([Hit(c, 1.0) for c, f in lexical if allowed is None or f in allowed])

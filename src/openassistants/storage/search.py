@@ -13,7 +13,7 @@ import numpy as np
 from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from openassistants.retrieval.lexical import TermSample
+from openassistants.retrieval.lexical import LexicalQuery, TermSample
 from openassistants.storage import tables
 
 C = tables.chunks
@@ -27,13 +27,6 @@ _SQLITE_LEXICAL = text(
     "SELECT c.id, c.file_id FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid "
     "WHERE chunks_fts MATCH :query AND c.vector_store_id IN :stores "
     "ORDER BY rank LIMIT :limit"
-).bindparams(bindparam("stores", expanding=True))
-
-# Candidates match the distinctive words only; they are ranked by all of them.
-_POSTGRES_LEXICAL = text(
-    "SELECT c.id, c.file_id FROM chunks c "
-    "WHERE c.vector_store_id IN :stores AND c.tsv @@ CAST(:match AS tsquery) "
-    "ORDER BY ts_rank_cd(c.tsv, CAST(:rank AS tsquery)) DESC LIMIT :limit"
 ).bindparams(bindparam("stores", expanding=True))
 
 _POSTGRES_WORD_TERMS = text(
@@ -128,29 +121,56 @@ def _tsquery(lexemes: list[str]) -> str:
 
 
 async def lexical_candidates(
-    conn: AsyncConnection,
-    store_ids: list[str],
-    words: list[str],
-    terms: list[list[str]],
-    matched: list[int],
-    limit: int,
+    conn: AsyncConnection, store_ids: list[str], query: LexicalQuery, limit: int
 ) -> list[tuple[int, str]]:
-    """(chunk id, file id) best first among the chunks holding any of the ``matched`` words (positions
-    in ``words``; ``terms`` are the words' index terms, from ``word_terms``)."""
-    if not matched or not store_ids:
+    """(chunk id, file id) best first, among the chunks holding any of the query's matched words,
+    ranked by all its words."""
+    if not query.matched or not store_ids:
         return []
     if conn.dialect.name == "sqlite":
-        match = " OR ".join(f'"{words[i]}"' for i in matched)
-        rows = await conn.execute(_SQLITE_LEXICAL, {"query": match, "stores": store_ids, "limit": limit})
+        rows = await conn.execute(
+            _SQLITE_LEXICAL, {"query": _fts5_match(query), "stores": store_ids, "limit": limit}
+        )
     else:
-        parameters = {
-            "match": _tsquery([t for i in matched for t in terms[i]]),
-            "rank": _tsquery([t for word in terms for t in word]),
-            "stores": store_ids,
-            "limit": limit,
-        }
-        rows = await conn.execute(_POSTGRES_LEXICAL, parameters)
+        rows = await conn.execute(*_postgres_lexical(query, store_ids, limit))
     return [(int(r[0]), str(r[1])) for r in rows]
+
+
+def _fts5_match(query: LexicalQuery) -> str:
+    """The FTS5 expression: any matched word, ranked by all words.
+
+    bm25() adds up every phrase of the expression, whichever branch matched, so ``(R NOT C) OR
+    (R AND C)`` (R the matched words, C the others) selects the chunks holding an R and scores each
+    by all the words, exactly twice BM25's score over them: the same order. FTS5 reads C's postings
+    only at R's chunks, where ``R OR C`` would rank every chunk holding a C.
+    """
+    phrases = [f'"{word}"' for word in query.words]
+    every = " OR ".join(phrases)
+    if not query.is_pruned:
+        return every
+    matched = " OR ".join(phrases[i] for i in query.matched)
+    others = " OR ".join(p for i, p in enumerate(phrases) if i not in set(query.matched))
+    return f"(({matched}) NOT ({others})) OR (({matched}) AND ({others}))"
+
+
+def _postgres_lexical(query: LexicalQuery, store_ids: list[str], limit: int) -> tuple[Any, dict[str, Any]]:
+    """Candidates hold a matched word's lexemes (GIN index); each word adds its ``ts_rank`` (which
+    saturates with the word's count, as BM25 does) times its IDF, which ``ts_rank`` alone lacks."""
+    parameters: dict[str, Any] = {
+        "match": _tsquery([t for i in query.matched for t in query.terms[i]]),
+        "stores": store_ids,
+        "limit": limit,
+    }
+    scores = []
+    for n, (terms, weight) in enumerate(zip(query.terms, query.weights, strict=True)):
+        parameters[f"q{n}"], parameters[f"w{n}"] = _tsquery(terms), weight
+        scores.append(f"CAST(:w{n} AS float8) * ts_rank(c.tsv, CAST(:q{n} AS tsquery))")
+    sql = text(
+        "SELECT c.id, c.file_id FROM chunks c "
+        "WHERE c.vector_store_id IN :stores AND c.tsv @@ CAST(:match AS tsquery) "
+        f"ORDER BY {' + '.join(scores)} DESC LIMIT :limit"
+    ).bindparams(bindparam("stores", expanding=True))
+    return sql, parameters
 
 
 async def store_versions(conn: AsyncConnection, store_ids: list[str]) -> dict[str, int]:
