@@ -16,6 +16,7 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
@@ -81,6 +82,8 @@ class Executor:
         self._running: dict[str, asyncio.Task[None]] = {}
         self._turns: dict[str, ModelTurn] = {}
         self._cancel_requested: set[str] = set()
+        #: Claims offered to runs being created here, not adopted yet (they count against capacity).
+        self._offered = 0
         self._wakeup = asyncio.Event()
         self._dispatcher: asyncio.Task[None] | None = None
         self._loops: list[asyncio.Task[None]] = []
@@ -123,6 +126,30 @@ class Executor:
         for task in self._loops:
             task.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
+
+    def offer_claim(self) -> dict[str, Any] | None:
+        """The claim columns for a run being created in this process, when this executor can start
+        it at once: the run is then stored already claimed and ``in_progress``, and ``adopt``ed when
+        its transaction commits, with no claim transaction or wake-up between. None otherwise (the
+        run is stored ``queued`` for any executor)."""
+        if not self.execute or self._dispatcher is None or self._dispatcher.done():
+            return None
+        if len(self._running) + self._offered >= self.settings.max_concurrent_runs:
+            return None
+        self._offered += 1
+        now = int(time.time())
+        return {
+            "status": RunStatus.in_progress.value,
+            "started_at": now,
+            "worker_id": self.worker_id,
+            "lease_expires_at": run_claims.now_ms() + int(self.settings.run_lease_seconds * 1000),
+        }
+
+    def adopt(self, row: Mapping[str, Any] | None) -> None:
+        """Start executing a run stored with ``offer_claim``'s columns (None: it was not stored)."""
+        self._offered -= 1
+        if row is not None:
+            self._start(row)
 
     async def wake(self) -> None:
         """Tell executors (here or in other processes) that a run was queued."""
@@ -174,12 +201,16 @@ class Executor:
             except Exception:
                 logger.warning("could not claim runs", exc_info=True)
                 claimed = []
-            for run_id in claimed:
-                task = asyncio.create_task(self._execute(run_id), name=f"run-{run_id}")
-                self._running[run_id] = task
-                task.add_done_callback(self._forget_task)
+            for row in claimed:
+                self._start(row)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), self.settings.queue_poll_seconds)
+
+    def _start(self, row: Mapping[str, Any]) -> None:
+        run_id = row["id"]
+        task = asyncio.create_task(self._execute(row), name=f"run-{run_id}")
+        self._running[run_id] = task
+        task.add_done_callback(self._forget_task)
 
     def _forget_task(self, task: asyncio.Task[None]) -> None:
         self._running.pop(task.get_name().removeprefix("run-"), None)
@@ -262,9 +293,10 @@ class Executor:
 
     # --- one run ----------------------------------------------------------------------------
 
-    async def _execute(self, run_id: str) -> None:
+    async def _execute(self, row: Mapping[str, Any]) -> None:
+        run_id: str = row["id"]
         try:
-            await self._execute_run(run_id)
+            await self._execute_run(row)
         except asyncio.CancelledError:
             # Shutting down past the grace period: leave a defined status rather than in_progress.
             with contextlib.suppress(Exception):
@@ -283,17 +315,10 @@ class Executor:
             self._turns.pop(run_id, None)
             self._cancel_requested.discard(run_id)
 
-    async def _execute_run(self, run_id: str) -> None:
-        # The claim already moved the run to in_progress (storage/run_claims.claim_runs).
-        async with self.db.read() as conn:
-            row = (await conn.execute(select(R).where(R.c.id == run_id))).mappings().first()
-        if row is None or row["worker_id"] != self.worker_id:
-            return
-        if row["status"] == RunStatus.cancelling:
-            await self.status.finish_cancel(run_id)
-            return
-        if row["status"] != RunStatus.in_progress:
-            return
+    async def _execute_run(self, row: Mapping[str, Any]) -> None:
+        # The claim moved the run to in_progress and returned its row (storage/run_claims.claim_runs);
+        # a cancel since then is in _cancel_requested.
+        run_id: str = row["id"]
         self.status.publish(run_id, "thread.run.in_progress", run_to_wire(row))
         await wait_for_stores(self.db, row)
         usage = dict(row["usage"] or {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0})
@@ -311,6 +336,7 @@ class Executor:
     async def _settle(self, run_id: str, outcome: TurnOutcome, usage: dict[str, int]) -> bool:
         """Apply one model turn's outcome to the run; True when the run goes on to another turn."""
         status = self.status
+        closing = outcome.closing
         if outcome.kind == "cancelled":
             await status.finish_cancel(run_id)
         elif outcome.kind == "failed":
@@ -321,6 +347,7 @@ class Executor:
                 {RunStatus.in_progress},
                 RunStatus.requires_action,
                 "thread.run.requires_action",
+                closing=closing,
                 required_action=outcome.required_action,
                 usage=usage,
             )
@@ -330,6 +357,7 @@ class Executor:
                 {RunStatus.in_progress},
                 RunStatus.incomplete,
                 "thread.run.incomplete",
+                closing=closing,
                 incomplete_details={"reason": outcome.incomplete_reason},
                 usage=usage,
             )
@@ -337,6 +365,11 @@ class Executor:
             return True
         else:
             await status.end(
-                run_id, {RunStatus.in_progress}, RunStatus.completed, "thread.run.completed", usage=usage
+                run_id,
+                {RunStatus.in_progress},
+                RunStatus.completed,
+                "thread.run.completed",
+                closing=closing,
+                usage=usage,
             )
         return False

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
@@ -118,12 +120,18 @@ def _check_tool_choice(body: RunOptions, tools: list[dict[str, Any]]) -> None:
 
 
 async def _insert_run(
-    conn: AsyncConnection, rt: Runtime, tenant: str, thread_id: str, body: RunOptions
+    conn: AsyncConnection,
+    rt: Runtime,
+    tenant: str,
+    thread_id: str,
+    body: RunOptions,
+    claim: dict[str, Any] | None,
 ) -> dict[str, Any]:
+    """Stores the run; returns its values as queued (what the client and the first events see)."""
     assistant = await load_assistant(conn, tenant, body.assistant_id)
     values = _run_values(rt, tenant, thread_id, assistant, body)
     _check_tool_choice(body, values["tools"])
-    await conn.execute(R.insert().values(values))
+    await conn.execute(R.insert().values(values | (claim or {})))
     return values
 
 
@@ -138,6 +146,23 @@ async def _announce(
     await rt.bus.publish_in(conn, run["id"], events)
 
 
+@asynccontextmanager
+async def _starting(rt: Runtime) -> AsyncIterator[tuple[dict[str, Any] | None, list[dict[str, Any]]]]:
+    """Around the transaction that queues a run: when this process's executor has room, the run is
+    stored already claimed by it (``Executor.offer_claim``) and starts as soon as the transaction
+    commits, without a claim transaction or a wake-up; otherwise an executor is woken to claim it.
+    The caller appends the run's stored values to the list it is given."""
+    claim = rt.executor.offer_claim()
+    stored: list[dict[str, Any]] = []
+    try:
+        yield claim, stored
+    finally:
+        if claim is not None:
+            rt.executor.adopt(stored[0] | claim if stored else None)
+    if claim is None:
+        await _wake(rt)
+
+
 async def _wake(rt: Runtime) -> None:
     """Wake an executor. The run is already committed, so a failed wake-up costs only time: every
     executor also looks for queued runs every ``queue_poll_seconds``."""
@@ -148,19 +173,20 @@ async def _wake(rt: Runtime) -> None:
 
 
 async def create_run(rt: Runtime, tenant: str, thread_id: str, body: RunCreate) -> tuple[dict[str, Any], int]:
-    async with rt.db.write() as conn:
-        await load_thread(conn, tenant, thread_id, lock=True)
-        await ensure_no_active_run(conn, thread_id, for_message=False)
-        if body.additional_messages:
-            now = int(time.time())
-            await conn.execute(
-                tables.messages.insert(),
-                [message_values(tenant, thread_id, m, now) for m in body.additional_messages],
-            )
-            await index_attachments(conn, tenant, thread_id, body.additional_messages)
-        run = await _insert_run(conn, rt, tenant, thread_id, body)
-        await _announce(conn, rt, run)
-    await _wake(rt)
+    async with _starting(rt) as (claim, stored):
+        async with rt.db.write() as conn:
+            await load_thread(conn, tenant, thread_id, lock=True)
+            await ensure_no_active_run(conn, thread_id, for_message=False)
+            if body.additional_messages:
+                now = int(time.time())
+                await conn.execute(
+                    tables.messages.insert(),
+                    [message_values(tenant, thread_id, m, now) for m in body.additional_messages],
+                )
+                await index_attachments(conn, tenant, thread_id, body.additional_messages)
+            run = await _insert_run(conn, rt, tenant, thread_id, body, claim)
+            await _announce(conn, rt, run)
+        stored.append(run)
     return run_to_wire(run), 0
 
 
@@ -168,19 +194,20 @@ async def create_thread_and_run(
     rt: Runtime, tenant: str, body: ThreadAndRunCreate
 ) -> tuple[dict[str, Any], int]:
     thread_body = body.thread or ThreadCreate.model_validate({})
-    async with rt.db.write() as conn:
-        await load_assistant(conn, tenant, body.assistant_id)
-        thread = await insert_thread(conn, tenant, thread_body)
-        if body.tool_resources is not None:
-            thread["tool_resources"] = tool_resources_to_stored(body.tool_resources)
-            await conn.execute(
-                update(tables.threads)
-                .where(tables.threads.c.id == thread["id"])
-                .values(tool_resources=thread["tool_resources"])
-            )
-        run = await _insert_run(conn, rt, tenant, thread["id"], body)
-        await _announce(conn, rt, run, thread=thread_to_wire(thread))  # type: ignore[arg-type]
-    await _wake(rt)
+    async with _starting(rt) as (claim, stored):
+        async with rt.db.write() as conn:
+            await load_assistant(conn, tenant, body.assistant_id)
+            thread = await insert_thread(conn, tenant, thread_body)
+            if body.tool_resources is not None:
+                thread["tool_resources"] = tool_resources_to_stored(body.tool_resources)
+                await conn.execute(
+                    update(tables.threads)
+                    .where(tables.threads.c.id == thread["id"])
+                    .values(tool_resources=thread["tool_resources"])
+                )
+            run = await _insert_run(conn, rt, tenant, thread["id"], body, claim)
+            await _announce(conn, rt, run, thread=thread_to_wire(thread))  # type: ignore[arg-type]
+        stored.append(run)
     return run_to_wire(run), 0
 
 

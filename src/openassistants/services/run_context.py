@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.engine import RowMapping
 
 from openassistants.config import Settings
 from openassistants.services.messages import message_to_wire
@@ -43,7 +43,7 @@ class RunContext:
 STORE_READY_TIMEOUT_SECONDS = 60.0
 
 
-async def wait_for_stores(db: Database, run: RowMapping) -> None:
+async def wait_for_stores(db: Database, run: Mapping[str, Any]) -> None:
     """Files just attached may still be ingesting; as the hosted API does, a run with file_search
     waits (a bounded time) until its vector stores are ready, so a search sees every file."""
     if not _has_tool(run, "file_search"):
@@ -67,11 +67,11 @@ async def wait_for_stores(db: Database, run: RowMapping) -> None:
         await asyncio.sleep(0.2)
 
 
-def offered_tools(run: RowMapping) -> list[dict[str, Any]]:
+def offered_tools(run: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [t for t in run["tools"] if t.get("type") == "function" or t.get("type") in BUILTIN_TOOLS]
 
 
-async def load_run_context(db: Database, settings: Settings, run: RowMapping) -> RunContext:
+async def load_run_context(db: Database, settings: Settings, run: Mapping[str, Any]) -> RunContext:
     M, S = tables.messages, tables.run_steps
     async with db.read() as conn:
         messages = (
@@ -119,7 +119,7 @@ async def load_run_context(db: Database, settings: Settings, run: RowMapping) ->
     return context
 
 
-async def _store_ids(conn: Any, run: RowMapping) -> list[str]:
+async def _store_ids(conn: Any, run: Mapping[str, Any]) -> list[str]:
     """The assistant's and the thread's file_search vector stores."""
     ids: list[str] = []
     for table, key in ((tables.assistants, run["assistant_id"]), (tables.threads, run["thread_id"])):
@@ -128,11 +128,11 @@ async def _store_ids(conn: Any, run: RowMapping) -> list[str]:
     return list(dict.fromkeys(ids))
 
 
-def _has_tool(run: RowMapping, kind: str) -> bool:
+def _has_tool(run: Mapping[str, Any], kind: str) -> bool:
     return any(t.get("type") == kind for t in run["tools"])
 
 
-async def _code_file_ids(conn: Any, run: RowMapping) -> list[str]:
+async def _code_file_ids(conn: Any, run: Mapping[str, Any]) -> list[str]:
     """The assistant's and the thread's code_interpreter files, and files attached for it."""
     ids: list[str] = []
     for table, key in ((tables.assistants, run["assistant_id"]), (tables.threads, run["thread_id"])):

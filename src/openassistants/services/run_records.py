@@ -4,11 +4,11 @@ stops. Used by the executor, the cancel path and the expiry sweeper."""
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
 from sqlalchemy import select, update
-from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from openassistants.ids import new_id
@@ -26,7 +26,7 @@ STEP_END = {
 }
 
 
-def new_step(run: RowMapping, step_type: str, details: dict[str, Any]) -> dict[str, Any]:
+def new_step(run: Mapping[str, Any], step_type: str, details: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": new_id("step"),
         "tenant_id": run["tenant_id"],
@@ -47,7 +47,7 @@ def new_step(run: RowMapping, step_type: str, details: dict[str, Any]) -> dict[s
     }
 
 
-def new_assistant_message(run: RowMapping) -> dict[str, Any]:
+def new_assistant_message(run: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "id": new_id("message"),
         "tenant_id": run["tenant_id"],

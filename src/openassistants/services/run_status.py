@@ -4,17 +4,25 @@ executor, the cancel request, the expiry sweeper and the reaper of dead workers'
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from openassistants.events import Event, EventBus
 from openassistants.services import run_records as records
-from openassistants.services.runs import RunStatus, run_to_wire, step_to_wire, transition
+from openassistants.services.runs import RunStatus, run_to_wire, step_to_wire, transition_row
 from openassistants.storage import run_claims, tables
 from openassistants.storage.db import Database
 
 R = tables.runs
+
+
+#: Writes that belong in the transaction changing a run's status (e.g. completing its last message);
+#: returns their events, published before the run's own.
+Closing = Callable[[AsyncConnection], Awaitable[list[Event]]]
 
 
 class RunStatusWriter:
@@ -26,15 +34,26 @@ class RunStatusWriter:
         self.bus.publish(run_id, Event.of(name, payload))
 
     async def change(
-        self, run_id: str, sources: set[RunStatus], target: RunStatus, event_name: str, **fields: Any
+        self,
+        run_id: str,
+        sources: set[RunStatus],
+        target: RunStatus,
+        event_name: str,
+        *,
+        closing: Closing | None = None,
+        **fields: Any,
     ) -> bool:
         """A non-terminal change (requires_action); finishes a cancel instead if one came first."""
         await self.bus.flush()
         async with self.db.write() as conn:
-            changed = await transition(conn, run_id, sources, target, **fields)
-            row = (await conn.execute(select(R).where(R.c.id == run_id))).mappings().first()
-            if changed and row is not None:
-                await self.bus.publish_in(conn, run_id, [Event.of(event_name, run_to_wire(row))])
+            events = await closing(conn) if closing is not None else []
+            row = await transition_row(conn, run_id, sources, target, **fields)
+            changed = row is not None
+            if row is None:
+                row = await _load(conn, run_id)
+            else:
+                events.append(Event.of(event_name, run_to_wire(row)))
+            await self.bus.publish_in(conn, run_id, events)
         if not changed and row is not None and row["status"] == RunStatus.cancelling:
             await self.finish_cancel(run_id)
         return changed
@@ -48,31 +67,34 @@ class RunStatusWriter:
         *,
         dead_worker: str | None = None,
         wait_for_lapse: bool = True,
+        closing: Closing | None = None,
         **fields: Any,
     ) -> bool:
         """A terminal change: closes open steps and messages, publishes, and closes the stream.
 
         With ``dead_worker``, only if that worker still holds the run (and its lease has lapsed,
         unless ``wait_for_lapse`` is False): the change then settles a dead executor's run.
+        ``closing`` is applied whether or not the change is (a cancel may have come first).
         """
         outcome = target.value if target.value in records.STEP_END else None
-        steps: list[dict[str, Any]] = []
-        messages: list[dict[str, Any]] = []
         await self.bus.flush()
         async with self.db.write() as conn:
             if dead_worker is not None and not await run_claims.release_lapsed(
                 conn, run_id, dead_worker, require_lapsed=wait_for_lapse
             ):
                 return False
-            changed = await transition(conn, run_id, sources, target, **fields)
-            if changed and outcome is not None:
-                steps, messages = await records.close_open_work(conn, run_id, outcome)
-            row = (await conn.execute(select(R).where(R.c.id == run_id))).mappings().first()
-            if changed and row is not None:
-                events = [Event.of("thread.message.incomplete", m) for m in messages]
-                events += [Event.of(f"thread.run.step.{s['status']}", step_to_wire(s)) for s in steps]
+            events = await closing(conn) if closing is not None else []
+            row = await transition_row(conn, run_id, sources, target, **fields)
+            changed = row is not None
+            if row is not None:
+                if outcome is not None:
+                    steps, messages = await records.close_open_work(conn, run_id, outcome)
+                    events += [Event.of("thread.message.incomplete", m) for m in messages]
+                    events += [Event.of(f"thread.run.step.{s['status']}", step_to_wire(s)) for s in steps]
                 events.append(Event.of(event_name, run_to_wire(row)))
-                await self.bus.publish_in(conn, run_id, events)
+            else:
+                row = await _load(conn, run_id)
+            await self.bus.publish_in(conn, run_id, events)
         if row is None:
             return False
         if not changed:
@@ -101,3 +123,7 @@ class RunStatusWriter:
             fields["usage"] = usage
         sources = {RunStatus.queued, RunStatus.in_progress, RunStatus.cancelling}
         return await self.end(run_id, sources, RunStatus.failed, "thread.run.failed", **claim, **fields)
+
+
+async def _load(conn: AsyncConnection, run_id: str) -> RowMapping | None:
+    return (await conn.execute(select(R).where(R.c.id == run_id))).mappings().first()

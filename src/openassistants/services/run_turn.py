@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from openassistants.events import Event
 from openassistants.ids import new_id
@@ -29,6 +30,7 @@ from openassistants.services.prompt import (
     tool_choice_for_model,
 )
 from openassistants.services.run_context import BUILTIN_TOOLS, RunContext, load_run_context, offered_tools
+from openassistants.services.run_status import Closing
 from openassistants.services.runs import step_to_wire
 from openassistants.tokens import count_text
 from openassistants.upstream.chat import (
@@ -54,6 +56,8 @@ class TurnOutcome:
     incomplete_reason: str | None = None
     error_code: str = "server_error"
     error_message: str = ""
+    #: Writes that go in the transaction applying the outcome (completing the turn's message).
+    closing: Closing | None = None
 
 
 _EMPTY_RESULTS: dict[str, dict[str, Any]] = {"code_interpreter": {"input": "", "outputs": []}}
@@ -104,7 +108,7 @@ class ModelTurn:
     #: Loaded at the start of ``run``.
     context: RunContext
 
-    def __init__(self, executor: Executor, run: RowMapping, usage: dict[str, int]) -> None:
+    def __init__(self, executor: Executor, run: Mapping[str, Any], usage: dict[str, int]) -> None:
         self.executor = executor
         self.db = executor.db
         self.run_row = run
@@ -222,51 +226,78 @@ class ModelTurn:
     async def _on_text(self, text: str) -> None:
         if not text:
             return
-        first = self.open.message is None
-        if first:
-            await self._open_message()
+        message = self.open.message
+        first = message is None
+        if message is None:
+            message = self._new_message()
         self.open.text += text
         part: dict[str, Any] = {"index": len(self.images), "type": "text", "text": {"value": text}}
         if first:
             part["text"]["annotations"] = []
-        message = self.open.message
-        assert message is not None
-        self._publish(
+        delta = Event.of(
             "thread.message.delta",
             {"id": message["id"], "object": "thread.message.delta", "delta": {"content": [part]}},
         )
+        if first:
+            await self._open_message(delta)
+        else:
+            self.executor.bus.publish(self.run_id, delta)
 
-    async def _open_message(self) -> None:
+    def _new_message(self) -> dict[str, Any]:
+        """The message this turn's text goes to, not stored yet; images the run's code just made
+        lead it, as with the hosted tool."""
         message = records.new_assistant_message(self.run_row)
+        self.open.message = message
+        self.images, self.context.pending_images = self.context.pending_images, []
+        return message
+
+    async def _open_message(self, first_delta: Event) -> None:
+        """Stores the new message and its step, and publishes them with the reply's first piece in
+        the same transaction: one commit before the first token reaches the client."""
+        message = self.open.message
+        assert message is not None
         step = records.new_step(
             self.run_row,
             "message_creation",
             {"type": "message_creation", "message_creation": {"message_id": message["id"]}},
         )
+        self.open.message_step = step
+        events = [
+            Event.of("thread.run.step.created", step_to_wire(step)),
+            Event.of("thread.run.step.in_progress", step_to_wire(step)),
+            Event.of("thread.message.created", message_to_wire(message)),  # type: ignore[arg-type]
+            Event.of("thread.message.in_progress", message_to_wire(message)),  # type: ignore[arg-type]
+        ]
+        if self.images:
+            parts = [{"index": i, **_image_part(f)} for i, f in enumerate(self.images)]
+            events.append(
+                Event.of(
+                    "thread.message.delta",
+                    {"id": message["id"], "object": "thread.message.delta", "delta": {"content": parts}},
+                )
+            )
+        events.append(first_delta)
         async with self.db.write() as conn:
             await records.insert_step(conn, step)
             await records.insert_message(conn, message)
-        self.open.message, self.open.message_step = message, step
-        self._publish("thread.run.step.created", step_to_wire(step))
-        self._publish("thread.run.step.in_progress", step_to_wire(step))
-        self._publish("thread.message.created", message_to_wire(message))  # type: ignore[arg-type]
-        self._publish("thread.message.in_progress", message_to_wire(message))  # type: ignore[arg-type]
-        # Images the run's code just made lead the reply, as with the hosted tool.
-        self.images, self.context.pending_images = self.context.pending_images, []
-        if self.images:
-            parts = [{"index": i, **_image_part(f)} for i, f in enumerate(self.images)]
-            self._publish(
-                "thread.message.delta",
-                {"id": message["id"], "object": "thread.message.delta", "delta": {"content": parts}},
-            )
+            await self.executor.bus.publish_in(conn, self.run_id, events)
 
-    async def _close_message(self, usage: dict[str, int], *, incomplete_reason: str | None = None) -> None:
-        message, step = self.open.message, self.open.message_step
-        if message is None or step is None:
-            return
-        now = int(time.time())
-        content = self._content()
+    async def _close_message(self, usage: dict[str, int]) -> None:
+        """Completes the open message now, in a transaction of its own (more of the turn follows)."""
         async with self.db.write() as conn:
+            events = await self._message_closing(usage)(conn)
+            await self.executor.bus.publish_in(conn, self.run_id, events)
+
+    def _message_closing(self, usage: dict[str, int], *, incomplete_reason: str | None = None) -> Closing:
+        """The writes that complete the open message and its step, for a transaction to make."""
+        message, step = self.open.message, self.open.message_step
+        self.open.message = self.open.message_step = None
+        content = self._content() if message is not None else []
+
+        async def close(conn: AsyncConnection) -> list[Event]:
+            if message is None or step is None:
+                return []
+            now = int(time.time())
             if incomplete_reason is None:
                 await records.update_message(
                     conn, message, status="completed", completed_at=now, content=content
@@ -281,10 +312,13 @@ class ModelTurn:
                     content=content,
                 )
             await records.update_step(conn, step, status="completed", completed_at=now, usage=usage)
-        event = "thread.message.completed" if incomplete_reason is None else "thread.message.incomplete"
-        self._publish(event, message_to_wire(message))  # type: ignore[arg-type]
-        self._publish("thread.run.step.completed", step_to_wire(step))
-        self.open.message = self.open.message_step = None
+            name = "thread.message.completed" if incomplete_reason is None else "thread.message.incomplete"
+            return [
+                Event.of(name, message_to_wire(message)),  # type: ignore[arg-type]
+                Event.of("thread.run.step.completed", step_to_wire(step)),
+            ]
+
+        return close
 
     async def _save_partial(self) -> None:
         """Store what streamed so far, so the run's end closes the message and step with it."""
@@ -373,16 +407,18 @@ class ModelTurn:
         self, finish_reason: str, usage: dict[str, int], completion_budget: int | None
     ) -> TurnOutcome:
         hit_limit = finish_reason == "length" and completion_budget is not None
-        if self.open.message is not None:
-            await self._close_message(usage, incomplete_reason="max_tokens" if hit_limit else None)
         if self.open.calls and not hit_limit:
+            if self.open.message is not None:
+                await self._close_message(usage)
             await self._run_builtin_calls()
             if any(c.type == "function" for c in self.open.calls.values()):
-                return await self._require_action(usage)
+                return self._require_action(usage)
             return await self._complete_tool_step(usage)
+        # The message is completed in the transaction that ends the run: one commit fewer.
+        closing = self._message_closing(usage, incomplete_reason="max_tokens" if hit_limit else None)
         if hit_limit:
-            return TurnOutcome("incomplete", incomplete_reason="max_completion_tokens")
-        return TurnOutcome("completed")
+            return TurnOutcome("incomplete", incomplete_reason="max_completion_tokens", closing=closing)
+        return TurnOutcome("completed", closing=closing)
 
     async def _run_builtin_calls(self) -> None:
         for index in sorted(self.open.calls):
@@ -454,12 +490,16 @@ class ModelTurn:
         self._publish("thread.run.step.completed", step_to_wire(step))
         return TurnOutcome("continue")
 
-    async def _require_action(self, usage: dict[str, int]) -> TurnOutcome:
+    def _require_action(self, usage: dict[str, int]) -> TurnOutcome:
         step = self.open.tool_step
         assert step is not None
         calls = [self.open.calls[i] for i in sorted(self.open.calls) if self.open.calls[i].type == "function"]
-        async with self.db.write() as conn:
-            await records.update_step(conn, step, step_details=self._tool_call_details(), usage=usage)
+        details = self._tool_call_details()
+
+        async def record_calls(conn: AsyncConnection) -> list[Event]:
+            await records.update_step(conn, step, step_details=details, usage=usage)
+            return []
+
         required = {
             "type": "submit_tool_outputs",
             "submit_tool_outputs": {
@@ -469,7 +509,7 @@ class ModelTurn:
                 ]
             },
         }
-        return TurnOutcome("requires_action", required_action=required)
+        return TurnOutcome("requires_action", required_action=required, closing=record_calls)
 
 
 def _image_part(file_id: str) -> dict[str, Any]:

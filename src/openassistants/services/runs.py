@@ -14,10 +14,11 @@ The run lifecycle follows https://platform.openai.com/docs/assistants/deep-dive#
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import Update, bindparam, or_, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -101,6 +102,29 @@ async def transition(
     The compare-and-set happens in the database, so of two racing changes (two submits, a cancel
     and a completion) exactly one wins; the loser gets False.
     """
+    result = await conn.execute(_transition(run_id, sources, target, owner, fields))
+    return result.rowcount == 1
+
+
+async def transition_row(
+    conn: AsyncConnection,
+    run_id: str,
+    sources: frozenset[RunStatus] | set[RunStatus],
+    target: RunStatus,
+    **fields: Any,
+) -> RowMapping | None:
+    """``transition``, returning the run's row as changed (``UPDATE … RETURNING``), or None."""
+    result = await conn.execute(_transition(run_id, sources, target, None, fields).returning(*R.c))
+    return result.mappings().first()
+
+
+def _transition(
+    run_id: str,
+    sources: frozenset[RunStatus] | set[RunStatus],
+    target: RunStatus,
+    owner: str | None,
+    fields: dict[str, Any],
+) -> Update:
     for source in sources:
         if target not in ALLOWED[source]:
             raise ValueError(f"illegal run transition {source} -> {target}")
@@ -113,8 +137,7 @@ async def transition(
     if target not in HELD:
         # Waiting for tool outputs or finished: no executor holds the run any more.
         fields.update(worker_id=None, lease_expires_at=None)
-    result = await conn.execute(update(R).where(*conditions).values(status=target.value, **fields))
-    return result.rowcount == 1
+    return update(R).where(*conditions).values(status=target.value, **fields)
 
 
 #: Built once (storage/prepared.py): checked before every message and run is added to a thread.
@@ -150,7 +173,7 @@ async def load_run(conn: AsyncConnection, tenant: str, thread_id: str, run_id: s
     return row
 
 
-def run_to_wire(row: RowMapping | dict[str, Any]) -> dict[str, Any]:
+def run_to_wire(row: RowMapping | Mapping[str, Any]) -> dict[str, Any]:
     """The ``thread.run`` object; every field the SDK types declare, null where the API had null."""
     return {
         "id": row["id"],

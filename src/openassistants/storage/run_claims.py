@@ -7,6 +7,7 @@ serializes claims anyway). Heartbeats push leases forward; a lease in the past m
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from sqlalchemy import and_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -23,10 +24,13 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-async def claim_runs(conn: AsyncConnection, worker_id: str, limit: int, lease_seconds: float) -> list[str]:
+async def claim_runs(
+    conn: AsyncConnection, worker_id: str, limit: int, lease_seconds: float
+) -> list[dict[str, Any]]:
     """Claims and starts up to ``limit`` waiting runs, oldest first (``queued`` → ``in_progress``, the
     state machine's first move, made here so that starting a run costs no transaction of its own);
-    returns their ids. Runs already past ``expires_at`` are left to the expiry sweep."""
+    returns their rows as updated, in one statement. Runs already past ``expires_at`` are left to the
+    expiry sweep."""
     if limit <= 0:
         return []
     now = int(time.time())
@@ -37,20 +41,18 @@ async def claim_runs(conn: AsyncConnection, worker_id: str, limit: int, lease_se
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
-    ids = list((await conn.execute(waiting)).scalars())
-    if not ids:
-        return []
-    await conn.execute(
+    claimed = await conn.execute(
         update(R)
-        .where(R.c.id.in_(ids), R.c.worker_id.is_(None), R.c.status == "queued")
+        .where(R.c.id.in_(waiting.scalar_subquery()), R.c.worker_id.is_(None), R.c.status == "queued")
         .values(
             status="in_progress",
             started_at=now,
             worker_id=worker_id,
             lease_expires_at=now_ms() + int(lease_seconds * 1000),
         )
+        .returning(*R.c)
     )
-    return ids
+    return sorted((dict(row) for row in claimed.mappings()), key=lambda row: row["seq"])
 
 
 async def renew_leases(
