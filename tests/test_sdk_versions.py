@@ -57,7 +57,8 @@ def release(request: pytest.FixtureRequest) -> tuple[Path, Release]:
     if request.param == openai.__version__ and len(release.requirements) == 1:
         return Path(sys.executable), release  # the suite's own venv has exactly this release
     target = ROOT / ".sdk-venvs" / f"openai-{request.param}"
-    cached_install(target, "\n".join(release.requirements), lambda t: _build_venv(t, release.requirements))
+    inputs = "\n".join([sys.executable, sys.version, *release.requirements])
+    cached_install(target, inputs, lambda t: _build_venv(t, release.requirements))
     return target / "bin" / "python", release
 
 
