@@ -428,3 +428,38 @@ async def test_other_tenants_cannot_touch_runs(
     assert response.status_code == 404
     # Untouched for its owner.
     assert (await client.beta.threads.runs.retrieve(run.id, thread_id=thread.id)).status == "requires_action"
+
+
+async def test_a_reply_without_text_leaves_no_message(
+    client: openai.AsyncOpenAI, upstream: ScriptedUpstream, model: str
+) -> None:
+    # Without tools the reply's message is stored while the model thinks; an empty reply removes it.
+    upstream.script(model, Reply("", chunks=[]))
+    assistant = await client.beta.assistants.create(model=model)
+    thread = await client.beta.threads.create(messages=[{"role": "user", "content": "Say nothing"}])
+
+    run = await client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id)
+
+    assert run.status == "completed"
+    messages = await client.beta.threads.messages.list(thread_id=thread.id)
+    assert [m.role for m in messages.data] == ["user"]
+    steps = await client.beta.threads.runs.steps.list(run_id=run.id, thread_id=thread.id)
+    assert steps.data == []
+
+
+async def test_cancel_before_the_first_token_leaves_no_message(
+    client: openai.AsyncOpenAI, upstream: ScriptedUpstream, model: str
+) -> None:
+    upstream.script(model, Reply("too late", first_delay=5.0))
+    assistant = await client.beta.assistants.create(model=model)
+    thread = await client.beta.threads.create(messages=[{"role": "user", "content": "Hi"}])
+    async with client.beta.threads.runs.stream(thread_id=thread.id, assistant_id=assistant.id) as stream:
+        async for event in stream:
+            if event.event == "thread.run.in_progress":
+                await client.beta.threads.runs.cancel(run_id=event.data.id, thread_id=thread.id)
+            last = event
+    assert last.event == "thread.run.cancelled"
+    messages = await client.beta.threads.messages.list(thread_id=thread.id)
+    assert [m.role for m in messages.data] == ["user"]
+    steps = await client.beta.threads.runs.steps.list(run_id=last.data.id, thread_id=thread.id)
+    assert steps.data == []

@@ -321,12 +321,15 @@ class Executor:
         run_id: str = row["id"]
         self.status.publish(run_id, "thread.run.in_progress", run_to_wire(row))
         await wait_for_stores(self.db, row)
+        # A run that never ran has no usage yet, and no steps (a resumed one has both).
+        has_steps = row["usage"] is not None
         usage = dict(row["usage"] or {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0})
         while True:
             if run_id in self._cancel_requested:
                 await self.status.finish_cancel(run_id)
                 return
-            turn = ModelTurn(self, row, usage)
+            turn = ModelTurn(self, row, usage, has_steps=has_steps)
+            has_steps = True
             self._turns[run_id] = turn
             outcome = await turn.run()
             self._turns.pop(run_id, None)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +39,9 @@ class RunContext:
     code_input_file_ids: list[str] = field(default_factory=list)
 
 
+#: Prompts up to this many characters are built on the event loop (tokenizing them takes well under
+#: a millisecond), longer ones in a thread.
+INLINE_PROMPT_CHARS = 8000
 #: How long a run waits for its vector stores' files to finish ingesting before it searches them.
 STORE_READY_TIMEOUT_SECONDS = 60.0
 
@@ -71,7 +74,10 @@ def offered_tools(run: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [t for t in run["tools"] if t.get("type") == "function" or t.get("type") in BUILTIN_TOOLS]
 
 
-async def load_run_context(db: Database, settings: Settings, run: Mapping[str, Any]) -> RunContext:
+async def load_run_context(
+    db: Database, settings: Settings, run: Mapping[str, Any], *, has_steps: bool = True
+) -> RunContext:
+    """``has_steps`` False: the run has none yet (its first turn), so they are not queried."""
     M, S = tables.messages, tables.run_steps
     async with db.read() as conn:
         messages = (
@@ -79,10 +85,16 @@ async def load_run_context(db: Database, settings: Settings, run: Mapping[str, A
             .mappings()
             .all()
         )
-        steps = (
-            (await conn.execute(select(S).where(S.c.run_id == run["id"]).order_by(S.c.seq))).mappings().all()
-        )
-        store_ids = await usable_store_ids(conn, run["tenant_id"], await _store_ids(conn, run))
+        steps: Sequence[Any] = []
+        if has_steps:
+            steps = (
+                (await conn.execute(select(S).where(S.c.run_id == run["id"]).order_by(S.c.seq)))
+                .mappings()
+                .all()
+            )
+        store_ids = []
+        if _has_tool(run, "file_search"):
+            store_ids = await usable_store_ids(conn, run["tenant_id"], await _store_ids(conn, run))
         code_inputs = await _code_file_ids(conn, run) if _has_tool(run, "code_interpreter") else []
     own = {m["id"]: m for m in messages if m["run_id"] == run["id"]}
     max_completion = run["max_completion_tokens"]
@@ -100,8 +112,12 @@ async def load_run_context(db: Database, settings: Settings, run: Mapping[str, A
         context_window=settings.model_context_windows.get(run["model"], settings.default_context_window),
         completion_reserve=reserve,
     )
-    # Off the event loop: counting a long thread's tokens takes milliseconds of CPU.
-    prompt = await asyncio.to_thread(build_prompt, prompt_input)
+    # Off the event loop when counting the thread's tokens takes milliseconds of CPU; a short one
+    # costs less than the hand-off to a thread (which, with hundreds of runs starting, also queues).
+    if _text_size(prompt_input) <= INLINE_PROMPT_CHARS:
+        prompt = build_prompt(prompt_input)
+    else:
+        prompt = await asyncio.to_thread(build_prompt, prompt_input)
     context = RunContext(prompt=prompt, vector_store_ids=store_ids, code_input_file_ids=code_inputs)
     for step in steps:
         if step["type"] == "message_creation":
@@ -117,6 +133,17 @@ async def load_run_context(db: Database, settings: Settings, run: Mapping[str, A
                 outputs = call["code_interpreter"].get("outputs") or []
                 context.pending_images += [o["image"]["file_id"] for o in outputs if o["type"] == "image"]
     return context
+
+
+def _text_size(prompt: PromptInput) -> int:
+    size = len(prompt.instructions or "") + len(prompt.additional_instructions or "")
+    for message in prompt.thread_messages:
+        for part in message["content"]:
+            if part.get("type") == "text":
+                size += len(part["text"]["value"])
+    for turn in prompt.run_turns:
+        size += len(str(turn.get("content") or "")) + len(str(turn.get("tool_calls") or ""))
+    return size
 
 
 async def _store_ids(conn: Any, run: Mapping[str, Any]) -> list[str]:

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from openassistants.ids import new_id
@@ -72,6 +72,12 @@ async def insert_step(conn: AsyncConnection, step: dict[str, Any]) -> None:
 
 async def insert_message(conn: AsyncConnection, message: dict[str, Any]) -> None:
     await conn.execute(M.insert().values(message))
+
+
+async def delete_message(conn: AsyncConnection, message: dict[str, Any], step: dict[str, Any]) -> None:
+    """Removes a message (and its message_creation step) that was stored but never shown."""
+    await conn.execute(delete(S).where(S.c.id == step["id"]))
+    await conn.execute(delete(M).where(M.c.id == message["id"]))
 
 
 async def update_step(conn: AsyncConnection, step: dict[str, Any], **changes: Any) -> None:

@@ -99,6 +99,10 @@ class _Open:
 
     message: dict[str, Any] | None = None
     message_step: dict[str, Any] | None = None
+    #: Whether the message's events went out (its text began).
+    announced: bool = False
+    #: Storing the message and its step ahead of the reply's text, when the turn does that.
+    storing: asyncio.Task[None] | None = None
     text: str = ""
     tool_step: dict[str, Any] | None = None
     calls: dict[int, _ToolCall] = field(default_factory=dict)
@@ -108,12 +112,15 @@ class ModelTurn:
     #: Loaded at the start of ``run``.
     context: RunContext
 
-    def __init__(self, executor: Executor, run: Mapping[str, Any], usage: dict[str, int]) -> None:
+    def __init__(
+        self, executor: Executor, run: Mapping[str, Any], usage: dict[str, int], *, has_steps: bool = True
+    ) -> None:
         self.executor = executor
         self.db = executor.db
         self.run_row = run
         self.run_id: str = run["id"]
         self.usage = usage
+        self.has_steps = has_steps
         self.inbox: asyncio.Queue[object] = asyncio.Queue()
         self.builtins = {t["type"] for t in offered_tools(run)} & BUILTIN_TOOLS
         self.code_inputs: dict[int, PartialCode] = {}
@@ -135,7 +142,9 @@ class ModelTurn:
         if completion_budget is not None and completion_budget <= 0:
             return TurnOutcome("incomplete", incomplete_reason="max_completion_tokens")
         try:
-            self.context = await load_run_context(self.db, self.executor.settings, run)
+            self.context = await load_run_context(
+                self.db, self.executor.settings, run, has_steps=self.has_steps
+            )
         except PromptTooLarge as exc:
             if run["max_prompt_tokens"] is not None:
                 return TurnOutcome("incomplete", incomplete_reason="max_prompt_tokens")
@@ -158,6 +167,11 @@ class ModelTurn:
             max_completion_tokens=completion_budget,
         )
         reader = asyncio.create_task(self._read(request))
+        if not prompt.tools:
+            # Without tools the reply can only be text: its message is stored while the model
+            # thinks, so the first token waits for no write.
+            message, step = self._new_message()
+            self.open.storing = asyncio.create_task(self._store_message(message, step))
         finish_reason = "stop"
         reported: dict[str, int] | None = None
         try:
@@ -227,41 +241,44 @@ class ModelTurn:
         if not text:
             return
         message = self.open.message
-        first = message is None
         if message is None:
-            message = self._new_message()
+            message, _ = self._new_message()
         self.open.text += text
         part: dict[str, Any] = {"index": len(self.images), "type": "text", "text": {"value": text}}
-        if first:
+        if not self.open.announced:
             part["text"]["annotations"] = []
         delta = Event.of(
             "thread.message.delta",
             {"id": message["id"], "object": "thread.message.delta", "delta": {"content": [part]}},
         )
-        if first:
-            await self._open_message(delta)
-        else:
+        if self.open.announced:
             self.executor.bus.publish(self.run_id, delta)
+        else:
+            await self._announce_message(delta)
 
-    def _new_message(self) -> dict[str, Any]:
-        """The message this turn's text goes to, not stored yet; images the run's code just made
-        lead it, as with the hosted tool."""
+    def _new_message(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The message this turn's text goes to and its step, not stored yet; images the run's code
+        just made lead it, as with the hosted tool."""
         message = records.new_assistant_message(self.run_row)
-        self.open.message = message
-        self.images, self.context.pending_images = self.context.pending_images, []
-        return message
-
-    async def _open_message(self, first_delta: Event) -> None:
-        """Stores the new message and its step, and publishes them with the reply's first piece in
-        the same transaction: one commit before the first token reaches the client."""
-        message = self.open.message
-        assert message is not None
         step = records.new_step(
             self.run_row,
             "message_creation",
             {"type": "message_creation", "message_creation": {"message_id": message["id"]}},
         )
-        self.open.message_step = step
+        self.open.message, self.open.message_step = message, step
+        self.images, self.context.pending_images = self.context.pending_images, []
+        return message, step
+
+    async def _store_message(self, message: dict[str, Any], step: dict[str, Any]) -> None:
+        async with self.db.write() as conn:
+            await records.insert_step(conn, step)
+            await records.insert_message(conn, message)
+
+    async def _announce_message(self, first_delta: Event) -> None:
+        """Publishes the new message and its step with the reply's first piece; stores them first,
+        in the same transaction, unless that was done ahead."""
+        message, step = self.open.message, self.open.message_step
+        assert message is not None and step is not None
         events = [
             Event.of("thread.run.step.created", step_to_wire(step)),
             Event.of("thread.run.step.in_progress", step_to_wire(step)),
@@ -277,25 +294,43 @@ class ModelTurn:
                 )
             )
         events.append(first_delta)
+        self.open.announced = True
+        if self.open.storing is not None:
+            await self.open.storing
+            for event in events:
+                self.executor.bus.publish(self.run_id, event)
+            return
         async with self.db.write() as conn:
             await records.insert_step(conn, step)
             await records.insert_message(conn, message)
             await self.executor.bus.publish_in(conn, self.run_id, events)
 
+    async def _settle_storing(self) -> None:
+        """Wait for the message stored ahead, if any, before a transaction that may remove it (on
+        SQLite that write needs the lock the transaction would hold)."""
+        if self.open.storing is not None:
+            await self.open.storing
+
     async def _close_message(self, usage: dict[str, int]) -> None:
         """Completes the open message now, in a transaction of its own (more of the turn follows)."""
+        await self._settle_storing()
         async with self.db.write() as conn:
             events = await self._message_closing(usage)(conn)
             await self.executor.bus.publish_in(conn, self.run_id, events)
 
     def _message_closing(self, usage: dict[str, int], *, incomplete_reason: str | None = None) -> Closing:
-        """The writes that complete the open message and its step, for a transaction to make."""
-        message, step = self.open.message, self.open.message_step
-        self.open.message = self.open.message_step = None
-        content = self._content() if message is not None else []
+        """The writes that complete the open message and its step, for a transaction to make
+        (after ``_settle_storing``). A message stored ahead but never begun is removed instead."""
+        message, step, announced = self.open.message, self.open.message_step, self.open.announced
+        stored = announced or self.open.storing is not None
+        self.open = _Open(tool_step=self.open.tool_step, calls=self.open.calls, text=self.open.text)
+        content = self._content() if announced else []
 
         async def close(conn: AsyncConnection) -> list[Event]:
-            if message is None or step is None:
+            if message is None or step is None or not stored:
+                return []
+            if not announced:
+                await records.delete_message(conn, message, step)
                 return []
             now = int(time.time())
             if incomplete_reason is None:
@@ -322,7 +357,13 @@ class ModelTurn:
 
     async def _save_partial(self) -> None:
         """Store what streamed so far, so the run's end closes the message and step with it."""
+        await self._settle_storing()
         message, step = self.open.message, self.open.tool_step
+        if message is not None and not self.open.announced:
+            # Stored ahead, never begun: the run's end must not find it open.
+            async with self.db.write() as conn:
+                await self._message_closing({})(conn)
+            message = None
         if message is None and step is None:
             return
         async with self.db.write() as conn:
@@ -415,6 +456,7 @@ class ModelTurn:
                 return self._require_action(usage)
             return await self._complete_tool_step(usage)
         # The message is completed in the transaction that ends the run: one commit fewer.
+        await self._settle_storing()
         closing = self._message_closing(usage, incomplete_reason="max_tokens" if hit_limit else None)
         if hit_limit:
             return TurnOutcome("incomplete", incomplete_reason="max_completion_tokens", closing=closing)
