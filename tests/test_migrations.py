@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine
 
-from openassistants.storage.db import Database
+from openassistants.storage.db import MIGRATIONS_DIR, Database
 from openassistants.storage.tables import metadata
 
 
@@ -29,3 +32,49 @@ async def test_migrations_match_the_tables(tmp_path: Path) -> None:
         differences = compare_metadata(context, metadata)
     engine.dispose()
     assert differences == []
+
+
+def _sqlite_schema(path: Path) -> dict[str, object]:
+    """Everything a SQLite schema is: each table's columns, indexes and foreign keys, and the exact
+    SQL of what only SQL describes (virtual tables, triggers); plus the Alembic revision."""
+    conn = sqlite3.connect(path)
+    schema: dict[str, object] = {}
+    for kind, name, sql in conn.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name"):
+        if kind == "table" and not sql.startswith("CREATE VIRTUAL"):
+            indexes = {
+                index[1]: (index[2], [c[2] for c in conn.execute(f"PRAGMA index_info('{index[1]}')")])
+                for index in conn.execute(f"PRAGMA index_list('{name}')")
+                if not index[1].startswith("sqlite_autoindex")
+            }
+            unique = sorted(
+                [c[2] for c in conn.execute(f"PRAGMA index_info('{index[1]}')")]
+                for index in conn.execute(f"PRAGMA index_list('{name}')")
+                if index[1].startswith("sqlite_autoindex")
+            )
+            schema[name] = (
+                list(conn.execute(f"PRAGMA table_info('{name}')")),
+                indexes,
+                unique,
+                sorted(conn.execute(f"PRAGMA foreign_key_list('{name}')")),
+            )
+        elif kind in ("trigger", "view") or (kind == "table" and sql.startswith("CREATE VIRTUAL")):
+            schema[name] = sql
+    schema["revision"] = sorted(conn.execute("SELECT version_num FROM alembic_version"))
+    conn.close()
+    return schema
+
+
+async def test_a_new_sqlite_database_is_made_at_head_as_the_migrations_make_it(tmp_path: Path) -> None:
+    direct = tmp_path / "direct.db"
+    db = Database(f"sqlite+aiosqlite:///{direct}")
+    await db.migrate()
+    await db.close()
+    migrated = tmp_path / "migrated.db"
+    engine = create_engine(f"sqlite:///{migrated}")
+    with engine.begin() as conn:
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS_DIR))
+        config.attributes["connection"] = conn
+        command.upgrade(config, "head")
+    engine.dispose()
+    assert _sqlite_schema(direct) == _sqlite_schema(migrated)

@@ -418,8 +418,17 @@ def _is_connectivity_error(exc: DBAPIError) -> bool:
 
 
 def _upgrade_to_head(connection: Connection) -> None:
-    if _applied_revisions(connection) == _head_revisions() != set():
+    applied, heads = _applied_revisions(connection), _head_revisions()
+    if applied == heads != set():
         # Already at head: skip importing Alembic, which on SQLite is about a seventh of the start-up.
+        return
+    if (
+        not applied
+        and heads
+        and connection.dialect.name == "sqlite"
+        and not inspect(connection).get_table_names()
+    ):
+        _create_at_head(connection, heads)
         return
     from alembic import command
     from alembic.config import Config
@@ -428,6 +437,33 @@ def _upgrade_to_head(connection: Connection) -> None:
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes["connection"] = connection
     command.upgrade(config, "head")
+
+
+#: What the migrations create by hand on SQLite, beyond storage/tables.py (0004: the chunks' full-text
+#: index). tests/test_migrations.py checks that a database made by ``_create_at_head`` is the one the
+#: migrations make.
+SQLITE_EXTRA_DDL = (
+    "CREATE VIRTUAL TABLE chunks_fts USING fts5("
+    "text, content='chunks', content_rowid='id', tokenize='porter unicode61')",
+    "CREATE TRIGGER chunks_fts_insert AFTER INSERT ON chunks BEGIN "
+    "INSERT INTO chunks_fts(rowid, text) VALUES (new.id, new.text); END",
+    "CREATE TRIGGER chunks_fts_delete AFTER DELETE ON chunks BEGIN "
+    "INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.id, old.text); END",
+    "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, "
+    "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))",
+)
+
+
+def _create_at_head(connection: Connection, heads: set[str]) -> None:
+    """A new, empty SQLite database: the schema at head made directly, and stamped so, rather than by
+    replaying every migration (importing Alembic and running them was most of a first start's work)."""
+    from openassistants.storage.tables import metadata
+
+    metadata.create_all(connection)
+    for statement in SQLITE_EXTRA_DDL:
+        connection.exec_driver_sql(statement)
+    for head in sorted(heads):
+        connection.execute(text("INSERT INTO alembic_version (version_num) VALUES (:head)"), {"head": head})
 
 
 _REVISION = re.compile(r"^revision\s*(?::[^=]*)?=\s*['\"]([^'\"]+)['\"]", re.MULTILINE)
