@@ -178,7 +178,7 @@ async def test_opening_a_thread_mid_run_follows_the_rest_of_its_stream(
 
     # The page finds the run active and follows its events (GET …/events), from the first one.
     await page.goto(f"/#/chat?thread={thread.id}")
-    await expect(page.get_by_label("Assistant")).to_have_value(assistant.id)
+    await expect(page.get_by_label("Assistant", exact=True)).to_have_value(assistant.id)
     await expect(page.locator(".message.role-assistant")).to_contain_text(reply)
     await expect(page.locator("#run-status")).to_contain_text("completed")
     await expect(page.locator(f'#runs li[data-run-id="{run.id}"]')).to_contain_text("tokens")

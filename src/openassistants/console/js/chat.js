@@ -326,6 +326,8 @@ class Chat {
         if (event === "done") break;
         if (event.startsWith("thread.run.") && !event.startsWith("thread.run.step.")) runId = data.id;
         settled = this.onEvent(event, data) || settled;
+        // Nothing the page needs follows; leaving now also covers a stream that is slow to end.
+        if (settled) break;
       }
       if (settled || !runId || attempt === RESUME_ATTEMPTS || this.aborter.signal.aborted) break;
       await new Promise((resolve) => setTimeout(resolve, 250 * (attempt + 1)));
