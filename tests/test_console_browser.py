@@ -208,13 +208,20 @@ async def test_uploaded_file_is_ingested_and_cited_as_a_downloadable_footnote(
         ToolCalls([("file_search", '{"query": "cats on the island"}')]),
         Reply(f"Seventeen cats{MARKER}."),
     )
-    assistant = await sdk.beta.assistants.create(
-        model=model,
-        name="Librarian",
-        tools=[{"type": "file_search"}],
-        tool_resources={"file_search": {"vector_store_ids": [store.id]}},
-    )
-    await page.goto(f"/#/chat?assistant={assistant.id}")
+    # The assistant is made in the page too: file_search, with the store as its tool resource.
+    await page.get_by_role("link", name="Assistants", exact=True).click()
+    await page.get_by_role("button", name="New assistant").click()
+    await page.get_by_label("Name", exact=True).fill("Librarian")
+    await page.get_by_label("Model").fill(model)
+    await page.get_by_label("File search", exact=True).check()
+    await page.get_by_label("File search vector stores").select_option(store.id)
+    await page.get_by_role("button", name="Create assistant").click()
+    await expect(page.get_by_role("heading", name="Edit Librarian")).to_be_visible()
+    assistant = await sdk.beta.assistants.retrieve(page.url.rsplit("/", 1)[1])
+    assert assistant.tool_resources is not None and assistant.tool_resources.file_search is not None
+    assert assistant.tool_resources.file_search.vector_store_ids == [store.id]
+    await page.get_by_role("form", name="Edit Librarian").get_by_role("link", name="Chat").click()
+    await expect(page.get_by_label("Assistant", exact=True)).to_have_value(assistant.id)
     await page.get_by_label("Message", exact=True).fill("How many cats?")
     await page.get_by_role("button", name="Send").click()
 
@@ -283,3 +290,55 @@ async def test_theme_toggle_and_keyboard_focus(page: Page) -> None:
     await expect(skip).to_be_focused()
     outline = await skip.evaluate("el => getComputedStyle(el).outlineStyle")
     assert outline != "none"
+
+
+async def test_files_upload_download_and_delete(page: Page, sdk: openai.AsyncOpenAI, tmp_path: Path) -> None:
+    notes = tmp_path / f"notes-{uuid.uuid4().hex[:6]}.txt"
+    notes.write_text("ferry at nine")
+    await page.goto("/#/files")
+    await page.get_by_label("Files to upload").set_input_files(notes)
+    await page.get_by_role("button", name="Upload", exact=True).click()
+    row = page.locator("#files tbody tr", has_text=notes.name)
+    await expect(row).to_contain_text("assistants")
+    file_id = await row.get_attribute("data-file-id")
+    assert file_id is not None and (await sdk.files.retrieve(file_id)).filename == notes.name
+
+    async with page.expect_download() as download_info:
+        await row.get_by_role("button", name="Download").click()
+    assert Path(await (await download_info.value).path()).read_text() == "ferry at nine"
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    await row.get_by_role("button", name=f"Delete {notes.name}").click()
+    await expect(row).to_have_count(0)
+    with pytest.raises(openai.NotFoundError):
+        await sdk.files.retrieve(file_id)
+
+
+async def test_event_stream_parser(page: Page) -> None:
+    """The page's SSE parser on the HTML standard's edge cases: CRLF and CR line ends, comments, multi-line
+    data, ids, and events split anywhere across reads."""
+    await page.goto("/")
+    events = await page.evaluate(
+        """async () => {
+          const { parseEventStream } = await import('/console/js/sse.js');
+          const text = ': hello\\r\\nevent: thread.run.created\\r\\nid: 7\\r\\n'
+            + 'data: {"a":\\r\\ndata:1}\\r\\n\\r\\n'
+            + 'data: plain\\r\\rdata: x\\n\\nevent: done\\ndata: [DONE]\\n\\n';
+          const bytes = new TextEncoder().encode(text);
+          const body = new ReadableStream({
+            start(controller) {
+              for (let i = 0; i < bytes.length; i += 3) controller.enqueue(bytes.slice(i, i + 3));
+              controller.close();
+            },
+          });
+          const seen = [];
+          for await (const event of parseEventStream(body)) seen.push(event);
+          return seen;
+        }"""
+    )
+    assert events == [
+        {"event": "thread.run.created", "data": '{"a":\n1}', "id": "7"},
+        {"event": "message", "data": "plain", "id": "7"},
+        {"event": "message", "data": "x", "id": "7"},
+        {"event": "done", "data": "[DONE]", "id": "7"},
+    ]

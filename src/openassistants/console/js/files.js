@@ -14,7 +14,7 @@ export async function showFiles(root) {
   const form = h(
     "form",
     { class: "inline", "aria-label": "Upload files" },
-    field("Files", input),
+    field("Files to upload", input),
     field("Purpose", purpose),
     upload,
   );
