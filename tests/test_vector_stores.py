@@ -3,8 +3,12 @@ removal, and the limits and errors around them."""
 
 from __future__ import annotations
 
+import socket
+
 import openai
 import pytest
+
+from tests.conftest import ServerFactory, sdk_client
 
 FACT = "The lighthouse keeper of Skarvholm island feeds exactly seventeen cats every morning."
 FILLER = [
@@ -184,3 +188,18 @@ async def test_search_sees_a_file_that_replaces_the_last_one(client: openai.Asyn
     results = (await client.vector_stores.search(store.id, query="lighthouse keeper cats")).data
     assert [r.file_id for r in results] == [second]
     assert "seventeen cats" in results[0].content[0].text
+
+
+async def test_search_with_the_embedder_unreachable_is_a_503(server_factory: ServerFactory) -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    with server_factory(embeddings_base_url=f"http://127.0.0.1:{port}/v1") as server:
+        client = sdk_client(server)
+        store = await client.vector_stores.create(name="no embedder")
+        with pytest.raises(openai.InternalServerError) as raised:
+            await client.vector_stores.search(store.id, query="anything")
+        assert raised.value.status_code == 503
+        assert raised.value.body["type"] == "server_error"  # type: ignore[index]
+        assert "could not be embedded" in raised.value.message
+        await client.close()

@@ -20,7 +20,7 @@ from openassistants.retrieval.lexical import TermSample, lexical_query, query_wo
 from openassistants.retrieval.ranking import Hit, dense_top_k, normalize_scores, reciprocal_rank_fusion
 from openassistants.storage import search as queries
 from openassistants.storage.db import Database
-from openassistants.upstream.embeddings import Embedder
+from openassistants.upstream.embeddings import Embedder, Vectors
 
 #: Candidates taken from each of the lexical and the dense ranking before fusion.
 CANDIDATES = 100
@@ -69,29 +69,38 @@ class Searcher:
     ) -> list[SearchResult]:
         if not store_ids:
             return []
-        vectors = await self.embedder.embed(queries_, kind="query")
-        rankings: list[list[Hit]] = []
-        async with self.db.read() as conn:
-            allowed = None
-            if filters is not None:
-                attributes = await queries.file_attributes(conn, store_ids)
-                allowed = {f for f, attrs in attributes.items() if matches(filters, attrs)}
-            stores = await self._stores(conn, store_ids)
-            samples = [s.terms for s in stores]
-            for query, vector in zip(queries_, vectors, strict=True):
-                # The dense top-k runs in a thread (numpy releases the GIL) while the database ranks.
-                dense = asyncio.create_task(asyncio.to_thread(self._dense, stores, vector, allowed))
-                try:
+        # The queries' embeddings are computed while the database ranks the lexical candidates, and
+        # the dense top-k (numpy, in a thread) as soon as they arrive; no connection waits for them.
+        embedding = asyncio.create_task(self.embedder.embed(queries_, kind="query"))
+        dense: asyncio.Task[list[list[Hit]]] | None = None
+        try:
+            async with self.db.read() as conn:
+                allowed = None
+                if filters is not None:
+                    attributes = await queries.file_attributes(conn, store_ids)
+                    allowed = {f for f, attrs in attributes.items() if matches(filters, attrs)}
+                stores = await self._stores(conn, store_ids)
+                dense = asyncio.create_task(self._dense_rankings(embedding, stores, allowed))
+                samples = [s.terms for s in stores]
+                rankings: list[list[Hit]] = []
+                for query in queries_:
                     words = query_words(query)
-                    terms = await queries.word_terms(conn, words)
-                    plan = lexical_query(samples, words, terms)
+                    plan = lexical_query(samples, words, await queries.word_terms(conn, words))
                     lexical = await queries.lexical_candidates(conn, store_ids, plan, CANDIDATES)
-                finally:
-                    dense_hits = await dense
-                rankings.append([Hit(c, 1.0) for c, f in lexical if allowed is None or f in allowed])
-                rankings.append(dense_hits)
-            fused = normalize_scores(reciprocal_rank_fusion(rankings))
-            kept = [h for h in fused if h.score >= score_threshold][:max_results]
+                    rankings.append([Hit(c, 1.0) for c, f in lexical if allowed is None or f in allowed])
+            rankings += await dense
+        finally:
+            for task in (embedding, dense):
+                if task is None:
+                    continue
+                if not task.done():
+                    task.cancel()
+                elif not task.cancelled():
+                    task.exception()  # retrieved: the error that matters is already propagating
+        # Normalized scores keep the fused order, so only the first max_results can be kept.
+        fused = normalize_scores(reciprocal_rank_fusion(rankings)[:max_results])
+        kept = [h for h in fused if h.score >= score_threshold]
+        async with self.db.read() as conn:
             rows = await queries.result_rows(conn, [h.chunk_id for h in kept])
         return [
             SearchResult(
@@ -105,6 +114,11 @@ class Searcher:
             for h in kept
             if h.chunk_id in rows
         ]
+
+    async def _dense_rankings(
+        self, embedding: asyncio.Task[Vectors], stores: list[_Store], allowed: set[str] | None
+    ) -> list[list[Hit]]:
+        return [await asyncio.to_thread(self._dense, stores, vector, allowed) for vector in await embedding]
 
     @staticmethod
     def _dense(stores: list[_Store], vector: np.ndarray[Any, Any], allowed: set[str] | None) -> list[Hit]:

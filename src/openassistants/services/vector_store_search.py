@@ -5,9 +5,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from openassistants.errors import ServiceUnavailable
 from openassistants.schemas.vector_stores import SearchRequest
 from openassistants.services.runtime import Runtime
 from openassistants.services.vector_stores import load_vector_store, touch
+from openassistants.upstream.embeddings import EmbeddingError
 
 #: A store's last_active_at moves at most this often: expiry counts in days, and a write per search
 #: would queue every search behind SQLite's single writer.
@@ -34,13 +36,16 @@ async def search_vector_store(
     await touch_soon(rt, vector_store_id)
     queries = [body.query] if isinstance(body.query, str) else list(body.query)
     threshold = body.ranking_options.score_threshold if body.ranking_options else 0.0
-    results = await rt.searcher.search(
-        [vector_store_id],
-        queries,
-        max_results=body.max_num_results,
-        score_threshold=threshold,
-        filters=body.filters,
-    )
+    try:
+        results = await rt.searcher.search(
+            [vector_store_id],
+            queries,
+            max_results=body.max_num_results,
+            score_threshold=threshold,
+            filters=body.filters,
+        )
+    except EmbeddingError as exc:
+        raise ServiceUnavailable(f"The query could not be embedded: {exc.message}") from exc
     return {
         "object": "vector_store.search_results.page",
         # rewrite_query is accepted; the query is used as written.

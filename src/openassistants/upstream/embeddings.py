@@ -35,6 +35,7 @@ from typing import Any, Literal, Protocol
 import httpx
 import numpy as np
 import numpy.typing as npt
+import orjson
 
 from openassistants.config import Settings
 from openassistants.tokens import truncate_to_tokens
@@ -125,7 +126,9 @@ class RemoteEmbedder:
     async def embed(self, texts: list[str], *, kind: EmbeddingKind = "passage") -> Vectors:
         if not texts:
             return np.zeros((0, self.dimensions), dtype=np.float32)
-        inputs = await asyncio.to_thread(_truncate_all, texts)
+        # Counting tokens can take a while on long texts (a thread); a search's query needs none.
+        is_short = all(_is_short(text) for text in texts)
+        inputs = texts if is_short else await asyncio.to_thread(_truncate_all, texts)
         parts = [
             await self._embed_batch(inputs[i : i + MAX_BATCH_INPUTS])
             for i in range(0, len(inputs), MAX_BATCH_INPUTS)
@@ -153,7 +156,10 @@ class RemoteEmbedder:
 
     async def _post(self, body: dict[str, Any]) -> Any:
         try:
-            response = await self._client.post(self._url, json=body)
+            # orjson: several times faster than json on a batch of vectors, both ways.
+            response = await self._client.post(
+                self._url, content=orjson.dumps(body), headers={"content-type": "application/json"}
+            )
         except httpx.TimeoutException as exc:
             raise _Retryable(EmbeddingError(f"The embeddings upstream timed out: {exc!r}")) from exc
         except httpx.TransportError as exc:
@@ -168,8 +174,8 @@ class RemoteEmbedder:
                 raise _Retryable(error, _retry_after(response))
             raise error
         try:
-            return response.json()
-        except ValueError as exc:
+            return orjson.loads(response.content)
+        except orjson.JSONDecodeError as exc:
             raise EmbeddingError("The embeddings upstream sent a body that is not JSON.") from exc
 
     def _vectors(self, reply: Any, count: int) -> Vectors:
@@ -271,12 +277,13 @@ class _Retryable(Exception):
         self.retry_after = retry_after
 
 
-def _truncate_all(texts: list[str]) -> list[str]:
+def _is_short(text: str) -> bool:
     # A token is at least one byte and a character at most four, so short texts need no counting.
-    return [
-        text if len(text) * 4 <= MAX_INPUT_TOKENS else truncate_to_tokens(text, MAX_INPUT_TOKENS)
-        for text in texts
-    ]
+    return len(text) * 4 <= MAX_INPUT_TOKENS
+
+
+def _truncate_all(texts: list[str]) -> list[str]:
+    return [text if _is_short(text) else truncate_to_tokens(text, MAX_INPUT_TOKENS) for text in texts]
 
 
 def _normalized(vectors: Vectors) -> Vectors:
