@@ -38,7 +38,11 @@ export async function showThreads(root) {
   let after;
   const loadPage = async () => {
     const page = await api.get("/threads", { limit: 20, after });
-    for (const thread of page.data) serverList.append(threadItem(thread, thread.id));
+    const titles = new Map(localThreads().map((t) => [t.id, t]));
+    for (const thread of page.data) {
+      const mine = titles.get(thread.id);
+      serverList.append(threadItem({ ...thread, assistant_id: mine?.assistant_id }, mine?.title || thread.metadata?.title));
+    }
     if (!serverList.children.length) serverList.append(h("li", { class: "muted" }, "No threads yet."));
     after = page.last_id;
     more.hidden = !page.has_more;
@@ -48,7 +52,7 @@ export async function showThreads(root) {
 
   const mine = localThreads();
   if (!mine.length) localList.append(h("li", { class: "muted" }, "None yet."));
-  for (const thread of mine) localList.append(threadItem(thread, thread.title || thread.id, true));
+  for (const thread of mine) localList.append(threadItem(thread, thread.title, true));
 }
 
 function threadItem(thread, title, local = false) {
@@ -61,8 +65,8 @@ function threadItem(thread, title, local = false) {
     h(
       "a",
       { href: `#/chat?${query}` },
-      h("strong", {}, title),
-      h("small", { class: "muted block" }, `${thread.id} · ${when(thread.created_at)}`),
+      h("strong", {}, title || thread.id),
+      h("small", { class: "muted block" }, title ? `${thread.id} · ${when(thread.created_at)}` : when(thread.created_at)),
     ),
     remove,
   );
