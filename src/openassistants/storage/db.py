@@ -262,7 +262,9 @@ class Database:
                 # Under a burst, runs queue for a connection rather than fail after the default 30 s.
                 pool_timeout=120,
             )
-            self.read_engine = self.engine
+            # Reads outside a transaction: under READ COMMITTED each statement of one sees its own
+            # snapshot anyway, and BEGIN and the ROLLBACK on return are two round trips per read.
+            self.read_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
         # Raw read connections for ``reader`` (SQLite): sqlite3 connections used on the loop's thread.
         self._sqlite_path = url.split("///", 1)[1] if self.is_sqlite else ""
@@ -390,7 +392,7 @@ class Database:
     async def close(self) -> None:
         while self._raw_reads:
             self._raw_reads.pop().close()
-        if self.read_engine is not self.engine:
+        if self.is_sqlite:
             await self.read_engine.dispose()
         await self.engine.dispose()
 
