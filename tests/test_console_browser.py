@@ -7,6 +7,9 @@ databases) and one browser for the module; each test gets a fresh browser profil
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -182,6 +185,45 @@ async def test_opening_a_thread_mid_run_follows_the_rest_of_its_stream(
     await expect(page.locator(".message.role-assistant")).to_contain_text(reply)
     await expect(page.locator("#run-status")).to_contain_text("completed")
     await expect(page.locator(f'#runs li[data-run-id="{run.id}"]')).to_contain_text("tokens")
+
+
+@pytest.mark.skipif(
+    shutil.which("bwrap") is None and not os.environ.get("OPENASSISTANTS_TEST_REQUIRE_POSTGRES"),
+    reason="bubblewrap (bwrap) is not installed: the code interpreter cannot run",
+)
+async def test_code_interpreter_input_logs_image_and_written_file(
+    page: Page, sdk: openai.AsyncOpenAI, upstream: ScriptedUpstream, model: str
+) -> None:
+    code = (
+        "import matplotlib.pyplot as plt\n"
+        "print(sum([1, 2, 3]))\n"
+        "open('/mnt/data/squares.csv', 'w').write('n,sq\\n2,4\\n')\n"
+        "_ = plt.plot([1, 2, 3], [1, 4, 9])\n"
+    )
+    arguments = json.dumps({"code": code})
+    reply = "The sum is 6; the table: [squares](sandbox:/mnt/data/squares.csv)"
+    upstream.script(model, ToolCalls([("code_interpreter", arguments)]), Reply(reply))
+    assistant = await sdk.beta.assistants.create(
+        model=model, name="Analyst", tools=[{"type": "code_interpreter"}]
+    )
+    await page.goto(f"/#/chat?assistant={assistant.id}")
+    await page.get_by_label("Message", exact=True).fill("Sum and plot, please.")
+    await page.get_by_label("Message", exact=True).press("Enter")
+
+    call = page.locator("#steps .code-interpreter")
+    await expect(call).to_contain_text("print(sum([1, 2, 3]))")
+    await expect(call.locator("pre.output")).to_contain_text("6")
+    image = call.locator("img.file-image")
+    await expect(image).to_be_visible()
+    # Fetched with the key, then shown from a blob: URL once it arrives.
+    await page.wait_for_function(
+        "img => img.complete && img.naturalWidth > 0", arg=await image.element_handle()
+    )
+    message = page.locator(".message.role-assistant")
+    await expect(message).to_contain_text("The sum is 6; the table:")
+    async with page.expect_download() as download_info:
+        await message.get_by_role("button", name="squares.csv").click()
+    assert Path(await (await download_info.value).path()).read_text() == "n,sq\n2,4\n"
 
 
 async def test_uploaded_file_is_ingested_and_cited_as_a_downloadable_footnote(
