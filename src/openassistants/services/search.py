@@ -66,7 +66,10 @@ class Searcher:
         max_results: int,
         score_threshold: float = 0.0,
         filters: Any = None,
+        versions: dict[str, int] | None = None,
     ) -> list[SearchResult]:
+        """The best chunks of the stores for the queries; ``versions``, the stores' ``chunks_version``
+        when the caller has just read them (else they are read here). Raises ``EmbeddingError``."""
         if not store_ids:
             return []
         # The queries' embeddings are computed while the database ranks the lexical candidates, and
@@ -79,7 +82,7 @@ class Searcher:
                 if filters is not None:
                     attributes = await queries.file_attributes(conn, store_ids)
                     allowed = {f for f, attrs in attributes.items() if matches(filters, attrs)}
-                stores = await self._stores(conn, store_ids)
+                stores = await self._stores(conn, store_ids, versions)
                 dense = asyncio.create_task(self._dense_rankings(embedding, stores, allowed))
                 samples = [s.terms for s in stores]
                 rankings: list[list[Hit]] = []
@@ -136,9 +139,12 @@ class Searcher:
         hits.sort(key=lambda h: -h.score)
         return hits[:CANDIDATES]
 
-    async def _stores(self, conn: AsyncConnection, store_ids: list[str]) -> list[_Store]:
+    async def _stores(
+        self, conn: AsyncConnection, store_ids: list[str], versions: dict[str, int] | None = None
+    ) -> list[_Store]:
         """The stores that exist, from the cache when their chunks have not changed since."""
-        versions = await queries.store_versions(conn, store_ids)
+        if versions is None or not set(store_ids) <= versions.keys():
+            versions = await queries.store_versions(conn, store_ids)
         return [await self._store(conn, s, versions[s]) for s in dict.fromkeys(store_ids) if s in versions]
 
     async def _store(self, conn: AsyncConnection, store_id: str, version: int) -> _Store:

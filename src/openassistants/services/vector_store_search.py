@@ -32,7 +32,7 @@ async def search_vector_store(
     rt: Runtime, tenant: str, vector_store_id: str, body: SearchRequest
 ) -> dict[str, Any]:
     async with rt.db.read() as conn:
-        await load_vector_store(conn, tenant, vector_store_id)
+        store = await load_vector_store(conn, tenant, vector_store_id)
     await touch_soon(rt, vector_store_id)
     queries = [body.query] if isinstance(body.query, str) else list(body.query)
     threshold = body.ranking_options.score_threshold if body.ranking_options else 0.0
@@ -43,6 +43,7 @@ async def search_vector_store(
             max_results=body.max_num_results,
             score_threshold=threshold,
             filters=body.filters,
+            versions={vector_store_id: store["chunks_version"]},
         )
     except EmbeddingError as exc:
         raise ServiceUnavailable(f"The query could not be embedded: {exc.message}") from exc

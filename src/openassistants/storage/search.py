@@ -192,7 +192,8 @@ async def store_embeddings(
     """(chunk ids, file ids, embedding matrix) of every chunk in the store."""
     rows = (
         await conn.execute(
-            select(C.c.id, C.c.file_id, C.c.embedding).where(C.c.vector_store_id == store_id).order_by(C.c.id)
+            # In the index's order: sorting by id would first copy the whole matrix into a temporary B-tree.
+            select(C.c.id, C.c.file_id, C.c.embedding).where(C.c.vector_store_id == store_id)
         )
     ).all()
     if not rows:
