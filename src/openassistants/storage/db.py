@@ -367,15 +367,19 @@ class Database:
                     yield conn
                 return
             async with self._write_lock:
+                # As in ``read``: ``async with engine.begin()`` would close in a shielded task, a loop
+                # turn per write, and closing never suspends here (the transaction has ended).
+                conn = await self.engine.connect().start()
                 try:
-                    async with self.engine.begin() as conn:
-                        # The writer exists now (begin opens it on first use).
+                    async with conn.begin():
+                        # The writer exists now (connecting opens it on first use).
                         if inline and self._writer is not None:
                             self._writer.inline = True
                         yield conn
                 finally:
                     if self._writer is not None:
                         self._writer.inline = False
+                    await conn.close()
                 await self._checkpoint_when_due()
         except (OperationalError, DBAPIError) as exc:
             if _is_connectivity_error(exc):
