@@ -33,6 +33,7 @@ OPERATIONS = [
     ("POST", "/v1/assistants/{assistant_id}"),
     ("DELETE", "/v1/assistants/{assistant_id}"),
     ("POST", "/v1/threads"),
+    ("GET", "/v1/threads"),  # an extension of ours (the console's thread list)
     ("GET", "/v1/threads/{thread_id}"),
     ("POST", "/v1/threads/{thread_id}"),
     ("DELETE", "/v1/threads/{thread_id}"),
@@ -42,7 +43,7 @@ OPERATIONS = [
     ("POST", "/v1/threads/{thread_id}/messages/{message_id}"),
     ("DELETE", "/v1/threads/{thread_id}/messages/{message_id}"),
 ]
-LISTS = {"/v1/assistants", "/v1/threads/{thread_id}/messages"}
+LISTS = {"/v1/assistants", "/v1/threads", "/v1/threads/{thread_id}/messages"}
 
 
 def _variants() -> list[tuple[str, str, str, str]]:
