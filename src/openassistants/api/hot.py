@@ -13,6 +13,7 @@ error it got before.
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable
 from typing import Any, Literal
 from urllib.parse import parse_qsl
 
@@ -81,7 +82,7 @@ class HotRoutes:
         await _respond(scope, receive, send, _create(scope, thread_id, body))
 
 
-async def _respond(scope: Scope, receive: Receive, send: Send, outcome: Any) -> None:
+async def _respond(scope: Scope, receive: Receive, send: Send, outcome: Awaitable[dict[str, Any]]) -> None:
     """Awaits the operation and sends its JSON, or the error it raised, as the FastAPI route would."""
     try:
         content = await outcome
