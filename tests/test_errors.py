@@ -227,7 +227,8 @@ CASES = [
         None,
         "Invalid URL (GET /nope)",
     ),
-    Case("list threads (no such endpoint)", 404, lambda c: c.raw.get("threads"), None),
+    # GET /v1/threads is served: an extension of ours (the console lists threads with it).
+    Case("list runs (no such endpoint)", 404, lambda c: c.raw.get("runs"), None),
     # --- parameter validation: 400 naming the parameter ------------------------------------------------
     Case(
         "unknown parameter",
