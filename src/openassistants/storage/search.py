@@ -155,19 +155,21 @@ def _fts5_match(query: LexicalQuery) -> str:
 
 def _postgres_lexical(query: LexicalQuery, store_ids: list[str], limit: int) -> tuple[Any, dict[str, Any]]:
     """Candidates hold a matched word's lexemes (GIN index); each word adds its ``ts_rank`` (which
-    saturates with the word's count, as BM25 does) times its IDF, which ``ts_rank`` alone lacks."""
+    saturates with the word's count, as BM25 does) times its IDF, which ``ts_rank`` alone lacks. The
+    tsqueries are cast once, in ``q``, not once per candidate."""
     parameters: dict[str, Any] = {
         "match": _tsquery([t for i in query.matched for t in query.terms[i]]),
         "stores": store_ids,
         "limit": limit,
     }
-    scores = []
+    casts, scores = [], []
     for n, (terms, weight) in enumerate(zip(query.terms, query.weights, strict=True)):
         parameters[f"q{n}"], parameters[f"w{n}"] = _tsquery(terms), weight
-        scores.append(f"CAST(:w{n} AS float8) * ts_rank(c.tsv, CAST(:q{n} AS tsquery))")
+        casts.append(f"CAST(:q{n} AS tsquery) AS q{n}")
+        scores.append(f"CAST(:w{n} AS float8) * ts_rank(c.tsv, q.q{n})")
     sql = text(
-        "SELECT c.id, c.file_id FROM chunks c "
-        "WHERE c.vector_store_id IN :stores AND c.tsv @@ CAST(:match AS tsquery) "
+        f"SELECT c.id, c.file_id FROM chunks c, (SELECT CAST(:match AS tsquery) AS m, {', '.join(casts)}) q "
+        "WHERE c.vector_store_id IN :stores AND c.tsv @@ q.m "
         f"ORDER BY {' + '.join(scores)} DESC LIMIT :limit"
     ).bindparams(bindparam("stores", expanding=True))
     return sql, parameters
