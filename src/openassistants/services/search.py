@@ -26,6 +26,8 @@ from openassistants.upstream.embeddings import Embedder, Vectors
 CANDIDATES = 100
 #: Stores whose embedding matrices stay cached in this process.
 CACHED_STORES = 16
+#: Query words whose index terms are remembered in this process.
+CACHED_WORDS = 50_000
 #: Chunks sampled (evenly over the store) for its term statistics when its matrix is loaded.
 TERM_SAMPLE_CHUNKS = 2000
 
@@ -57,6 +59,7 @@ class Searcher:
         self.embedder = embedder
         self._cache: OrderedDict[str, _Store] = OrderedDict()
         self._loading: dict[str, asyncio.Lock] = {}
+        self._terms: dict[str, list[str]] = {}
 
     async def search(
         self,
@@ -88,7 +91,7 @@ class Searcher:
                 rankings: list[list[Hit]] = []
                 for query in queries_:
                     words = query_words(query)
-                    plan = lexical_query(samples, words, await queries.word_terms(conn, words))
+                    plan = lexical_query(samples, words, await self._word_terms(conn, words))
                     lexical = await queries.lexical_candidates(conn, store_ids, plan, CANDIDATES)
                     rankings.append([Hit(c, 1.0) for c, f in lexical if allowed is None or f in allowed])
             rankings += await dense
@@ -117,6 +120,16 @@ class Searcher:
             for h in kept
             if h.chunk_id in rows
         ]
+
+    async def _word_terms(self, conn: AsyncConnection, words: list[str]) -> list[list[str]]:
+        """``word_terms``, remembered: a word's index terms never change (on PostgreSQL, asking is a
+        round trip)."""
+        if len(self._terms) + len(words) > CACHED_WORDS:
+            self._terms.clear()
+        missing = [w for w in words if w not in self._terms]
+        if missing:
+            self._terms.update(zip(missing, await queries.word_terms(conn, missing), strict=True))
+        return [self._terms[w] for w in words]
 
     async def _dense_rankings(
         self, embedding: asyncio.Task[Vectors], stores: list[_Store], allowed: set[str] | None
