@@ -16,6 +16,10 @@ process), on SQLite and on PostgreSQL (a scratch database, when reachable):
   ``vector_stores.search`` (cold: it loads the store's embedding matrix into the server's cache), then
   ``--searches`` warm searches one after another, p50/p99 as the SDK sees them. Queries are docstring
   summaries of standard-library functions, so both the lexical and the dense side find candidates.
+- **Server CPU**: the server process's CPU time (all threads, from /proc) over the warm searches.
+- **Lexical agreement**: at the largest size, each query's lexical top 10 as the server ranks it (its
+  match budget, ``retrieval/lexical.py``) against the same query matching every word, computed in this
+  process on the server's database: what the budget changes, and what it saves.
 - **Query embedding**: timed on its own, as the server makes it: one single-input ``POST /v1/embeddings``
   to the stub from this process (p50), next to the stub's own handler time; search minus that is the
   server's search proper. For the local model, a search on a store of a few chunks (where the query's
@@ -209,6 +213,10 @@ class Backend:
         self.data_dir = data_dir
         self.database_url = database_url
 
+    @property
+    def sqlalchemy_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'openassistants.db'}"
+
     def chunk_count(self, store_id: str) -> int:
         sql = "SELECT count(*) FROM chunks WHERE vector_store_id = "
         if self.database_url is None:
@@ -264,22 +272,88 @@ async def ingest(client: Any, backend: Backend, store_id: str, docs: list[tuple[
     }
 
 
-async def time_searches(client: Any, store_id: str, queries: list[str]) -> dict[str, Any]:
-    """The first search (cold cache) on its own, then the rest one after another."""
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU time of a process (all its threads) so far."""
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def time_searches(
+    client: Any, store_id: str, queries: list[str], server_pid: int | None = None
+) -> dict[str, Any]:
+    """The first search (cold cache) on its own, then the rest one after another; with the server's
+    pid, also its CPU time per warm search (every thread: the event loop, SQLite, numpy)."""
     timings: list[float] = []
-    for query in queries:
+    cpu_before = 0.0
+    for n, query in enumerate(queries):
+        if n == 1:
+            cpu_before = cpu_seconds(server_pid)
         started = time.perf_counter()
         page = await client.vector_stores.search(store_id, query=query, max_num_results=10)
         timings.append((time.perf_counter() - started) * 1000)
         if not page.data:
             raise RuntimeError(f"no results for {query!r}")
     warm = timings[1:]
-    return {
+    measured = {
         "cold_ms": round(timings[0], 1),
         "searches": len(warm),
         "p50_ms": round(statistics.median(warm), 1),
         "p99_ms": round(percentile(warm, 99), 1),
         "mean_ms": round(statistics.fmean(warm), 1),
+    }
+    if server_pid is not None:
+        measured["server_cpu_ms_per_search"] = round(
+            (cpu_seconds(server_pid) - cpu_before) / len(warm) * 1000, 2
+        )
+    return measured
+
+
+async def lexical_agreement(database_url: str, store_id: str, queries: list[str]) -> dict[str, Any]:
+    """How much the match budget changes lexical results: each query's top 10 as the server ranks it
+    (``retrieval/lexical.py``'s budget) against the same query matching every word, on the server's
+    database, in this process; with the mean time of each (wall, and this process's CPU: on
+    PostgreSQL the server's own CPU is not in it)."""
+    from openassistants.retrieval.lexical import lexical_query, query_words
+    from openassistants.services.search import Searcher
+    from openassistants.storage import search as storage_search
+    from openassistants.storage.db import Database
+
+    db = Database(database_url)
+    shared: list[float] = []
+    seconds = {"budget": 0.0, "every_word": 0.0}
+    wall = {"budget": 0.0, "every_word": 0.0}
+    pruned = 0
+    try:
+        async with db.read() as conn:
+            [store] = await Searcher(db, None)._stores(conn, [store_id])  # type: ignore[arg-type]
+            for query in queries:
+                words = query_words(query)
+                terms = await storage_search.word_terms(conn, words)
+                tops = {}
+                for name, budget in (("budget", None), ("every_word", float("inf"))):
+                    plan = lexical_query([store.terms], words, terms, *(() if budget is None else (budget,)))
+                    pruned += name == "budget" and plan.is_pruned
+                    started, started_wall = time.process_time(), time.perf_counter()
+                    found = await storage_search.lexical_candidates(conn, [store_id], plan, 100)
+                    seconds[name] += time.process_time() - started
+                    wall[name] += time.perf_counter() - started_wall
+                    tops[name] = [chunk for chunk, _ in found[:10]]
+                if tops["every_word"]:
+                    shared.append(
+                        len(set(tops["budget"]) & set(tops["every_word"])) / len(tops["every_word"])
+                    )
+    finally:
+        await db.close()
+    return {
+        "queries": len(queries),
+        "pruned_queries": pruned,
+        "top10_shared": round(statistics.fmean(shared), 4),
+        "cpu_ms_budget": round(seconds["budget"] / len(queries) * 1000, 2),
+        "cpu_ms_every_word": round(seconds["every_word"] / len(queries) * 1000, 2),
+        "wall_ms_budget": round(wall["budget"] / len(queries) * 1000, 2),
+        "wall_ms_every_word": round(wall["every_word"] / len(queries) * 1000, 2),
     }
 
 
@@ -312,9 +386,9 @@ def openai_client(url: str) -> Any:
 
 
 async def measure_stub_backend(
-    server_url: str, stub_url: str, backend: Backend, sizes: tuple[int, ...], queries: list[str]
+    server: topology.ApiProcess, stub_url: str, backend: Backend, sizes: tuple[int, ...], queries: list[str]
 ) -> dict[str, Any]:
-    client = openai_client(server_url)
+    client = openai_client(server.url)
     results: dict[str, Any] = {"ingestion": [], "search": []}
     try:
         store = await client.vector_stores.create(name=f"bench-{backend.name}")
@@ -332,12 +406,14 @@ async def measure_stub_backend(
             ingestion["target"] = size
             results["ingestion"].append(ingestion)
             print(f"[{backend.name}] {json.dumps(ingestion)}", flush=True)
-            search = await time_searches(client, store.id, queries)
+            search = await time_searches(client, store.id, queries, server.pid)
             search["chunks"] = have
             search["target"] = size
             search["load_average"] = load_average()
             results["search"].append(search)
             print(f"[{backend.name}] search {json.dumps(search)}", flush=True)
+        results["lexical_agreement"] = await lexical_agreement(backend.sqlalchemy_url, store.id, queries[1:])
+        print(f"[{backend.name}] lexical agreement {json.dumps(results['lexical_agreement'])}", flush=True)
         results["query_embedding"] = await time_query_embeddings(stub_url, queries[:100])
         print(f"[{backend.name}] query embedding {json.dumps(results['query_embedding'])}", flush=True)
     finally:
@@ -461,9 +537,7 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
                     server = stack.enter_context(started(openassistants(root / name, **settings)))
                     backend = Backend(name, root / name, database_url)
                     began = time.perf_counter()
-                    measured = asyncio.run(
-                        measure_stub_backend(server.url, stub.url, backend, sizes, queries)
-                    )
+                    measured = asyncio.run(measure_stub_backend(server, stub.url, backend, sizes, queries))
                     measured["seconds"] = round(time.perf_counter() - began, 1)
                     results["backends"][name] = measured
         if options.local_chunks > 0:
