@@ -203,3 +203,15 @@ async def test_search_with_the_embedder_unreachable_is_a_503(server_factory: Ser
         assert raised.value.body["type"] == "server_error"  # type: ignore[index]
         assert "could not be embedded" in raised.value.message
         await client.close()
+
+
+async def test_search_queries_of_any_shape_are_answered(client: openai.AsyncOpenAI) -> None:
+    fact = await _upload(client, "fact.txt", FACT)
+    store = await client.vector_stores.create(name="shapes", file_ids=[fact])
+    await client.vector_stores.files.poll(fact, vector_store_id=store.id)
+    odd = ['"', "_", "?!", "a & b | !c:* (d)", "\\' OR 1=1 --", "NEAR(x y) AND NOT z", "the of and", "ß 漢字"]
+    for query in [*odd, "keeper " * 300, ["lighthouse", "*", "cats"]]:
+        page = await client.vector_stores.search(store.id, query=query)
+        assert all(0 <= r.score <= 1 for r in page.data)
+    hits = await client.vector_stores.search(store.id, query=["_", "lighthouse keeper's cats?"])
+    assert hits.data[0].file_id == fact
