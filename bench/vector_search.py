@@ -28,6 +28,7 @@ process), on SQLite and on PostgreSQL (a scratch database, when reachable):
   0.2 chunks/s on this 2-core machine), on SQLite.
 
     python -m bench.vector_search [--quick] [--backends sqlite,postgres] [--searches 100] [--local-chunks 4]
+                                  [--git-ref HEAD]
 """
 
 from __future__ import annotations
@@ -487,11 +488,12 @@ def started(process: ProcessT) -> Iterator[ProcessT]:
         process.stop()
 
 
-def openassistants(data_dir: Path, **settings: str) -> topology.ApiProcess:
-    """``openassistants serve`` with this benchmark's API key and ``settings``; it logs to data_dir."""
+def openassistants(data_dir: Path, source: Path | None = None, **settings: str) -> topology.ApiProcess:
+    """``openassistants serve`` (the package at ``source``, else the installed one) with this benchmark's
+    API key and ``settings``; it logs to data_dir."""
     data_dir.mkdir(parents=True, exist_ok=True)
     return topology.ApiProcess(
-        data_dir.name, topology.process_env(None, api_keys=API_KEY, **settings), data_dir
+        data_dir.name, topology.process_env(source, api_keys=API_KEY, **settings), data_dir
     )
 
 
@@ -523,6 +525,10 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
     }
     with tempfile.TemporaryDirectory(prefix="oa-bench-vs-") as scratch:
         root = Path(scratch)
+        source = None
+        if options.git_ref:
+            results["commit"], source = topology.export_source(options.git_ref, root)
+            sys.path.insert(0, str(source))  # lexical_agreement imports the same package here
         with started(StubProcess(root)) as stub:
             for name in options.backends:
                 if name == "postgres" and results["machine"]["postgres"] is None:
@@ -534,14 +540,14 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
                     if name == "postgres":
                         database_url = stack.enter_context(topology.postgres_database())
                         settings["database_url"] = database_url
-                    server = stack.enter_context(started(openassistants(root / name, **settings)))
+                    server = stack.enter_context(started(openassistants(root / name, source, **settings)))
                     backend = Backend(name, root / name, database_url)
                     began = time.perf_counter()
                     measured = asyncio.run(measure_stub_backend(server, stub.url, backend, sizes, queries))
                     measured["seconds"] = round(time.perf_counter() - began, 1)
                     results["backends"][name] = measured
         if options.local_chunks > 0:
-            with started(openassistants(root / "local")) as server:
+            with started(openassistants(root / "local", source)) as server:
                 backend = Backend("sqlite", root / "local", None)
                 print(
                     f"[local] ingesting about {options.local_chunks} chunks with the local model …",
@@ -581,6 +587,7 @@ def main(argv: list[str] | None = None) -> int:
         "--quick", action="store_true", help="1k and 10k chunks, fewer searches, 2 local chunks"
     )
     parser.add_argument("--backends", default="sqlite,postgres")
+    parser.add_argument("--git-ref", help="serve src/ as of this commit (exported), not the working tree")
     parser.add_argument("--searches", type=int, default=None, help="warm searches per size (100; quick 40)")
     parser.add_argument(
         "--local-chunks", type=int, default=None, help="local-model chunks (4; quick 2; 0 skips)"
