@@ -258,7 +258,9 @@ class Database:
                 json_deserializer=_loads_json,
                 pool_size=pool_size,
                 max_overflow=pool_size,
-                pool_pre_ping=True,
+                # No pool_pre_ping: it costs a round trip on every checkout. A connection a database
+                # restart broke fails its next statement instead, as a disconnect, which invalidates
+                # the whole pool (the request answers 503, the next ones reconnect).
                 # Under a burst, runs queue for a connection rather than fail after the default 30 s.
                 pool_timeout=120,
             )
