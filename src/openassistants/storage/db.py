@@ -272,6 +272,7 @@ class Database:
         self._sqlite_path = url.split("///", 1)[1] if self.is_sqlite else ""
         self._raw_reads: list[sqlite3.Connection] = []
         self._writer: SQLiteConnection | None = None
+        self._writer_conn: AsyncConnection | None = None
         self._changes_at_checkpoint = 0
 
     @property
@@ -287,7 +288,8 @@ class Database:
         delay = 0.25
         while True:
             try:
-                async with self.engine.begin() as conn:
+                # SQLite: on the writer connection, which ``write`` keeps checked out.
+                async with self.write() if self.is_sqlite else self.engine.begin() as conn:
                     if not self.is_sqlite:
                         # Processes starting together take turns; later ones find the schema at head.
                         await conn.execute(
@@ -369,24 +371,33 @@ class Database:
                     yield conn
                 return
             async with self._write_lock:
-                # As in ``read``: ``async with engine.begin()`` would close in a shielded task, a loop
-                # turn per write, and closing never suspends here (the transaction has ended).
-                conn = await self.engine.connect().start()
+                conn = await self._writer_connection()
                 try:
                     async with conn.begin():
-                        # The writer exists now (connecting opens it on first use).
                         if inline and self._writer is not None:
                             self._writer.inline = True
                         yield conn
+                except BaseException:
+                    if conn.invalidated:  # broken: the next write connects afresh
+                        self._writer_conn = None
+                        await conn.close()
+                    raise
                 finally:
                     if self._writer is not None:
                         self._writer.inline = False
-                    await conn.close()
                 await self._checkpoint_when_due()
         except (OperationalError, DBAPIError) as exc:
             if _is_connectivity_error(exc):
                 raise ServiceUnavailable("The database is unavailable; retry shortly.") from exc
             raise
+
+    async def _writer_connection(self) -> AsyncConnection:
+        """The one writer connection, kept checked out between transactions (SQLite): every write
+        takes the lock and this connection anyway, and a checkout and return per write cost more
+        than a small transaction's statements."""
+        if self._writer_conn is None:
+            self._writer_conn = await self.engine.connect().start()
+        return self._writer_conn
 
     async def _checkpoint_when_due(self) -> None:
         writer = self._writer
@@ -396,6 +407,9 @@ class Database:
         await writer.run(_checkpoint)
 
     async def close(self) -> None:
+        if self._writer_conn is not None:
+            await self._writer_conn.close()
+            self._writer_conn = None
         while self._raw_reads:
             self._raw_reads.pop().close()
         if self.is_sqlite:
