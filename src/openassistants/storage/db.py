@@ -422,10 +422,18 @@ async def runner_for(conn: AsyncConnection) -> Runner:
     used where ``conn`` uses it (the writer's thread, or inline for reads)."""
     if conn.dialect.name != "sqlite":
         return Runner.sqlalchemy(conn)
-    raw = await conn.get_raw_connection()
-    driver = raw.driver_connection
-    assert isinstance(driver, SQLiteConnection)
-    return Runner.sqlite(conn.dialect, driver.run, _loads_json)
+    # Kept with the DBAPI connection (``info`` lives as long as it does): finding the driver's
+    # connection costs more than a small statement.
+    runner: Runner | None = conn.info.get(_RUNNER)
+    if runner is None:
+        raw = await conn.get_raw_connection()
+        driver = raw.driver_connection
+        assert isinstance(driver, SQLiteConnection)
+        runner = conn.info[_RUNNER] = Runner.sqlite(conn.dialect, driver.run, _loads_json)
+    return runner
+
+
+_RUNNER = "openassistants.runner"
 
 
 def _is_connectivity_error(exc: DBAPIError) -> bool:
