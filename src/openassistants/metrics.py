@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
-from typing import get_args
+from typing import TypeVar, get_args
 
 from prometheus_client import (
     CollectorRegistry,
@@ -21,7 +21,9 @@ from prometheus_client import (
     disable_created_metrics,
 )
 
-from openassistants.upstream import ChatEvent, UpstreamError, UpstreamErrorCode
+from openassistants.upstream import UpstreamError, UpstreamErrorCode
+
+T = TypeVar("T")
 
 # No ``*_created`` series: Prometheus' text format takes each for a metric of its own.
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -77,8 +79,9 @@ async def count_stream(body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         SSE_STREAMS_ACTIVE.dec()
 
 
-async def time_upstream(events: AsyncGenerator[ChatEvent]) -> AsyncIterator[ChatEvent]:
-    """A model reply's events unchanged, timed (first event, whole reply) and its failure counted."""
+async def time_upstream(events: AsyncGenerator[T]) -> AsyncIterator[T]:
+    """A model reply's events (or batches of them) unchanged, timed (first one, whole reply) and its
+    failure counted."""
     started = time.perf_counter()
     first = True
     try:

@@ -186,18 +186,27 @@ class ModelTurn:
                     self._add_usage(prompt, reported)
                     await self._save_partial()
                     return TurnOutcome("failed", error_code=item.code, error_message=item.message)
-                if isinstance(item, TextDelta):
-                    await self._on_text(item.text)
-                elif isinstance(item, ToolCallDelta):
-                    await self._on_tool_call(item)
-                elif isinstance(item, Finish):
-                    finish_reason = item.reason
-                elif isinstance(item, UsageReport):
-                    reported = {
-                        "prompt_tokens": item.usage.prompt_tokens,
-                        "completion_tokens": item.usage.completion_tokens,
-                        "total_tokens": item.usage.total_tokens,
-                    }
+                assert isinstance(item, list)
+                text: list[str] = []  # consecutive pieces of text in a batch go out as one delta
+                for event in item:
+                    if isinstance(event, TextDelta):
+                        text.append(event.text)
+                        continue
+                    if text:
+                        await self._on_text("".join(text))
+                        text = []
+                    if isinstance(event, ToolCallDelta):
+                        await self._on_tool_call(event)
+                    elif isinstance(event, Finish):
+                        finish_reason = event.reason
+                    elif isinstance(event, UsageReport):
+                        reported = {
+                            "prompt_tokens": event.usage.prompt_tokens,
+                            "completion_tokens": event.usage.completion_tokens,
+                            "total_tokens": event.usage.total_tokens,
+                        }
+                if text:
+                    await self._on_text("".join(text))
         finally:
             if not reader.done():
                 reader.cancel()
@@ -206,8 +215,8 @@ class ModelTurn:
 
     async def _read(self, request: ChatRequest) -> None:
         try:
-            async for event in time_upstream(self.executor.chat.stream(request)):
-                self.inbox.put_nowait(event)
+            async for batch in time_upstream(self.executor.chat.stream_batches(request)):
+                self.inbox.put_nowait(batch)
         except UpstreamError as exc:
             self.inbox.put_nowait(exc)
             return

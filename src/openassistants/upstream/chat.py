@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import httpx
+import orjson
 from pydantic import BaseModel, ConfigDict, SecretStr, TypeAdapter
 
 from openassistants.config import Settings
@@ -183,15 +184,23 @@ class ChatClient:
         Raises UpstreamError (see the module docstring). Close the iterator (``contextlib.aclosing``)
         when stopping early, so that its connection goes back to the pool at once.
         """
+        async with aclosing(self.stream_batches(request)) as batches:
+            async for batch in batches:
+                for event in batch:
+                    yield event
+
+    async def stream_batches(self, request: ChatRequest) -> AsyncGenerator[list[ChatEvent]]:
+        """``stream``, as the events of each read from the network: a busy server gets several of
+        the reply's chunks at once, and handles them with one pass through the generators."""
         target = self._target(request.model)
         body = _request_body(request, target.model)
         for attempt in range(self._max_retries + 1):
             yielded = False
             try:
-                async with aclosing(self._attempt(target, body)) as events:
-                    async for event in events:
+                async with aclosing(self._attempt(target, body)) as batches:
+                    async for batch in batches:
                         yielded = True
-                        yield event
+                        yield batch
                 return
             except _Retryable as failure:
                 if yielded or attempt == self._max_retries:
@@ -207,7 +216,7 @@ class ChatClient:
                 )
                 await asyncio.sleep(delay)
 
-    async def _attempt(self, target: _Target, body: dict[str, Any]) -> AsyncGenerator[ChatEvent]:
+    async def _attempt(self, target: _Target, body: dict[str, Any]) -> AsyncGenerator[list[ChatEvent]]:
         try:
             async with self._http.stream("POST", target.url, json=body, headers=target.headers) as response:
                 if not response.is_success:
@@ -216,11 +225,10 @@ class ChatClient:
                 if response.headers.get("content-type", "").startswith("application/json"):
                     # Asked to stream, some servers answer one chat.completion anyway.
                     await response.aread()
-                    for event in _completion_events(response.text):
-                        yield event
+                    yield _completion_events(response.text)
                 else:
-                    async for event in _stream_events(response.aiter_lines()):
-                        yield event
+                    async for batch in _stream_events(response.aiter_bytes()):
+                        yield batch
         except httpx.TimeoutException as exc:
             raise _Retryable(UpstreamError("server_error", "The model upstream timed out.")) from exc
         except httpx.TransportError as exc:
@@ -324,37 +332,79 @@ def _retry_after(response: httpx.Response) -> float | None:
         return None
 
 
-async def _stream_events(lines: AsyncIterator[str]) -> AsyncIterator[ChatEvent]:
+async def _stream_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[list[ChatEvent]]:
     decoder = _ChunkDecoder()
-    async for data in _sse_data(lines):
-        if data.strip() == "[DONE]":
+    events = _SSEParser()
+    done = False
+    async for chunk in chunks:
+        batch: list[ChatEvent] = []
+        try:
+            for data in events.feed(chunk):
+                if data.strip() == b"[DONE]":
+                    done = True
+                    break
+                batch += decoder.decode(data)
+        except UpstreamError:
+            if batch:
+                yield batch  # what came before the failure, as if read apart
+            raise
+        if batch:
+            yield batch
+        if done:
             break
-        for event in decoder.decode(data):
-            yield event
     else:
+        for data in events.end():
+            if data.strip() != b"[DONE]":
+                yield decoder.decode(data)
         # Some servers omit [DONE]; a stream that stops before finish_reason was cut short.
         if not decoder.finished:
             raise UpstreamError("server_error", "The model upstream's stream ended before the reply did.")
-    for event in decoder.end():
-        yield event
+    if tail := list(decoder.end()):
+        yield tail
 
 
-async def _sse_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:
-    """The data of each server-sent event; comments, ``event:`` and ``id:`` lines carry nothing we use.
+class _SSEParser:
+    """The data of each server-sent event, from the stream's bytes as they come; comments,
+    ``event:`` and ``id:`` lines carry nothing we use. Parsed on bytes, with no per-line decoding:
+    it runs for every chunk of every reply.
 
     https://html.spec.whatwg.org/multipage/server-sent-events.html#event-stream-interpretation
     """
-    data: list[str] = []
-    async for line in lines:
-        if not line:
-            if data:
-                yield "\n".join(data)
-                data = []
-        elif line.startswith("data:"):
-            value = line[len("data:") :]
-            data.append(value.removeprefix(" "))
-    if data:
-        yield "\n".join(data)
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._data: list[bytes] = []
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        buffer = self._buffer + chunk
+        if b"\r" in buffer:
+            # A \r at the very end may be the first half of a \r\n: keep it for the next chunk.
+            held = buffer.endswith(b"\r")
+            buffer = buffer[:-1] if held else buffer
+            buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n") + (b"\r" if held else b"")
+        *lines, self._buffer = buffer.split(b"\n")
+        return self._lines(lines)
+
+    def end(self) -> list[bytes]:
+        lines = [self._buffer.rstrip(b"\r")] if self._buffer else []
+        self._buffer = b""
+        found = self._lines(lines)
+        if self._data:
+            found.append(b"\n".join(self._data))
+            self._data = []
+        return found
+
+    def _lines(self, lines: list[bytes]) -> list[bytes]:
+        found: list[bytes] = []
+        for line in lines:
+            if not line:
+                if self._data:
+                    found.append(b"\n".join(self._data))
+                    self._data = []
+            elif line.startswith(b"data:"):
+                value = line[5:]
+                self._data.append(value[1:] if value.startswith(b" ") else value)
+        return found
 
 
 def _completion_events(text: str) -> list[ChatEvent]:
@@ -397,11 +447,14 @@ class _ChunkDecoder:
         self._ids_sent: set[int] = set()
         self._names_sent: set[int] = set()
 
-    def decode(self, data: str) -> list[ChatEvent]:
+    def decode(self, data: bytes) -> list[ChatEvent]:
         try:
-            chunk = json.loads(data)
-        except ValueError as exc:
-            raise _malformed() from exc
+            chunk = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            try:  # what orjson refuses and Python's json reads (NaN, Infinity)
+                chunk = json.loads(data)
+            except ValueError as exc:
+                raise _malformed() from exc
         return self.decode_chunk(chunk)
 
     def decode_chunk(self, chunk: Any) -> list[ChatEvent]:
