@@ -73,9 +73,10 @@ class EventBus(Protocol):
     async def last_id(self, run_id: str) -> int:
         """The id of the newest event in the run's log (0 when empty), this process's included."""
 
-    def subscribe(self, run_id: str, after: int) -> AsyncIterator[tuple[int, Event]]:
+    def subscribe(self, run_id: str, after: int) -> AsyncIterator[list[tuple[int, Event]]]:
         """Events with id > ``after``: first those already logged, then live ones, until the stream
-        ends (a requires_action or terminal run event) or the log is closed."""
+        ends (a requires_action or terminal run event) or the log is closed. Each item is every
+        event there was when the subscriber looked (so a busy server writes them out together)."""
 
     async def replay(self, run_id: str, after: int) -> list[tuple[int, Event]]:
         """The logged events with id > ``after``, without waiting for more."""
@@ -139,16 +140,21 @@ class InProcessEventBus:
     async def aclose(self) -> None:
         pass
 
-    async def subscribe(self, run_id: str, after: int) -> AsyncIterator[tuple[int, Event]]:
+    async def subscribe(self, run_id: str, after: int) -> AsyncIterator[list[tuple[int, Event]]]:
         log = self._log(run_id)
         position = after
         while True:
-            while position < len(log.events):
-                event = log.events[position]
-                position += 1
-                yield position, event
-                if ends_stream(event):
-                    return
+            if position < len(log.events):
+                batch: list[tuple[int, Event]] = []
+                while position < len(log.events):
+                    event = log.events[position]
+                    position += 1
+                    batch.append((position, event))
+                    if ends_stream(event):
+                        yield batch
+                        return
+                yield batch
+                continue
             if log.closed_at is not None:
                 return
             await log.changed.wait()

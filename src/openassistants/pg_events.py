@@ -180,21 +180,24 @@ class PostgresEventBus:
         await self.flush()
         return await self._fetch(run_id, after)
 
-    async def subscribe(self, run_id: str, after: int) -> AsyncIterator[tuple[int, Event]]:
+    async def subscribe(self, run_id: str, after: int) -> AsyncIterator[list[tuple[int, Event]]]:
         log = self._live.get(run_id)
         if log is None:
             log = self._live[run_id] = _LiveLog()
         log.subscribers += 1
         try:
-            seen: set[int] = set()
             # Registered before the replay, so nothing committed meanwhile is missed; ids dedupe.
-            for event_id, event in await self._fetch(run_id, after):
-                seen.add(event_id)
-                yield event_id, event
+            replayed = await self._fetch(run_id, after)
+            seen = {event_id for event_id, _ in replayed}
+            for n, (_, event) in enumerate(replayed):
                 if ends_stream(event):
+                    yield replayed[: n + 1]
                     return
+            if replayed:
+                yield replayed
             position = 0
             while True:
+                batch: list[tuple[int, Event]] = []
                 while position < len(log.events):
                     event_id, name, data = log.events[position]
                     position += 1
@@ -202,10 +205,14 @@ class PostgresEventBus:
                         continue
                     seen.add(event_id)
                     event = Event(name, data if data is not None else await self._fetch_one(event_id))
-                    yield event_id, event
+                    batch.append((event_id, event))
                     if ends_stream(event):
+                        yield batch
                         return
-                await log.changed.wait()
+                if batch:
+                    yield batch
+                else:
+                    await log.changed.wait()
         finally:
             log.subscribers -= 1
             if log.subscribers == 0 and self._live.get(run_id) is log:

@@ -22,8 +22,8 @@ SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 def run_event_stream(bus: EventBus, run_id: str, after: int) -> StreamingResponse:
     async def body() -> AsyncIterator[bytes]:
         try:
-            async for event_id, event in bus.subscribe(run_id, after):
-                yield encode_sse(event, event_id)
+            async for batch in bus.subscribe(run_id, after):
+                yield b"".join([encode_sse(event, event_id) for event_id, event in batch])
         except Exception:
             # After the first byte an HTTP error is no longer possible: say it in the stream.
             logger.exception("stream of run %s failed", run_id)
@@ -37,9 +37,7 @@ def replayed_event_stream(events: list[tuple[int, Event]]) -> StreamingResponse:
     """A stream of events already logged (the run has stopped), then ``done``."""
 
     async def body() -> AsyncIterator[bytes]:
-        for event_id, event in events:
-            yield encode_sse(event, event_id)
-        yield DONE
+        yield b"".join([encode_sse(event, event_id) for event_id, event in events]) + DONE
 
     return _sse_response(body())
 
