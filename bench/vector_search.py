@@ -316,8 +316,8 @@ async def lexical_agreement(database_url: str, store_id: str, queries: list[str]
     (``retrieval/lexical.py``'s budget) against the same query matching every word, on the server's
     database, in this process; with the mean time of each (wall, and this process's CPU: on
     PostgreSQL the server's own CPU is not in it)."""
-    from openassistants.retrieval.lexical import lexical_query, query_words
-    from openassistants.services.search import Searcher
+    from openassistants.retrieval.lexical import MATCH_BUDGET_CHUNKS, lexical_query, query_words
+    from openassistants.services.search import POSTGRES_MATCH_BUDGET_CHUNKS, Searcher
     from openassistants.storage import search as storage_search
     from openassistants.storage.db import Database
 
@@ -333,8 +333,9 @@ async def lexical_agreement(database_url: str, store_id: str, queries: list[str]
                 words = query_words(query)
                 terms = await storage_search.word_terms(conn, words)
                 tops = {}
-                for name, budget in (("budget", None), ("every_word", float("inf"))):
-                    plan = lexical_query([store.terms], words, terms, *(() if budget is None else (budget,)))
+                server_budget = MATCH_BUDGET_CHUNKS if db.is_sqlite else POSTGRES_MATCH_BUDGET_CHUNKS
+                for name, budget in (("budget", server_budget), ("every_word", float("inf"))):
+                    plan = lexical_query([store.terms], words, terms, budget)
                     pruned += name == "budget" and plan.is_pruned
                     started, started_wall = time.process_time(), time.perf_counter()
                     found = await storage_search.lexical_candidates(conn, [store_id], plan, 100)
