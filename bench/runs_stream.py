@@ -14,8 +14,9 @@ backend (SQLite, then PostgreSQL when reachable):
    directly, and not streamed, interleaved.
 3. ``Options.concurrent`` (500) streaming runs started together, read as raw SSE (with 500 streams
    the SDK's per-event parsing, or httpx's, on the client's one core would dominate what we measure):
-   completions, errors, TTFT, and the server's peak RSS (VmHWM). For reference, the same burst
-   straight to the upstream.
+   completions, errors, TTFT, and the server's peak RSS (VmHWM). Its baseline is the same burst
+   straight to the upstream, measured just before (added TTFT = through percentile - the direct
+   burst's same percentile); the old baseline (the unloaded direct p50 of 1.) is reported too.
 
 Other processes on a 2-core machine show in every figure: each backend waits for a quiet moment
 first, and its report says how much CPU others used meanwhile.
@@ -660,7 +661,9 @@ async def burst(start: Callable[[int], Awaitable[Sample]], count: int) -> tuple[
 
 async def measure_concurrent(c: Clients, opts: Options, server_pid: int) -> dict[str, Any]:
     threads = await create_threads(c.http, opts.concurrent)
-    await asyncio.sleep(1.0)  # let the thread creations' aftermath settle
+    # The baseline, just before: the same burst straight to the upstream, under the same machine load.
+    direct, direct_seconds = await burst(lambda _: c.raw.direct(BURST_STREAM_TIMEOUT_S), opts.concurrent)
+    await asyncio.sleep(1.0)  # let the thread creations' and the direct burst's aftermath settle
     rss_before = proc_status_kib(server_pid, "VmRSS")
     cpu_before = proc_cpu_seconds(server_pid)
     client_cpu_before = time.process_time()
@@ -669,6 +672,7 @@ async def measure_concurrent(c: Clients, opts: Options, server_pid: int) -> dict
     )
     return {
         "samples": samples,
+        "direct_burst": summarize_burst(direct) | {"seconds": direct_seconds},
         "seconds": seconds,
         "server_cpu_s": proc_cpu_seconds(server_pid) - cpu_before,
         "client_cpu_s": time.process_time() - client_cpu_before,
@@ -894,7 +898,7 @@ def _row(label: str, stats: dict[str, float], digits: int = 1, target: str = "",
     return f"| {label} | {n} | {stats['p50']:.{digits}f} | {stats['p99']:.{digits}f} | {target} | {result} |"
 
 
-def render_backend(backend: str, r: dict[str, Any]) -> list[str]:
+def render_backend(backend: str, r: dict[str, Any], direct_burst: dict[str, Any]) -> list[str]:
     t, p, cc = r["ttft"], r["poll"], r["concurrent"]
     direct, through = t["sdk_direct"]["first_token"], t["sdk_through"]["first_token"]
     raw_direct, raw_through = t["raw_direct"]["first_token"], t["raw_through"]["first_token"]
@@ -905,6 +909,10 @@ def render_backend(backend: str, r: dict[str, Any]) -> list[str]:
     loaded = cc.get("first_token", NAN)
     baseline = raw_direct["p50"]
     loaded_added = {"p50": loaded["p50"] - baseline, "p99": loaded["p99"] - baseline}
+    # The same burst straight to the upstream, measured in the same run: what the upstream and this
+    # client take for it by themselves. (3)'s target is judged on this definition.
+    burst_direct = cc.get("direct_burst", direct_burst).get("first_token", NAN)
+    burst_added = {"p50": loaded["p50"] - burst_direct["p50"], "p99": loaded["p99"] - burst_direct["p99"]}
     ttft_ok = (
         f"{_verdict(added['p50'] <= TTFT_P50_TARGET_MS)} / {_verdict(added['p99'] <= TTFT_P99_TARGET_MS)}"
     )
@@ -937,12 +945,18 @@ def render_backend(backend: str, r: dict[str, Any]) -> list[str]:
         _row("(3) time to response headers (run created), ms", cc.get("headers", NAN), 0),
         _row("(3) time to `thread.run.in_progress`, ms", cc.get("in_progress", NAN), 0),
         _row("(3) TTFT through, raw SSE, ms", loaded, 0),
+        _row("(3) TTFT of the same burst straight to the upstream, raw SSE, ms", burst_direct, 0),
         _row(
-            f"(3) **added TTFT** (minus the unloaded raw direct p50, {baseline:.1f}), ms",
-            loaded_added,
+            "(3) **added TTFT** (through p - the direct burst's p), ms",
+            burst_added,
             0,
             f"p99 ≤ {CONCURRENT_P99_TARGET_MS:g}",
-            _verdict(loaded_added["p99"] <= CONCURRENT_P99_TARGET_MS),
+            _verdict(burst_added["p99"] <= CONCURRENT_P99_TARGET_MS),
+        ),
+        _row(
+            f"(3) added TTFT, old definition (minus the unloaded raw direct p50, {baseline:.1f}), ms",
+            loaded_added,
+            0,
         ),
         _row("(3) stream end (`done`), ms", cc.get("end", NAN), 0),
         f"| (3) server peak RSS (VmHWM), MiB | | | {cc['peak_rss_mib']:.0f} | < {RSS_TARGET_MIB:g} "
@@ -983,7 +997,7 @@ def render(results: dict[str, Any]) -> str:
         if "error" in r:
             lines += [f"Not measured: {r['error']}", "", "```", *r["server_log_tail"], "```", ""]
             continue
-        lines += [*render_backend(backend, r), ""]
+        lines += [*render_backend(backend, r, results["direct_burst"]), ""]
     burst = results["direct_burst"]
     ttft = burst.get("first_token", NAN)
     lines.append(
