@@ -133,3 +133,27 @@ async def test_inline_writes_checkpoint_the_wal(backend: str, db: Database, tmp_
             reader, T, {"thread_id": thread_id}, limit=1, order="desc", after=None, before=None
         )
     assert rows[0]["created_at"] == 1_700_000_000 + count - 1
+
+
+@pytest.mark.parametrize("inline", [True, False])
+async def test_a_write_commits_all_or_nothing(db: Database, inline: bool) -> None:
+    thread_id = await new_thread(db)
+    kept, dropped, also_dropped = message(thread_id, 1), message(thread_id, 2), message(thread_id, 3)
+    async with db.write(inline=inline) as conn:
+        await (await runner_for(conn)).execute(INSERT, kept)
+        # Statements through SQLAlchemy and prepared ones share one transaction.
+        await conn.execute(T.update().where(T.c.id == kept["id"]).values(metadata={"through": "sqlalchemy"}))
+    with pytest.raises(RuntimeError):
+        async with db.write(inline=inline) as conn:
+            await (await runner_for(conn)).execute(INSERT, dropped)
+            await conn.execute(T.update().where(T.c.id == kept["id"]).values(metadata={"lost": "yes"}))
+            raise RuntimeError("the block failed")
+    with pytest.raises(RuntimeError):
+        async with db.write(inline=inline) as conn:
+            await (await runner_for(conn)).execute(INSERT, also_dropped)
+            raise RuntimeError("the block failed")
+    async with db.reader() as reader:
+        rows, _ = await page(
+            reader, T, {"thread_id": thread_id}, limit=10, order="asc", after=None, before=None
+        )
+    assert [(r["id"], r["metadata"]) for r in rows] == [(kept["id"], {"through": "sqlalchemy"})]

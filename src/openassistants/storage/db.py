@@ -372,19 +372,30 @@ class Database:
                 return
             async with self._write_lock:
                 conn = await self._writer_connection()
+                writer = self._writer
                 try:
-                    async with conn.begin():
-                        if inline and self._writer is not None:
-                            self._writer.inline = True
-                        yield conn
+                    if inline and writer is not None:
+                        # The transaction is sqlite3's own (it begins at the first write) and ends
+                        # here, without SQLAlchemy's bookkeeping, unless a statement went through
+                        # SQLAlchemy, which then began one of its own to end.
+                        writer.inline = True
+                        try:
+                            yield conn
+                        except BaseException:
+                            await (conn.rollback() if conn.in_transaction() else writer.rollback())
+                            raise
+                        await (conn.commit() if conn.in_transaction() else writer.commit())
+                    else:
+                        async with conn.begin():
+                            yield conn
                 except BaseException:
                     if conn.invalidated:  # broken: the next write connects afresh
                         self._writer_conn = None
                         await conn.close()
                     raise
                 finally:
-                    if self._writer is not None:
-                        self._writer.inline = False
+                    if writer is not None:
+                        writer.inline = False
                 await self._checkpoint_when_due()
         except (OperationalError, DBAPIError) as exc:
             if _is_connectivity_error(exc):
