@@ -57,6 +57,8 @@ threads = Table(
     Column("created_at", BigInteger, nullable=False),
     Column("tool_resources", JSON, nullable=False),
     Column("metadata", JSON, nullable=False),
+    # GET /v1/threads (the console's extension) pages a tenant's threads by seq.
+    Index("ix_threads_tenant_seq", "tenant_id", "seq"),
 )
 
 messages = Table(
