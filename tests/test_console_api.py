@@ -61,6 +61,10 @@ async def test_threads_are_listed_newest_first_with_cursors(isolated_sdk: openai
     await isolated_sdk.beta.threads.delete(created[0])
     remaining = [t.id async for t in list_threads(isolated_sdk, order="asc")]
     assert remaining == created[1:]
+    # A deleted thread's id still works as a cursor, as for every other list.
+    await isolated_sdk.beta.threads.delete(created[2])
+    after_deleted = await list_threads(isolated_sdk, order="asc", after=created[2])
+    assert [t.id for t in after_deleted.data] == created[3:]
 
 
 async def test_thread_list_shape_and_tenant_scope(

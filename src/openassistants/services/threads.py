@@ -19,7 +19,7 @@ from openassistants.services.resources import tool_resources_to_stored
 from openassistants.storage import tables
 from openassistants.storage.db import Database
 from openassistants.storage.prepared import Row
-from openassistants.storage.queries import list_body, list_page
+from openassistants.storage.queries import delete_remembering_cursors, list_body, list_page
 
 T = tables.threads
 
@@ -88,7 +88,8 @@ async def delete_thread(db: Database, tenant: str, thread_id: str) -> dict[str, 
         await load_thread(conn, tenant, thread_id)
         # Explicit rather than relying on ON DELETE CASCADE, which SQLite only honours per connection.
         await conn.execute(delete(tables.messages).where(tables.messages.c.thread_id == thread_id))
-        await conn.execute(delete(T).where(T.c.id == thread_id))
+        # Remembered, so that the deleted thread's id still works as a cursor of GET /v1/threads.
+        await delete_remembering_cursors(conn, T, T.c.id == thread_id)
     return {"id": thread_id, "object": "thread.deleted", "deleted": True}
 
 
