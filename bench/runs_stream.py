@@ -31,15 +31,11 @@ import asyncio
 import contextlib
 import json
 import os
-import platform
 import signal
-import socket
-import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 import warnings
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -50,6 +46,19 @@ from typing import Any
 import asyncpg
 import httpx
 import openai
+
+from bench import harness
+from bench.harness import (
+    HOST,
+    POSTGRES_ADMIN_DSN,
+    SHUTDOWN_DEADLINE_S,
+    STARTUP_DEADLINE_S,
+    free_port,
+    openassistants_command,
+    postgres_database,
+    save_results,
+    server_env,
+)
 
 API_KEY = "sk-bench-runs"
 MODEL = "bench-model"
@@ -99,33 +108,7 @@ class Options:
 QUICK = Options(cycles=16, poll_cycles=8, concurrent=100)
 
 
-# --- processes, databases, results (this module's own: loopback only, every wait bounded) -------
-
-HOST = "127.0.0.1"
-POSTGRES_ADMIN_DSN = f"postgresql://{HOST}:5432/test"
-RESULTS_DIR = Path(__file__).parent / "results"
-STARTUP_DEADLINE_S = 30.0
-SHUTDOWN_DEADLINE_S = 15.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-def server_env(**settings: str) -> dict[str, str]:
-    """This process's environment without any OPENASSISTANTS_* variable, plus ``settings``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENASSISTANTS_")}
-    env.update({f"OPENASSISTANTS_{k.upper()}": v for k, v in settings.items()})
-    return env
-
-
-def openassistants_command(port: int, data_dir: Path) -> list[str]:
-    """The real CLI from this venv, as an operator starts it."""
-    script = Path(sys.executable).parent / "openassistants"
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "openassistants"]
-    return [*command, "serve", "--host", HOST, "--port", str(port), "--data-dir", str(data_dir)]
+# --- processes (started with the repository as their working directory) -------------------------
 
 
 @dataclass
@@ -171,32 +154,6 @@ def running(command: list[str], env: dict[str, str], port: int, log: Path, healt
                 process.wait(timeout=SHUTDOWN_DEADLINE_S)
 
 
-async def _admin(sql: str) -> Any:
-    conn = await asyncpg.connect(POSTGRES_ADMIN_DSN, timeout=5)
-    try:
-        return await conn.fetchval(sql)
-    finally:
-        await conn.close()
-
-
-def postgres_version() -> str | None:
-    try:
-        return str(asyncio.run(_admin("SHOW server_version")))
-    except (OSError, asyncpg.PostgresError):
-        return None
-
-
-@contextmanager
-def postgres_database() -> Iterator[str]:
-    """A scratch database, dropped afterwards; yields its SQLAlchemy URL."""
-    name = f"oa_bench_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
-    try:
-        yield f"postgresql+asyncpg://{HOST}:5432/{name}"
-    finally:
-        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
 async def _free_connections() -> int:
     conn = await asyncpg.connect(POSTGRES_ADMIN_DSN, timeout=5)
     try:
@@ -216,32 +173,6 @@ def wait_for_connections() -> int:
         if free >= PG_CONNECTIONS_NEEDED or time.monotonic() > deadline:
             return free
         time.sleep(2.0)
-
-
-def machine_info() -> dict[str, Any]:
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        "unknown",
-    )
-    return {
-        "nproc": os.cpu_count(),
-        "cpu": cpu,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "sqlite": sqlite3.sqlite_version,
-        "postgres": postgres_version(),
-    }
-
-
-def save_results(name: str, results: dict[str, Any]) -> Path:
-    RESULTS_DIR.mkdir(exist_ok=True)
-    path = RESULTS_DIR / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(results, indent=2))
-    return path
 
 
 # --- the scripted model, in its own process ------------------------------------------------------
@@ -842,7 +773,7 @@ def main(argv: list[str] | None = None) -> int:
     # The SDK marks the Assistants API deprecated; this benchmark exists to use it.
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     started = time.time()
-    machine = machine_info()
+    machine = harness.machine()
     if "postgres" in opts.backends and machine["postgres"] is None:
         print("PostgreSQL at 127.0.0.1:5432 is not reachable; measuring SQLite only.", file=sys.stderr)
         opts.backends = [b for b in opts.backends if b != "postgres"]
