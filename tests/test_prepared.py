@@ -21,12 +21,17 @@ T = tables.messages
 INSERT = Prepared(T.insert(), column_keys=[c.key for c in T.columns if c.key != "seq"])
 
 
-@pytest.fixture
-async def db(database_url: str | None, tmp_path: Path) -> AsyncIterator[Database]:
-    database = Database(database_url or f"sqlite+aiosqlite:///{tmp_path / 'prepared.db'}")
+async def migrated(url: str) -> AsyncIterator[Database]:
+    database = Database(url)
     await database.migrate()
     yield database
     await database.close()
+
+
+@pytest.fixture
+async def db(database_url: str | None, tmp_path: Path) -> AsyncIterator[Database]:
+    async for database in migrated(database_url or f"sqlite+aiosqlite:///{tmp_path / 'prepared.db'}"):
+        yield database
 
 
 async def new_thread(db: Database) -> str:
@@ -119,10 +124,8 @@ async def test_pages_match_list_page(db: Database) -> None:
 @pytest.fixture
 async def sqlite_db(tmp_path: Path) -> AsyncIterator[Database]:
     """SQLite whichever backend the run is for: the write-ahead log is SQLite's alone."""
-    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'prepared.db'}")
-    await database.migrate()
-    yield database
-    await database.close()
+    async for database in migrated(f"sqlite+aiosqlite:///{tmp_path / 'prepared.db'}"):
+        yield database
 
 
 async def test_inline_writes_checkpoint_the_wal(sqlite_db: Database, tmp_path: Path) -> None:
