@@ -49,7 +49,9 @@ TEXT_RUN_ORDER = [
 async def test_text_stream_event_order_and_deltas(
     client: openai.AsyncOpenAI, upstream: ScriptedUpstream, model: str
 ) -> None:
-    upstream.script(model, Reply("Streaming works fine.", chunks=["Stream", "ing ", "works ", "fine."]))
+    # Apart in time: pieces that reach the server in one read go out as one delta.
+    chunks = ["Stream", "ing ", "works ", "fine."]
+    upstream.script(model, Reply("Streaming works fine.", chunks=chunks, delay=0.02))
     assistant = await client.beta.assistants.create(model=model)
     thread = await client.beta.threads.create(messages=[{"role": "user", "content": "hi"}])
     handler = Recorder()
