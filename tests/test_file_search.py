@@ -4,6 +4,7 @@ model receives the chunks with source markers, and the markers it cites become a
 from __future__ import annotations
 
 import openai
+from openai.types.beta.threads import Annotation, Text, TextDelta
 
 from tests.test_vector_stores import FACT, FILLER
 from tests.upstream import Reply, ScriptedUpstream, ToolCalls
@@ -98,6 +99,80 @@ async def test_file_search_streams_and_unknown_markers_are_not_cited(
     assert steps[0].step_details.tool_calls[0].type == "file_search"  # type: ignore[union-attr]
     annotations = messages[0].content[0].text.annotations  # type: ignore[union-attr]
     assert [a.text for a in annotations] == [MARKER]
+
+
+class _TextDeltas(openai.AsyncAssistantEventHandler):
+    """Each text delta's annotations with the streamed text's length then, and the text snapshot
+    before the completed message replaces it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.annotations: list[tuple[int, int, Annotation]] = []  # (length before, length after, ...)
+        self.snapshot: Text | None = None
+
+    async def on_text_delta(self, delta: TextDelta, snapshot: Text) -> None:
+        after = len(snapshot.value)
+        for annotation in delta.annotations or []:
+            self.annotations.append((after - len(delta.value or ""), after, annotation))
+        self.snapshot = snapshot.model_copy(deep=True)
+
+
+async def test_file_search_citations_stream_in_the_deltas(
+    client: openai.AsyncOpenAI, upstream: ScriptedUpstream, model: str
+) -> None:
+    """As the hosted API did: each citation arrives in the delta whose text closes its marker,
+    numbered by its place in the message, so the SDK's snapshot is the completed message."""
+    store_id, fact_id = await _store_with_fact(client)
+    second = "【0:1†second】"
+    answer = f"Seventeen{MARKER} cats, fed daily{second}, not【9:9†nowhere.txt】 this{MARKER}."
+    # Markers split across pieces, and pieces closing several at once.
+    chunks = [
+        "Seven",
+        "teen【0",
+        ":0†isl",
+        "and.md】 cats, fed daily【0:1",
+        f"†second】, not【9:9†nowhere.txt】 this{MARKER}.",
+    ]
+    assert "".join(chunks) == answer
+    upstream.script(model, ToolCalls([("file_search", '{"query": "cats"}')]), Reply(answer, chunks=chunks))
+    assistant = await client.beta.assistants.create(
+        model=model,
+        tools=[{"type": "file_search"}],
+        tool_resources={"file_search": {"vector_store_ids": [store_id]}},
+    )
+    thread = await client.beta.threads.create(messages=[{"role": "user", "content": "cats?"}])
+    handler = _TextDeltas()
+    async with client.beta.threads.runs.stream(
+        thread_id=thread.id, assistant_id=assistant.id, event_handler=handler
+    ) as stream:
+        await stream.until_done()
+        [final] = await stream.get_final_messages()
+        run = await stream.get_final_run()
+    steps = await client.beta.threads.runs.steps.list(run.id, thread_id=thread.id, order="asc")
+    results = steps.data[0].step_details.tool_calls[0].file_search.results  # type: ignore[union-attr]
+    assert results is not None and len(results) >= 2
+    stored = await client.beta.threads.messages.retrieve(final.id, thread_id=thread.id)
+    text = stored.content[0].text  # type: ignore[union-attr]
+    assert text.value == answer
+    expected = [a.model_dump(exclude_none=True) for a in text.annotations]
+    assert [(a["text"], a["file_citation"]["file_id"]) for a in expected] == [
+        (MARKER, fact_id),
+        (second, results[1].file_id),
+        (MARKER, fact_id),
+    ]
+
+    streamed = handler.annotations
+    assert [a.index for _, _, a in streamed] == [0, 1, 2]
+    for before, after, annotation in streamed:
+        # Sent once, in the delta whose text closed the marker.
+        assert annotation.end_index is not None and before < annotation.end_index <= after
+    assert [a.model_dump(exclude={"index"}, exclude_none=True) for _, _, a in streamed] == expected
+    # The SDK's accumulated snapshot is the completed message, without duplicates.
+    assert handler.snapshot is not None and handler.snapshot.value == answer
+    assert [
+        a.model_dump(exclude={"index"}, exclude_none=True) for a in handler.snapshot.annotations
+    ] == expected
+    assert [a.model_dump(exclude_none=True) for a in final.content[0].text.annotations] == expected  # type: ignore[union-attr]
 
 
 async def test_file_search_without_stores_tells_the_model(

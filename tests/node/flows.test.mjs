@@ -310,7 +310,8 @@ test('vector store, file batch upload and poll, file_search run with a citation'
   assert.ok(island, 'the citation names a file of the store');
   assert.equal((await client.files.retrieve(island.id)).filename, 'island.md');
 
-  // Streamed, the citation arrives with the completed message (textDone, messageDone).
+  // Streamed, the citation arrives in the delta that closes its marker, so even releases that build
+  // finalMessages() from the deltas alone have it, and with the completed message (textDone).
   const streamed = await client.beta.assistants.create({
     model: flows.models.search_stream,
     tools: [{ type: 'file_search' }],
@@ -321,7 +322,16 @@ test('vector store, file batch upload and poll, file_search run with a citation'
   const seen = record(stream);
   let doneText = null;
   stream.on('textDone', (content) => (doneText = content));
+  const deltaCitations = [];
+  stream.on('textDelta', (delta) => deltaCitations.push(...(delta.annotations ?? [])));
   assert.equal((await stream.finalRun()).status, 'completed');
+  const at = flows.texts.search_stream.indexOf(flows.marker);
+  const cited = [['file_citation', flows.marker, at, at + flows.marker.length, island.id]];
+  const shape = (a) => [a.type, a.text, a.start_index, a.end_index, a.file_citation.file_id];
+  assert.deepEqual(deltaCitations.map((a) => [a.index, ...shape(a)]), [[0, ...cited[0]]]);
+  const [final] = await stream.finalMessages();
+  assert.equal(final.content[0].text.value, flows.texts.search_stream);
+  assert.deepEqual(final.content[0].text.annotations.map(shape), cited);
   assert.equal(seen.text, flows.texts.search_stream);
   assert.ok(seen.events.includes('thread.run.step.delta'));
   assert.equal(doneText.value, flows.texts.search_stream);

@@ -104,6 +104,8 @@ class _Open:
     #: Storing the message and its step ahead of the reply's text, when the turn does that.
     storing: asyncio.Task[None] | None = None
     text: str = ""
+    #: How many of the message's annotations went out in its deltas (a prefix of them, in order).
+    annotated: int = 0
     tool_step: dict[str, Any] | None = None
     calls: dict[int, _ToolCall] = field(default_factory=dict)
 
@@ -254,8 +256,9 @@ class ModelTurn:
             message, _ = self._new_message()
         self.open.text += text
         part: dict[str, Any] = {"index": len(self.images), "type": "text", "text": {"value": text}}
-        if not self.open.announced:
-            part["text"]["annotations"] = []
+        annotations = self._settled_annotations(text)
+        if annotations or not self.open.announced:
+            part["text"]["annotations"] = annotations
         delta = Event.of(
             "thread.message.delta",
             {"id": message["id"], "object": "thread.message.delta", "delta": {"content": [part]}},
@@ -264,6 +267,46 @@ class ModelTurn:
             self.executor.bus.publish(self.run_id, delta)
         else:
             await self._announce_message(delta)
+
+    def _settled_annotations(self, piece: str) -> list[dict[str, Any]]:
+        """The annotations the text just streamed (``piece``) settled, numbered by their place among
+        the completed message's annotations, for its delta (as the hosted API streamed them).
+
+        Annotations go out in order, each once (the SDKs add up a re-sent one's offsets), and only
+        once nothing streamed later can move or change them: a citation when its closing 】 arrives;
+        a ``sandbox:`` link once a character after it ends it; neither while an unclosed 【 before
+        it could still become a citation that sorts first. The rest go out when the message closes.
+        """
+        text = self.open.text
+        cited = bool(self.context.sources) and "】" in piece
+        linked = bool(self.context.code_files) and "sandbox:" in text
+        if not (cited or linked):
+            return []
+        annotations = self._annotations()
+        # A citation yet to close starts at the first 【 after the last 】.
+        pending = text.find("【", text.rfind("】") + 1)
+        boundary = len(text) if pending < 0 else pending
+        settled = 0
+        for annotation in annotations:
+            done = annotation["type"] == "file_citation" or annotation["end_index"] < len(text)
+            if annotation["start_index"] >= boundary or not done:
+                break
+            settled += 1
+        return self._numbered(annotations, settled)
+
+    def _numbered(self, annotations: list[dict[str, Any]], settled: int) -> list[dict[str, Any]]:
+        """``annotations[annotated:settled]`` with their delta ``index``; marks them sent."""
+        start = self.open.annotated
+        if settled <= start:
+            return []
+        self.open.annotated = settled
+        return [{"index": i, **annotations[i]} for i in range(start, settled)]
+
+    def _annotations(self) -> list[dict[str, Any]]:
+        """The open message's annotations, in the order its text has them."""
+        annotations = citations(self.open.text, self.context.sources)
+        annotations += file_path_annotations(self.open.text, self.context.code_files)
+        return sorted(annotations, key=lambda a: a["start_index"])
 
     def _new_message(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """The message this turn's text goes to and its step, not stored yet; images the run's code
@@ -332,8 +375,18 @@ class ModelTurn:
         (after ``_settle_storing``). A message stored ahead but never begun is removed instead."""
         message, step, announced = self.open.message, self.open.message_step, self.open.announced
         stored = announced or self.open.storing is not None
+        content: list[dict[str, Any]] = []
+        last: list[Event] = []
+        if announced and message is not None:
+            content = self._content()
+            # Annotations the deltas could not settle yet (a link ending the text) go out last.
+            annotations = content[-1]["text"]["annotations"]
+            rest = self._numbered(annotations, len(annotations))
+            if rest:
+                part = {"index": len(self.images), "type": "text", "text": {"annotations": rest}}
+                delta = {"id": message["id"], "object": "thread.message.delta", "delta": {"content": [part]}}
+                last.append(Event.of("thread.message.delta", delta))
         self.open = _Open(tool_step=self.open.tool_step, calls=self.open.calls, text=self.open.text)
-        content = self._content() if announced else []
 
         async def close(conn: AsyncConnection) -> list[Event]:
             if message is None or step is None or not stored:
@@ -358,6 +411,7 @@ class ModelTurn:
             await records.update_step(conn, step, status="completed", completed_at=now, usage=usage)
             name = "thread.message.completed" if incomplete_reason is None else "thread.message.incomplete"
             return [
+                *last,
                 Event.of(name, message_to_wire(message)),  # type: ignore[arg-type]
                 Event.of("thread.run.step.completed", step_to_wire(step)),
             ]
@@ -384,9 +438,7 @@ class ModelTurn:
     def _content(self) -> list[dict[str, Any]]:
         """The message's content: images first, then the text with its annotations."""
         text = text_part(self.open.text)
-        annotations = citations(self.open.text, self.context.sources)
-        annotations += file_path_annotations(self.open.text, self.context.code_files)
-        text["text"]["annotations"] = sorted(annotations, key=lambda a: a["start_index"])
+        text["text"]["annotations"] = self._annotations()
         return [_image_part(f) for f in self.images] + [text]
 
     def _tool_call_details(self) -> dict[str, Any]:
