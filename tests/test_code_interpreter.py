@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+from openai.types.beta.threads import Text, TextDelta
 
 from tests.conftest import ServerFactory, sdk_client
 from tests.upstream import Reply, ScriptedUpstream, ToolCalls
@@ -188,3 +189,51 @@ async def test_hostile_code_is_contained_and_other_runs_proceed(
             assert looped.status == "completed"  # the timeout went back to the model
             told = upstream.requests(slow_model)[1]["messages"][-1]["content"]
             assert "time" in told.lower()
+
+
+class _TextDeltas(openai.AsyncAssistantEventHandler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.deltas: list[TextDelta] = []
+        self.snapshot: Text | None = None
+
+    async def on_text_delta(self, delta: TextDelta, snapshot: Text) -> None:
+        self.deltas.append(delta)
+        self.snapshot = snapshot.model_copy(deep=True)
+
+
+async def test_file_path_annotations_stream_in_the_deltas(
+    client: openai.AsyncOpenAI, upstream: ScriptedUpstream, model: str
+) -> None:
+    """A link's annotation goes out once a character ends it; one ending the text, just before the
+    completed message. The SDK's snapshot then has the completed message's annotations."""
+    code = "for name in ('a.txt', 'b.txt'):\n    open('/mnt/data/' + name, 'w').write(name)\n"
+    reply = "See sandbox:/mnt/data/a.txt and sandbox:/mnt/data/b.txt"
+    chunks = ["See sandbox:/mnt/data/a", ".txt", " and sandbox:/mnt", "/data/b.txt"]
+    upstream.script(model, ToolCalls([("code_interpreter", _code(code))]), Reply(reply, chunks=chunks))
+    assistant_id = await _assistant(client, model)
+    thread = await client.beta.threads.create(messages=[{"role": "user", "content": "write files"}])
+    handler = _TextDeltas()
+    async with client.beta.threads.runs.stream(
+        thread_id=thread.id, assistant_id=assistant_id, event_handler=handler
+    ) as stream:
+        await stream.until_done()
+        [final] = await stream.get_final_messages()
+    stored = await client.beta.threads.messages.retrieve(final.id, thread_id=thread.id)
+    text = stored.content[0].text  # type: ignore[union-attr]
+    expected = [a.model_dump(exclude_none=True) for a in text.annotations]
+    assert [(a["type"], a["text"]) for a in expected] == [
+        ("file_path", "sandbox:/mnt/data/a.txt"),
+        ("file_path", "sandbox:/mnt/data/b.txt"),
+    ]
+
+    streamed = [(d.value, a) for d in handler.deltas for a in d.annotations or []]
+    assert [a.index for _, a in streamed] == [0, 1]
+    # The first went out with the text after it; the last, alone, once the text was over.
+    assert streamed[0][0] is not None and " and" in streamed[0][0]
+    assert streamed[1][0] is None
+    assert [a.model_dump(exclude={"index"}, exclude_none=True) for _, a in streamed] == expected
+    assert handler.snapshot is not None and handler.snapshot.value == reply
+    assert [
+        a.model_dump(exclude={"index"}, exclude_none=True) for a in handler.snapshot.annotations
+    ] == expected
