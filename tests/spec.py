@@ -46,6 +46,8 @@ SDK_EXCEPTIONS: tuple[tuple[str, str, str], ...] = (
     # The hosted API sent both as null when unset, and the SDK's FileObject types them Optional.
     ("OpenAIFile", "expires_at", "null unless the upload set expires_after"),
     ("OpenAIFile", "status_details", "deprecated; always null"),
+    # Unset, the spec leaves it out; we send null, as for expires_at (the SDKs type both Optional).
+    ("VectorStoreObject", "expires_after", "null unless the store was given expires_after"),
 )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -36,8 +37,8 @@ FULL: dict[str, Any] = {
         },
     ],
     "tool_resources": {
-        "code_interpreter": {"file_ids": ["file-abc"]},
-        "file_search": {"vector_store_ids": ["vs_abc"]},
+        "code_interpreter": {"file_ids": ["file-x"]},
+        "file_search": {"vector_store_ids": ["vs_x"]},
     },
     "metadata": {"team": "maths", "tier": "gold"},
     "temperature": 0.25,
@@ -46,13 +47,32 @@ FULL: dict[str, Any] = {
 }
 
 
-async def test_create_with_every_field_round_trips(sdk: openai.AsyncOpenAI) -> None:
+async def with_real_ids(sdk: openai.AsyncOpenAI, fields: dict[str, Any]) -> dict[str, Any]:
+    """``fields`` with its placeholder ids (file-x, vs_x) replaced by a real file's and vector store's:
+    tool_resources may only name objects the tenant has."""
+    text = json.dumps(fields)
+    if "file-x" in text:
+        file = await sdk.files.create(file=("notes.txt", b"notes"), purpose="assistants")
+        text = text.replace('"file-x"', json.dumps(file.id))
+    if "vs_x" in text:
+        store = await sdk.vector_stores.create(name="assistant store")
+        text = text.replace('"vs_x"', json.dumps(store.id))
+    result: dict[str, Any] = json.loads(text)
+    return result
+
+
+@pytest.fixture
+async def full(sdk: openai.AsyncOpenAI) -> dict[str, Any]:
+    return await with_real_ids(sdk, FULL)
+
+
+async def test_create_with_every_field_round_trips(sdk: openai.AsyncOpenAI, full: dict[str, Any]) -> None:
     before = int(time.time())
-    created = await sdk.beta.assistants.create(**FULL, reasoning_effort="low")
+    created = await sdk.beta.assistants.create(**full, reasoning_effort="low")
     assert created.id.startswith("asst_")
     assert created.object == "assistant"
     assert before <= created.created_at <= int(time.time())
-    sent = {key: value for key, value in FULL.items()}
+    sent = {key: value for key, value in full.items()}
     assert created.model_dump(exclude={"id", "object", "created_at"}, exclude_none=True) == sent
     retrieved = await sdk.beta.assistants.retrieve(created.id)
     assert retrieved == created
@@ -112,8 +132,8 @@ async def test_response_format_variants_round_trip(sdk: openai.AsyncOpenAI, resp
     assert raw.http_response.json()["response_format"] == response_format
 
 
-async def test_update_changes_only_the_given_fields(sdk: openai.AsyncOpenAI) -> None:
-    created = await sdk.beta.assistants.create(**FULL)
+async def test_update_changes_only_the_given_fields(sdk: openai.AsyncOpenAI, full: dict[str, Any]) -> None:
+    created = await sdk.beta.assistants.create(**full)
     updated = await sdk.beta.assistants.update(created.id, name="Physics tutor", temperature=1.5)
     assert updated.name == "Physics tutor"
     assert updated.temperature == 1.5
@@ -122,8 +142,10 @@ async def test_update_changes_only_the_given_fields(sdk: openai.AsyncOpenAI) -> 
     assert await sdk.beta.assistants.retrieve(created.id) == updated
 
 
-async def test_update_replaces_metadata_tools_and_tool_resources(sdk: openai.AsyncOpenAI) -> None:
-    created = await sdk.beta.assistants.create(**FULL)
+async def test_update_replaces_metadata_tools_and_tool_resources(
+    sdk: openai.AsyncOpenAI, full: dict[str, Any]
+) -> None:
+    created = await sdk.beta.assistants.create(**full)
     updated = await sdk.beta.assistants.update(
         created.id,
         metadata={"tier": "silver"},
@@ -142,8 +164,8 @@ async def test_update_replaces_metadata_tools_and_tool_resources(sdk: openai.Asy
     assert await sdk.beta.assistants.retrieve(created.id) == updated
 
 
-async def test_update_can_clear_nullable_fields(sdk: openai.AsyncOpenAI) -> None:
-    created = await sdk.beta.assistants.create(**FULL)
+async def test_update_can_clear_nullable_fields(sdk: openai.AsyncOpenAI, full: dict[str, Any]) -> None:
+    created = await sdk.beta.assistants.create(**full)
     raw = await sdk.beta.assistants.with_raw_response.update(
         created.id, extra_body={"name": None, "description": None, "instructions": None, "metadata": None}
     )
@@ -153,8 +175,8 @@ async def test_update_can_clear_nullable_fields(sdk: openai.AsyncOpenAI) -> None
     assert body["model"] == FULL["model"]
 
 
-async def test_update_with_no_fields_changes_nothing(sdk: openai.AsyncOpenAI) -> None:
-    created = await sdk.beta.assistants.create(**FULL)
+async def test_update_with_no_fields_changes_nothing(sdk: openai.AsyncOpenAI, full: dict[str, Any]) -> None:
+    created = await sdk.beta.assistants.create(**full)
     assert await sdk.beta.assistants.update(created.id) == created
 
 
@@ -216,6 +238,7 @@ AT_LIMIT: list[tuple[str, dict[str, Any]]] = [
 async def test_values_at_the_limit_are_accepted(
     sdk: openai.AsyncOpenAI, case: str, fields: dict[str, Any]
 ) -> None:
+    fields = await with_real_ids(sdk, fields)
     created = await sdk.beta.assistants.create(model="gpt-4o", **fields)
     updated = await sdk.beta.assistants.update(created.id, **fields)
     assert updated == created

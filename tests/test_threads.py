@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -29,10 +30,19 @@ async def test_create_without_a_body(raw: httpx.AsyncClient) -> None:
     assert response.json()["object"] == "thread"
 
 
+async def new_file(sdk: openai.AsyncOpenAI) -> str:
+    return (await sdk.files.create(file=("notes.txt", b"notes"), purpose="assistants")).id
+
+
+async def new_store(sdk: openai.AsyncOpenAI) -> str:
+    return (await sdk.vector_stores.create(name="thread store")).id
+
+
 async def test_create_with_messages_metadata_and_tool_resources(sdk: openai.AsyncOpenAI) -> None:
+    file_a, file_b = await new_file(sdk), await new_file(sdk)
     tool_resources: Any = {
-        "code_interpreter": {"file_ids": ["file-a", "file-b"]},
-        "file_search": {"vector_store_ids": ["vs_a"]},
+        "code_interpreter": {"file_ids": [file_a, file_b]},
+        "file_search": {"vector_store_ids": [await new_store(sdk)]},
     }
     thread = await sdk.beta.threads.create(
         messages=[
@@ -41,7 +51,7 @@ async def test_create_with_messages_metadata_and_tool_resources(sdk: openai.Asyn
             {
                 "role": "user",
                 "content": "third",
-                "attachments": [{"file_id": "file-a", "tools": [{"type": "code_interpreter"}]}],
+                "attachments": [{"file_id": file_a, "tools": [{"type": "code_interpreter"}]}],
             },
         ],
         metadata={"project": "apollo"},
@@ -61,7 +71,7 @@ async def test_create_with_messages_metadata_and_tool_resources(sdk: openai.Asyn
     assert {m.thread_id for m in messages} == {thread.id}
     assert messages[0].metadata == {"n": "1"}
     assert messages[2].attachments is not None
-    assert messages[2].attachments[0].file_id == "file-a"
+    assert messages[2].attachments[0].file_id == file_a
     assert all(m.run_id is None and m.assistant_id is None for m in messages)
 
 
@@ -75,7 +85,8 @@ async def test_a_bad_initial_message_is_400_naming_it(sdk: openai.AsyncOpenAI) -
 
 async def test_update_metadata_replaces_and_keeps_tool_resources(sdk: openai.AsyncOpenAI) -> None:
     thread = await sdk.beta.threads.create(
-        metadata={"a": "1", "b": "2"}, tool_resources={"code_interpreter": {"file_ids": ["file-a"]}}
+        metadata={"a": "1", "b": "2"},
+        tool_resources={"code_interpreter": {"file_ids": [await new_file(sdk)]}},
     )
     updated = await sdk.beta.threads.update(thread.id, metadata={"c": "3"})
     assert updated.metadata == {"c": "3"}
@@ -85,14 +96,50 @@ async def test_update_metadata_replaces_and_keeps_tool_resources(sdk: openai.Asy
 
 async def test_update_tool_resources_keeps_metadata(sdk: openai.AsyncOpenAI) -> None:
     thread = await sdk.beta.threads.create(metadata={"a": "1"})
+    store = await new_store(sdk)
     updated = await sdk.beta.threads.update(
-        thread.id, tool_resources={"file_search": {"vector_store_ids": ["vs_b"]}}
+        thread.id, tool_resources={"file_search": {"vector_store_ids": [store]}}
     )
     assert updated.metadata == {"a": "1"}
     assert updated.tool_resources is not None
     assert updated.tool_resources.model_dump(exclude_none=True) == {
-        "file_search": {"vector_store_ids": ["vs_b"]}
+        "file_search": {"vector_store_ids": [store]}
     }
+
+
+async def test_tool_resources_naming_unknown_objects_are_404(
+    sdk: openai.AsyncOpenAI, other_tenant: openai.AsyncOpenAI
+) -> None:
+    foreign_store = (await other_tenant.vector_stores.create(name="not yours")).id
+    cases: list[tuple[Any, str]] = [
+        (
+            {"file_search": {"vector_store_ids": ["vs_missing"]}},
+            "No vector store found with id 'vs_missing'.",
+        ),
+        (
+            {"file_search": {"vector_store_ids": [foreign_store]}},
+            f"No vector store found with id '{foreign_store}'.",
+        ),
+        ({"code_interpreter": {"file_ids": ["file-missing"]}}, "No such File object: file-missing"),
+    ]
+    thread = await sdk.beta.threads.create()
+    assistant = await sdk.beta.assistants.create(model="gpt-4o")
+    for resources, message in cases:
+        attempts: list[Callable[[], Awaitable[object]]] = [
+            lambda r=resources: sdk.beta.threads.create(tool_resources=r),
+            lambda r=resources: sdk.beta.threads.update(thread.id, tool_resources=r),
+            lambda r=resources: sdk.beta.assistants.create(model="gpt-4o", tool_resources=r),
+            lambda r=resources: sdk.beta.assistants.update(assistant.id, tool_resources=r),
+            lambda r=resources: sdk.beta.threads.create_and_run(assistant_id=assistant.id, tool_resources=r),
+        ]
+        for attempt in attempts:
+            with pytest.raises(openai.NotFoundError) as caught:
+                await attempt()
+            assert_api_error(caught.value, 404)
+            assert caught.value.body["message"] == message  # type: ignore[index]
+    # Nothing was stored on the way to those errors.
+    assert (await sdk.beta.threads.retrieve(thread.id)).tool_resources == thread.tool_resources
+    assert (await sdk.beta.assistants.retrieve(assistant.id)).tool_resources == assistant.tool_resources
 
 
 async def test_update_with_nothing_and_with_null_metadata(sdk: openai.AsyncOpenAI) -> None:

@@ -14,7 +14,7 @@ from openassistants.schemas.assistants import AssistantCreate, AssistantUpdate
 from openassistants.schemas.common import ListParams, response_format_to_wire, tool_to_wire
 from openassistants.services.attachments import create_tool_resources
 from openassistants.services.lookup import load_assistant
-from openassistants.services.resources import tool_resources_to_stored
+from openassistants.services.resources import check_tool_resources, tool_resources_to_stored
 from openassistants.storage import tables
 from openassistants.storage.db import Database
 from openassistants.storage.prepared import Row
@@ -96,6 +96,9 @@ async def update_assistant(
         else:
             changes[field] = value
     async with db.write() as conn:
+        if "tool_resources" in changes:
+            await load_assistant(conn, tenant, assistant_id)  # an unknown assistant is the 404 to give
+            await check_tool_resources(conn, tenant, changes["tool_resources"])
         if changes:
             await conn.execute(
                 update(T).where(T.c.id == assistant_id, T.c.tenant_id == tenant).values(changes)

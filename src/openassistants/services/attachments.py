@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from openassistants.schemas.common import ToolResources, ToolResourcesCreate
 from openassistants.schemas.messages import MessageCreate
 from openassistants.schemas.vector_stores import ExpiresAfter
-from openassistants.services.resources import tool_resources_to_stored
+from openassistants.services.resources import check_tool_resources, tool_resources_to_stored
 from openassistants.services.vector_store_files import attach_files
 from openassistants.services.vector_stores import insert_vector_store
 from openassistants.storage import tables
@@ -28,7 +28,9 @@ async def create_tool_resources(
     file_search = value.file_search if value is not None else None
     helpers = getattr(file_search, "vector_stores", None)
     if value is None or file_search is None or not helpers:
-        return tool_resources_to_stored(value)
+        stored = tool_resources_to_stored(value)
+        await check_tool_resources(conn, tenant, stored)
+        return stored
     ids = list(file_search.vector_store_ids or [])
     for helper in helpers:
         store = await insert_vector_store(conn, tenant, name=None, metadata=helper.metadata)
@@ -38,7 +40,9 @@ async def create_tool_resources(
         ids.append(store["id"])
     # The helper is done: what is stored is the plain form, with the new store's id.
     created = file_search.model_copy(update={"vector_stores": None, "vector_store_ids": ids})
-    return tool_resources_to_stored(value.model_copy(update={"file_search": created}))
+    stored = tool_resources_to_stored(value.model_copy(update={"file_search": created}))
+    await check_tool_resources(conn, tenant, stored)
+    return stored
 
 
 async def index_attachments(

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from openassistants.errors import InvalidRequest
 from openassistants.schemas.common import ToolResources, ToolResourcesCreate
+from openassistants.services.files import load_file
+from openassistants.services.vector_stores import load_vector_store
 
 
 def tool_resources_to_stored(value: ToolResources | ToolResourcesCreate | None) -> dict[str, Any]:
@@ -25,3 +29,12 @@ def tool_resources_to_stored(value: ToolResources | ToolResourcesCreate | None) 
             )
         stored["file_search"] = {"vector_store_ids": list(value.file_search.vector_store_ids or [])}
     return stored
+
+
+async def check_tool_resources(conn: AsyncConnection, tenant: str, stored: dict[str, Any]) -> None:
+    """Every id in stored tool_resources names one of the tenant's files or vector stores: an unknown
+    id is a 404 now (as for a message's attachments), not a tool that finds nothing at run time."""
+    for file_id in (stored.get("code_interpreter") or {}).get("file_ids") or []:
+        await load_file(conn, tenant, file_id)
+    for store_id in (stored.get("file_search") or {}).get("vector_store_ids") or []:
+        await load_vector_store(conn, tenant, store_id)

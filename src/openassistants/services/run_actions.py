@@ -29,7 +29,7 @@ from openassistants.schemas.threads import ThreadCreate
 from openassistants.services.attachments import index_attachments
 from openassistants.services.lookup import load_assistant, load_thread
 from openassistants.services.messages import message_values
-from openassistants.services.resources import tool_resources_to_stored
+from openassistants.services.resources import check_tool_resources, tool_resources_to_stored
 from openassistants.services.runs import (
     RunStatus,
     ensure_no_active_run,
@@ -200,6 +200,7 @@ async def create_thread_and_run(
             thread = await insert_thread(conn, tenant, thread_body)
             if body.tool_resources is not None:
                 thread["tool_resources"] = tool_resources_to_stored(body.tool_resources)
+                await check_tool_resources(conn, tenant, thread["tool_resources"])
                 await conn.execute(
                     update(tables.threads)
                     .where(tables.threads.c.id == thread["id"])

@@ -15,7 +15,7 @@ from openassistants.schemas.threads import ThreadCreate, ThreadUpdate
 from openassistants.services.attachments import create_tool_resources, index_attachments
 from openassistants.services.lookup import load_thread
 from openassistants.services.messages import message_values
-from openassistants.services.resources import tool_resources_to_stored
+from openassistants.services.resources import check_tool_resources, tool_resources_to_stored
 from openassistants.storage import tables
 from openassistants.storage.db import Database
 from openassistants.storage.prepared import Row
@@ -77,6 +77,9 @@ async def update_thread(db: Database, tenant: str, thread_id: str, body: ThreadU
     if "tool_resources" in body.model_fields_set:
         changes["tool_resources"] = tool_resources_to_stored(body.tool_resources)
     async with db.write() as conn:
+        if "tool_resources" in changes:
+            await load_thread(conn, tenant, thread_id)  # an unknown thread is the 404 to give
+            await check_tool_resources(conn, tenant, changes["tool_resources"])
         if changes:
             await conn.execute(update(T).where(T.c.id == thread_id, T.c.tenant_id == tenant).values(changes))
         row = await load_thread(conn, tenant, thread_id)
