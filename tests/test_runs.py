@@ -11,7 +11,7 @@ import openai
 import pytest
 
 from tests.conftest import TENANT_B_KEY, Server
-from tests.upstream import Reply, ScriptedUpstream, ToolCalls
+from tests.upstream import Raw, Reply, ScriptedUpstream, ToolCalls
 
 WEATHER_TOOL = {
     "type": "function",
@@ -463,3 +463,36 @@ async def test_cancel_before_the_first_token_leaves_no_message(
     assert [m.role for m in messages.data] == ["user"]
     steps = await client.beta.threads.runs.steps.list(run_id=last.data.id, thread_id=thread.id)
     assert steps.data == []
+
+
+def _sse(*chunks: dict[str, object]) -> str:
+    frames = [
+        {"id": "chatcmpl-x", "object": "chat.completion.chunk", "created": 0, "model": "m", "choices": [c]}
+        for c in chunks
+    ]
+    return "".join(f"data: {json.dumps(f)}\n\n" for f in frames) + "data: [DONE]\n\n"
+
+
+async def test_text_after_tool_calls_is_a_message_of_its_own(
+    client: openai.AsyncOpenAI, upstream: ScriptedUpstream, model: str
+) -> None:
+    # Some models write text, call a tool, then write more text in the same reply.
+    call = {"index": 0, "id": "call_1", "type": "function"}
+    body = _sse(
+        {"index": 0, "delta": {"role": "assistant", "content": "Let me check. "}, "finish_reason": None},
+        {
+            "index": 0,
+            "delta": {"tool_calls": [{**call, "function": {"name": "get_weather", "arguments": "{}"}}]},
+            "finish_reason": None,
+        },
+        {"index": 0, "delta": {"content": "One moment."}, "finish_reason": None},
+        {"index": 0, "delta": {}, "finish_reason": "tool_calls"},
+    )
+    upstream.script(model, Raw(body))
+    assistant = await client.beta.assistants.create(model=model, tools=[WEATHER_TOOL])  # type: ignore[list-item]
+    thread = await client.beta.threads.create(messages=[{"role": "user", "content": "Weather?"}])
+    run = await client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id)
+    assert run.status == "requires_action"
+    messages = (await client.beta.threads.messages.list(thread.id, order="asc", run_id=run.id)).data
+    texts = [m.content[0].text.value for m in messages]  # type: ignore[union-attr]
+    assert texts == ["Let me check. ", "One moment."]

@@ -129,6 +129,8 @@ class ModelTurn:
         #: Images shown at the start of the message this turn writes (content index of its text).
         self.images: list[str] = []
         self.open = _Open()
+        #: Text of the messages this turn already closed, for usage when the upstream reports none.
+        self.closed_text = ""
 
     def cancel(self) -> None:
         self.inbox.put_nowait(_CANCEL)
@@ -233,7 +235,8 @@ class ModelTurn:
     def _add_usage(self, prompt: Prompt, reported: dict[str, int] | None) -> dict[str, int]:
         if reported is None:
             # Upstreams that don't report usage: count it ourselves with the same tokenizer.
-            produced = self.open.text + "".join(c.name + c.arguments for c in self.open.calls.values())
+            calls = "".join(c.name + c.arguments for c in self.open.calls.values())
+            produced = self.closed_text + self.open.text + calls
             completion = count_text(produced)
             reported = {
                 "prompt_tokens": prompt.prompt_tokens,
@@ -386,7 +389,9 @@ class ModelTurn:
                 part = {"index": len(self.images), "type": "text", "text": {"annotations": rest}}
                 delta = {"id": message["id"], "object": "thread.message.delta", "delta": {"content": [part]}}
                 last.append(Event.of("thread.message.delta", delta))
-        self.open = _Open(tool_step=self.open.tool_step, calls=self.open.calls, text=self.open.text)
+        # Text that follows (after tool calls, say) starts a message of its own.
+        self.closed_text += self.open.text
+        self.open = _Open(tool_step=self.open.tool_step, calls=self.open.calls)
 
         async def close(conn: AsyncConnection) -> list[Event]:
             if message is None or step is None or not stored:
