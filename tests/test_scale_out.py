@@ -18,6 +18,7 @@ import pytest
 
 from tests.conftest import TENANT_A_KEY
 from tests.processes import ServerProcess, WorkerProcess, process_env, running
+from tests.servers import free_port
 from tests.test_runs import WEATHER_TOOL
 from tests.upstream import Reply, ScriptedUpstream, ToolCalls
 
@@ -307,3 +308,35 @@ async def test_code_interpreter_session_is_rebuilt_on_another_worker(
         steps = await a.beta.threads.runs.steps.list(second.id, thread_id=thread.id, order="asc")
         logs = steps.data[0].step_details.tool_calls[0].code_interpreter.outputs[0].logs  # type: ignore[union-attr]
         assert logs.strip() == "42"
+
+
+async def test_a_worker_serves_its_own_metrics(
+    pg_url: str, upstream: ScriptedUpstream, model: str, tmp_path: Path
+) -> None:
+    """The model upstream is called from the worker, so its latency and errors are the worker's metrics."""
+    upstream.script(model, Reply("Measured."))
+    shared = tmp_path / "data"
+    port = free_port()
+    env = process_env(
+        data_dir=str(shared),
+        database_url=pg_url,
+        api_keys=TENANT_A_KEY,
+        llm_base_url=upstream.url,
+        access_log="false",
+    )
+    api = ServerProcess(shared, {**env, "OPENASSISTANTS_EXECUTE_RUNS": "false"})
+    worker = WorkerProcess(shared, {**env, "OPENASSISTANTS_WORKER_METRICS_PORT": str(port)})
+    with running(api, worker):
+        async with _sdk(api) as client:
+            assistant = await client.beta.assistants.create(model=model)
+            thread = await client.beta.threads.create(messages=[{"role": "user", "content": "go"}])
+            run = await client.beta.threads.runs.create_and_poll(
+                thread_id=thread.id, assistant_id=assistant.id, poll_interval_ms=50
+            )
+        assert run.status == "completed"
+        async with httpx.AsyncClient() as http:
+            scraped = await http.get(f"http://127.0.0.1:{port}/metrics")
+    assert scraped.status_code == 200
+    lines = scraped.text.splitlines()
+    assert "openassistants_upstream_duration_seconds_count 1.0" in lines
+    assert any(line.startswith("process_cpu_seconds_total ") for line in lines)

@@ -105,6 +105,14 @@ class Settings(BaseSettings):
         True, description="Whether `serve` also executes runs; `worker` always does, and serves no API."
     )
     max_concurrent_runs: int = Field(500, description="Runs one process executes at the same time.")
+    worker_metrics_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="`worker` only: serve this process's Prometheus metrics (model upstream latency and "
+        "errors, process CPU and memory) at http://{worker_metrics_host}:{port}/metrics. Unset: none.",
+    )
+    worker_metrics_host: str = Field("127.0.0.1", description="Where `worker_metrics_port` listens.")
     run_lease_seconds: float = Field(
         15.0,
         description="A worker renews its claim on a run every third of this; a claim not renewed for "
