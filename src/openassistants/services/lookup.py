@@ -8,7 +8,7 @@ from openassistants.errors import not_found
 from openassistants.storage import tables
 from openassistants.storage.db import runner_for
 from openassistants.storage.prepared import Row, Runner
-from openassistants.storage.queries import select_by_id
+from openassistants.storage.queries import find_row, select_by_id
 
 
 async def load_thread(
@@ -29,7 +29,7 @@ async def load_thread(
 async def load_assistant(conn: AsyncConnection | Runner, tenant: str, assistant_id: str) -> Row:
     """The tenant's assistant; raises NotFound otherwise."""
     runner = conn if isinstance(conn, Runner) else await runner_for(conn)
-    row = await runner.first(select_by_id(tables.assistants), {"id": assistant_id, "tenant_id": tenant})
+    row = await find_row(runner, tables.assistants, tenant, assistant_id)
     if row is None:
         raise not_found("assistant", assistant_id)
     return row

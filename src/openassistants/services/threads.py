@@ -19,7 +19,7 @@ from openassistants.services.resources import check_tool_resources, tool_resourc
 from openassistants.storage import tables
 from openassistants.storage.db import Database
 from openassistants.storage.prepared import Row
-from openassistants.storage.queries import delete_remembering_cursors, list_body, list_page
+from openassistants.storage.queries import delete_remembering_cursors, list_body, page
 
 T = tables.threads
 
@@ -98,6 +98,14 @@ async def delete_thread(db: Database, tenant: str, thread_id: str) -> dict[str, 
 
 async def list_threads(db: Database, tenant: str, params: ListParams) -> dict[str, Any]:
     """The tenant's threads, newest first by default: an extension (the hosted API cannot list threads)."""
-    async with db.read() as conn:
-        rows, has_more = await list_page(conn, T, [T.c.tenant_id == tenant], **params.model_dump())
+    async with db.reader() as reader:
+        rows, has_more = await page(
+            reader,
+            T,
+            {"tenant_id": tenant},
+            limit=params.limit,
+            order=params.order,
+            after=params.after,
+            before=params.before,
+        )
     return list_body([thread_to_wire(r) for r in rows], has_more)
