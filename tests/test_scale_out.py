@@ -37,10 +37,10 @@ class Topology:
         return self.database_url.replace("postgresql+asyncpg://", "postgresql://")
 
 
-def _topology(pg_url: str, upstream: ScriptedUpstream, tmp_path: Path, workers: int) -> Iterator[Topology]:
-    # One data dir for every process, as on one host: file blobs are shared through it.
-    shared = tmp_path / "data"
-    env = process_env(
+def _shared_env(pg_url: str, upstream: ScriptedUpstream, shared: Path) -> dict[str, str]:
+    """Every process's environment: one database, one model, and one data dir, as on one host (file
+    blobs are shared through it)."""
+    return process_env(
         data_dir=str(shared),
         database_url=pg_url,
         api_keys=TENANT_A_KEY,
@@ -49,6 +49,11 @@ def _topology(pg_url: str, upstream: ScriptedUpstream, tmp_path: Path, workers: 
         access_log="false",
         run_lease_seconds=str(LEASE_SECONDS),
     )
+
+
+def _topology(pg_url: str, upstream: ScriptedUpstream, tmp_path: Path, workers: int) -> Iterator[Topology]:
+    shared = tmp_path / "data"
+    env = _shared_env(pg_url, upstream, shared)
     api_env = {**env, "OPENASSISTANTS_EXECUTE_RUNS": "false"}
     a = ServerProcess(shared, api_env)
     b = ServerProcess(shared, api_env)
@@ -317,13 +322,7 @@ async def test_a_worker_serves_its_own_metrics(
     upstream.script(model, Reply("Measured."))
     shared = tmp_path / "data"
     port = free_port()
-    env = process_env(
-        data_dir=str(shared),
-        database_url=pg_url,
-        api_keys=TENANT_A_KEY,
-        llm_base_url=upstream.url,
-        access_log="false",
-    )
+    env = _shared_env(pg_url, upstream, shared)
     api = ServerProcess(shared, {**env, "OPENASSISTANTS_EXECUTE_RUNS": "false"})
     worker = WorkerProcess(shared, {**env, "OPENASSISTANTS_WORKER_METRICS_PORT": str(port)})
     with running(api, worker):
