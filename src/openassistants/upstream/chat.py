@@ -34,6 +34,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, SecretStr, TypeAdapter
 
 from openassistants.config import Settings
+from openassistants.upstream.transport import AiohttpTransport
 
 logger = logging.getLogger(__name__)
 
@@ -170,7 +171,8 @@ class ChatClient:
                 write=settings.llm_connect_timeout_seconds,
                 pool=settings.llm_connect_timeout_seconds,
             ),
-            limits=POOL_LIMITS,
+            # aiohttp underneath: at hundreds of concurrent streams, a fraction of httpcore's CPU.
+            transport=AiohttpTransport(POOL_LIMITS),
             # Settings is the one source of configuration: no proxies or certificates from the environment.
             trust_env=False,
         )
