@@ -131,7 +131,7 @@ async def _insert_run(
     assistant = await load_assistant(conn, tenant, body.assistant_id)
     values = _run_values(rt, tenant, thread_id, assistant, body)
     _check_tool_choice(body, values["tools"])
-    await conn.execute(R.insert().values(values | (claim or {})))
+    await conn.execute(R.insert(), values | (claim or {}))  # as parameters: see queries.update_row
     return values
 
 
@@ -174,7 +174,7 @@ async def _wake(rt: Runtime) -> None:
 
 async def create_run(rt: Runtime, tenant: str, thread_id: str, body: RunCreate) -> tuple[dict[str, Any], int]:
     async with _starting(rt) as (claim, stored):
-        async with rt.db.write() as conn:
+        async with rt.db.write(inline=True) as conn:
             await load_thread(conn, tenant, thread_id, lock=True)
             await ensure_no_active_run(conn, thread_id, for_message=False)
             if body.additional_messages:
@@ -195,7 +195,7 @@ async def create_thread_and_run(
 ) -> tuple[dict[str, Any], int]:
     thread_body = body.thread or ThreadCreate.model_validate({})
     async with _starting(rt) as (claim, stored):
-        async with rt.db.write() as conn:
+        async with rt.db.write(inline=True) as conn:
             await load_assistant(conn, tenant, body.assistant_id)
             thread = await insert_thread(conn, tenant, thread_body)
             if body.tool_resources is not None:
@@ -229,7 +229,7 @@ async def list_runs(rt: Runtime, tenant: str, thread_id: str, params: ListParams
 async def update_run(
     rt: Runtime, tenant: str, thread_id: str, run_id: str, body: RunUpdate
 ) -> dict[str, Any]:
-    async with rt.db.write() as conn:
+    async with rt.db.write(inline=True) as conn:
         await load_run(conn, tenant, thread_id, run_id)
         if "metadata" in body.model_fields_set:
             await conn.execute(update(R).where(R.c.id == run_id).values(metadata=body.metadata or {}))
@@ -238,7 +238,7 @@ async def update_run(
 
 async def cancel_run(rt: Runtime, tenant: str, thread_id: str, run_id: str) -> dict[str, Any]:
     sources = {RunStatus.queued, RunStatus.in_progress, RunStatus.requires_action}
-    async with rt.db.write() as conn:
+    async with rt.db.write(inline=True) as conn:
         row = await load_run(conn, tenant, thread_id, run_id)
         if row["status"] == RunStatus.cancelling:
             return run_to_wire(row)
@@ -260,7 +260,7 @@ async def submit_tool_outputs(
     now = int(time.time())
     # Where the answer's stream starts: after everything the run has said so far.
     start = await rt.bus.last_id(run_id)
-    async with rt.db.write() as conn:
+    async with rt.db.write(inline=True) as conn:
         row = await load_run(conn, tenant, thread_id, run_id)
         if row["status"] != RunStatus.requires_action:
             raise InvalidRequest(f'Runs in status "{row["status"]}" do not accept tool outputs.')

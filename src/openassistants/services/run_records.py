@@ -8,12 +8,13 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from openassistants.ids import new_id
 from openassistants.services.messages import message_to_wire
 from openassistants.storage import tables
+from openassistants.storage.queries import update_row
 
 M = tables.messages
 S = tables.run_steps
@@ -67,11 +68,11 @@ def new_assistant_message(run: Mapping[str, Any]) -> dict[str, Any]:
 
 
 async def insert_step(conn: AsyncConnection, step: dict[str, Any]) -> None:
-    await conn.execute(S.insert().values(step))
+    await conn.execute(S.insert(), step)  # values as parameters: see storage/queries.update_row
 
 
 async def insert_message(conn: AsyncConnection, message: dict[str, Any]) -> None:
-    await conn.execute(M.insert().values(message))
+    await conn.execute(M.insert(), message)
 
 
 async def delete_message(conn: AsyncConnection, message: dict[str, Any], step: dict[str, Any]) -> None:
@@ -82,12 +83,12 @@ async def delete_message(conn: AsyncConnection, message: dict[str, Any], step: d
 
 async def update_step(conn: AsyncConnection, step: dict[str, Any], **changes: Any) -> None:
     step.update(changes)
-    await conn.execute(update(S).where(S.c.id == step["id"]).values(changes))
+    await update_row(conn, S, step["id"], changes)
 
 
 async def update_message(conn: AsyncConnection, message: dict[str, Any], **changes: Any) -> None:
     message.update(changes)
-    await conn.execute(update(M).where(M.c.id == message["id"]).values(changes))
+    await update_row(conn, M, message["id"], changes)
 
 
 async def close_open_work(

@@ -325,7 +325,7 @@ class ModelTurn:
         return message, step
 
     async def _store_message(self, message: dict[str, Any], step: dict[str, Any]) -> None:
-        async with self.db.write() as conn:
+        async with self.db.write(inline=True) as conn:
             await records.insert_step(conn, step)
             await records.insert_message(conn, message)
 
@@ -355,7 +355,7 @@ class ModelTurn:
             for event in events:
                 self.executor.bus.publish(self.run_id, event)
             return
-        async with self.db.write() as conn:
+        async with self.db.write(inline=True) as conn:
             await records.insert_step(conn, step)
             await records.insert_message(conn, message)
             await self.executor.bus.publish_in(conn, self.run_id, events)
@@ -369,7 +369,7 @@ class ModelTurn:
     async def _close_message(self, usage: dict[str, int]) -> None:
         """Completes the open message now, in a transaction of its own (more of the turn follows)."""
         await self._settle_storing()
-        async with self.db.write() as conn:
+        async with self.db.write(inline=True) as conn:
             events = await self._message_closing(usage)(conn)
             await self.executor.bus.publish_in(conn, self.run_id, events)
 
@@ -429,12 +429,12 @@ class ModelTurn:
         message, step = self.open.message, self.open.tool_step
         if message is not None and not self.open.announced:
             # Stored ahead, never begun: the run's end must not find it open.
-            async with self.db.write() as conn:
+            async with self.db.write(inline=True) as conn:
                 await self._message_closing({})(conn)
             message = None
         if message is None and step is None:
             return
-        async with self.db.write() as conn:
+        async with self.db.write(inline=True) as conn:
             if message is not None:
                 await records.update_message(conn, message, content=self._content())
             if step is not None:
@@ -459,7 +459,7 @@ class ModelTurn:
             )
         if self.open.tool_step is None:
             step = records.new_step(self.run_row, "tool_calls", {"type": "tool_calls", "tool_calls": []})
-            async with self.db.write() as conn:
+            async with self.db.write(inline=True) as conn:
                 await records.insert_step(conn, step)
             self.open.tool_step = step
             self._publish("thread.run.step.created", step_to_wire(step))
@@ -586,7 +586,7 @@ class ModelTurn:
         """Only built-in calls: the step is done, and the model goes on with their results."""
         step = self.open.tool_step
         assert step is not None
-        async with self.db.write() as conn:
+        async with self.db.write(inline=True) as conn:
             await records.update_step(
                 conn,
                 step,

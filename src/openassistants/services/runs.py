@@ -13,6 +13,7 @@ The run lifecycle follows https://platform.openai.com/docs/assistants/deep-dive#
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Mapping
 from enum import StrEnum
@@ -102,7 +103,8 @@ async def transition(
     The compare-and-set happens in the database, so of two racing changes (two submits, a cancel
     and a completion) exactly one wins; the loser gets False.
     """
-    result = await conn.execute(_transition(run_id, sources, target, owner, fields))
+    statement = _transition_statement(owned=owner is not None, returning=False)
+    result = await conn.execute(statement, _transition_values(run_id, sources, target, owner, fields))
     return result.rowcount == 1
 
 
@@ -114,30 +116,50 @@ async def transition_row(
     **fields: Any,
 ) -> RowMapping | None:
     """``transition``, returning the run's row as changed (``UPDATE … RETURNING``), or None."""
-    result = await conn.execute(_transition(run_id, sources, target, None, fields).returning(*R.c))
+    statement = _transition_statement(owned=False, returning=True)
+    result = await conn.execute(statement, _transition_values(run_id, sources, target, None, fields))
     return result.mappings().first()
 
 
-def _transition(
+@functools.cache
+def _transition_statement(*, owned: bool, returning: bool) -> Update:
+    """The compare-and-set UPDATE, built once: its values travel as parameters (see
+    ``storage/queries.update_row``), the SET clause being the columns a call gives."""
+    conditions = [
+        R.c.id == bindparam("transition_run_id"),
+        R.c.status.in_(bindparam("transition_sources", expanding=True)),
+    ]
+    if owned:
+        conditions.append(R.c.worker_id == bindparam("transition_owner"))
+    statement = update(R).where(*conditions)
+    return statement.returning(*R.c) if returning else statement
+
+
+def _transition_values(
     run_id: str,
     sources: frozenset[RunStatus] | set[RunStatus],
     target: RunStatus,
     owner: str | None,
     fields: dict[str, Any],
-) -> Update:
+) -> dict[str, Any]:
     for source in sources:
         if target not in ALLOWED[source]:
             raise ValueError(f"illegal run transition {source} -> {target}")
     stamp = STAMPS.get(target)
     if stamp is not None and stamp not in fields:
         fields[stamp] = int(time.time())
-    conditions = [R.c.id == run_id, R.c.status.in_([s.value for s in sources])]
-    if owner is not None:
-        conditions.append(R.c.worker_id == owner)
     if target not in HELD:
         # Waiting for tool outputs or finished: no executor holds the run any more.
         fields.update(worker_id=None, lease_expires_at=None)
-    return update(R).where(*conditions).values(status=target.value, **fields)
+    values = {
+        "transition_run_id": run_id,
+        "transition_sources": sorted(s.value for s in sources),
+        "status": target.value,
+        **fields,
+    }
+    if owner is not None:
+        values["transition_owner"] = owner
+    return values
 
 
 #: Built once (storage/prepared.py): checked before every message and run is added to a thread.

@@ -8,7 +8,7 @@ import zlib
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, Table, bindparam, delete, func, select
+from sqlalchemy import ColumnElement, Select, Table, Update, bindparam, delete, func, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -41,6 +41,21 @@ def _select_by_id(table: Table) -> Select[Any]:
     return select(table).where(
         table.c.id == bindparam("get_row_id"), table.c.tenant_id == bindparam("get_row_tenant_id")
     )
+
+
+@functools.cache
+def _update_by_id(table: Table) -> Update:
+    return update(table).where(table.c.id == bindparam("update_row_id"))
+
+
+async def update_row(conn: AsyncConnection, table: Table, row_id: str, changes: dict[str, Any]) -> None:
+    """Sets ``changes`` (column: value) on the row with this id.
+
+    The values travel as parameters of a statement built once per table, as in ``_select_by_id``:
+    ``.values(...)`` would coerce every value into the statement and compute its cache key anew on
+    each call, several times the cost of the write itself (the same holds for ``table.insert()``
+    executed with its values as parameters rather than ``.values(...)``)."""
+    await conn.execute(_update_by_id(table), {"update_row_id": row_id, **changes})
 
 
 @functools.cache
