@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import ipaddress
 import logging
 import socket
@@ -38,6 +39,23 @@ def _configure_logging(settings: Settings) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
+#: Allocations between two collections of the youngest generation (CPython's default: 700). A server
+#: streaming hundreds of runs allocates many short-lived objects: collecting them ten times as rarely
+#: costs little memory.
+GC_YOUNG_THRESHOLD = 7000
+
+
+def _settle_gc() -> None:
+    """Once everything is imported: move what exists into the permanent generation, so that the
+    collector never walks the modules' objects again (a full collection took ~65 ms in a 300-run
+    burst, stopping every stream), and collect the young generation less often. Together, in that
+    burst: 7.0 -> 6.2 ms of CPU per run, and first-token p99 1.7 -> 1.0 s (docs/benchmarks.md)."""
+    gc.collect()
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
+
+
 @cli.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
@@ -59,8 +77,10 @@ def serve(
     _configure_logging(settings)
     from openassistants.app import create_app
 
+    app = create_app(settings)
+    _settle_gc()
     uvicorn.run(
-        create_app(settings),
+        app,
         host=host,
         port=port,
         loop="uvloop",
@@ -85,6 +105,7 @@ def worker() -> None:
     _configure_logging(settings)
     from openassistants.worker import run_worker
 
+    _settle_gc()
     asyncio.run(run_worker(settings))
 
 
