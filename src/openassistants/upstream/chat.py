@@ -159,8 +159,8 @@ class ChatClient:
         key = settings.llm_api_key if settings.llm_api_key else None  # an empty key sends none
         self._default = _Route(base_url=settings.llm_base_url, api_key=key)
         self._routes = _load_routes(settings.llm_routes)
-        for route in (self._default, *self._routes.values()):
-            _chat_url(route)  # fail at start-up, not on the first run
+        # Each route's URL parsed once (and so checked at start-up, not on the first run).
+        self._urls = {route: _chat_url(route) for route in (self._default, *self._routes.values())}
         self._max_retries = settings.llm_max_retries
         self._backoff = settings.llm_retry_backoff_seconds
         self._http = httpx.AsyncClient(
@@ -244,7 +244,7 @@ class ChatClient:
         headers = {"Accept": "text/event-stream"}
         if route.api_key is not None:
             headers["Authorization"] = f"Bearer {route.api_key.get_secret_value()}"
-        return _Target(url=_chat_url(route), model=route.model or model, headers=headers)
+        return _Target(url=self._urls[route], model=route.model or model, headers=headers)
 
     def _retry_delay(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None and 0 <= retry_after <= MAX_RETRY_AFTER_SECONDS:
