@@ -197,6 +197,12 @@ class SQLiteConnection:
             return fn(self._connection, *args)
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn, self._connection, *args)
 
+    async def on_thread(self, fn: Callable[[], T]) -> T:
+        """``fn()`` on the connection's thread, without the connection (which may be in use inline)."""
+        if self._thread is None:
+            return fn()
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn)
+
     @property
     def isolation_level(self) -> str | None:
         return self._connection.isolation_level if self._connection is not None else None
@@ -235,6 +241,37 @@ class SQLiteConnection:
         if connection is not None:
             self._thread.submit(connection.close)
         self._thread.shutdown(wait=False)
+
+
+class WriteSlot:
+    """Mutual exclusion for the one SQLite writer connection, taken at once whenever it is free.
+
+    ``asyncio.Lock`` is fair: once anyone waits, every newcomer queues too, and a release hands the
+    lock to one waiter, which runs on a later turn of the event loop. Under a burst of runs that is a
+    convoy of one transaction per loop turn (each turn hundreds of streams long), although almost
+    every transaction is an inline one that never suspends (``Database.write``). Here a newcomer
+    takes a free slot at once, and a release wakes every waiter: in one turn each takes the slot in
+    its turn, and an inline transaction is over before the next one runs. Whoever finds the slot
+    taken again (its holder suspended) waits for the next release.
+    """
+
+    def __init__(self) -> None:
+        self._held = False
+        self._released: asyncio.Future[None] | None = None
+
+    async def __aenter__(self) -> None:
+        while self._held:
+            if self._released is None:
+                self._released = asyncio.get_running_loop().create_future()
+            # Shielded: one waiter's cancellation must not cancel the others' wake-up.
+            await asyncio.shield(self._released)
+        self._held = True
+
+    async def __aexit__(self, *_: object) -> None:
+        self._held = False
+        released, self._released = self._released, None
+        if released is not None:
+            released.set_result(None)
 
 
 class Database:
@@ -282,13 +319,14 @@ class Database:
             # Reads outside a transaction: under READ COMMITTED each statement of one sees its own
             # snapshot anyway, and BEGIN and the ROLLBACK on return are two round trips per read.
             self.read_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
-        self._write_lock = asyncio.Lock() if self.is_sqlite else None
+        self._write_lock = WriteSlot() if self.is_sqlite else None
         # Raw read connections for ``reader`` (SQLite): sqlite3 connections used on the loop's thread.
         self._sqlite_path = url.split("///", 1)[1] if self.is_sqlite else ""
         self._raw_reads: list[sqlite3.Connection] = []
         self._writer: SQLiteConnection | None = None
         self._writer_conn: AsyncConnection | None = None
         self._changes_at_checkpoint = 0
+        self._checkpointer: sqlite3.Connection | None = None
 
     @property
     def asyncpg_dsn(self) -> str:
@@ -378,7 +416,8 @@ class Database:
         transaction of a few small statements, where the hand-offs to the thread would cost several
         times the work (and wait for the GIL each). Never for one that writes much: the loop does
         nothing else meanwhile. Commits never checkpoint; after every CHECKPOINT_EVERY_CHANGES rows
-        written, a write checkpoints the WAL on the writer's thread.
+        written, a write checkpoints the WAL on the writer's thread, with a connection of its own,
+        once it has left the writer's slot (``WriteSlot``).
         """
         try:
             if self._write_lock is None:
@@ -411,7 +450,8 @@ class Database:
                 finally:
                     if writer is not None:
                         writer.inline = False
-                await self._checkpoint_when_due()
+            # After the slot is free: other writes go on while the log is copied.
+            await self._checkpoint_when_due()
         except (OperationalError, DBAPIError) as exc:
             if _is_connectivity_error(exc):
                 raise ServiceUnavailable("The database is unavailable; retry shortly.") from exc
@@ -430,7 +470,14 @@ class Database:
         if writer is None or writer.total_changes - self._changes_at_checkpoint < CHECKPOINT_EVERY_CHANGES:
             return
         self._changes_at_checkpoint = writer.total_changes
-        await writer.run(_checkpoint)
+        await writer.on_thread(self._checkpoint_wal)
+
+    def _checkpoint_wal(self) -> None:
+        """On the writer's thread, with a connection of its own: the writer connection may be in a
+        transaction on the loop's thread meanwhile (a PASSIVE checkpoint never waits for it)."""
+        if self._checkpointer is None:
+            self._checkpointer = sqlite3.connect(self._sqlite_path, check_same_thread=False)
+        _checkpoint(self._checkpointer)
 
     async def close(self) -> None:
         if self._writer_conn is not None:
@@ -438,6 +485,9 @@ class Database:
             self._writer_conn = None
         while self._raw_reads:
             self._raw_reads.pop().close()
+        if self._checkpointer is not None:
+            self._checkpointer.close()
+            self._checkpointer = None
         if self.is_sqlite:
             await self.read_engine.dispose()
         await self.engine.dispose()
