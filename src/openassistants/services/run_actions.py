@@ -42,7 +42,7 @@ from openassistants.services.runs import (
 from openassistants.services.runtime import Runtime
 from openassistants.services.threads import insert_thread, thread_to_wire
 from openassistants.storage import tables
-from openassistants.storage.queries import get_row, list_body, list_page
+from openassistants.storage.queries import get_row, insert_row, list_body, list_page
 
 logger = logging.getLogger("openassistants.runs")
 
@@ -131,7 +131,7 @@ async def _insert_run(
     assistant = await load_assistant(conn, tenant, body.assistant_id)
     values = _run_values(rt, tenant, thread_id, assistant, body)
     _check_tool_choice(body, values["tools"])
-    await conn.execute(R.insert(), values | (claim or {}))  # as parameters: see queries.update_row
+    await insert_row(conn, R, values | (claim or {}))
     return values
 
 

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 
 from openassistants.config import Settings
 from openassistants.services.messages import message_to_wire
@@ -18,6 +18,7 @@ from openassistants.services.prompt import Prompt, PromptInput, build_prompt
 from openassistants.services.vector_stores import usable_store_ids
 from openassistants.storage import tables
 from openassistants.storage.db import Database
+from openassistants.storage.prepared import Prepared
 
 #: Built-in tools this server executes itself (others are offered only once implemented).
 BUILTIN_TOOLS = frozenset({"file_search", "code_interpreter"})
@@ -38,6 +39,18 @@ class RunContext:
     #: Files the code interpreter gets: the assistant's, the thread's and attached ones.
     code_input_file_ids: list[str] = field(default_factory=list)
 
+
+#: Read before every model turn (storage/prepared.py: straight on sqlite3 on SQLite).
+_THREAD_MESSAGES = Prepared(
+    select(tables.messages)
+    .where(tables.messages.c.thread_id == bindparam("thread_id"))
+    .order_by(tables.messages.c.seq)
+)
+_RUN_STEPS = Prepared(
+    select(tables.run_steps)
+    .where(tables.run_steps.c.run_id == bindparam("run_id"))
+    .order_by(tables.run_steps.c.seq)
+)
 
 #: Prompts up to this many characters are built on the event loop (tokenizing them takes well under
 #: a millisecond), longer ones in a thread.
@@ -78,24 +91,17 @@ async def load_run_context(
     db: Database, settings: Settings, run: Mapping[str, Any], *, has_steps: bool = True
 ) -> RunContext:
     """``has_steps`` False: the run has none yet (its first turn), so they are not queried."""
-    M, S = tables.messages, tables.run_steps
-    async with db.read() as conn:
-        messages = (
-            (await conn.execute(select(M).where(M.c.thread_id == run["thread_id"]).order_by(M.c.seq)))
-            .mappings()
-            .all()
-        )
-        steps: Sequence[Any] = []
-        if has_steps:
-            steps = (
-                (await conn.execute(select(S).where(S.c.run_id == run["id"]).order_by(S.c.seq)))
-                .mappings()
-                .all()
-            )
-        store_ids = []
-        if _has_tool(run, "file_search"):
-            store_ids = await usable_store_ids(conn, run["tenant_id"], await _store_ids(conn, run))
-        code_inputs = await _code_file_ids(conn, run) if _has_tool(run, "code_interpreter") else []
+    async with db.reader() as runner:
+        messages = await runner.rows(_THREAD_MESSAGES, {"thread_id": run["thread_id"]})
+        steps: Sequence[Any] = await runner.rows(_RUN_STEPS, {"run_id": run["id"]}) if has_steps else []
+    store_ids: list[str] = []
+    code_inputs: list[str] = []
+    if _has_tool(run, "file_search") or _has_tool(run, "code_interpreter"):
+        async with db.read() as conn:
+            if _has_tool(run, "file_search"):
+                store_ids = await usable_store_ids(conn, run["tenant_id"], await _store_ids(conn, run))
+            if _has_tool(run, "code_interpreter"):
+                code_inputs = await _code_file_ids(conn, run)
     own = {m["id"]: m for m in messages if m["run_id"] == run["id"]}
     max_completion = run["max_completion_tokens"]
     reserve = settings.completion_reserve_tokens

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from openassistants.ids import new_id
 from openassistants.services.messages import message_to_wire
 from openassistants.storage import tables
-from openassistants.storage.queries import update_row
+from openassistants.storage.queries import insert_row, update_row
 
 M = tables.messages
 S = tables.run_steps
@@ -68,11 +68,11 @@ def new_assistant_message(run: Mapping[str, Any]) -> dict[str, Any]:
 
 
 async def insert_step(conn: AsyncConnection, step: dict[str, Any]) -> None:
-    await conn.execute(S.insert(), step)  # values as parameters: see storage/queries.update_row
+    await insert_row(conn, S, step)
 
 
 async def insert_message(conn: AsyncConnection, message: dict[str, Any]) -> None:
-    await conn.execute(M.insert(), message)
+    await insert_row(conn, M, message)
 
 
 async def delete_message(conn: AsyncConnection, message: dict[str, Any], step: dict[str, Any]) -> None:

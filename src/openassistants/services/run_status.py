@@ -7,15 +7,15 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.engine import RowMapping
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from openassistants.events import Event, EventBus
 from openassistants.services import run_records as records
 from openassistants.services.runs import RunStatus, run_to_wire, step_to_wire, transition_row
 from openassistants.storage import run_claims, tables
-from openassistants.storage.db import Database
+from openassistants.storage.db import Database, runner_for
+from openassistants.storage.prepared import Prepared, Row
 
 R = tables.runs
 
@@ -125,5 +125,8 @@ class RunStatusWriter:
         return await self.end(run_id, sources, RunStatus.failed, "thread.run.failed", **claim, **fields)
 
 
-async def _load(conn: AsyncConnection, run_id: str) -> RowMapping | None:
-    return (await conn.execute(select(R).where(R.c.id == run_id))).mappings().first()
+async def _load(conn: AsyncConnection, run_id: str) -> Row | None:
+    return await (await runner_for(conn)).first(_SELECT_RUN, {"id": run_id})
+
+
+_SELECT_RUN = Prepared(select(R).where(R.c.id == bindparam("id")))

@@ -19,14 +19,14 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Update, bindparam, or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from openassistants.errors import InvalidRequest, not_found
 from openassistants.storage import tables
 from openassistants.storage.db import runner_for
-from openassistants.storage.prepared import Prepared
+from openassistants.storage.prepared import Prepared, Row
 from openassistants.storage.queries import get_row
 
 R = tables.runs
@@ -103,9 +103,8 @@ async def transition(
     The compare-and-set happens in the database, so of two racing changes (two submits, a cancel
     and a completion) exactly one wins; the loser gets False.
     """
-    statement = _transition_statement(owned=owner is not None, returning=False)
-    result = await conn.execute(statement, _transition_values(run_id, sources, target, owner, fields))
-    return result.rowcount == 1
+    statement, values = _transition(run_id, sources, target, owner, fields, returning=False)
+    return await (await runner_for(conn)).execute(statement, values) == 1
 
 
 async def transition_row(
@@ -114,34 +113,21 @@ async def transition_row(
     sources: frozenset[RunStatus] | set[RunStatus],
     target: RunStatus,
     **fields: Any,
-) -> RowMapping | None:
+) -> Row | None:
     """``transition``, returning the run's row as changed (``UPDATE … RETURNING``), or None."""
-    statement = _transition_statement(owned=False, returning=True)
-    result = await conn.execute(statement, _transition_values(run_id, sources, target, None, fields))
-    return result.mappings().first()
+    statement, values = _transition(run_id, sources, target, None, fields, returning=True)
+    return await (await runner_for(conn)).first(statement, values)
 
 
-@functools.cache
-def _transition_statement(*, owned: bool, returning: bool) -> Update:
-    """The compare-and-set UPDATE, built once: its values travel as parameters (see
-    ``storage/queries.update_row``), the SET clause being the columns a call gives."""
-    conditions = [
-        R.c.id == bindparam("transition_run_id"),
-        R.c.status.in_(bindparam("transition_sources", expanding=True)),
-    ]
-    if owned:
-        conditions.append(R.c.worker_id == bindparam("transition_owner"))
-    statement = update(R).where(*conditions)
-    return statement.returning(*R.c) if returning else statement
-
-
-def _transition_values(
+def _transition(
     run_id: str,
     sources: frozenset[RunStatus] | set[RunStatus],
     target: RunStatus,
     owner: str | None,
     fields: dict[str, Any],
-) -> dict[str, Any]:
+    *,
+    returning: bool,
+) -> tuple[Prepared, dict[str, Any]]:
     for source in sources:
         if target not in ALLOWED[source]:
             raise ValueError(f"illegal run transition {source} -> {target}")
@@ -151,15 +137,30 @@ def _transition_values(
     if target not in HELD:
         # Waiting for tool outputs or finished: no executor holds the run any more.
         fields.update(worker_id=None, lease_expires_at=None)
-    values = {
-        "transition_run_id": run_id,
-        "transition_sources": sorted(s.value for s in sources),
-        "status": target.value,
-        **fields,
-    }
+    values = {"transition_run_id": run_id, "status": target.value, **fields}
     if owner is not None:
         values["transition_owner"] = owner
-    return values
+    sources_key = frozenset(s.value for s in sources)
+    statement = _transition_statement(
+        sources_key, ("status", *fields), owned=owner is not None, returning=returning
+    )
+    return statement, values
+
+
+@functools.cache
+def _transition_statement(
+    sources: frozenset[str], keys: tuple[str, ...], *, owned: bool, returning: bool
+) -> Prepared:
+    """The compare-and-set UPDATE, prepared once per shape (storage/prepared.py); its SET clause is
+    ``keys``."""
+    conditions = [
+        R.c.id == bindparam("transition_run_id"),
+        or_(*(R.c.status == status for status in sorted(sources))),
+    ]
+    if owned:
+        conditions.append(R.c.worker_id == bindparam("transition_owner"))
+    statement = update(R).where(*conditions)
+    return Prepared(statement.returning(*R.c) if returning else statement, column_keys=keys)
 
 
 #: Built once (storage/prepared.py): checked before every message and run is added to a thread.

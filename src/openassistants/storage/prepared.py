@@ -70,7 +70,10 @@ class SQLiteStatement:
             processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
             given = bind.required or (bind.value is None and bind.callable is None)
             self.binds.append((name if given else None, bind.value, processor))
-        columns = list(statement.selected_columns) if isinstance(statement, Select) else []
+        # What it returns: a SELECT's columns, or an INSERT's or UPDATE's RETURNING ones (else none).
+        columns = list(
+            statement.selected_columns if isinstance(statement, Select) else statement.exported_columns
+        )
         self.keys = [str(column.key) for column in columns]
         # The columns whose values need converting, and how: JSON text straight to ``json_loads``
         # (the engine's deserializer; what SQLAlchemy's JSON processor ends in, a few calls later),

@@ -8,12 +8,13 @@ import zlib
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, Table, Update, bindparam, delete, func, select, update
+from sqlalchemy import ColumnElement, Select, Table, bindparam, delete, func, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from openassistants.errors import InvalidRequest
 from openassistants.storage import tables
+from openassistants.storage.db import runner_for
 from openassistants.storage.prepared import Prepared, Row, Runner
 
 
@@ -44,18 +45,27 @@ def _select_by_id(table: Table) -> Select[Any]:
 
 
 @functools.cache
-def _update_by_id(table: Table) -> Update:
-    return update(table).where(table.c.id == bindparam("update_row_id"))
+def _insert(table: Table, keys: tuple[str, ...]) -> Prepared:
+    return Prepared(table.insert(), column_keys=keys)
+
+
+async def insert_row(conn: AsyncConnection, table: Table, values: dict[str, Any]) -> None:
+    """Inserts one row (``values``: column: value) through a statement prepared once per table and
+    set of columns (storage/prepared.py): on SQLite straight on sqlite3, elsewhere through SQLAlchemy
+    with the values as parameters (never ``.values(...)``, which coerces each value into the statement
+    and computes its cache key anew on every call: several times the cost of the write)."""
+    await (await runner_for(conn)).execute(_insert(table, tuple(values)), values)
+
+
+@functools.cache
+def _update_by_id(table: Table, keys: tuple[str, ...]) -> Prepared:
+    return Prepared(update(table).where(table.c.id == bindparam("update_row_id")), column_keys=keys)
 
 
 async def update_row(conn: AsyncConnection, table: Table, row_id: str, changes: dict[str, Any]) -> None:
-    """Sets ``changes`` (column: value) on the row with this id.
-
-    The values travel as parameters of a statement built once per table, as in ``_select_by_id``:
-    ``.values(...)`` would coerce every value into the statement and compute its cache key anew on
-    each call, several times the cost of the write itself (the same holds for ``table.insert()``
-    executed with its values as parameters rather than ``.values(...)``)."""
-    await conn.execute(_update_by_id(table), {"update_row_id": row_id, **changes})
+    """Sets ``changes`` (column: value) on the row with this id, as ``insert_row`` writes."""
+    statement = _update_by_id(table, tuple(changes))
+    await (await runner_for(conn)).execute(statement, {"update_row_id": row_id, **changes})
 
 
 @functools.cache
