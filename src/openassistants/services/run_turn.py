@@ -221,6 +221,9 @@ class ModelTurn:
         try:
             async for batch in time_upstream(self.executor.chat.stream_batches(request)):
                 self.inbox.put_nowait(batch)
+                if pause := self.executor.coalescing_pause():
+                    # Under load: what arrives meanwhile is read, and relayed, as one batch.
+                    await asyncio.sleep(pause)
         except UpstreamError as exc:
             self.inbox.put_nowait(exc)
             return
