@@ -67,8 +67,9 @@ class EventBus(Protocol):
         visible, and are notified, exactly when it commits, so a status change and its events are
         never seen apart (and nothing another process publishes later can get an earlier id)."""
 
-    async def flush(self) -> None:
-        """Returns once every event published so far is visible to every subscriber."""
+    async def flush(self, run_id: str | None = None) -> None:
+        """Returns once every event published so far (of ``run_id`` only, when given) is visible to
+        every subscriber."""
 
     async def last_id(self, run_id: str) -> int:
         """The id of the newest event in the run's log (0 when empty), this process's included."""
@@ -121,7 +122,7 @@ class InProcessEventBus:
         log = self._logs.get(run_id)
         return len(log.events) if log else 0
 
-    async def flush(self) -> None:
+    async def flush(self, run_id: str | None = None) -> None:
         pass  # delivered as published
 
     async def publish_in(self, conn: AsyncConnection, run_id: str, events: list[Event]) -> None:

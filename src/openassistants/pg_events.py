@@ -71,6 +71,8 @@ class PostgresEventBus:
         #: Events published so far, and how many of them are written and notified.
         self._published = 0
         self._written = 0
+        #: Each run's newest event not known to be written yet: its number among all published.
+        self._newest: dict[str, int] = {}
         self._progress = asyncio.Event()
         self._flushed = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
@@ -96,19 +98,22 @@ class PostgresEventBus:
     def publish(self, run_id: str, event: Event) -> None:
         self._pending.append((run_id, event))
         self._published += 1
+        self._newest[run_id] = self._published
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush_all(), name="run-events-flush")
 
     async def publish_in(self, conn: AsyncConnection, run_id: str, events: list[Event]) -> None:
         if not events:
             return
-        await self.flush()  # this process's earlier events first: they must get lower ids
+        await self.flush(run_id)  # the run's earlier events first: they must get lower ids
         await conn.exec_driver_sql(_WRITE, _columns([(run_id, e) for e in events]))
 
-    async def flush(self) -> None:
-        """Returns once every event published before the call is in the table and notified —
-        without waiting for events other runs publish meanwhile."""
-        target = self._published
+    async def flush(self, run_id: str | None = None) -> None:
+        """Returns once every event published before the call (of ``run_id`` only, when given) is in
+        the table and notified — without waiting for events published meanwhile. A run's own events
+        are all its ids need ordering against: under load the flusher is always writing other runs'
+        deltas, and waiting for those would hold every run's status change for a round trip."""
+        target = self._published if run_id is None else self._newest.get(run_id, 0)
         while self._written < target:
             if self._flusher is None or self._flusher.done():
                 self._flusher = asyncio.create_task(self._flush_all(), name="run-events-flush")
@@ -123,6 +128,9 @@ class PostgresEventBus:
                 try:
                     await self._write(batch)
                     self._written += len(batch)
+                    for run_id, _ in batch:
+                        if self._newest.get(run_id, 0) <= self._written:
+                            self._newest.pop(run_id, None)
                     # Wake flush() callers, then arm a fresh event for the next batch.
                     self._progress.set()
                     self._progress = asyncio.Event()
@@ -172,12 +180,12 @@ class PostgresEventBus:
         return str(data).encode()
 
     async def last_id(self, run_id: str) -> int:
-        await self.flush()
+        await self.flush(run_id)
         value = await self._notifier.pool.fetchval("SELECT max(id) FROM run_events WHERE run_id = $1", run_id)
         return int(value or 0)
 
     async def replay(self, run_id: str, after: int) -> list[tuple[int, Event]]:
-        await self.flush()
+        await self.flush(run_id)
         return await self._fetch(run_id, after)
 
     async def subscribe(self, run_id: str, after: int) -> AsyncIterator[list[tuple[int, Event]]]:

@@ -44,7 +44,7 @@ class RunStatusWriter:
         **fields: Any,
     ) -> bool:
         """A non-terminal change (requires_action); finishes a cancel instead if one came first."""
-        await self.bus.flush()
+        await self.bus.flush(run_id)
         async with self.db.write(inline=True) as conn:
             events = await closing(conn) if closing is not None else []
             row = await transition_row(conn, run_id, sources, target, **fields)
@@ -77,7 +77,7 @@ class RunStatusWriter:
         ``closing`` is applied whether or not the change is (a cancel may have come first).
         """
         outcome = target.value if target.value in records.STEP_END else None
-        await self.bus.flush()
+        await self.bus.flush(run_id)
         async with self.db.write(inline=True) as conn:
             if dead_worker is not None and not await run_claims.release_lapsed(
                 conn, run_id, dead_worker, require_lapsed=wait_for_lapse
