@@ -7,8 +7,10 @@ databases) and one browser for the module; each test gets a fresh browser profil
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import re
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -16,7 +18,7 @@ from pathlib import Path
 
 import openai
 import pytest
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, Page, Route, expect
 
 from tests.conftest import TENANT_A_KEY, Server
 from tests.console_browser import PageErrors, launched_chromium, new_context, require_chromium
@@ -168,6 +170,42 @@ async def test_chat_streams_a_function_call_takes_its_output_and_completes(
     await page.locator(f'#local-threads li[data-thread-id="{thread_id}"] a').click()
     await expect(page.locator(".message.role-assistant")).to_contain_text(reply)
     await expect(page.locator("#runs")).to_contain_text("tokens")
+
+
+async def test_an_output_typed_while_the_run_is_shown_again_is_kept(
+    page: Page, sdk: openai.AsyncOpenAI, upstream: ScriptedUpstream, model: str
+) -> None:
+    """Once a stream settles the page fetches the run again and shows it; the outputs form of the same
+    calls must survive that, with what was typed into it (it was drawn anew, empty, on a loaded machine
+    the fetch lands after the typing)."""
+    upstream.script(model, ToolCalls([("get_weather", '{"city": "Oslo"}')]), Reply("Cold."))
+    tool = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
+    assistant = await sdk.beta.assistants.create(model=model, tools=[tool])  # type: ignore[list-item]
+    # Hold back the page's fetch of the run until the output has been typed.
+    typed = asyncio.Event()
+
+    async def hold_run_fetch(route: Route) -> None:
+        if route.request.method == "GET":
+            await typed.wait()
+        await route.continue_()
+
+    await page.route(re.compile(r".*/v1/threads/[^/]+/runs/run_[^/?]+$"), hold_run_fetch)
+    await page.goto(f"/#/chat?assistant={assistant.id}")
+    await page.get_by_label("Message", exact=True).fill("Weather in Oslo?")
+    await page.get_by_label("Message", exact=True).press("Enter")
+    output = page.get_by_label("Output of get_weather")
+    await output.fill('{"celsius": -3}')
+    async with page.expect_response(lambda response: "/steps" in response.url):
+        typed.set()  # the page now shows the run again, then its steps
+    await expect(output).to_have_value('{"celsius": -3}')
+    await page.get_by_role("button", name="Submit outputs").click()
+    await expect(page.locator("#run-status")).to_contain_text("completed")
+
+    thread_id = page.url.split("thread=")[1]
+    [run] = [r async for r in sdk.beta.threads.runs.list(thread_id)]
+    steps = [s async for s in sdk.beta.threads.runs.steps.list(run.id, thread_id=thread_id, order="asc")]
+    [call] = steps[0].step_details.tool_calls  # type: ignore[union-attr]
+    assert call.function.output == '{"celsius": -3}'  # type: ignore[union-attr]
 
 
 async def test_opening_a_thread_mid_run_follows_the_rest_of_its_stream(

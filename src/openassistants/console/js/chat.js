@@ -213,13 +213,17 @@ class Chat {
 
   renderRequiredAction(run) {
     const calls = run.required_action?.submit_tool_outputs?.tool_calls || [];
+    // The same calls' form is already shown (the run is shown again once its stream settles): keep
+    // it, and whatever has been typed into it meanwhile.
+    const key = [run.id, ...calls.map((call) => call.id)].join(" ");
+    if (this.actionArea.querySelector("form.required-action")?.dataset.calls === key) return;
     const outputs = calls.map((call) =>
       h("textarea", { rows: "3", class: "mono", name: call.id, dataset: { callId: call.id } }),
     );
     const submit = h("button", { type: "submit", id: "submit-outputs" }, "Submit outputs");
     const form = h(
       "form",
-      { class: "required-action stack", "aria-labelledby": "required-action-title" },
+      { class: "required-action stack", "aria-labelledby": "required-action-title", dataset: { calls: key } },
       h("h3", { id: "required-action-title" }, "The run needs your tool outputs"),
       calls.map((call, i) =>
         h(
