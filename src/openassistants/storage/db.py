@@ -1,10 +1,11 @@
 """The database: engines, short transactions, migrations at start-up.
 
 SQLite allows one writer at a time. Rather than meet that as ``database is locked`` under load, every
-write transaction in this process takes ``_write_lock`` first and runs on the one writer connection, on
-its own thread (datasette's single-writer rule), so a write that waits (on the disk, or on another
-process's lock) never stalls the event loop. Reads run on WAL snapshots, which never wait for a writer,
-directly on the event loop's thread. On PostgreSQL one asyncpg engine serves both, and there is no lock.
+write transaction in this process takes the writer's slot (``WriteSlot``) first and runs on the one
+writer connection, on its own thread (datasette's single-writer rule), so a write that waits (on the
+disk, or on another process's lock) never stalls the event loop; small ones run inline instead. Reads
+run on WAL snapshots, which never wait for a writer, directly on the event loop's thread. On
+PostgreSQL one asyncpg engine serves both, and there is no slot.
 
 Both SQLite engines run on ``SQLiteConnection`` rather than on aiosqlite's connection: SQLAlchemy's
 aiosqlite adapter drives it unchanged, but a statement costs one thread hand-off (writer) or none
@@ -319,7 +320,7 @@ class Database:
             # Reads outside a transaction: under READ COMMITTED each statement of one sees its own
             # snapshot anyway, and BEGIN and the ROLLBACK on return are two round trips per read.
             self.read_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
-        self._write_lock = WriteSlot() if self.is_sqlite else None
+        self._write_slot = WriteSlot() if self.is_sqlite else None
         # Raw read connections for ``reader`` (SQLite): sqlite3 connections used on the loop's thread.
         self._sqlite_path = url.split("///", 1)[1] if self.is_sqlite else ""
         self._raw_reads: list[sqlite3.Connection] = []
@@ -420,11 +421,11 @@ class Database:
         once it has left the writer's slot (``WriteSlot``).
         """
         try:
-            if self._write_lock is None:
+            if self._write_slot is None:
                 async with self.engine.begin() as conn:
                     yield conn
                 return
-            async with self._write_lock:
+            async with self._write_slot:
                 conn = await self._writer_connection()
                 writer = self._writer
                 try:
