@@ -1,4 +1,4 @@
-"""api/hot.py serves retrieve-assistant and list/create-message itself; whatever it declines goes to
+"""api/hot.py serves retrieve-assistant, list/create-message and create-run itself; what it declines goes to
 the FastAPI routes. Both ways must answer alike: same status, headers and body."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import pytest
 
 from tests.conftest import TENANT_A_KEY, Server
 from tests.test_metrics import REQUESTS, scrape, value
+from tests.upstream import Reply, ScriptedUpstream
 
 TEXT = "Compare the two quarters."
 
@@ -103,6 +104,91 @@ async def test_invalid_create_bodies_get_fastapis_errors(
     assert "x-request-id" in response.headers
     listed = await client.beta.threads.messages.list(thread.id)
     assert listed.data == []
+
+
+#: A valid ``include[]``: with a query string the run's creation goes to the FastAPI route.
+INCLUDE = "include[]=step_details.tool_calls[*].file_search.results[*].content"
+#: What differs between two runs made alike.
+RUN_VOLATILE = ("id", "thread_id", "created_at", "expires_at", "started_at")
+
+
+async def test_run_create_answers_as_the_fastapi_route(
+    http: httpx.AsyncClient, client: openai.AsyncOpenAI, upstream: ScriptedUpstream, model: str
+) -> None:
+    upstream.script(model, Reply("one"), Reply("two"))
+    assistant = await client.beta.assistants.create(model=model, instructions="Be brief.")
+    first, second = await client.beta.threads.create(), await client.beta.threads.create()
+    body = {"assistant_id": assistant.id, "metadata": {"k": "v"}, "temperature": 0.5}
+    hot = await http.post(f"/threads/{first.id}/runs", json=body)
+    routed = await http.post(f"/threads/{second.id}/runs?{INCLUDE}", json=body)
+    same_headers(hot, routed)
+    assert hot.headers["openai-poll-after-ms"] == routed.headers["openai-poll-after-ms"]
+    assert {k: v for k, v in hot.json().items() if k not in RUN_VOLATILE} == {
+        k: v for k, v in routed.json().items() if k not in RUN_VOLATILE
+    }
+    assert hot.json()["thread_id"] == first.id and hot.json()["status"] == "queued"
+    for thread in (first, second):
+        run = await client.beta.threads.runs.poll(
+            hot.json()["id"] if thread is first else routed.json()["id"], thread_id=thread.id
+        )
+        assert run.status == "completed"
+
+
+async def test_run_streams_answer_as_the_fastapi_route(
+    http: httpx.AsyncClient, client: openai.AsyncOpenAI, upstream: ScriptedUpstream, model: str
+) -> None:
+    upstream.script(model, Reply("same words"), Reply("same words"))
+    assistant = await client.beta.assistants.create(model=model)
+    first, second = await client.beta.threads.create(), await client.beta.threads.create()
+    body = {"assistant_id": assistant.id, "stream": True}
+    streams = []
+    for url in (f"/threads/{first.id}/runs", f"/threads/{second.id}/runs?{INCLUDE}"):
+        async with http.stream("POST", url, json=body) as response:
+            assert response.status_code == 200
+            assert response.headers["content-type"].startswith("text/event-stream")
+            text = "".join([chunk async for chunk in response.aiter_text()])
+        names = [line.removeprefix("event: ") for line in text.splitlines() if line.startswith("event: ")]
+        # How many deltas the reply took depends on how its pieces arrived: one stands for them all.
+        streams.append([n for i, n in enumerate(names) if n != "thread.message.delta" or names[i - 1] != n])
+        assert '"value":"same' in text
+    assert streams[0] == streams[1]
+    assert streams[0][:3] == ["thread.run.created", "thread.run.queued", "thread.run.in_progress"]
+    assert streams[0][-2:] == ["thread.run.completed", "done"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"assistant_id": 7},
+        {"assistant_id": "asst_x", "temperature": 5},
+        {"assistant_id": "asst_x", "truncation_strategy": {"type": "last_messages"}},
+        {"assistant_id": "asst_x", "unknown": 1},
+    ],
+)
+async def test_invalid_run_bodies_get_fastapis_errors(
+    http: httpx.AsyncClient, client: openai.AsyncOpenAI, body: dict[str, Any]
+) -> None:
+    thread = await client.beta.threads.create()
+    response = await http.post(f"/threads/{thread.id}/runs", json=body)
+    assert response.status_code == 400
+    assert response.json()["error"]["type"] == "invalid_request_error"
+    assert "x-request-id" in response.headers
+    assert (await client.beta.threads.runs.list(thread.id)).data == []
+
+
+async def test_run_errors_from_the_hot_path(
+    http: httpx.AsyncClient, client: openai.AsyncOpenAI, other_tenant: openai.AsyncOpenAI
+) -> None:
+    assistant = await client.beta.assistants.create(model="gpt-4o")
+    thread = await client.beta.threads.create()
+    missing = await http.post("/threads/thread_missing/runs", json={"assistant_id": assistant.id})
+    assert missing.status_code == 404
+    assert missing.json()["error"]["message"] == "No thread found with id 'thread_missing'."
+    no_assistant = await http.post(f"/threads/{thread.id}/runs", json={"assistant_id": "asst_missing"})
+    assert no_assistant.status_code == 404
+    with pytest.raises(openai.NotFoundError):
+        await other_tenant.beta.threads.runs.create(thread.id, assistant_id=assistant.id)
 
 
 async def test_not_found_and_other_tenants(

@@ -1,39 +1,46 @@
 """The busiest operations served straight from ASGI, without FastAPI's per-request machinery.
 
 ``GET /v1/assistants/{assistant_id}`` and ``GET``/``POST /v1/threads/{thread_id}/messages`` are what a
-client polls and writes most. FastAPI's request object, dependency solving and per-parameter
-validation cost more than the database work behind them, so this layer parses these requests itself
-and calls the same service functions as the routes in ``assistants.py`` and ``messages.py``. Those
-routes stay: they describe the operations in the OpenAPI document, and they serve every request this
-layer declines, which is any that is not plainly valid (a query parameter out of range or repeated, a
-body that is not a JSON ``MessageCreate``, a HEAD…), so that an invalid request gets exactly the
-error it got before.
+client polls and writes most, and ``POST /v1/threads/{thread_id}/runs`` starts every run. FastAPI's
+request object, dependency solving and per-parameter validation cost more than the database work
+behind them (for a run, about as much CPU as creating it), so this layer parses these requests itself
+and calls the same functions as the routes in ``assistants.py``, ``messages.py`` and ``runs.py``.
+Those routes stay: they describe the operations in the OpenAPI document, and they serve every request
+this layer declines, which is any that is not plainly valid (a query parameter out of range or
+repeated, a body that is not a JSON ``MessageCreate`` or ``RunCreate``, a HEAD…), so that an invalid
+request gets exactly the error it got before.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Awaitable
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import parse_qsl
 
 import orjson
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from openassistants.api.errors import error_response
+from openassistants.api.runs import respond_to_new_run
 from openassistants.errors import APIError
 from openassistants.schemas.common import ListParams
 from openassistants.schemas.messages import MessageCreate
+from openassistants.schemas.runs import RunCreate
 from openassistants.services import assistants, messages
 from openassistants.services.attachments import queues_ingestion
 from openassistants.services.runtime import Runtime
 
 _ASSISTANT = re.compile(r"/v1/assistants/([^/]+)")
 _MESSAGES = re.compile(r"/v1/threads/([^/]+)/messages")
+_RUNS = re.compile(r"/v1/threads/([^/]+)/runs")
+Body = TypeVar("Body", bound=BaseModel)
+
 #: The route templates (as in the OpenAPI document) that ``scope["route_template"]`` names for metrics.
 ASSISTANT_ROUTE = "/v1/assistants/{assistant_id}"
 MESSAGES_ROUTE = "/v1/threads/{thread_id}/messages"
+RUNS_ROUTE = "/v1/threads/{thread_id}/runs"
 
 #: As ``api/deps._list_params`` and ``api/messages.list_messages`` declare them.
 _MAX_LIMIT = 100
@@ -61,25 +68,47 @@ class HotRoutes:
                     scope["route_template"] = MESSAGES_ROUTE
                     await _respond(scope, receive, send, _list_messages(scope, match[1], *params))
                     return
-            elif method == "POST" and (match := _MESSAGES.fullmatch(scope["path"])):
-                await self._create_message(scope, receive, send, match[1])
-                return
+            elif method == "POST":
+                if match := _MESSAGES.fullmatch(scope["path"]):
+                    await self._create_message(scope, receive, send, match[1])
+                    return
+                # With a query string (``include[]``) the route validates it.
+                if not scope["query_string"] and (match := _RUNS.fullmatch(scope["path"])):
+                    await self._create_run(scope, receive, send, match[1])
+                    return
         await self.app(scope, receive, send)
 
     async def _create_message(self, scope: Scope, receive: Receive, send: Send, thread_id: str) -> None:
+        body = await self._valid_body(scope, receive, send, MessageCreate)
+        if body is not None:
+            scope["route_template"] = MESSAGES_ROUTE
+            await _respond(scope, receive, send, _create(scope, thread_id, body))
+
+    async def _create_run(self, scope: Scope, receive: Receive, send: Send, thread_id: str) -> None:
+        body = await self._valid_body(scope, receive, send, RunCreate)
+        if body is None:
+            return
+        scope["route_template"] = RUNS_ROUTE
+        try:
+            response = await respond_to_new_run(_runtime(scope), scope["state"]["tenant"], thread_id, body)
+        except APIError as exc:
+            response = error_response(exc)
+        await response(scope, receive, send)
+
+    async def _valid_body(self, scope: Scope, receive: Receive, send: Send, model: type[Body]) -> Body | None:
+        """The request body as ``model``; None when this layer has answered (the body was over the size
+        limit, or the client left) or has passed the request on (the body was not plainly valid)."""
         try:
             raw = await _read_body(receive)
         except APIError as exc:  # the body is over the size limit
             await error_response(exc)(scope, receive, send)
-            return
+            return None
         if raw is None:  # the client left
-            return
-        body = _message_create(scope, raw)
+            return None
+        body = _parse_body(scope, raw, model)
         if body is None:
             await self.app(scope, _replay(raw, receive), send)
-            return
-        scope["route_template"] = MESSAGES_ROUTE
-        await _respond(scope, receive, send, _create(scope, thread_id, body))
+        return body
 
 
 async def _respond(scope: Scope, receive: Receive, send: Send, outcome: Awaitable[dict[str, Any]]) -> None:
@@ -158,8 +187,8 @@ async def _read_body(receive: Receive) -> bytes | None:
             return b"".join(chunks)
 
 
-def _message_create(scope: Scope, raw: bytes) -> MessageCreate | None:
-    """The request body as a MessageCreate, or None unless it is JSON, declared so, and valid."""
+def _parse_body(scope: Scope, raw: bytes, model: type[Body]) -> Body | None:
+    """The request body as ``model``, or None unless it is JSON, declared so, and valid."""
     content_type = next((value for name, value in scope["headers"] if name == b"content-type"), None)
     if content_type is None or content_type.partition(b";")[0].strip() != b"application/json":
         return None
@@ -170,7 +199,7 @@ def _message_create(scope: Scope, raw: bytes) -> MessageCreate | None:
     if not isinstance(data, dict):
         return None
     try:
-        return MessageCreate.model_validate(data)
+        return model.model_validate(data)
     except ValidationError:
         return None
 

@@ -23,6 +23,7 @@ from openassistants.schemas.runs import (
 )
 from openassistants.services import run_actions as service
 from openassistants.services.attachments import queues_ingestion
+from openassistants.services.runtime import Runtime
 
 router = APIRouter(tags=["runs"])
 
@@ -68,6 +69,11 @@ async def create_run(
     include: IncludeQuery = None,
 ) -> Response:
     _include_content(include)
+    return await respond_to_new_run(rt, tenant, thread_id, body)
+
+
+async def respond_to_new_run(rt: Runtime, tenant: str, thread_id: str, body: RunCreate) -> Response:
+    """Creates the run; the answer is its event stream, or the run. Also served by api/hot.py."""
     run, start = await service.create_run(rt, tenant, thread_id, body)
     if queues_ingestion(messages=body.additional_messages):
         await rt.ingestor.wake()
