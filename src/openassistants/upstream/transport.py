@@ -90,6 +90,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             connector = aiohttp.TCPConnector(
                 limit=self._limits.max_connections or 0,
                 keepalive_timeout=DEFAULT_KEEPALIVE_SECONDS if keepalive is None else keepalive,
+                # Certificates checked as httpx's own transport checks them (certifi's authorities).
+                ssl=httpx.create_ssl_context(trust_env=False),
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,
