@@ -26,6 +26,7 @@ from openassistants.schemas.runs import (
     ThreadAndRunCreate,
 )
 from openassistants.schemas.threads import ThreadCreate
+from openassistants.services import run_records as records
 from openassistants.services.attachments import index_attachments
 from openassistants.services.lookup import load_assistant, load_thread
 from openassistants.services.messages import message_values
@@ -42,7 +43,7 @@ from openassistants.services.runs import (
 from openassistants.services.runtime import Runtime
 from openassistants.services.threads import insert_thread, thread_to_wire
 from openassistants.storage import tables
-from openassistants.storage.queries import get_row, insert_row, list_body, list_page
+from openassistants.storage.queries import get_row, insert_row, list_body, list_page, update_row
 
 logger = logging.getLogger("openassistants.runs")
 
@@ -232,7 +233,7 @@ async def update_run(
     async with rt.db.write(inline=True) as conn:
         await load_run(conn, tenant, thread_id, run_id)
         if "metadata" in body.model_fields_set:
-            await conn.execute(update(R).where(R.c.id == run_id).values(metadata=body.metadata or {}))
+            await update_row(conn, R, run_id, {"metadata": body.metadata or {}})
         return run_to_wire(await load_run(conn, tenant, thread_id, run_id))
 
 
@@ -294,12 +295,7 @@ async def submit_tool_outputs(
             for call in details["tool_calls"]:
                 if call.get("type") == "function" and call["id"] in outputs:
                     call["function"]["output"] = outputs[call["id"]]
-            step.update(step_details=details, status="completed", completed_at=now)
-            await conn.execute(
-                update(S)
-                .where(S.c.id == step["id"])
-                .values(step_details=details, status="completed", completed_at=now)
-            )
+            await records.update_step(conn, step, step_details=details, status="completed", completed_at=now)
         row = await load_run(conn, tenant, thread_id, run_id)
         wire = run_to_wire(row)
         events = [Event.of("thread.run.step.completed", step_to_wire(step))] if step is not None else []
