@@ -14,6 +14,7 @@ BENCHMARKS = [
     "bench.api_crud",
     "bench.scale_out",
     "bench.runs_stream",
+    "bench.relay_floor",
     "bench.code_interpreter",
     "bench.vector_search",
 ]

@@ -1,0 +1,183 @@
+"""The floor under issue 3's figure (3): what the thinnest possible Python relay adds to a burst.
+
+Figure (3) of ``bench.runs_stream`` starts 500 streaming runs at once on one server process and
+compares their time to first token with the same burst sent straight to the scripted model. Whatever
+the server does, on one process it must at least serve each stream (as the model's own server does)
+and be a client of the model for it. This measures exactly that and nothing else: a bare ASGI app on
+the same stack as ``openassistants serve`` (uvicorn, uvloop, httptools), no framework, no database,
+no validation, no events, no access log, that forwards each request to the scripted model with
+aiohttp (one session, unlimited pool) and relays every chunk as it comes, under the SSE event names
+``bench.runs_stream`` looks for. Its added time to first token is a lower bound for any server that
+relays a model in one Python process on this machine.
+
+Three processes as in ``bench.runs_stream``: the scripted model, the relay, this client. Rounds of
+(burst straight to the model, then the same burst through the relay), alternating:
+
+    python -m bench.relay_floor [--concurrent 500] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.harness import HOST, free_port, machine, save_results, server_env
+from bench.runs_stream import (
+    BURST_STREAM_TIMEOUT_S,
+    CONCURRENT_P99_TARGET_MS,
+    DIRECT_BODY,
+    RUN_MARKERS,
+    RawTarget,
+    burst,
+    http_request,
+    proc_cpu_seconds,
+    raw_stream,
+    running,
+    summarize_burst,
+    wait_until_quiet,
+)
+
+DELTA = b"event: thread.message.delta\ndata: "
+END = b"event: thread.run.completed\ndata: {}\n\nevent: done\ndata: [DONE]\n\n"
+
+
+def relay_app(upstream: str) -> Any:
+    """The bare relay: POST anything → the scripted model's chat completions, streamed back."""
+    import aiohttp
+
+    session: aiohttp.ClientSession | None = None
+    body = json.dumps(DIRECT_BODY).encode()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        nonlocal session
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            if session is not None:
+                await session.close()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        while (await receive()).get("more_body"):
+            pass
+        if session is None:
+            session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        async with session.post(
+            f"{upstream}/v1/chat/completions", data=body, headers={"content-type": "application/json"}
+        ) as response:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-type", b"text/event-stream")],
+                }
+            )
+            async for chunk in response.content.iter_any():
+                await send({"type": "http.response.body", "body": DELTA + chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": END, "more_body": False})
+
+    return app
+
+
+def serve_relay(port: int, upstream: str) -> None:
+    import uvicorn
+
+    uvicorn.run(
+        relay_app(upstream),
+        host=HOST,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_level="warning",
+        backlog=4096,
+    )
+
+
+async def measure(
+    upstream_port: int, relay_port: int, relay_pid: int, count: int, rounds: int
+) -> dict[str, Any]:
+    target = RawTarget(relay_port, upstream_port, "")
+    through_request = http_request(relay_port, "/relay", {}, {})
+
+    def through(_: int) -> Any:
+        expected = {"first_token", "run_completed", "done"}
+        return raw_stream(relay_port, through_request, RUN_MARKERS, expected, BURST_STREAM_TIMEOUT_S)
+
+    await target.direct()
+    await through(0)
+    out: list[dict[str, Any]] = []
+    for _ in range(rounds):
+        direct, _ = await burst(lambda _: target.direct(BURST_STREAM_TIMEOUT_S), count)
+        await asyncio.sleep(1.0)
+        cpu = proc_cpu_seconds(relay_pid)
+        relayed, seconds = await burst(through, count)
+        cpu = proc_cpu_seconds(relay_pid) - cpu
+        direct_s, relayed_s = summarize_burst(direct), summarize_burst(relayed)
+        out.append(
+            {
+                "direct": direct_s,
+                "relayed": relayed_s,
+                "seconds": seconds,
+                "relay_cpu_ms_per_stream": cpu / count * 1000,
+                "added_p50_ms": relayed_s["first_token"]["p50"] - direct_s["first_token"]["p50"],
+                "added_p99_ms": relayed_s["first_token"]["p99"] - direct_s["first_token"]["p99"],
+            }
+        )
+        await asyncio.sleep(1.5)
+    return {"rounds": out}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--concurrent", type=int, default=500)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--serve-relay", nargs=2, metavar=("PORT", "UPSTREAM"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve_relay:
+        serve_relay(int(args.serve_relay[0]), args.serve_relay[1])
+        return 0
+    started = time.time()
+    with tempfile.TemporaryDirectory(prefix="oa-bench-relay-") as tmp:
+        work = Path(tmp)
+        up_port, relay_port = free_port(), free_port()
+        upstream_cmd = [sys.executable, "-m", "bench.runs_stream", "--serve-upstream", str(up_port)]
+        with running(upstream_cmd, server_env(), up_port, work / "upstream.log", "/v1/models") as up:
+            relay_cmd = [sys.executable, "-m", "bench.relay_floor", "--serve-relay", str(relay_port), up.url]
+            # The relay answers any path; a GET of it is a (short) relayed stream, so it is its health.
+            with running(relay_cmd, server_env(), relay_port, work / "relay.log", "/") as relay:
+                wait_until_quiet([os.getpid(), up.process.pid, relay.process.pid])
+                result = asyncio.run(
+                    measure(up.port, relay.port, relay.process.pid, args.concurrent, args.rounds)
+                )
+    results = {
+        "benchmark": "relay_floor",
+        "date": time.strftime("%Y-%m-%d %H:%M %Z", time.localtime(started)),
+        "machine": machine(),
+        "concurrent": args.concurrent,
+        **result,
+    }
+    path = save_results("relay_floor", results)
+    print(
+        f"| round | direct first token p50 / p99, ms | relayed p50 / p99, ms | added p50 / p99, ms "
+        f"(target for the server: p99 ≤ {CONCURRENT_P99_TARGET_MS:g}) | relay CPU per stream, ms |"
+    )
+    print("|---|---|---|---|---|")
+    for number, r in enumerate(result["rounds"], 1):
+        d, t = r["direct"]["first_token"], r["relayed"]["first_token"]
+        print(
+            f"| {number} | {d['p50']:.0f} / {d['p99']:.0f} | {t['p50']:.0f} / {t['p99']:.0f} | "
+            f"{r['added_p50_ms']:.0f} / {r['added_p99_ms']:.0f} | {r['relay_cpu_ms_per_stream']:.2f} |"
+        )
+    print(f"\nRaw results: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
