@@ -151,6 +151,22 @@ async def test_request_body_carries_the_options_set(
     }
 
 
+async def test_what_orjson_refuses_still_reaches_the_model_intact(
+    upstream: ScriptedUpstream, client: ChatClient, model: str
+) -> None:
+    # A tool's JSON schema may hold an integer beyond 64 bits; text may be any Unicode.
+    huge = 2**70
+    parameters = {"type": "object", "properties": {"n": {"type": "integer", "maximum": huge}}}
+    tools = [{"type": "function", "function": {"name": "f", "parameters": parameters}}]
+    messages = [{"role": "user", "content": "Grüße, 世界 🌊"}]
+    await collect(client, ChatRequest(model=model, messages=messages, tools=tools))
+    await collect(client, ChatRequest(model=model, messages=messages))
+
+    with_tools, plain = upstream.requests(model)
+    assert with_tools["tools"][0]["function"]["parameters"]["properties"]["n"]["maximum"] == huge
+    assert with_tools["messages"] == messages == plain["messages"]
+
+
 async def test_tool_choice_is_only_sent_with_tools(
     upstream: ScriptedUpstream, client: ChatClient, model: str
 ) -> None:
