@@ -91,7 +91,7 @@ async def test_rows_read_as_sqlalchemy_reads_them(db: Database) -> None:
     assert missing is None
 
 
-async def test_pages_match_list_page(db: Database) -> None:
+async def test_pages_follow_openai_cursors(db: Database) -> None:
     thread_id = await new_thread(db)
     written = [message(thread_id, n) for n in range(7)]
     async with db.write() as conn:
@@ -99,20 +99,24 @@ async def test_pages_match_list_page(db: Database) -> None:
         for values in written:
             await runner.execute(INSERT, values)
     ids = [str(v["id"]) for v in written]
+    # (parameters, the page's ids, has_more); ``before`` takes the nearest items, in the list's order.
     cases = [
-        {"limit": 3, "order": "desc", "after": None, "before": None},
-        {"limit": 3, "order": "asc", "after": ids[1], "before": None},
-        {"limit": 2, "order": "desc", "after": None, "before": ids[2]},
-        {"limit": 2, "order": "asc", "after": ids[0], "before": ids[5]},
-        {"limit": 20, "order": "asc", "after": ids[6], "before": None},
+        ({"limit": 3, "order": "desc", "after": None, "before": None}, [6, 5, 4], True),
+        ({"limit": 3, "order": "asc", "after": ids[1], "before": None}, [2, 3, 4], True),
+        ({"limit": 2, "order": "desc", "after": None, "before": ids[2]}, [4, 3], True),
+        ({"limit": 2, "order": "asc", "after": ids[0], "before": ids[5]}, [3, 4], True),
+        ({"limit": 20, "order": "asc", "after": ids[6], "before": None}, [], False),
+        ({"limit": 20, "order": "desc", "after": ids[2], "before": None}, [1, 0], False),
     ]
-    for params in cases:
-        async with db.read() as conn:
-            old_rows, old_more = await list_page(conn, T, [T.c.thread_id == thread_id], **params)  # type: ignore[arg-type]
+    for params, expected, expected_more in cases:
         async with db.reader() as reader:
             rows, more = await page(reader, T, {"thread_id": thread_id}, **params)  # type: ignore[arg-type]
-        assert [r["id"] for r in rows] == [r["id"] for r in old_rows], params
-        assert more == old_more, params
+        # The same through a connection of SQLAlchemy's (as the services that hold one list).
+        async with db.read() as conn:
+            conn_rows, conn_more = await list_page(conn, T, {"thread_id": thread_id}, **params)  # type: ignore[arg-type]
+        assert [r["id"] for r in rows] == [ids[n] for n in expected], params
+        assert [r["id"] for r in conn_rows] == [ids[n] for n in expected], params
+        assert more is conn_more is expected_more, params
     async with db.reader() as reader:
         with pytest.raises(InvalidRequest) as refused:
             await page(

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import Depends, Query, Request
 
-from openassistants.schemas.common import ListParams
+from openassistants.schemas.common import LIST_CURSOR_MAX_LENGTH, LIST_LIMIT_MAX, ListParams
 from openassistants.services.runtime import Runtime
 from openassistants.storage.blobs import BlobStore
 from openassistants.storage.db import Database
@@ -37,10 +37,10 @@ async def _blobs(request: Request) -> BlobStore:
 
 
 async def _list_params(
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    limit: Annotated[int, Query(ge=1, le=LIST_LIMIT_MAX)] = 20,
     order: Annotated[Literal["asc", "desc"], Query()] = "desc",
-    after: Annotated[str | None, Query(max_length=128)] = None,
-    before: Annotated[str | None, Query(max_length=128)] = None,
+    after: Annotated[str | None, Query(max_length=LIST_CURSOR_MAX_LENGTH)] = None,
+    before: Annotated[str | None, Query(max_length=LIST_CURSOR_MAX_LENGTH)] = None,
 ) -> ListParams:
     # FastAPI has validated each value already.
     return ListParams.model_construct(limit=limit, order=order, after=after, before=before)

@@ -17,6 +17,7 @@ from openassistants.api.responses import JSONResponse
 from openassistants.api.uploads import FILE_FIELD, receive_upload
 from openassistants.config import Settings
 from openassistants.errors import InvalidRequest
+from openassistants.schemas.common import LIST_CURSOR_MAX_LENGTH
 from openassistants.schemas.files import FileCreate, FilePurpose
 from openassistants.services import files as service
 
@@ -66,7 +67,7 @@ async def list_files(
     purpose: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 10_000,
     order: Annotated[Literal["asc", "desc"], Query()] = "desc",
-    after: Annotated[str | None, Query(max_length=128)] = None,
+    after: Annotated[str | None, Query(max_length=LIST_CURSOR_MAX_LENGTH)] = None,
 ) -> JSONResponse:
     page = await service.list_files(db, tenant, purpose=purpose, limit=limit, order=order, after=after)
     return JSONResponse(page)

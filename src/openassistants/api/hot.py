@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from openassistants.api.errors import error_response
 from openassistants.api.runs import respond_to_new_run
 from openassistants.errors import APIError
-from openassistants.schemas.common import ListParams
+from openassistants.schemas.common import LIST_CURSOR_MAX_LENGTH, LIST_LIMIT_MAX, ListParams
 from openassistants.schemas.messages import MessageCreate
 from openassistants.schemas.runs import RunCreate
 from openassistants.services import assistants, messages
@@ -42,9 +42,6 @@ ASSISTANT_ROUTE = "/v1/assistants/{assistant_id}"
 MESSAGES_ROUTE = "/v1/threads/{thread_id}/messages"
 RUNS_ROUTE = "/v1/threads/{thread_id}/runs"
 
-#: As ``api/deps._list_params`` and ``api/messages.list_messages`` declare them.
-_MAX_LIMIT = 100
-_MAX_ID_LENGTH = 128
 _ORDERS = frozenset({"asc", "desc"})
 
 
@@ -164,13 +161,18 @@ def _list_params(query_string: bytes) -> tuple[ListParams, str | None] | None:
             return None
         values[name] = value
     limit = values.get("limit", "20")
-    if not (limit.isascii() and limit.isdigit() and len(limit) <= 3 and 1 <= int(limit) <= _MAX_LIMIT):
+    if not (
+        limit.isascii()
+        and limit.isdigit()
+        and len(limit) <= len(str(LIST_LIMIT_MAX))
+        and 1 <= int(limit) <= LIST_LIMIT_MAX
+    ):
         return None
     if values.get("order", "desc") not in _ORDERS:
         return None
     order: Literal["asc", "desc"] = "asc" if values.get("order") == "asc" else "desc"
     ids = [values.get(name) for name in ("after", "before", "run_id")]
-    if any(i is not None and not 0 < len(i) <= _MAX_ID_LENGTH for i in ids):
+    if any(i is not None and not 0 < len(i) <= LIST_CURSOR_MAX_LENGTH for i in ids):
         return None
     after, before, run_id = ids
     return ListParams.model_construct(limit=int(limit), order=order, after=after, before=before), run_id

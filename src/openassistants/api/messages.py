@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 
 from openassistants.api.deps import DbDep, ListParamsDep, RuntimeDep, TenantDep
 from openassistants.api.responses import JSONResponse
+from openassistants.schemas.common import LIST_CURSOR_MAX_LENGTH
 from openassistants.schemas.messages import MessageCreate, MessageUpdate
 from openassistants.services import messages as service
 from openassistants.services.attachments import queues_ingestion
@@ -31,7 +32,7 @@ async def list_messages(
     params: ListParamsDep,
     db: DbDep,
     tenant: TenantDep,
-    run_id: Annotated[str | None, Query(max_length=128)] = None,
+    run_id: Annotated[str | None, Query(max_length=LIST_CURSOR_MAX_LENGTH)] = None,
 ) -> JSONResponse:
     return JSONResponse(await service.list_messages(db, tenant, thread_id, params, run_id))
 

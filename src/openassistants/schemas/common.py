@@ -242,6 +242,11 @@ class ToolResources(RequestModel):
     file_search: FileSearchResources | None = None
 
 
+#: The hosted API's bounds on a list's ``limit`` and on a cursor (``after``, ``before``, ``run_id``).
+LIST_LIMIT_MAX = 100
+LIST_CURSOR_MAX_LENGTH = 128
+
+
 class ListParams(BaseModel):
     """Cursor pagination, as every Assistants list takes it."""
 

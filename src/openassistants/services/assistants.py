@@ -119,5 +119,5 @@ async def delete_assistant(db: Database, tenant: str, assistant_id: str) -> dict
 
 async def list_assistants(db: Database, tenant: str, params: ListParams) -> dict[str, Any]:
     async with db.read() as conn:
-        rows, has_more = await list_page(conn, T, [T.c.tenant_id == tenant], **params.model_dump())
+        rows, has_more = await list_page(conn, T, {"tenant_id": tenant}, **params.model_dump())
     return list_body([assistant_to_wire(r) for r in rows], has_more)

@@ -10,11 +10,11 @@ from __future__ import annotations
 import os
 import time
 import unicodedata
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, or_
+from sqlalchemy import bindparam, delete, or_
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -34,6 +34,8 @@ from openassistants.storage.queries import (
 from openassistants.storage.search import bump_chunks_version
 
 T = tables.files
+#: Files listed: those not expired at ``now``.
+_UNEXPIRED = or_(T.c.expires_at.is_(None), T.c.expires_at > bindparam("now"))
 
 #: The longest stored filename, in characters (most filesystems' limit for one name).
 MAX_FILENAME_CHARS = 255
@@ -43,7 +45,7 @@ FALLBACK_FILENAME = "file"
 _MAX_EXTENSION_CHARS = 16
 
 
-def file_to_wire(row: RowMapping) -> dict[str, Any]:
+def file_to_wire(row: RowMapping | Mapping[str, Any]) -> dict[str, Any]:
     """The ``file`` object exactly as the hosted API returned it."""
     return {
         "id": row["id"],
@@ -107,7 +109,7 @@ async def create_file(
     except BaseException:
         await blobs.delete(key)
         raise
-    return file_to_wire(values)  # type: ignore[arg-type]
+    return file_to_wire(values)
 
 
 async def load_file(conn: AsyncConnection, tenant: str, file_id: str) -> RowMapping:
@@ -126,11 +128,19 @@ async def get_file(db: Database, blobs: BlobStore, tenant: str, file_id: str) ->
 async def list_files(
     db: Database, tenant: str, *, purpose: str | None, limit: int, order: str, after: str | None
 ) -> dict[str, Any]:
-    scope = [T.c.tenant_id == tenant, or_(T.c.expires_at.is_(None), T.c.expires_at > int(time.time()))]
-    if purpose is not None:
-        scope.append(T.c.purpose == purpose)
+    scope = {"tenant_id": tenant} if purpose is None else {"tenant_id": tenant, "purpose": purpose}
     async with db.read() as conn:
-        rows, has_more = await list_page(conn, T, scope, limit=limit, order=order, after=after, before=None)
+        rows, has_more = await list_page(
+            conn,
+            T,
+            scope,
+            limit=limit,
+            order=order,
+            after=after,
+            before=None,
+            where=_UNEXPIRED,
+            where_values={"now": int(time.time())},
+        )
     return list_body([file_to_wire(r) for r in rows], has_more)
 
 

@@ -222,7 +222,7 @@ async def list_runs(rt: Runtime, tenant: str, thread_id: str, params: ListParams
     async with rt.db.read() as conn:
         await load_thread(conn, tenant, thread_id)
         rows, has_more = await list_page(
-            conn, R, [R.c.thread_id == thread_id, R.c.tenant_id == tenant], **params.model_dump()
+            conn, R, {"thread_id": thread_id, "tenant_id": tenant}, **params.model_dump()
         )
     return list_body([run_to_wire(r) for r in rows], has_more)
 
@@ -311,7 +311,7 @@ async def list_steps(
     async with rt.db.read() as conn:
         await load_run(conn, tenant, thread_id, run_id)
         rows, has_more = await list_page(
-            conn, S, [S.c.run_id == run_id, S.c.tenant_id == tenant], **params.model_dump()
+            conn, S, {"run_id": run_id, "tenant_id": tenant}, **params.model_dump()
         )
     return list_body([step_to_wire(r, include_content=include_content) for r in rows], has_more)
 

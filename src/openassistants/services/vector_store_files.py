@@ -178,14 +178,14 @@ async def list_vector_store_files(
     status: str | None,
     batch_id: str | None = None,
 ) -> dict[str, Any]:
-    scope = [VF.c.vector_store_id == vector_store_id, VF.c.tenant_id == tenant]
+    scope: dict[str, Any] = {"vector_store_id": vector_store_id, "tenant_id": tenant}
     if status is not None:
-        scope.append(VF.c.status == status)
+        scope["status"] = status
     async with db.read() as conn:
         await load_vector_store(conn, tenant, vector_store_id)
         if batch_id is not None:
             await _load_batch(conn, tenant, vector_store_id, batch_id)
-            scope.append(VF.c.batch_id == batch_id)
+            scope["batch_id"] = batch_id
         rows, has_more = await list_page(conn, VF, scope, **params.model_dump())
     return list_body([vector_store_file_to_wire(r) for r in rows], has_more)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import time
 import zlib
-from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, Table, bindparam, delete, func, select, update
@@ -28,11 +27,6 @@ async def get_row(
     result = await conn.execute(stmt, {"get_row_id": object_id, "get_row_tenant_id": tenant_id})
     row: RowMapping | None = result.mappings().first()
     return row
-
-
-@functools.cache
-def _select_in_order(table: Table, descending: bool) -> Select[Any]:
-    return select(table).order_by(table.c.seq.desc() if descending else table.c.seq.asc())
 
 
 @functools.cache
@@ -98,16 +92,24 @@ async def page(
     order: str,
     after: str | None,
     before: str | None,
+    where: ColumnElement[bool] | None = None,
+    where_values: dict[str, Any] | None = None,
 ) -> tuple[list[Row], bool]:
-    """``list_page`` for a ``Runner``, with ``scope`` as column values the rows must have."""
+    """One page in ``order`` of the rows with ``scope``'s column values (and matching ``where``, a
+    condition built once, whose parameters are ``where_values``), plus whether more rows follow it.
+
+    ``after`` returns the items that come after that id in the chosen order; ``before`` the ones just
+    before it (nearest first fetched, then put back in order), as OpenAI's cursors do. A cursor is any
+    row with ``scope``'s values, or one deleted since (``delete_remembering_cursors``).
+    """
     descending = order == "desc"
-    values = dict(scope)
+    values = dict(scope) | (where_values or {})
     if after is not None:
         values["after_seq"] = await _prepared_cursor_seq(runner, table, scope, after, "after")
     if before is not None:
         values["before_seq"] = await _prepared_cursor_seq(runner, table, scope, before, "before")
     values["limit"] = limit + 1
-    stmt = _page_statement(table, tuple(scope), descending, after is not None, before is not None)
+    stmt = _page_statement(table, tuple(scope), descending, after is not None, before is not None, where)
     rows = list(await runner.rows(stmt, values))
     has_more = len(rows) > limit
     rows = rows[:limit]
@@ -118,10 +120,17 @@ async def page(
 
 @functools.cache
 def _page_statement(
-    table: Table, scope: tuple[str, ...], descending: bool, after: bool, before: bool
+    table: Table,
+    scope: tuple[str, ...],
+    descending: bool,
+    after: bool,
+    before: bool,
+    where: ColumnElement[bool] | None,
 ) -> Prepared:
     seq = table.c.seq
     conditions = [table.c[name] == bindparam(name) for name in scope]
+    if where is not None:
+        conditions.append(where)
     if after:
         conditions.append(seq < bindparam("after_seq") if descending else seq > bindparam("after_seq"))
     if before:
@@ -171,57 +180,27 @@ async def take_turns_creating(conn: AsyncConnection, table: Table, tenant_id: st
 async def list_page(
     conn: AsyncConnection,
     table: Table,
-    scope: Sequence[ColumnElement[bool]],
+    scope: dict[str, Any],
     *,
     limit: int,
     order: str,
     after: str | None,
     before: str | None,
-) -> tuple[list[RowMapping], bool]:
-    """One page in ``order`` plus whether more items follow it.
-
-    ``after`` returns the items that come after that id in the chosen order; ``before`` the ones just
-    before it (nearest first fetched, then put back in order), as OpenAI's cursors do.
-    """
-    seq = table.c.seq
-    conditions = list(scope)
-    descending = order == "desc"
-    if after is not None:
-        after_seq = await _cursor_seq(conn, table, scope, after, "after")
-        conditions.append(seq < after_seq if descending else seq > after_seq)
-    reverse = False
-    if before is not None:
-        before_seq = await _cursor_seq(conn, table, scope, before, "before")
-        conditions.append(seq > before_seq if descending else seq < before_seq)
-        # Walk away from the cursor to take the nearest items, then restore the requested order.
-        reverse = True
-        descending = not descending
-    stmt = _select_in_order(table, descending).where(*conditions).limit(limit + 1)
-    rows = list((await conn.execute(stmt)).mappings().all())
-    has_more = len(rows) > limit
-    rows = rows[:limit]
-    if reverse:
-        rows.reverse()
-    return rows, has_more
-
-
-async def _cursor_seq(
-    conn: AsyncConnection,
-    table: Table,
-    scope: Sequence[ColumnElement[bool]],
-    cursor: str,
-    param: str,
-) -> Any:
-    stmt = select(table.c.seq).where(table.c.id == cursor, *scope)
-    value = (await conn.execute(stmt)).scalar()
-    if value is None:
-        gone = tables.deleted_cursors
-        value = (
-            await conn.execute(select(gone.c.seq).where(gone.c.table_name == table.name, gone.c.id == cursor))
-        ).scalar()
-    if value is None:
-        raise InvalidRequest(f"Invalid '{param}': no object with id '{cursor}' in this list.", param=param)
-    return value
+    where: ColumnElement[bool] | None = None,
+    where_values: dict[str, Any] | None = None,
+) -> tuple[list[Row], bool]:
+    """``page`` on ``conn``'s connection and transaction."""
+    return await page(
+        await runner_for(conn),
+        table,
+        scope,
+        limit=limit,
+        order=order,
+        after=after,
+        before=before,
+        where=where,
+        where_values=where_values,
+    )
 
 
 def list_body(data: list[dict[str, Any]], has_more: bool) -> dict[str, Any]:
