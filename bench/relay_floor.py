@@ -4,10 +4,10 @@ Figure (3) of ``bench.runs_stream`` starts 500 streaming runs at once on one ser
 compares their time to first token with the same burst sent straight to the scripted model. Whatever
 the server does, on one process it must at least serve each stream (as the model's own server does)
 and be a client of the model for it. This measures exactly that and nothing else: a bare ASGI app on
-the same stack as ``openassistants serve`` (uvicorn, uvloop, httptools), no framework, no database,
-no validation, no events, no access log, that forwards each request to the scripted model with
-aiohttp (one session, unlimited pool) and relays every chunk as it comes, under the SSE event names
-``bench.runs_stream`` looks for. Its added time to first token is a lower bound for any server that
+the same stack as ``openassistants serve`` (uvicorn, uvloop, httptools, garbage collection settled
+the same way), no framework, no database, no validation, no events, no access log, that forwards
+each request to the scripted model with aiohttp (one session, unlimited pool) and relays every chunk
+as it comes, under the SSE event names ``bench.runs_stream`` looks for. Its added time to first token is a lower bound for any server that
 relays a model in one Python process on this machine.
 
 Three processes as in ``bench.runs_stream``: the scripted model, the relay, this client. Rounds of
@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.harness import HOST, free_port, machine, save_results, server_env
+from bench.harness import free_port, machine, save_results, server_env
 from bench.runs_stream import (
     BURST_STREAM_TIMEOUT_S,
     CONCURRENT_P99_TARGET_MS,
@@ -40,6 +40,7 @@ from bench.runs_stream import (
     proc_cpu_seconds,
     raw_stream,
     running,
+    serve_settled,
     summarize_burst,
     wait_until_quiet,
 )
@@ -85,21 +86,6 @@ def relay_app(upstream: str) -> Any:
     return app
 
 
-def serve_relay(port: int, upstream: str) -> None:
-    import uvicorn
-
-    uvicorn.run(
-        relay_app(upstream),
-        host=HOST,
-        port=port,
-        loop="uvloop",
-        http="httptools",
-        access_log=False,
-        log_level="warning",
-        backlog=4096,
-    )
-
-
 async def measure(
     upstream_port: int, relay_port: int, relay_pid: int, count: int, rounds: int
 ) -> dict[str, Any]:
@@ -141,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--serve-relay", nargs=2, metavar=("PORT", "UPSTREAM"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve_relay:
-        serve_relay(int(args.serve_relay[0]), args.serve_relay[1])
+        serve_settled(relay_app(args.serve_relay[1]), int(args.serve_relay[0]))
         return 0
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="oa-bench-relay-") as tmp:

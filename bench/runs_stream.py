@@ -185,23 +185,29 @@ def wait_for_connections() -> int:
 
 
 def serve_upstream(port: int) -> None:
-    import uvicorn
-
     from tests.upstream import Reply, ScriptedUpstream
 
     upstream = ScriptedUpstream()
     upstream.default = Reply(
         "".join(REPLY), chunks=REPLY, delay=CHUNK_DELAY_S, first_delay=FIRST_DELAY_S, usage=None
     )
-    # The model's own garbage collection is not what this measures: settled as `serve` settles ours
-    # (openassistants.cli._settle_gc). Left alone, its full collections made one burst of 500 streams
-    # to it take p99 435-530 ms, then 1,986 ms, and each burst's end came later than the last
-    # (1.7 -> 3.1 s over five bursts); settled, 197-387 ms and no drift.
+    serve_settled(upstream.app, port)
+
+
+def serve_settled(app: Any, port: int) -> None:
+    """Serve ``app`` on uvicorn as ``openassistants serve`` serves the API (uvloop, httptools), its
+    garbage collection settled as serve's (``openassistants.cli._settle_gc``): the stand-ins' own
+    collections are not what these benchmarks measure. Left alone, the scripted model's full
+    collections made one burst of 500 streams to it take p99 435-530 ms, then 1,986 ms, and each
+    burst's end came later than the last (1.7 -> 3.1 s over five bursts); settled, 197-387 ms and
+    no drift."""
+    import uvicorn
+
     gc.collect()
     gc.freeze()
     gc.set_threshold(7000, *gc.get_threshold()[1:])
     uvicorn.run(
-        upstream.app,
+        app,
         host=HOST,
         port=port,
         loop="uvloop",
