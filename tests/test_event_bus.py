@@ -1,0 +1,61 @@
+"""The in-process event bus keeps a stopped run's events for reconnects, then forgets them."""
+
+from __future__ import annotations
+
+import asyncio
+
+from openassistants.events import Event, InProcessEventBus
+
+RETENTION = 0.05
+
+
+def _event(n: int) -> Event:
+    return Event.of("thread.message.delta", {"n": n})
+
+
+async def _past_retention(bus: InProcessEventBus) -> None:
+    await asyncio.sleep(RETENTION * 3)
+    bus.close("run_other")  # forgetting happens as runs close
+
+
+async def test_a_stopped_run_is_replayed_until_its_retention_passes() -> None:
+    bus = InProcessEventBus(retention_seconds=RETENTION)
+    bus.publish("run_a", _event(1))
+    bus.close("run_a")
+    assert [i for i, _ in await bus.replay("run_a", 0)] == [1]
+
+    await _past_retention(bus)
+
+    assert await bus.replay("run_a", 0) == []
+    assert await bus.last_id("run_a") == 0
+
+
+async def test_a_run_that_goes_on_after_its_stream_stopped_is_kept() -> None:
+    # A run stops streaming when it requires action and goes on once outputs are submitted.
+    bus = InProcessEventBus(retention_seconds=RETENTION)
+    bus.publish("run_a", _event(1))
+    bus.close("run_a")
+    bus.publish("run_a", _event(2))
+
+    await _past_retention(bus)
+    assert await bus.last_id("run_a") == 2
+
+    bus.close("run_a")
+    assert await bus.last_id("run_a") == 2
+    await _past_retention(bus)
+    assert await bus.last_id("run_a") == 0
+
+
+async def test_only_runs_past_their_retention_are_forgotten() -> None:
+    bus = InProcessEventBus(retention_seconds=RETENTION)
+    for n in range(1000):
+        bus.publish(f"run_old_{n}", _event(n))
+        bus.close(f"run_old_{n}")
+    await asyncio.sleep(RETENTION * 3)
+    bus.publish("run_new", _event(0))
+    bus.close("run_new")
+    bus.publish("run_open", _event(0))
+
+    assert all([await bus.last_id(f"run_old_{n}") == 0 for n in range(1000)])
+    assert await bus.last_id("run_new") == 1
+    assert await bus.last_id("run_open") == 1
