@@ -7,8 +7,8 @@ and be a client of the model for it. This measures exactly that and nothing else
 the same stack as ``openassistants serve`` (uvicorn, uvloop, httptools, garbage collection settled
 the same way), no framework, no database, no validation, no events, no access log, that forwards
 each request to the scripted model with aiohttp (one session, unlimited pool) and relays every chunk
-as it comes, under the SSE event names ``bench.runs_stream`` looks for. Its added time to first token is a lower bound for any server that
-relays a model in one Python process on this machine.
+as it comes, under the SSE event names ``bench.runs_stream`` looks for. Its added time to first
+token is a lower bound for any server that relays a model in one Python process on this machine.
 
 Three processes as in ``bench.runs_stream``: the scripted model, the relay, this client. Rounds of
 (burst straight to the model, then the same burst through the relay), alternating:

@@ -108,6 +108,8 @@ class Options:
     #: Phase 3 is repeated (each burst against its own direct burst just before it); the report shows
     #: the burst with the median added p99, and every burst's figures: one burst varies by 15-30 %.
     concurrent_rounds: int = 3
+    #: Phase 3 alone (``--only-concurrent``): a quick loop while working on it.
+    only_concurrent: bool = False
     backends: list[str] = field(default_factory=lambda: ["sqlite", "postgres"])
 
 
@@ -658,24 +660,20 @@ async def measure_one_burst(c: Clients, opts: Options, server_pid: int) -> dict[
 async def measure_server(server: Server, upstream: Server, opts: Options) -> dict[str, Any]:
     c = await open_clients(server, upstream)
     server_pid = server.process.pid
+    results: dict[str, Any] = {}
     try:
         await warm_up(c)
-        phase_started = time.perf_counter()
-        ttft = await measure_ttft(c, opts)
-        ttft_seconds = time.perf_counter() - phase_started
-        phase_started = time.perf_counter()
-        poll = await measure_poll(c, opts)
-        poll_seconds = time.perf_counter() - phase_started
-        concurrent = await measure_concurrent(c, opts, server_pid)
+        if not opts.only_concurrent:
+            phase_started = time.perf_counter()
+            results["ttft"] = summarize_samples(await measure_ttft(c, opts))
+            results["ttft_seconds"] = time.perf_counter() - phase_started
+            phase_started = time.perf_counter()
+            results["poll"] = summarize_samples(await measure_poll(c, opts))
+            results["poll_seconds"] = time.perf_counter() - phase_started
+        results["concurrent"] = await measure_concurrent(c, opts, server_pid)
     finally:
         await c.aclose()
-    return {
-        "ttft": summarize_samples(ttft),
-        "ttft_seconds": ttft_seconds,
-        "poll": summarize_samples(poll),
-        "poll_seconds": poll_seconds,
-        "concurrent": concurrent,
-    }
+    return results
 
 
 async def measure_direct_burst(upstream: Server, count: int) -> dict[str, Any]:
@@ -800,6 +798,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cycles", type=int, help="phase 1 cycles (4 samples each)")
     parser.add_argument("--concurrent", type=int, help="streams started together in phase 3")
     parser.add_argument("--rounds", type=int, help="phase 3 bursts (the median is reported)")
+    parser.add_argument("--only-concurrent", action="store_true", help="phase 3 alone")
     parser.add_argument(
         "--git-ref",
         help="serve the package as of this commit (e.g. HEAD) instead of the working tree",
@@ -814,6 +813,7 @@ def main(argv: list[str] | None = None) -> int:
     opts.cycles = args.cycles or opts.cycles
     opts.concurrent = args.concurrent or opts.concurrent
     opts.concurrent_rounds = args.rounds or opts.concurrent_rounds
+    opts.only_concurrent = args.only_concurrent
     # The SDK marks the Assistants API deprecated; this benchmark exists to use it.
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     started = time.time()
@@ -874,26 +874,41 @@ def _row(label: str, stats: dict[str, float], digits: int = 1, target: str = "",
 
 
 def render_backend(backend: str, r: dict[str, Any], direct_burst: dict[str, Any]) -> list[str]:
-    t, p, cc = r["ttft"], r["poll"], r["concurrent"]
+    cc = r["concurrent"]
+    lines = ["| measurement | n | p50 | p99 | target | result |", "|---|---:|---:|---:|---|---|"]
+    baseline = None
+    if "ttft" in r:
+        lines += _ttft_and_poll_rows(r["ttft"], r["poll"])
+        baseline = r["ttft"]["raw_direct"]["first_token"]["p50"]
+    lines += _concurrent_rows(cc, direct_burst, baseline)
+    lines += [
+        "",
+        f"Server RSS {cc['rss_before_mib']:.0f} MiB before the burst, {cc['rss_after_mib']:.0f} MiB after; "
+        f"CPU during the burst: server {cc['server_cpu_s']:.1f} s "
+        f"({cc['server_cpu_s'] / cc['streams'] * 1000:.0f} ms per run), client {cc['client_cpu_s']:.1f} s, "
+        f"in {cc['seconds']:.1f} s from the first request to the last stream's end.",
+        "",
+        *_rounds_note(cc),
+        _noise(r["cpu"], backend == "postgres"),
+    ]
+    if "ttft" in r:
+        errors = sum(s["errors"] for phase in (r["ttft"], r["poll"]) for s in phase.values())
+        if errors:
+            lines += ["", f"{errors} samples of (1)/(2) failed; the figures are not valid."]
+    return lines
+
+
+def _ttft_and_poll_rows(t: dict[str, Any], p: dict[str, Any]) -> list[str]:
     direct, through = t["sdk_direct"]["first_token"], t["sdk_through"]["first_token"]
     raw_direct, raw_through = t["raw_direct"]["first_token"], t["raw_through"]["first_token"]
     added = {"p50": through["p50"] - direct["p50"], "p99": through["p99"] - direct["p99"]}
     raw_added = {"p50": raw_through["p50"] - raw_direct["p50"], "p99": raw_through["p99"] - raw_direct["p99"]}
     cap, streamed, whole = p["create_and_poll"]["end"], p["direct_stream"]["end"], p["direct_whole"]["end"]
     ratio = {"p50": cap["p50"] / streamed["p50"], "p99": cap["p99"] / streamed["p99"]}
-    loaded = cc.get("first_token", NAN)
-    baseline = raw_direct["p50"]
-    loaded_added = {"p50": loaded["p50"] - baseline, "p99": loaded["p99"] - baseline}
-    # The same burst straight to the upstream, measured in the same run: what the upstream and this
-    # client take for it by themselves. (3)'s target is judged on this definition.
-    burst_direct = cc.get("direct_burst", direct_burst).get("first_token", NAN)
-    burst_added = {"p50": loaded["p50"] - burst_direct["p50"], "p99": loaded["p99"] - burst_direct["p99"]}
     ttft_ok = (
         f"{_verdict(added['p50'] <= TTFT_P50_TARGET_MS)} / {_verdict(added['p99'] <= TTFT_P99_TARGET_MS)}"
     )
-    lines = [
-        "| measurement | n | p50 | p99 | target | result |",
-        "|---|---:|---:|---:|---|---|",
+    return [
         _row("(1) TTFT direct, SDK `chat.completions.create(stream=True)`, ms", direct),
         _row("(1) TTFT through, SDK `runs.stream`, ms", through),
         _row(
@@ -915,6 +930,18 @@ def render_backend(backend: str, r: dict[str, Any], direct_burst: dict[str, Any]
             f"≤ {POLL_RATIO_TARGET:g}",
             _verdict(ratio["p50"] <= POLL_RATIO_TARGET),
         ),
+    ]
+
+
+def _concurrent_rows(cc: dict[str, Any], direct_burst: dict[str, Any], baseline: float | None) -> list[str]:
+    """(3)'s rows; ``baseline`` (the unloaded raw direct p50 of (1)), when measured, for the old
+    definition of added TTFT."""
+    loaded = cc.get("first_token", NAN)
+    # The same burst straight to the upstream, measured in the same run: what the upstream and this
+    # client take for it by themselves. (3)'s target is judged on this definition.
+    burst_direct = cc.get("direct_burst", direct_burst).get("first_token", NAN)
+    burst_added = {"p50": loaded["p50"] - burst_direct["p50"], "p99": loaded["p99"] - burst_direct["p99"]}
+    rows = [
         f"| (3) {cc['streams']} concurrent streams: completed, errors | | {cc['completed']} | {cc['errors']} "
         f"| all complete | {_verdict(cc['completed'] == cc['streams'])} |",
         _row("(3) time to response headers (run created), ms", cc.get("headers", NAN), 0),
@@ -928,27 +955,22 @@ def render_backend(backend: str, r: dict[str, Any], direct_burst: dict[str, Any]
             f"p99 ≤ {CONCURRENT_P99_TARGET_MS:g}",
             _verdict(burst_added["p99"] <= CONCURRENT_P99_TARGET_MS),
         ),
-        _row(
-            f"(3) added TTFT, old definition (minus the unloaded raw direct p50, {baseline:.1f}), ms",
-            loaded_added,
-            0,
-        ),
+    ]
+    if baseline is not None:
+        old = {"p50": loaded["p50"] - baseline, "p99": loaded["p99"] - baseline}
+        rows.append(
+            _row(
+                f"(3) added TTFT, old definition (minus the unloaded raw direct p50, {baseline:.1f}), ms",
+                old,
+                0,
+            )
+        )
+    return [
+        *rows,
         _row("(3) stream end (`done`), ms", cc.get("end", NAN), 0),
         f"| (3) server peak RSS (VmHWM), MiB | | | {cc['peak_rss_mib']:.0f} | < {RSS_TARGET_MIB:g} "
         f"| {_verdict(cc['peak_rss_mib'] < RSS_TARGET_MIB)} |",
-        "",
-        f"Server RSS {cc['rss_before_mib']:.0f} MiB before the burst, {cc['rss_after_mib']:.0f} MiB after; "
-        f"CPU during the burst: server {cc['server_cpu_s']:.1f} s "
-        f"({cc['server_cpu_s'] / cc['streams'] * 1000:.0f} ms per run), client {cc['client_cpu_s']:.1f} s, "
-        f"in {cc['seconds']:.1f} s from the first request to the last stream's end.",
-        "",
-        *_rounds_note(cc),
-        _noise(r["cpu"], backend == "postgres"),
     ]
-    errors = sum(t[k]["errors"] for k in t) + sum(p[k]["errors"] for k in p)
-    if errors:
-        lines += ["", f"{errors} samples of (1)/(2) failed; the figures are not valid."]
-    return lines
 
 
 def _rounds_note(cc: dict[str, Any]) -> list[str]:
