@@ -15,7 +15,7 @@ from openassistants.ids import new_id
 from openassistants.storage import tables
 from openassistants.storage.db import CHECKPOINT_EVERY_CHANGES, Database, runner_for
 from openassistants.storage.prepared import Prepared
-from openassistants.storage.queries import find_row, list_page, page
+from openassistants.storage.queries import find_row, page
 
 T = tables.messages
 INSERT = Prepared(T.insert(), column_keys=[c.key for c in T.columns if c.key != "seq"])
@@ -113,7 +113,7 @@ async def test_pages_follow_openai_cursors(db: Database) -> None:
             rows, more = await page(reader, T, {"thread_id": thread_id}, **params)  # type: ignore[arg-type]
         # The same through a connection of SQLAlchemy's (as the services that hold one list).
         async with db.read() as conn:
-            conn_rows, conn_more = await list_page(conn, T, {"thread_id": thread_id}, **params)  # type: ignore[arg-type]
+            conn_rows, conn_more = await page(conn, T, {"thread_id": thread_id}, **params)  # type: ignore[arg-type]
         assert [r["id"] for r in rows] == [ids[n] for n in expected], params
         assert [r["id"] for r in conn_rows] == [ids[n] for n in expected], params
         assert more is conn_more is expected_more, params

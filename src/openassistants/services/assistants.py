@@ -22,7 +22,7 @@ from openassistants.storage.queries import (
     delete_remembering_cursors,
     get_row,
     list_body,
-    list_page,
+    page,
     take_turns_creating,
 )
 
@@ -119,5 +119,5 @@ async def delete_assistant(db: Database, tenant: str, assistant_id: str) -> dict
 
 async def list_assistants(db: Database, tenant: str, params: ListParams) -> dict[str, Any]:
     async with db.read() as conn:
-        rows, has_more = await list_page(conn, T, {"tenant_id": tenant}, **params.model_dump())
+        rows, has_more = await page(conn, T, {"tenant_id": tenant}, **params.model_dump())
     return list_body([assistant_to_wire(r) for r in rows], has_more)

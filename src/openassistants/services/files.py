@@ -28,7 +28,7 @@ from openassistants.storage.queries import (
     delete_remembering_cursors,
     get_row,
     list_body,
-    list_page,
+    page,
     take_turns_creating,
 )
 from openassistants.storage.search import bump_chunks_version
@@ -130,7 +130,7 @@ async def list_files(
 ) -> dict[str, Any]:
     scope = {"tenant_id": tenant} if purpose is None else {"tenant_id": tenant, "purpose": purpose}
     async with db.read() as conn:
-        rows, has_more = await list_page(
+        rows, has_more = await page(
             conn,
             T,
             scope,

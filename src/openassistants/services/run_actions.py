@@ -43,7 +43,7 @@ from openassistants.services.runs import (
 from openassistants.services.runtime import Runtime
 from openassistants.services.threads import insert_thread, thread_to_wire
 from openassistants.storage import tables
-from openassistants.storage.queries import get_row, insert_row, list_body, list_page, update_row
+from openassistants.storage.queries import get_row, insert_row, list_body, page, update_row
 
 logger = logging.getLogger("openassistants.runs")
 
@@ -221,7 +221,7 @@ async def get_run(rt: Runtime, tenant: str, thread_id: str, run_id: str) -> dict
 async def list_runs(rt: Runtime, tenant: str, thread_id: str, params: ListParams) -> dict[str, Any]:
     async with rt.db.read() as conn:
         await load_thread(conn, tenant, thread_id)
-        rows, has_more = await list_page(
+        rows, has_more = await page(
             conn, R, {"thread_id": thread_id, "tenant_id": tenant}, **params.model_dump()
         )
     return list_body([run_to_wire(r) for r in rows], has_more)
@@ -310,9 +310,7 @@ async def list_steps(
 ) -> dict[str, Any]:
     async with rt.db.read() as conn:
         await load_run(conn, tenant, thread_id, run_id)
-        rows, has_more = await list_page(
-            conn, S, {"run_id": run_id, "tenant_id": tenant}, **params.model_dump()
-        )
+        rows, has_more = await page(conn, S, {"run_id": run_id, "tenant_id": tenant}, **params.model_dump())
     return list_body([step_to_wire(r, include_content=include_content) for r in rows], has_more)
 
 

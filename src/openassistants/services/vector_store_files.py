@@ -23,7 +23,7 @@ from openassistants.services.files import load_file
 from openassistants.services.vector_stores import file_stats, load_vector_store
 from openassistants.storage import tables
 from openassistants.storage.db import Database
-from openassistants.storage.queries import delete_remembering_cursors, list_body, list_page
+from openassistants.storage.queries import delete_remembering_cursors, list_body, page
 from openassistants.storage.search import bump_chunks_version
 
 VF = tables.vector_store_files
@@ -186,7 +186,7 @@ async def list_vector_store_files(
         if batch_id is not None:
             await _load_batch(conn, tenant, vector_store_id, batch_id)
             scope["batch_id"] = batch_id
-        rows, has_more = await list_page(conn, VF, scope, **params.model_dump())
+        rows, has_more = await page(conn, VF, scope, **params.model_dump())
     return list_body([vector_store_file_to_wire(r) for r in rows], has_more)
 
 

@@ -17,7 +17,7 @@ from openassistants.schemas.common import ListParams
 from openassistants.schemas.vector_stores import ExpiresAfter, VectorStoreCreate, VectorStoreUpdate
 from openassistants.storage import tables
 from openassistants.storage.db import Database
-from openassistants.storage.queries import delete_remembering_cursors, get_row, list_body, list_page
+from openassistants.storage.queries import delete_remembering_cursors, get_row, list_body, page
 
 V = tables.vector_stores
 VF = tables.vector_store_files
@@ -178,7 +178,7 @@ async def delete_vector_store(db: Database, tenant: str, vector_store_id: str) -
 
 async def list_vector_stores(db: Database, tenant: str, params: ListParams) -> dict[str, Any]:
     async with db.read() as conn:
-        rows, has_more = await list_page(conn, V, {"tenant_id": tenant}, **params.model_dump())
+        rows, has_more = await page(conn, V, {"tenant_id": tenant}, **params.model_dump())
         stats = await file_stats(conn, VF.c.vector_store_id, [r["id"] for r in rows])
     return list_body([vector_store_to_wire(r, *stats[r["id"]]) for r in rows], has_more)
 

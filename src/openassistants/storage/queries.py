@@ -84,7 +84,7 @@ async def find_row(runner: Runner, table: Table, tenant_id: str, object_id: str,
 
 
 async def page(
-    runner: Runner,
+    conn: AsyncConnection | Runner,
     table: Table,
     scope: dict[str, Any],
     *,
@@ -102,6 +102,7 @@ async def page(
     before it (nearest first fetched, then put back in order), as OpenAI's cursors do. A cursor is any
     row with ``scope``'s values, or one deleted since (``delete_remembering_cursors``).
     """
+    runner = conn if isinstance(conn, Runner) else await runner_for(conn)
     descending = order == "desc"
     values = dict(scope) | (where_values or {})
     if after is not None:
@@ -175,32 +176,6 @@ async def take_turns_creating(conn: AsyncConnection, table: Table, tenant_id: st
     if conn.dialect.name == "postgresql":
         key = zlib.crc32(f"{table.name}:{tenant_id}".encode())
         await conn.execute(select(func.pg_advisory_xact_lock(key)))
-
-
-async def list_page(
-    conn: AsyncConnection,
-    table: Table,
-    scope: dict[str, Any],
-    *,
-    limit: int,
-    order: str,
-    after: str | None,
-    before: str | None,
-    where: ColumnElement[bool] | None = None,
-    where_values: dict[str, Any] | None = None,
-) -> tuple[list[Row], bool]:
-    """``page`` on ``conn``'s connection and transaction."""
-    return await page(
-        await runner_for(conn),
-        table,
-        scope,
-        limit=limit,
-        order=order,
-        after=after,
-        before=before,
-        where=where,
-        where_values=where_values,
-    )
 
 
 def list_body(data: list[dict[str, Any]], has_more: bool) -> dict[str, Any]:
