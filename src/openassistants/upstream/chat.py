@@ -159,9 +159,12 @@ class ChatClient:
         key = settings.llm_api_key if settings.llm_api_key else None  # an empty key sends none
         self._default = _Route(base_url=settings.llm_base_url, api_key=key)
         self._routes = _load_routes(settings.llm_routes)
-        # Each route's URL parsed once (and so checked at start-up, not on the first run).
-        self._urls = {route: _chat_url(route) for route in (self._default, *self._routes.values())}
-        self._headers = {route: _request_headers(route) for route in self._urls}
+        # Each route's URL parsed (and so checked at start-up, not on the first run) and its headers
+        # built once.
+        self._sends = {
+            route: (_chat_url(route), _request_headers(route))
+            for route in (self._default, *self._routes.values())
+        }
         self._max_retries = settings.llm_max_retries
         self._backoff = settings.llm_retry_backoff_seconds
         self._timeout = httpx.Timeout(
@@ -257,7 +260,8 @@ class ChatClient:
 
     def _target(self, model: str) -> _Target:
         route = self._routes.get(model, self._default)
-        return _Target(url=self._urls[route], model=route.model or model, headers=self._headers[route])
+        url, headers = self._sends[route]
+        return _Target(url=url, model=route.model or model, headers=headers)
 
     def _retry_delay(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None and 0 <= retry_after <= MAX_RETRY_AFTER_SECONDS:
