@@ -32,6 +32,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from openassistants import jsonbytes
 from openassistants.errors import ServiceUnavailable
 from openassistants.storage.prepared import Runner
 
@@ -57,7 +58,8 @@ T = TypeVar("T")
 def _loads_json(text: str) -> Any:
     """JSON columns, read with orjson: several times faster than ``json.loads`` on a page of messages.
 
-    Python's ``json.dumps`` (the writer) may have stored NaN or Infinity, which orjson refuses.
+    ``json.dumps`` (the writer before ``jsonbytes``, and its fallback) may have stored NaN or
+    Infinity, which orjson refuses.
     """
     try:
         return orjson.loads(text)
@@ -66,15 +68,8 @@ def _loads_json(text: str) -> Any:
 
 
 def _dumps_json(value: Any) -> str:
-    """JSON columns, written with orjson: a run's row has a dozen of them, and ``json.dumps`` costs
-    several times as much on each. What orjson refuses (integers beyond 64 bits, keys that are not
-    strings) goes through ``json.dumps`` as before. orjson writes NaN and infinities as null, as the
-    API's JSON responses show them anyway.
-    """
-    try:
-        return orjson.dumps(value).decode()
-    except TypeError:
-        return json.dumps(value)
+    """JSON columns (a run's row has a dozen), with orjson (``jsonbytes``)."""
+    return jsonbytes.dumps(value).decode()
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

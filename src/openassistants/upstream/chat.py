@@ -33,6 +33,7 @@ import httpx
 import orjson
 from pydantic import BaseModel, ConfigDict, SecretStr, TypeAdapter
 
+from openassistants import jsonbytes
 from openassistants.config import Settings
 from openassistants.upstream.transport import AiohttpTransport
 
@@ -248,7 +249,7 @@ class ChatClient:
         request = httpx.Request(
             "POST",
             target.url,
-            content=_json_bytes(body),
+            content=jsonbytes.dumps(body),
             headers=target.headers,
             extensions={"timeout": self._timeout},
         )
@@ -278,15 +279,6 @@ def _load_routes(value: str | None) -> dict[str, _Route]:
     except OSError as exc:
         raise ValueError(f"cannot read llm_routes file {value!r}: {exc}") from exc
     return _ROUTES.validate_json(text)  # its ValidationError is a ValueError
-
-
-def _json_bytes(body: dict[str, Any]) -> bytes:
-    """The request body with orjson; what it refuses (integers beyond 64 bits in a tool's schema)
-    with ``json.dumps`` as httpx would have written it."""
-    try:
-        return orjson.dumps(body)
-    except TypeError:
-        return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def _request_headers(route: _Route) -> httpx.Headers:
