@@ -208,10 +208,7 @@ class Executor:
             self._wakeup.clear()
             free = self.settings.max_concurrent_runs - len(self._running)
             try:
-                async with self.db.write() as conn:
-                    claimed = await run_claims.claim_runs(
-                        conn, self.worker_id, free, self.settings.run_lease_seconds
-                    )
+                claimed = await self._claim(free)
             except Exception:
                 logger.warning("could not claim runs", exc_info=True)
                 claimed = []
@@ -219,6 +216,19 @@ class Executor:
                 self._start(row)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), self.settings.queue_poll_seconds)
+
+    async def _claim(self, free: int) -> list[dict[str, Any]]:
+        if free <= 0:
+            return []
+        # Looked for first, with a read: this runs on every wake-up (each run that ends, every poll),
+        # and a claim is a write transaction that, on SQLite, holds the one writer slot across its
+        # hand-offs to the writer thread. Under a burst of runs each hand-off waits a whole turn of
+        # the busy event loop, and every run's own writes waited behind it.
+        async with self.db.reader() as reader:
+            if not await run_claims.any_waiting(reader):
+                return []
+        async with self.db.write() as conn:
+            return await run_claims.claim_runs(conn, self.worker_id, free, self.settings.run_lease_seconds)
 
     def _start(self, row: Mapping[str, Any]) -> None:
         run_id = row["id"]
@@ -236,7 +246,9 @@ class Executor:
             if not self._running:
                 continue
             try:
-                async with self.db.write() as conn:
+                # Inline (SQLite): one UPDATE, which on the writer's thread would hold the writer slot
+                # across hand-offs that, on a busy loop, take far longer than the statement.
+                async with self.db.write(inline=True) as conn:
                     await run_claims.renew_leases(
                         conn, self.worker_id, list(self._running), self.settings.run_lease_seconds
                     )

@@ -9,10 +9,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import and_, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from openassistants.storage import tables
+from openassistants.storage.prepared import Prepared, Runner
 
 R = tables.runs
 
@@ -22,6 +23,19 @@ HELD_STATUSES = ("queued", "in_progress", "cancelling")
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+_WAITING = Prepared(
+    select(R.c.id)
+    .where(R.c.status == "queued", R.c.worker_id.is_(None), R.c.expires_at > bindparam("now"))
+    .limit(1)
+)
+
+
+async def any_waiting(reader: Runner) -> bool:
+    """Whether some run waits to be claimed: one indexed read, so that an executor with nothing to
+    claim takes no write transaction (on SQLite, the writer's slot) to find that out."""
+    return await reader.scalar(_WAITING, {"now": int(time.time())}) is not None
 
 
 async def claim_runs(
