@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gc
 import json
 import os
 import signal
@@ -198,16 +197,16 @@ def serve_upstream(port: int) -> None:
 
 def serve_settled(app: Any, port: int) -> None:
     """Serve ``app`` on uvicorn as ``openassistants serve`` serves the API (uvloop, httptools), its
-    garbage collection settled as serve's (``openassistants.cli._settle_gc``): the stand-ins' own
+    garbage collection settled as serve's (``openassistants.cli.settle_gc``): the stand-ins' own
     collections are not what these benchmarks measure. Left alone, the scripted model's full
     collections made one burst of 500 streams to it take p99 435-530 ms, then 1,986 ms, and each
     burst's end came later than the last (1.7 -> 3.1 s over five bursts); settled, 197-387 ms and
     no drift."""
     import uvicorn
 
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(7000, *gc.get_threshold()[1:])
+    from openassistants.cli import settle_gc
+
+    settle_gc()
     uvicorn.run(
         app,
         host=HOST,

@@ -39,13 +39,17 @@ def _configure_logging(settings: Settings) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
-#: Allocations between two collections of the youngest generation (CPython's default: 700). A server
-#: streaming hundreds of runs allocates many short-lived objects: collecting them ten times as rarely
-#: costs little memory.
-GC_YOUNG_THRESHOLD = 7000
+#: Allocations between two collections of the youngest generation (CPython's default: 700). In a burst
+#: of runs nearly every young object is still alive (the runs' rows, events, tasks) when collected, so
+#: each collection walks them all and moves them on, and the older generations' collections then walk
+#: them again: 700 made every stream wait; 7,000 still spent 24 young and 2 middle collections (105-145
+#: ms) in a burst of 500 streams, 50,000 three young ones (~50 ms, at most ~20 ms each), and 4.8 -> 4.2
+#: ms of CPU per run (docs/benchmarks.md, issue 3). Garbage that only the collector frees (cycles)
+#: waits longer, a few MB at most.
+GC_YOUNG_THRESHOLD = 50_000
 
 
-def _settle_gc() -> None:
+def settle_gc() -> None:
     """Once everything is imported: move what exists into the permanent generation, so that the
     collector never walks the modules' objects again (a full collection took ~65 ms in a 300-run
     burst, stopping every stream), and collect the young generation less often. Together, in that
@@ -78,7 +82,7 @@ def serve(
     from openassistants.app import create_app
 
     app = create_app(settings)
-    _settle_gc()
+    settle_gc()
     uvicorn.run(
         app,
         host=host,
@@ -105,7 +109,7 @@ def worker() -> None:
     _configure_logging(settings)
     from openassistants.worker import run_worker
 
-    _settle_gc()
+    settle_gc()
     asyncio.run(run_worker(settings))
 
 
