@@ -108,7 +108,11 @@ class PostgresNotifier:
         # It writes stream events only, never run state: its commits need not wait for a WAL flush
         # (a PostgreSQL crash may lose the newest events, at most wal_writer_delay's worth).
         self._pool = await asyncpg.create_pool(
-            self._dsn, min_size=1, max_size=4, server_settings={"synchronous_commit": "off"}
+            self._dsn,
+            min_size=1,
+            max_size=4,
+            server_settings={"synchronous_commit": "off"},
+            reset=_keep_session,
         )
         await self._connect()
         self._supervisor = asyncio.create_task(self._supervise(), name="notify-supervisor")
@@ -162,3 +166,10 @@ class PostgresNotifier:
                     await hook()
                 except Exception:
                     logger.exception("reconnect hook failed")
+
+
+async def _keep_session(_connection: asyncpg.Connection) -> None:
+    """The pool's reset between two uses: nothing beyond the rollback of an open transaction that
+    asyncpg always does. Its default, one more round trip per use (``RESET ALL``, ``UNLISTEN *``,
+    ``CLOSE ALL``, unlocking advisory locks), undoes what these statements never do: they set,
+    listen, lock and open cursors nowhere (the LISTEN connection is not the pool's)."""
