@@ -67,6 +67,10 @@ async def test_upstream_rejects_the_prompt(
     assert run.last_error is not None and run.last_error.code == "invalid_prompt"
     assert "model does not exist" in run.last_error.message
     assert len(upstream.requests(model)) == 1  # a 400 is not retried
+    # No reply began: no assistant message or step is left (they were stored with the run).
+    messages = await client.beta.threads.messages.list(thread_id=run.thread_id)
+    assert [m.role for m in messages.data] == ["user"]
+    assert (await client.beta.threads.runs.steps.list(run_id=run.id, thread_id=run.thread_id)).data == []
 
 
 async def test_failure_mid_stream_closes_message_and_stream(

@@ -390,6 +390,10 @@ async def test_max_prompt_tokens_too_small_for_newest_message(
     assert run.status == "incomplete"
     assert run.incomplete_details is not None and run.incomplete_details.reason == "max_prompt_tokens"
     assert upstream.requests(model) == []
+    # The reply's message and step, stored with the run, were never begun: none is left.
+    messages = await client.beta.threads.messages.list(thread_id=thread.id)
+    assert [m.role for m in messages.data] == ["user"]
+    assert (await client.beta.threads.runs.steps.list(run_id=run.id, thread_id=thread.id)).data == []
 
 
 async def test_other_tenants_cannot_touch_runs(

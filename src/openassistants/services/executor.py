@@ -24,6 +24,7 @@ from sqlalchemy import select
 from openassistants.config import Settings
 from openassistants.events import EventBus
 from openassistants.services.run_context import wait_for_stores
+from openassistants.services.run_records import Reply
 from openassistants.services.run_status import RunStatusWriter
 from openassistants.services.run_turn import ModelTurn, TurnOutcome
 
@@ -154,11 +155,12 @@ class Executor:
             "lease_expires_at": run_claims.now_ms() + int(self.settings.run_lease_seconds * 1000),
         }
 
-    def adopt(self, row: Mapping[str, Any] | None) -> None:
-        """Start executing a run stored with ``offer_claim``'s columns (None: it was not stored)."""
+    def adopt(self, row: Mapping[str, Any] | None, reply: Reply | None = None) -> None:
+        """Start executing a run stored with ``offer_claim``'s columns (None: it was not stored), and
+        with its reply's message and step when those were stored with it."""
         self._offered -= 1
         if row is not None:
-            self._start(row)
+            self._start(row, reply)
 
     def coalescing_pause(self) -> float:
         """Seconds a model stream's reader waits before its next read (see COALESCE_SECONDS_PER_RUN)."""
@@ -230,9 +232,9 @@ class Executor:
         async with self.db.write() as conn:
             return await run_claims.claim_runs(conn, self.worker_id, free, self.settings.run_lease_seconds)
 
-    def _start(self, row: Mapping[str, Any]) -> None:
+    def _start(self, row: Mapping[str, Any], reply: Reply | None = None) -> None:
         run_id = row["id"]
-        task = asyncio.create_task(self._execute(row), name=f"run-{run_id}")
+        task = asyncio.create_task(self._execute(row, reply), name=f"run-{run_id}")
         self._running[run_id] = task
         task.add_done_callback(self._forget_task)
 
@@ -319,10 +321,10 @@ class Executor:
 
     # --- one run ----------------------------------------------------------------------------
 
-    async def _execute(self, row: Mapping[str, Any]) -> None:
+    async def _execute(self, row: Mapping[str, Any], reply: Reply | None) -> None:
         run_id: str = row["id"]
         try:
-            await self._execute_run(row)
+            await self._execute_run(row, reply)
         except asyncio.CancelledError:
             # Shutting down past the grace period: leave a defined status rather than in_progress.
             with contextlib.suppress(Exception):
@@ -341,7 +343,7 @@ class Executor:
             self._turns.pop(run_id, None)
             self._cancel_requested.discard(run_id)
 
-    async def _execute_run(self, row: Mapping[str, Any]) -> None:
+    async def _execute_run(self, row: Mapping[str, Any], reply: Reply | None) -> None:
         # The claim moved the run to in_progress and returned its row (storage/run_claims.claim_runs);
         # a cancel since then is in _cancel_requested.
         run_id: str = row["id"]
@@ -352,10 +354,11 @@ class Executor:
         usage = dict(row["usage"] or {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0})
         while True:
             if run_id in self._cancel_requested:
-                await self.status.finish_cancel(run_id)
+                # Cancelled before its first turn: the reply stored with it was never begun.
+                await self.status.finish_cancel(run_id, closing=reply.discard if reply else None)
                 return
-            turn = ModelTurn(self, row, usage, has_steps=has_steps)
-            has_steps = True
+            turn = ModelTurn(self, row, usage, has_steps=has_steps, reply=reply)
+            has_steps, reply = True, None
             self._turns[run_id] = turn
             outcome = await turn.run()
             self._turns.pop(run_id, None)

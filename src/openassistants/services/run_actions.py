@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -31,6 +32,8 @@ from openassistants.services.attachments import index_attachments
 from openassistants.services.lookup import load_assistant, load_thread
 from openassistants.services.messages import message_values
 from openassistants.services.resources import check_tool_resources, tool_resources_to_stored
+from openassistants.services.run_context import offered_tools
+from openassistants.services.run_records import Reply
 from openassistants.services.runs import (
     RunStatus,
     ensure_no_active_run,
@@ -147,21 +150,44 @@ async def _announce(
     await rt.bus.publish_in(conn, run["id"], events)
 
 
+@dataclass
+class _Start:
+    """A run being created: the claim offered to it, and once its transaction has committed, its
+    stored values and the reply stored ahead with it."""
+
+    claim: dict[str, Any] | None
+    run: dict[str, Any] | None = None
+    reply: Reply | None = None
+
+
 @asynccontextmanager
-async def _starting(rt: Runtime) -> AsyncIterator[tuple[dict[str, Any] | None, list[dict[str, Any]]]]:
+async def _starting(rt: Runtime) -> AsyncIterator[_Start]:
     """Around the transaction that queues a run: when this process's executor has room, the run is
     stored already claimed by it (``Executor.offer_claim``) and starts as soon as the transaction
     commits, without a claim transaction or a wake-up; otherwise an executor is woken to claim it.
-    The caller appends the run's stored values to the list it is given."""
-    claim = rt.executor.offer_claim()
-    stored: list[dict[str, Any]] = []
+    The caller sets ``run`` (and ``reply``) once the run is stored."""
+    start = _Start(rt.executor.offer_claim())
     try:
-        yield claim, stored
+        yield start
     finally:
-        if claim is not None:
-            rt.executor.adopt(stored[0] | claim if stored else None)
-    if claim is None:
+        if start.claim is not None:
+            rt.executor.adopt(start.run | start.claim if start.run else None, start.reply)
+    if start.claim is None:
         await _wake(rt)
+
+
+async def _store_reply(
+    conn: AsyncConnection, run: dict[str, Any], claim: dict[str, Any] | None
+) -> Reply | None:
+    """A run that starts at once here and can only answer in text (it has no tools) gets its reply's
+    message and step stored with it, in the transaction creating it: one transaction fewer before its
+    first token (the executor's turn would store them while the model thinks). The turn removes them
+    if the run ends before the model wrote any of the reply."""
+    if claim is None or offered_tools(run):
+        return None
+    reply = Reply.new(run)
+    await reply.insert(conn)
+    return reply
 
 
 async def _wake(rt: Runtime) -> None:
@@ -174,7 +200,7 @@ async def _wake(rt: Runtime) -> None:
 
 
 async def create_run(rt: Runtime, tenant: str, thread_id: str, body: RunCreate) -> tuple[dict[str, Any], int]:
-    async with _starting(rt) as (claim, stored):
+    async with _starting(rt) as start:
         async with rt.db.write(inline=True) as conn:
             await load_thread(conn, tenant, thread_id, lock=True)
             await ensure_no_active_run(conn, thread_id, for_message=False)
@@ -185,9 +211,10 @@ async def create_run(rt: Runtime, tenant: str, thread_id: str, body: RunCreate) 
                     [message_values(tenant, thread_id, m, now) for m in body.additional_messages],
                 )
                 await index_attachments(conn, tenant, thread_id, body.additional_messages)
-            run = await _insert_run(conn, rt, tenant, thread_id, body, claim)
+            run = await _insert_run(conn, rt, tenant, thread_id, body, start.claim)
+            reply = await _store_reply(conn, run, start.claim)
             await _announce(conn, rt, run)
-        stored.append(run)
+        start.run, start.reply = run, reply
     return run_to_wire(run), 0
 
 
@@ -195,7 +222,7 @@ async def create_thread_and_run(
     rt: Runtime, tenant: str, body: ThreadAndRunCreate
 ) -> tuple[dict[str, Any], int]:
     thread_body = body.thread or ThreadCreate.model_validate({})
-    async with _starting(rt) as (claim, stored):
+    async with _starting(rt) as start:
         async with rt.db.write(inline=True) as conn:
             await load_assistant(conn, tenant, body.assistant_id)
             thread = await insert_thread(conn, tenant, thread_body)
@@ -207,9 +234,10 @@ async def create_thread_and_run(
                     .where(tables.threads.c.id == thread["id"])
                     .values(tool_resources=thread["tool_resources"])
                 )
-            run = await _insert_run(conn, rt, tenant, thread["id"], body, claim)
+            run = await _insert_run(conn, rt, tenant, thread["id"], body, start.claim)
+            reply = await _store_reply(conn, run, start.claim)
             await _announce(conn, rt, run, thread=thread_to_wire(thread))  # type: ignore[arg-type]
-        stored.append(run)
+        start.run, start.reply = run, reply
     return run_to_wire(run), 0
 
 

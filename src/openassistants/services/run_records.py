@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -65,6 +66,29 @@ def new_assistant_message(run: Mapping[str, Any]) -> dict[str, Any]:
         "incomplete_at": None,
         "incomplete_details": None,
     }
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A turn's text message and its message_creation step, made before the model answers."""
+
+    message: dict[str, Any]
+    step: dict[str, Any]
+
+    @classmethod
+    def new(cls, run: Mapping[str, Any]) -> Reply:
+        message = new_assistant_message(run)
+        details = {"type": "message_creation", "message_creation": {"message_id": message["id"]}}
+        return cls(message, new_step(run, "message_creation", details))
+
+    async def insert(self, conn: AsyncConnection) -> None:
+        await insert_step(conn, self.step)
+        await insert_message(conn, self.message)
+
+    async def discard(self, conn: AsyncConnection) -> list[Any]:
+        """Removes it, never shown (a ``Closing``: no events)."""
+        await delete_message(conn, self.message, self.step)
+        return []
 
 
 async def insert_step(conn: AsyncConnection, step: dict[str, Any]) -> None:

@@ -104,9 +104,14 @@ class RunStatusWriter:
         self.bus.close(run_id)
         return True
 
-    async def finish_cancel(self, run_id: str, **claim: Any) -> bool:
+    async def finish_cancel(self, run_id: str, *, closing: Closing | None = None, **claim: Any) -> bool:
         return await self.end(
-            run_id, {RunStatus.cancelling}, RunStatus.cancelled, "thread.run.cancelled", **claim
+            run_id,
+            {RunStatus.cancelling},
+            RunStatus.cancelled,
+            "thread.run.cancelled",
+            closing=closing,
+            **claim,
         )
 
     async def fail(

@@ -49,6 +49,13 @@ _CANCEL = object()
 _END = object()
 
 
+def _stored() -> asyncio.Future[None]:
+    """What ``_Open.storing`` holds for a message stored before the turn began."""
+    done = asyncio.get_running_loop().create_future()
+    done.set_result(None)
+    return done
+
+
 @dataclass
 class TurnOutcome:
     kind: Literal["completed", "requires_action", "incomplete", "failed", "cancelled", "continue"]
@@ -102,7 +109,7 @@ class _Open:
     #: Whether the message's events went out (its text began).
     announced: bool = False
     #: Storing the message and its step ahead of the reply's text, when the turn does that.
-    storing: asyncio.Task[None] | None = None
+    storing: asyncio.Future[None] | None = None
     text: str = ""
     #: How many of the message's annotations went out in its deltas (a prefix of them, in order).
     annotated: int = 0
@@ -115,9 +122,17 @@ class ModelTurn:
     context: RunContext
 
     def __init__(
-        self, executor: Executor, run: Mapping[str, Any], usage: dict[str, int], *, has_steps: bool = True
+        self,
+        executor: Executor,
+        run: Mapping[str, Any],
+        usage: dict[str, int],
+        *,
+        has_steps: bool = True,
+        reply: records.Reply | None = None,
     ) -> None:
         self.executor = executor
+        #: The text reply's message and step, stored with the run (services/run_actions.py).
+        self.reply = reply
         self.db = executor.db
         self.run_row = run
         self.run_id: str = run["id"]
@@ -144,12 +159,14 @@ class ModelTurn:
         run = self.run_row
         completion_budget = self._completion_budget()
         if completion_budget is not None and completion_budget <= 0:
+            await self._discard_reply()
             return TurnOutcome("incomplete", incomplete_reason="max_completion_tokens")
         try:
             self.context = await load_run_context(
                 self.db, self.executor.settings, run, has_steps=self.has_steps
             )
         except PromptTooLarge as exc:
+            await self._discard_reply()
             if run["max_prompt_tokens"] is not None:
                 return TurnOutcome("incomplete", incomplete_reason="max_prompt_tokens")
             return TurnOutcome(
@@ -171,7 +188,13 @@ class ModelTurn:
             max_completion_tokens=completion_budget,
         )
         reader = asyncio.create_task(self._read(request))
-        if not prompt.tools:
+        if prompt.tools:
+            await self._discard_reply()
+        elif self.reply is not None:
+            # Stored with the run: the turn takes it up as stored ahead (below).
+            self._new_message(self.reply)
+            self.open.storing, self.reply = _stored(), None
+        else:
             # Without tools the reply can only be text: its message is stored while the model
             # thinks, so the first token waits for no write.
             message, step = self._new_message()
@@ -314,18 +337,21 @@ class ModelTurn:
         annotations += file_path_annotations(self.open.text, self.context.code_files)
         return sorted(annotations, key=lambda a: a["start_index"])
 
-    def _new_message(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        """The message this turn's text goes to and its step, not stored yet; images the run's code
-        just made lead it, as with the hosted tool."""
-        message = records.new_assistant_message(self.run_row)
-        step = records.new_step(
-            self.run_row,
-            "message_creation",
-            {"type": "message_creation", "message_creation": {"message_id": message["id"]}},
-        )
+    def _new_message(self, reply: records.Reply | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The message this turn's text goes to and its step, not stored yet (unless ``reply``, stored
+        with the run); images the run's code just made lead it, as with the hosted tool."""
+        reply = reply or records.Reply.new(self.run_row)
+        message, step = reply.message, reply.step
         self.open.message, self.open.message_step = message, step
         self.images, self.context.pending_images = self.context.pending_images, []
         return message, step
+
+    async def _discard_reply(self) -> None:
+        """The turn will not write its text to the reply stored with the run: remove it, unseen."""
+        reply, self.reply = self.reply, None
+        if reply is not None:
+            async with self.db.write(inline=True) as conn:
+                await reply.discard(conn)
 
     async def _store_message(self, message: dict[str, Any], step: dict[str, Any]) -> None:
         async with self.db.write(inline=True) as conn:
