@@ -7,6 +7,8 @@ tests check how much a figure moved, at least; run counts come from each server'
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import openai
 import pytest
@@ -156,6 +158,32 @@ async def test_open_event_streams_are_counted_while_open(
 
     # This stream ended before its last byte reached us; streams elsewhere can only have ended too.
     assert value(await scrape(server), "openassistants_sse_streams_active") <= during - 1
+
+
+async def test_a_stream_the_client_left_is_released_while_its_run_goes_on(
+    server: Server, client: openai.AsyncOpenAI, upstream: ScriptedUpstream, model: str
+) -> None:
+    upstream.script(model, Hang(60))  # the run stays in_progress: only the client's leaving ends its stream
+    assistant = await client.beta.assistants.create(model=model)
+    thread = await client.beta.threads.create(messages=[{"role": "user", "content": "hi"}])
+    stream = await client.beta.threads.runs.create(
+        thread_id=thread.id, assistant_id=assistant.id, stream=True
+    )
+    first = await anext(aiter(stream))
+    during = value(await scrape(server), "openassistants_sse_streams_active")
+    assert during >= 1
+
+    await stream.close()  # the client leaves mid-stream
+
+    for _ in range(100):
+        if value(await scrape(server), "openassistants_sse_streams_active") <= during - 1:
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("the stream the client left is still open")
+    run = await client.beta.threads.runs.retrieve(first.data.id, thread_id=thread.id)
+    assert run.status == "in_progress"  # leaving ends the stream, not the run
+    await client.beta.threads.runs.cancel(run.id, thread_id=thread.id)
 
 
 async def test_metrics_can_be_turned_off(server_factory: ServerFactory) -> None:
