@@ -36,6 +36,12 @@ class Event:
     def of(cls, name: str, payload: Any) -> Event:
         return cls(name, orjson.dumps(payload))
 
+    @classmethod
+    def each(cls, names: tuple[str, ...], payload: Any) -> list[Event]:
+        """One payload under several names (an object ``created``, then ``in_progress``), encoded once."""
+        data = orjson.dumps(payload)
+        return [cls(name, data) for name in names]
+
 
 def encode_sse(event: Event, event_id: int | None) -> bytes:
     head = f"id: {event_id}\n" if event_id is not None else ""

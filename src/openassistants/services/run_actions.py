@@ -144,9 +144,8 @@ async def _announce(
 ) -> None:
     """A new run's first events, in the transaction that creates it: no executor can start the run,
     and so publish ``thread.run.in_progress``, before these are in the log."""
-    wire = run_to_wire(run)
     events = [Event.of("thread.created", thread)] if thread is not None else []
-    events += [Event.of("thread.run.created", wire), Event.of("thread.run.queued", wire)]
+    events += Event.each(("thread.run.created", "thread.run.queued"), run_to_wire(run))
     await rt.bus.publish_in(conn, run["id"], events)
 
 

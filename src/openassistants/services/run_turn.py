@@ -364,10 +364,11 @@ class ModelTurn:
         message, step = self.open.message, self.open.message_step
         assert message is not None and step is not None
         events = [
-            Event.of("thread.run.step.created", step_to_wire(step)),
-            Event.of("thread.run.step.in_progress", step_to_wire(step)),
-            Event.of("thread.message.created", message_to_wire(message)),  # type: ignore[arg-type]
-            Event.of("thread.message.in_progress", message_to_wire(message)),  # type: ignore[arg-type]
+            *Event.each(("thread.run.step.created", "thread.run.step.in_progress"), step_to_wire(step)),
+            *Event.each(
+                ("thread.message.created", "thread.message.in_progress"),
+                message_to_wire(message),  # type: ignore[arg-type]
+            ),
         ]
         if self.images:
             parts = [{"index": i, **_image_part(f)} for i, f in enumerate(self.images)]
@@ -491,8 +492,10 @@ class ModelTurn:
             async with self.db.write(inline=True) as conn:
                 await records.insert_step(conn, step)
             self.open.tool_step = step
-            self._publish("thread.run.step.created", step_to_wire(step))
-            self._publish("thread.run.step.in_progress", step_to_wire(step))
+            for event in Event.each(
+                ("thread.run.step.created", "thread.run.step.in_progress"), step_to_wire(step)
+            ):
+                self.executor.bus.publish(self.run_id, event)
         step = self.open.tool_step
         call = self.open.calls.get(delta.index)
         function: dict[str, Any] = {"arguments": delta.arguments}
