@@ -831,8 +831,9 @@ def main(argv: list[str] | None = None) -> int:
             served = {"commit": _git("rev-parse", "HEAD").strip(), "working_tree_changes": bool(changed)}
         port = free_port()
         command = [sys.executable, "-m", "bench.runs_stream", "--serve-upstream", str(port)]
-        env = server_env() | ({"PYTHONPATH": str(source)} if source is not None else {})
-        with running(command, env, port, work / "upstream.log", "/v1/models") as up:
+        # The scripted model is the working tree's whatever ``--git-ref`` serves: the same stand-in
+        # (and the same garbage-collection settings) for every commit compared.
+        with running(command, server_env(), port, work / "upstream.log", "/v1/models") as up:
             wait_until_quiet([os.getpid(), up.process.pid])
             meter = CpuMeter([os.getpid(), up.process.pid])
             direct_burst = asyncio.run(measure_direct_burst(up, opts.concurrent))
