@@ -49,6 +49,11 @@ _CANCEL = object()
 _END = object()
 
 
+def _is_piece(event: object) -> bool:
+    """A piece of the reply a client sees: text, or a tool call's."""
+    return isinstance(event, ToolCallDelta) or (isinstance(event, TextDelta) and bool(event.text))
+
+
 def _stored() -> asyncio.Future[None]:
     """What ``_Open.storing`` holds for a message stored before the turn began."""
     done = asyncio.get_running_loop().create_future()
@@ -241,10 +246,14 @@ class ModelTurn:
         return await self._finish(finish_reason, turn_usage, completion_budget)
 
     async def _read(self, request: ChatRequest) -> None:
+        begun = False
         try:
             async for batch in time_upstream(self.executor.chat.stream_batches(request)):
                 self.inbox.put_nowait(batch)
-                if pause := self.executor.coalescing_pause():
+                # Not before the reply's first piece: models send a chunk with only the role first,
+                # and pausing after it held every run's first token back by the pause (up to 100 ms).
+                begun = begun or any(_is_piece(event) for event in batch)
+                if begun and (pause := self.executor.coalescing_pause()):
                     # Under load: what arrives meanwhile is read, and relayed, as one batch.
                     await asyncio.sleep(pause)
         except UpstreamError as exc:
