@@ -12,10 +12,11 @@ from sqlalchemy import select
 
 from openassistants.errors import InvalidRequest
 from openassistants.ids import new_id
+from openassistants.services.run_records import Reply
 from openassistants.storage import tables
 from openassistants.storage.db import CHECKPOINT_EVERY_CHANGES, Database, runner_for
 from openassistants.storage.prepared import Prepared
-from openassistants.storage.queries import find_row, page
+from openassistants.storage.queries import find_row, insert_rows, page
 
 T = tables.messages
 INSERT = Prepared(T.insert(), column_keys=[c.key for c in T.columns if c.key != "seq"])
@@ -172,3 +173,31 @@ async def test_a_write_commits_all_or_nothing(db: Database, inline: bool) -> Non
             reader, T, {"thread_id": thread_id}, limit=10, order="asc", after=None, before=None
         )
     assert [(r["id"], r["metadata"]) for r in rows] == [(kept["id"], {"through": "sqlalchemy"})]
+
+
+async def test_rows_inserted_together_read_back_as_written(db: Database) -> None:
+    # On PostgreSQL one statement (the step and message as CTEs of the run's INSERT), their foreign
+    # keys to the run checked when it ends; on SQLite one by one.
+    thread_id = await new_thread(db)
+    run = {
+        "id": new_id("run"),
+        "tenant_id": "t_prepared",
+        "thread_id": thread_id,
+        "assistant_id": "asst_prepared",
+        "created_at": 1_700_000_000,
+        "status": "in_progress",
+        "model": "m",
+        "instructions": "é",
+        "tools": [],
+        "metadata": {"k": "v"},
+        "truncation_strategy": {"type": "auto", "last_messages": None},
+        "parallel_tool_calls": True,
+        "temperature": 0.5,
+    }
+    reply = Reply.new(run)
+    async with db.write(inline=True) as conn:
+        await insert_rows(conn, [(tables.runs, run), *reply.rows()])
+    async with db.read() as conn:
+        for table, values in [(tables.runs, run), *reply.rows()]:
+            row = (await conn.execute(select(table).where(table.c.id == values["id"]))).mappings().one()
+            assert {key: row[key] for key in values} == values

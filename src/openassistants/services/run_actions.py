@@ -46,7 +46,7 @@ from openassistants.services.runs import (
 from openassistants.services.runtime import Runtime
 from openassistants.services.threads import insert_thread, thread_to_wire
 from openassistants.storage import tables
-from openassistants.storage.queries import get_row, insert_row, list_body, page, update_row
+from openassistants.storage.queries import get_row, insert_rows, list_body, page, update_row
 
 logger = logging.getLogger("openassistants.runs")
 
@@ -130,13 +130,15 @@ async def _insert_run(
     thread_id: str,
     body: RunOptions,
     claim: dict[str, Any] | None,
-) -> dict[str, Any]:
-    """Stores the run; returns its values as queued (what the client and the first events see)."""
+) -> tuple[dict[str, Any], Reply | None]:
+    """Stores the run, and its reply when it gets one ahead (``_reply_ahead``); returns the run's values
+    as queued (what the client and the first events see) and the reply."""
     assistant = await load_assistant(conn, tenant, body.assistant_id)
     values = _run_values(rt, tenant, thread_id, assistant, body)
     _check_tool_choice(body, values["tools"])
-    await insert_row(conn, R, values | (claim or {}))
-    return values
+    reply = _reply_ahead(values, claim)
+    await insert_rows(conn, [(R, values | (claim or {})), *(reply.rows() if reply else [])])
+    return values, reply
 
 
 async def _announce(
@@ -175,18 +177,14 @@ async def _starting(rt: Runtime) -> AsyncIterator[_Start]:
         await _wake(rt)
 
 
-async def _store_reply(
-    conn: AsyncConnection, run: dict[str, Any], claim: dict[str, Any] | None
-) -> Reply | None:
+def _reply_ahead(run: dict[str, Any], claim: dict[str, Any] | None) -> Reply | None:
     """A run that starts at once here and can only answer in text (it has no tools) gets its reply's
-    message and step stored with it, in the transaction creating it: one transaction fewer before its
-    first token (the executor's turn would store them while the model thinks). The turn removes them
-    if the run ends before the model wrote any of the reply."""
+    message and step stored with it, in the transaction creating it (on PostgreSQL, in the same
+    statement): one transaction fewer before its first token (the executor's turn would store them
+    while the model thinks). The turn removes them if the run ends before the model wrote any of it."""
     if claim is None or offered_tools(run):
         return None
-    reply = Reply.new(run)
-    await reply.insert(conn)
-    return reply
+    return Reply.new(run)
 
 
 async def _wake(rt: Runtime) -> None:
@@ -210,8 +208,7 @@ async def create_run(rt: Runtime, tenant: str, thread_id: str, body: RunCreate) 
                     [message_values(tenant, thread_id, m, now) for m in body.additional_messages],
                 )
                 await index_attachments(conn, tenant, thread_id, body.additional_messages)
-            run = await _insert_run(conn, rt, tenant, thread_id, body, start.claim)
-            reply = await _store_reply(conn, run, start.claim)
+            run, reply = await _insert_run(conn, rt, tenant, thread_id, body, start.claim)
             await _announce(conn, rt, run)
         start.run, start.reply = run, reply
     return run_to_wire(run), 0
@@ -233,8 +230,7 @@ async def create_thread_and_run(
                     .where(tables.threads.c.id == thread["id"])
                     .values(tool_resources=thread["tool_resources"])
                 )
-            run = await _insert_run(conn, rt, tenant, thread["id"], body, start.claim)
-            reply = await _store_reply(conn, run, start.claim)
+            run, reply = await _insert_run(conn, rt, tenant, thread["id"], body, start.claim)
             await _announce(conn, rt, run, thread=thread_to_wire(thread))  # type: ignore[arg-type]
         start.run, start.reply = run, reply
     return run_to_wire(run), 0

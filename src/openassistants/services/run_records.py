@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, select
+from sqlalchemy import Table, delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from openassistants.ids import new_id
@@ -81,9 +81,9 @@ class Reply:
         details = {"type": "message_creation", "message_creation": {"message_id": message["id"]}}
         return cls(message, new_step(run, "message_creation", details))
 
-    async def insert(self, conn: AsyncConnection) -> None:
-        await insert_step(conn, self.step)
-        await insert_message(conn, self.message)
+    def rows(self) -> list[tuple[Table, dict[str, Any]]]:
+        """What to insert (``queries.insert_rows``): the step, then the message."""
+        return [(S, self.step), (M, self.message)]
 
     async def discard(self, conn: AsyncConnection) -> list[Any]:
         """Removes it, never shown (a ``Closing``: no events)."""

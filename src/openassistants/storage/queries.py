@@ -7,7 +7,7 @@ import time
 import zlib
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, Table, bindparam, delete, func, select, update
+from sqlalchemy import ColumnElement, Insert, Select, Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -41,6 +41,32 @@ def _select_by_id(table: Table) -> Select[Any]:
 @functools.cache
 def _insert(table: Table, keys: tuple[str, ...]) -> Prepared:
     return Prepared(table.insert(), column_keys=keys)
+
+
+async def insert_rows(conn: AsyncConnection, rows: list[tuple[Table, dict[str, Any]]]) -> None:
+    """Inserts several rows (a table and its values each) as ``insert_row`` does, in one statement on
+    PostgreSQL: the later rows as data-modifying CTEs of the first, so one round trip for all (foreign
+    keys between them are checked when the statement ends). Elsewhere one by one: on SQLite there is
+    no round trip to save."""
+    if conn.dialect.name != "postgresql" or len(rows) < 2:
+        for table, values in rows:
+            await insert_row(conn, table, values)
+        return
+    statement = _insert_together(tuple((table, tuple(values)) for table, values in rows))
+    parameters = {f"r{n}_{key}": value for n, (_, values) in enumerate(rows) for key, value in values.items()}
+    await (await runner_for(conn)).execute(statement, parameters)
+
+
+@functools.cache
+def _insert_together(shape: tuple[tuple[Table, tuple[str, ...]], ...]) -> Prepared:
+    def insert_of(n: int, table: Table, keys: tuple[str, ...]) -> Insert:
+        return insert(table).values({key: bindparam(f"r{n}_{key}", type_=table.c[key].type) for key in keys})
+
+    (first, first_keys), *rest = shape
+    statement = insert_of(0, first, first_keys)
+    for n, (table, keys) in enumerate(rest, start=1):
+        statement = statement.add_cte(insert_of(n, table, keys).cte(f"insert_{n}"))
+    return Prepared(statement)
 
 
 async def insert_row(conn: AsyncConnection, table: Table, values: dict[str, Any]) -> None:
