@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import and_, bindparam, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from openassistants.storage import tables
@@ -25,11 +25,14 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-_WAITING = Prepared(
-    select(R.c.id)
-    .where(R.c.status == "queued", R.c.worker_id.is_(None), R.c.expires_at > bindparam("now"))
-    .limit(1)
-)
+def _waiting(now: Any) -> tuple[ColumnElement[bool], ...]:
+    """What makes a run claimable: queued, held by nobody, and not past its ``expires_at`` (those are
+    the expiry sweep's). One definition for the claim and the look before it: were they to differ, a
+    run the look missed would never be claimed."""
+    return (R.c.status == "queued", R.c.worker_id.is_(None), R.c.expires_at > now)
+
+
+_WAITING = Prepared(select(R.c.id).where(*_waiting(bindparam("now"))).limit(1))
 
 
 async def any_waiting(reader: Runner) -> bool:
@@ -49,11 +52,7 @@ async def claim_runs(
         return []
     now = int(time.time())
     waiting = (
-        select(R.c.id)
-        .where(R.c.status == "queued", R.c.worker_id.is_(None), R.c.expires_at > now)
-        .order_by(R.c.seq)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
+        select(R.c.id).where(*_waiting(now)).order_by(R.c.seq).limit(limit).with_for_update(skip_locked=True)
     )
     claimed = await conn.execute(
         update(R)
