@@ -95,10 +95,6 @@ async def insert_step(conn: AsyncConnection, step: dict[str, Any]) -> None:
     await insert_row(conn, S, step)
 
 
-async def insert_message(conn: AsyncConnection, message: dict[str, Any]) -> None:
-    await insert_row(conn, M, message)
-
-
 async def delete_message(conn: AsyncConnection, message: dict[str, Any], step: dict[str, Any]) -> None:
     """Removes a message (and its message_creation step) that was stored but never shown."""
     await conn.execute(delete(S).where(S.c.id == step["id"]))

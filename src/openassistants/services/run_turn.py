@@ -32,6 +32,7 @@ from openassistants.services.prompt import (
 from openassistants.services.run_context import BUILTIN_TOOLS, RunContext, load_run_context, offered_tools
 from openassistants.services.run_status import Closing
 from openassistants.services.runs import step_to_wire
+from openassistants.storage.queries import insert_rows
 from openassistants.tokens import count_text
 from openassistants.upstream.chat import (
     ChatRequest,
@@ -364,8 +365,7 @@ class ModelTurn:
 
     async def _store_message(self, message: dict[str, Any], step: dict[str, Any]) -> None:
         async with self.db.write(inline=True) as conn:
-            await records.insert_step(conn, step)
-            await records.insert_message(conn, message)
+            await insert_rows(conn, records.Reply(message, step).rows())
 
     async def _announce_message(self, first_delta: Event) -> None:
         """Publishes the new message and its step with the reply's first piece; stores them first,
@@ -395,8 +395,7 @@ class ModelTurn:
                 self.executor.bus.publish(self.run_id, event)
             return
         async with self.db.write(inline=True) as conn:
-            await records.insert_step(conn, step)
-            await records.insert_message(conn, message)
+            await insert_rows(conn, records.Reply(message, step).rows())
             await self.executor.bus.publish_in(conn, self.run_id, events)
 
     async def _settle_storing(self) -> None:
