@@ -69,7 +69,7 @@ for _code in get_args(UpstreamErrorCode):  # every code from 0, so that rate() s
     UPSTREAM_ERRORS.labels(code=_code)
 
 
-async def count_stream(body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+async def count_stream(body: AsyncIterator[bytes]) -> AsyncGenerator[bytes]:
     """``body`` unchanged, counted in ``SSE_STREAMS_ACTIVE`` while it is being sent."""
     SSE_STREAMS_ACTIVE.inc()
     try:

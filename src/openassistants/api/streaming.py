@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -59,7 +59,7 @@ class EventStreamResponse(Response):
 
     media_type = "text/event-stream"
 
-    def __init__(self, body: AsyncIterator[bytes]) -> None:
+    def __init__(self, body: AsyncGenerator[bytes]) -> None:
         self.stream = body
         self.status_code = 200
         self.background = None
@@ -84,21 +84,15 @@ class EventStreamResponse(Response):
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
-            if not (left.done() and not left.cancelled()) or sender.uncancel() > 0:
+            client_left = left.done() and not left.cancelled()
+            if not client_left or sender.uncancel() > 0:
                 raise  # cancelled by someone else (shutting down): not ours to swallow
         finally:
             sending = False
             left.cancel()
-            await _close(self.stream)
+            await self.stream.aclose()  # its ``finally`` blocks run now, not when it is collected
 
 
 async def _client_left(receive: Receive) -> None:
     while (await receive())["type"] != "http.disconnect":
         pass
-
-
-async def _close(body: AsyncIterator[bytes]) -> None:
-    """Ends ``body`` (its ``finally`` blocks run now, not when it is collected)."""
-    aclose = getattr(body, "aclose", None)
-    if aclose is not None:
-        await aclose()
