@@ -83,7 +83,6 @@ class PostgresEventBus:
         #: Each run's newest event not known to be written yet: its number among all published.
         self._newest: dict[str, int] = {}
         self._progress = asyncio.Event()
-        self._flushed = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
         self._live: dict[str, _LiveLog] = {}
         #: Replays asked for and not read yet: (run id, after, the waiting reader).
