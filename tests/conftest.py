@@ -13,6 +13,7 @@ import httpx
 import openai
 import pytest
 
+from tests import outside_reads
 from tests.servers import (
     make_settings,
     postgres_available,
@@ -21,6 +22,9 @@ from tests.servers import (
 )
 from tests.spec import SpecChecker
 from tests.upstream import ScriptedUpstream, scripted_upstream
+
+# Fail any test that reads beside the repository: a fresh clone has nothing there.
+outside_reads.install()
 
 TENANT_A_KEY = "sk-test-tenant-a"
 TENANT_B_KEY = "sk-test-tenant-b"
