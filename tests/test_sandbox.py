@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 from openassistants.code_interpreter import CellResult, KernelManager, SandboxUnavailable
-from openassistants.code_interpreter.sandbox import MAX_PROCESSES, Sandbox, python_roots
+from openassistants.code_interpreter.probe import sandbox_problem
+from openassistants.code_interpreter.sandbox import MAX_PROCESSES, python_roots
 from openassistants.code_interpreter.seccomp import filter_program
 from openassistants.config import Settings
 
@@ -35,11 +36,11 @@ ManagerFactory = Callable[..., AbstractAsyncContextManager[KernelManager]]
 
 @pytest.fixture(scope="module")
 def require_sandbox() -> None:
-    sandbox = Sandbox.detect(Settings())
-    if sandbox.mode != "bwrap":
+    problem = sandbox_problem(Settings())
+    if problem is not None:
         if os.environ.get("OPENASSISTANTS_TEST_REQUIRE_POSTGRES"):
-            pytest.fail(f"the code interpreter sandbox is required in CI: {sandbox.reason}")
-        pytest.skip(f"no sandbox here: {sandbox.reason}")
+            pytest.fail(f"the code interpreter sandbox is required in CI: {problem}")
+        pytest.skip(f"no sandbox here: {problem}")
 
 
 @pytest.fixture

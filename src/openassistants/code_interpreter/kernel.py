@@ -13,10 +13,12 @@ import json
 import os
 import signal
 import struct
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from openassistants.code_interpreter.identity import UidLease
 from openassistants.code_interpreter.sandbox import DriverConfig, Sandbox
 
 FRAME_HEADER = struct.Struct(">I")
@@ -26,6 +28,8 @@ MAX_REPLY_BYTES = 64 * 1024 * 1024
 STDERR_TAIL_BYTES = 2048
 #: How long kill() waits for a killed sandbox's processes to be gone, in steps of 10 ms.
 KILL_WAIT_STEPS = 300
+#: Sweeps end_strays() makes before it gives up and kills the whole kernel instead.
+STRAY_SWEEPS = 100
 
 
 class KernelError(Exception):
@@ -57,9 +61,16 @@ class Kernel:
     """A running driver in its sandbox. Start with ``Kernel.start``; one request at a time."""
 
     def __init__(
-        self, number: int, directory: Path, config: DriverConfig, process: asyncio.subprocess.Process
+        self,
+        number: int,
+        directory: Path,
+        config: DriverConfig,
+        process: asyncio.subprocess.Process,
+        lease: UidLease | None,
     ) -> None:
         self.number = number
+        #: Its uid, held until kill() has seen every process of the kernel gone.
+        self._lease = lease
         self.directory = directory
         self.uid = config.uid
         self.pid = process.pid
@@ -67,6 +78,8 @@ class Kernel:
         self._process = process
         self._stderr = bytearray()
         self._stderr_task = asyncio.create_task(self._drain_stderr())
+        #: In bubblewrap: the kernel's pid namespace (its init is bwrap's child) and the driver in it.
+        self._namespace: tuple[str, int, int] | None = None
 
     @property
     def data_dir(self) -> Path:
@@ -79,9 +92,16 @@ class Kernel:
 
     @classmethod
     async def start(
-        cls, sandbox: Sandbox, number: int, directory: Path, config: DriverConfig, timeout: float
+        cls,
+        sandbox: Sandbox,
+        number: int,
+        directory: Path,
+        config: DriverConfig,
+        timeout: float,
+        lease: UidLease | None = None,
     ) -> Kernel:
-        """Launch a kernel and wait until its driver is ready. Raises KernelDied if it is not."""
+        """Launch a kernel and wait until its driver is ready. Raises KernelDied if it is not. The
+        kernel owns ``lease`` (its uid's) from then on, even when it fails to start."""
         launch = sandbox.launch(directory, config)
         try:
             process = await asyncio.create_subprocess_exec(
@@ -96,7 +116,7 @@ class Kernel:
             )
         finally:
             launch.close()
-        kernel = cls(number, directory, config, process)
+        kernel = cls(number, directory, config, process, lease)
         try:
             await asyncio.wait_for(kernel._receive(), timeout)
         except TimeoutError:
@@ -112,7 +132,31 @@ class Kernel:
         except BaseException:  # cancelled (e.g. the manager closing): leave no process behind
             await kernel.kill()
             raise
+        if sandbox.mode == "bwrap":
+            kernel._namespace = _namespace_of(process.pid)
+            if kernel._namespace is None:
+                await kernel.kill()
+                raise KernelDied("the kernel's sandbox could not be inspected")
         return kernel
+
+    @property
+    def pids(self) -> list[int]:
+        """The host pids of the sandbox's own processes: bwrap, its init, the driver (or the driver)."""
+        if self._namespace is None:
+            return [self.pid]
+        _, init, driver = self._namespace
+        return [self.pid, init, driver]
+
+    async def end_strays(self) -> bool:
+        """Kill every process the cells started (a cell's subprocesses, daemons, fork bombs, whatever
+        their session or process group): all of the kernel's pid namespace but its init and driver.
+        True once none is left; False if they kept coming, and the whole kernel was killed instead."""
+        if self._namespace is None or not self.is_alive:
+            return True
+        if await asyncio.to_thread(_sweep, *self._namespace):
+            return True
+        await self.kill()
+        return False
 
     async def execute(self, code: str, timeout: float) -> CellReply:
         """Run one cell. On timeout the kernel is killed (KernelTimeout); if it dies, KernelDied."""
@@ -145,6 +189,8 @@ class Kernel:
         if self._process.stdin is not None:
             self._process.stdin.close()
         self._stderr_task.cancel()
+        if self._lease is not None:
+            self._lease.release()
 
     def stderr_tail(self) -> str:
         return self._stderr.decode("utf-8", errors="replace").strip()
@@ -220,6 +266,47 @@ class Kernel:
 
 
 _SIGNALS = {s.value for s in signal.Signals}
+
+
+def _namespace_of(bwrap: int) -> tuple[str, int, int] | None:
+    """(pid namespace, init, driver) of a started bwrap: its child is the namespace's init, whose only
+    child, until a cell runs, is the driver."""
+    inits = _children(bwrap)
+    drivers = _children(inits[0]) if len(inits) == 1 else []
+    if len(drivers) != 1:
+        return None
+    try:
+        return os.readlink(f"/proc/{inits[0]}/ns/pid"), inits[0], drivers[0]
+    except OSError:
+        return None
+
+
+def _sweep(namespace: str, init: int, driver: int) -> bool:
+    """SIGKILL every live process of ``namespace`` but ``init`` and ``driver``, again and again until
+    none is left (a process killed mid-fork makes no child; one forked before the kill is found by
+    the next sweep). False if some were still there after STRAY_SWEEPS sweeps."""
+    for sweep in range(STRAY_SWEEPS):
+        strays = [pid for pid in _pids_in(namespace) if pid not in (init, driver) and _is_running(pid)]
+        if not strays:
+            return True
+        for pid in strays:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        if sweep:  # the killed need a moment to become zombies, which the init then reaps
+            time.sleep(0.01)
+    return False
+
+
+def _pids_in(namespace: str) -> list[int]:
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                if os.readlink(f"/proc/{entry.name}/ns/pid") == namespace:
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
 
 
 def _children(pid: int) -> list[int]:
