@@ -106,6 +106,10 @@ class KernelManager:
         self._closed = False
 
     @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    @property
     def available(self) -> bool:
         return self._sandbox.mode != "unavailable"
 
