@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from openassistants.code_interpreter.cgroups import KernelCgroup
 from openassistants.code_interpreter.identity import UidLease
 from openassistants.code_interpreter.sandbox import DriverConfig, Sandbox
 
@@ -78,6 +79,8 @@ class Kernel:
         self._process = process
         self._stderr = bytearray()
         self._stderr_task = asyncio.create_task(self._drain_stderr())
+        #: Its cgroup (cgroups.py), if the host has them: removed, and so emptied, by kill().
+        self.cgroup: KernelCgroup | None = None
         #: In bubblewrap: the kernel's pid namespace (its init is bwrap's child) and the driver in it.
         self._namespace: tuple[str, int, int] | None = None
 
@@ -189,6 +192,8 @@ class Kernel:
         if self._process.stdin is not None:
             self._process.stdin.close()
         self._stderr_task.cancel()
+        if self.cgroup is not None:
+            await asyncio.to_thread(self.cgroup.remove)
         if self._lease is not None:
             self._lease.release()
 

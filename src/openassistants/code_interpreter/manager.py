@@ -22,23 +22,18 @@ from dataclasses import dataclass, field
 from itertools import count
 from pathlib import Path
 
-from openassistants.code_interpreter import identity, workdir
+from openassistants.code_interpreter import workdir
 from openassistants.code_interpreter.kernel import CellReply, Kernel, KernelError
+from openassistants.code_interpreter.launcher import Launcher, remove_kernel_directory
 from openassistants.code_interpreter.probe import detect_sandbox
 from openassistants.code_interpreter.sandbox import (
     MAX_FILE_BYTES,
     SANDBOX_DATA_DIR,
-    DriverConfig,
-    Limits,
 )
 from openassistants.config import Settings
 
 logger = logging.getLogger("openassistants.code_interpreter")
 
-#: Imported by warm pool kernels before they are handed out, so the usual first imports are instant.
-PRELOAD_MODULES = ["numpy", "pandas", "matplotlib.pyplot"]
-KERNEL_START_TIMEOUT_SECONDS = 30.0
-PRELOAD_TIMEOUT_SECONDS = 120.0
 #: Sessions remembered after expiry, so that their next call reports ``restarted``.
 MAX_RETIRED_SESSIONS = 10_000
 
@@ -91,7 +86,7 @@ class KernelManager:
         self._settings = settings
         self._sandbox = detect_sandbox(settings)
         #: Why /mnt/data has no quota here (None: each kernel's is a tmpfs); known once started.
-        self._no_quota: str | None = "not started"
+        self._launcher = Launcher(settings, self._sandbox)
         self._work_root = work_root
         # Several processes (API, workers) may share one work root: each keeps its own directory.
         self._root = work_root / f"{os.getpid()}-{secrets.token_hex(4)}"
@@ -137,18 +132,7 @@ class KernelManager:
         else:
             logger.info("code interpreter sandbox available: bubblewrap (%s)", self._sandbox.bwrap)
         self._ensure_root()
-        self._no_quota = await asyncio.to_thread(workdir.can_mount_quota, self._root / "probe")
-        if self._no_quota is None:
-            logger.info(
-                "code interpreter /mnt/data: a %d MiB tmpfs per kernel",
-                self._settings.code_interpreter_data_mb,
-            )
-        else:
-            logger.warning(
-                "code interpreter /mnt/data has no quota (%s); only each file is limited (%d MiB)",
-                self._no_quota,
-                MAX_FILE_BYTES // (1024 * 1024),
-            )
+        await self._launcher.prepare(self._root)
         self._reaper = asyncio.create_task(self._reap_idle())
         if self._settings.code_interpreter_pool_size > 0:
             self._refill = asyncio.create_task(self._fill_pool())
@@ -310,44 +294,11 @@ class KernelManager:
 
     async def _start_kernel(self, *, preload: bool) -> Kernel:
         self._ensure_root()
-        number = next(self._kernel_numbers)
-        lease = await asyncio.to_thread(identity.lease_uid) if self._sandbox.own_uids else None
-        uid = lease.uid if lease is not None else None
-        directory = self._root / f"kernel-{number}"
-        quota = None if self._no_quota else self._settings.code_interpreter_data_mb << 20
-        try:
-            directory.mkdir(mode=0o700)
-            await asyncio.to_thread(workdir.make_data_dir, directory / "data", uid, quota)
-        except BaseException:
-            await asyncio.to_thread(_remove_kernel_directory, directory)
-            if lease is not None:
-                lease.release()
-            raise
-        config = DriverConfig(
-            limits=Limits.from_settings(self._settings),
-            data_dir=SANDBOX_DATA_DIR if self._sandbox.mode == "bwrap" else str(directory / "data"),
-            max_output_bytes=self._settings.code_interpreter_max_output_bytes,
-            uid=uid,
-        )
         self._starting += 1
         try:
-            kernel = await Kernel.start(
-                self._sandbox, number, directory, config, KERNEL_START_TIMEOUT_SECONDS, lease
-            )
-            try:
-                if preload:
-                    await kernel.preload(PRELOAD_MODULES, PRELOAD_TIMEOUT_SECONDS)
-            except BaseException:
-                await kernel.kill()
-                raise
-        except BaseException:
-            await asyncio.to_thread(_remove_kernel_directory, directory)
-            if lease is not None:
-                lease.release()
-            raise
+            return await self._launcher.start(self._root, next(self._kernel_numbers), preload=preload)
         finally:
             self._starting -= 1
-        return kernel
 
     def _schedule_refill(self) -> None:
         if self._closed or self._settings.code_interpreter_pool_size <= 0:
@@ -406,7 +357,7 @@ class KernelManager:
 
     async def _discard(self, kernel: Kernel) -> None:
         await kernel.kill()
-        await asyncio.to_thread(_remove_kernel_directory, kernel.directory)
+        await asyncio.to_thread(remove_kernel_directory, kernel.directory)
 
     def _ensure_root(self) -> None:
         """Create this manager's directory; remove those of managers whose process is gone."""
@@ -438,12 +389,7 @@ def truncate(text: str, limit: int) -> str:
 
 def _adopt(dead: Kernel, fresh: Kernel) -> None:
     workdir.adopt(dead.data_dir, fresh.data_dir, fresh.uid)
-    _remove_kernel_directory(dead.directory)
-
-
-def _remove_kernel_directory(directory: Path) -> None:
-    workdir.unmount(directory / "data")
-    shutil.rmtree(directory, ignore_errors=True)
+    remove_kernel_directory(dead.directory)
 
 
 def _place_inputs(kernel: Kernel, input_files: Sequence[tuple[str, Path]]) -> None:

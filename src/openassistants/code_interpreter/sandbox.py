@@ -34,6 +34,8 @@ TMP_BYTES = 256 * 1024 * 1024
 SHM_BYTES = 64 * 1024 * 1024
 #: Kernels run at a lower priority than the server, so a busy kernel never starves the API.
 KERNEL_NICENESS = 10
+#: A kernel's cgroup cpu.weight (cgroups.py), where there is one: half the default of 100.
+KERNEL_CPU_WEIGHT = 50
 
 #: The whole environment of a kernel: nothing of the server's (no OPENASSISTANTS_*, no keys).
 SANDBOX_ENV = {
