@@ -82,7 +82,10 @@ class Launcher:
     async def start(self, root: Path, number: int, *, preload: bool) -> Kernel:
         """Kernel ``number``, ready for cells (``preload``: PRELOAD_MODULES imported). Raises KernelError."""
         settings = self._settings
-        lease = await asyncio.to_thread(identity.lease_uid) if self._sandbox.own_uids else None
+        try:
+            lease = await asyncio.to_thread(identity.lease_uid) if self._sandbox.own_uids else None
+        except OSError as exc:
+            raise KernelDied(f"no uid could be leased for it ({exc})") from None
         uid = lease.uid if lease is not None else None
         directory = root / f"kernel-{number}"
         quota = None if self._no_quota else settings.code_interpreter_data_mb << 20
@@ -93,8 +96,8 @@ class Launcher:
             uid=uid,
         )
         try:
-            directory.mkdir(mode=0o700)
             try:
+                directory.mkdir(mode=0o700)
                 await asyncio.to_thread(workdir.make_data_dir, directory / "data", uid, quota)
             except OSError as exc:
                 raise KernelDied(f"its /mnt/data could not be made ({exc})") from None
