@@ -124,7 +124,9 @@ async def run_code(
         lines.insert(0, "(The Python session was restarted: earlier variables are gone.)")
     if cell.logs:
         result.outputs.append({"type": "logs", "logs": cell.logs})
-    files_left, bytes_left = await _tenant_room(db, kernels.settings, run["tenant_id"])
+    files_left, bytes_left = (
+        await _tenant_room(db, kernels.settings, run["tenant_id"]) if cell.files else (0, 0)
+    )
     for produced in cell.files:
         if files_left <= 0 or produced.size > bytes_left:
             lines.append(
