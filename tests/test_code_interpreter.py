@@ -274,7 +274,8 @@ async def test_processes_a_cell_starts_end_with_it(
     thread = await client.beta.threads.create(messages=[{"role": "user", "content": "spawn"}])
     run = await client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant_id)
     assert run.status == "completed"
-    assert "spawned" in upstream.requests(model)[1]["messages"][-1]["content"]
+    told = upstream.requests(model)[1]["messages"][-1]["content"]
+    assert "spawned" in told and "[3 processes the code left running were stopped" in told
     # The same kernel (no restart note), yet nothing but its init and its driver is left.
     survey_output = upstream.requests(model)[2]["messages"][-1]["content"]
     assert survey_output.strip() == "others []"

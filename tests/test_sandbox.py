@@ -621,3 +621,18 @@ async def test_with_a_delegated_cgroup_a_kernels_processes_share_one_memory_limi
     finally:
         delegated.rmdir()
     assert -9 in eval(result.logs)  # the kernel's memory.max took at least one
+
+
+async def test_between_calls_a_kernel_is_stopped_so_its_threads_use_no_cpu(
+    manager_factory: ManagerFactory, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    spin = "import threading\ncount = 0\ndef spin():\n    global count\n    while True:\n        count += 1\n"
+    async with manager_factory() as ci:
+        started = await ci.execute(session_name(request), spin + "threading.Thread(target=spin).start()")
+        assert started.error is None
+        bwraps = sandbox_processes(tmp_path)  # bwrap, and its child, the kernel's init
+        [driver] = [child for children in bwraps.values() for child in children if child not in bwraps]
+        state = Path(f"/proc/{driver}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        assert state == "T"  # stopped: the spinning thread too
+        resumed = await ci.execute(session_name(request), "count > 0")
+        assert resumed.logs == "True" and not resumed.restarted

@@ -81,6 +81,8 @@ class Kernel:
         self._stderr_task = asyncio.create_task(self._drain_stderr())
         #: Its cgroup (cgroups.py), if the host has them: removed, and so emptied, by kill().
         self.cgroup: KernelCgroup | None = None
+        #: Whether end_strays() left the driver stopped (SIGSTOP); the next request continues it.
+        self._stopped = False
         #: In bubblewrap: the kernel's pid namespace (its init is bwrap's child) and the driver in it.
         self._namespace: tuple[str, int, int] | None = None
 
@@ -150,16 +152,20 @@ class Kernel:
         _, init, driver = self._namespace
         return [self.pid, init, driver]
 
-    async def end_strays(self) -> bool:
-        """Kill every process the cells started (a cell's subprocesses, daemons, fork bombs, whatever
-        their session or process group): all of the kernel's pid namespace but its init and driver.
-        True once none is left; False if they kept coming, and the whole kernel was killed instead."""
+    async def end_strays(self) -> int | None:
+        """After a cell: stop the driver until the next request (its threads too, so nothing of the
+        model's runs between calls), and kill every process the cells started (subprocesses, daemons,
+        fork bombs, whatever their session or process group): all of the kernel's pid namespace but
+        its init and driver. How many were killed; None if they kept coming, and the whole kernel was
+        killed instead."""
         if self._namespace is None or not self.is_alive:
-            return True
-        if await asyncio.to_thread(_sweep, *self._namespace):
-            return True
-        await self.kill()
-        return False
+            return 0
+        killed = await asyncio.to_thread(_sweep, *self._namespace)
+        if killed is None:
+            await self.kill()
+        else:
+            self._stopped = True
+        return killed
 
     async def execute(self, code: str, timeout: float) -> CellReply:
         """Run one cell. On timeout the kernel is killed (KernelTimeout); if it dies, KernelDied."""
@@ -205,6 +211,10 @@ class Kernel:
             raise KernelDied(await self._death_reason())
         stdin = self._process.stdin
         assert stdin is not None
+        if self._stopped and self._namespace is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._namespace[2], signal.SIGCONT)
+            self._stopped = False
         data = json.dumps(message).encode("utf-8")
         try:
             stdin.write(FRAME_HEADER.pack(len(data)) + data)
@@ -286,20 +296,27 @@ def _namespace_of(bwrap: int) -> tuple[str, int, int] | None:
         return None
 
 
-def _sweep(namespace: str, init: int, driver: int) -> bool:
-    """SIGKILL every live process of ``namespace`` but ``init`` and ``driver``, again and again until
-    none is left (a process killed mid-fork makes no child; one forked before the kill is found by
-    the next sweep). False if some were still there after STRAY_SWEEPS sweeps."""
+def _sweep(namespace: str, init: int, driver: int) -> int | None:
+    """Stop ``driver`` (SIGSTOP: its threads can start no more processes) and SIGKILL every live
+    process of ``namespace`` but ``init`` and ``driver``, again and again until none is left and the
+    driver is still stopped (a process killed mid-fork makes no child; one forked before the kill,
+    or a SIGCONT sent to the driver, is found by the next sweep); how many were killed. None if
+    some were still there after STRAY_SWEEPS sweeps."""
+    killed: set[int] = set()
     for sweep in range(STRAY_SWEEPS):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(driver, signal.SIGSTOP)
+        _wait_stopped(driver)
         strays = [pid for pid in _pids_in(namespace) if pid not in (init, driver) and _is_running(pid)]
-        if not strays:
-            return True
+        if not strays and _state(driver) in ("T", None):
+            return len(killed)
         for pid in strays:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
+        killed.update(strays)
         if sweep:  # the killed need a moment to become zombies, which the init then reaps
             time.sleep(0.01)
-    return False
+    return None
 
 
 def _pids_in(namespace: str) -> list[int]:
@@ -323,10 +340,23 @@ def _children(pid: int) -> list[int]:
 
 def _is_running(pid: int) -> bool:
     """Whether the process exists and is not a zombie."""
+    return _state(pid) not in ("Z", None)
+
+
+def _state(pid: int) -> str | None:
+    """The process's state letter (R, S, D, T stopped, Z zombie...); None if it is gone."""
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):
-        return False
+        return None
+
+
+def _wait_stopped(pid: int) -> None:
+    """Wait (at most KILL_WAIT_STEPS ms) for a SIGSTOP to take effect: the signal is asynchronous."""
+    for _ in range(KILL_WAIT_STEPS):
+        if _state(pid) in ("T", "Z", None):
+            return
+        time.sleep(0.001)
 
 
 def _parse_cell_reply(reply: dict[str, Any]) -> CellReply:

@@ -232,10 +232,16 @@ class KernelManager:
             fate = str(exc)
             logger.info("code interpreter: kernel %d stopped: %s", kernel.number, fate)
         # Nothing a cell started outlives it: its subprocesses and daemons go with its reply.
-        if not await kernel.end_strays():
+        stopped = await kernel.end_strays()
+        if stopped is None:
             fate = (
                 "The processes the code started kept multiplying, so the kernel was stopped; its "
                 "variables are lost (files in /mnt/data are kept)."
+            )
+        elif stopped:
+            fate = (
+                f"[{stopped} processes the code left running were stopped: nothing outlives a call here, "
+                f"so keep subprocesses and pools within one call]"
             )
         files, skipped = await asyncio.to_thread(_collect, kernel, before, reply, outbox, self._caps())
         return self._result(reply, fate, files, skipped, restarted)
