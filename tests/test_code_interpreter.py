@@ -290,14 +290,18 @@ async def test_mnt_data_has_a_quota_and_output_files_are_capped_per_call(
         "for name in ('a.txt', 'b.txt', 'c.txt'):\n"
         "    open('/mnt/data/' + name, 'w').write(name)\n"
         "try:\n"
-        "    with open('/mnt/data/big.bin', 'wb') as big:\n"
+        "    with open('/mnt/data/0.bin', 'wb') as big:\n"
         "        for _ in range(64):\n"
         "            big.write(bytes(1 << 20))\n"
         "except OSError as exc:\n"
         "    print('refused:', exc.strerror)\n"
     )
     upstream.script(model, ToolCalls([("code_interpreter", _code(code))]), Reply("done"))
-    settings = {"code_interpreter_data_mb": 8, "code_interpreter_max_output_files": 2}
+    settings = {
+        "code_interpreter_data_mb": 8,
+        "code_interpreter_max_output_files": 2,
+        "code_interpreter_max_output_mb": 1,
+    }
     with server_factory(**settings) as server:
         async with sdk_client(server) as client:
             assistant_id = await _assistant(client, model)
@@ -311,8 +315,11 @@ async def test_mnt_data_has_a_quota_and_output_files_are_capped_per_call(
             steps = await client.beta.threads.runs.steps.list(run.id, thread_id=run.thread_id, order="asc")
             outputs = steps.data[0].step_details.tool_calls[0].code_interpreter.outputs  # type: ignore[union-attr]
             assert [o.type for o in outputs] == ["logs"]
-            produced = [f for f in (await client.files.list()).data if f.purpose == "assistants_output"]
-            assert len(produced) == 2 and all(f.bytes <= 8 << 20 for f in produced)
+            # 0.bin (8 MiB, past the 1 MiB per call) and c.txt (a third file) stay in /mnt/data.
+            produced = [
+                f.filename for f in (await client.files.list()).data if f.purpose == "assistants_output"
+            ]
+            assert sorted(produced) == ["a.txt", "b.txt"]
 
 
 async def test_output_files_stop_at_the_tenants_limit_and_the_model_is_told(
