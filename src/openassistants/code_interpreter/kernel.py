@@ -160,11 +160,10 @@ class Kernel:
         killed instead."""
         if self._namespace is None or not self.is_alive:
             return 0
+        self._stopped = True  # from the first SIGSTOP on, even if this call is cancelled midway
         killed = await asyncio.to_thread(_sweep, *self._namespace)
         if killed is None:
             await self.kill()
-        else:
-            self._stopped = True
         return killed
 
     async def execute(self, code: str, timeout: float) -> CellReply:
