@@ -82,7 +82,7 @@ async def measure(repeats: int, burners: int) -> dict[str, object]:
         "code": str(Path(sys.modules["openassistants"].__file__ or "").parent),
         "load_average_1m": os.getloadavg()[0],
         "cores": os.cpu_count(),
-        "hostile_cell": hostile.logs.strip().splitlines()[-1],
+        "hostile_cell": hostile.logs.strip().splitlines(),
         "processes_left_in_a_sandbox": left.logs.strip(),
         "b_alone_median_s": round(alone_s, 3),
         "b_after_median_s": round(after_s, 3),
