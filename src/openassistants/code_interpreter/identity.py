@@ -6,7 +6,8 @@ servers on the same host. A uid is leased by holding an exclusive ``flock`` on i
 LEASE_DIR: the lock goes when the holder closes it (the kernel is gone) or dies (the kernel's sandbox
 dies with it, ``--die-with-parent``), so a dead holder's uid is free again without any clean-up.
 Lease files are never deleted (deleting one could let two holders lock two different files of one
-name); there are as many as kernels ever ran at once on the host.
+name); there are as many as kernels ever ran at once on the host. Servers in separate containers
+on one host (one kernel, one uid space) must share LEASE_DIR, e.g. as a bind-mounted volume.
 """
 
 from __future__ import annotations
