@@ -643,3 +643,14 @@ async def test_between_calls_a_kernel_is_stopped_so_its_threads_use_no_cpu(
         assert state == "T"  # stopped: the spinning thread too
         resumed = await ci.execute(session_name(request), "count > 0")
         assert resumed.logs == "True" and not resumed.restarted
+
+
+def test_the_probe_names_the_problem_in_one_line(tmp_path: Path) -> None:
+    missing = sandbox_problem(Settings(code_interpreter_bwrap=str(tmp_path / "bwrap")))
+    assert missing == (
+        f"bubblewrap ({tmp_path / 'bwrap'}) is not installed: apt-get install bubblewrap, "
+        f"or set OPENASSISTANTS_CODE_INTERPRETER_BWRAP to its path"
+    )
+    failing = sandbox_problem(Settings(code_interpreter_bwrap="false"))  # runs, and fails
+    assert failing is not None and "\n" not in failing
+    assert failing.startswith("bubblewrap (") and "cannot create a sandbox here (exit 1" in failing
