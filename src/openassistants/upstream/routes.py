@@ -112,12 +112,14 @@ class Routes:
 
     @property
     def upstreams(self) -> list[Upstream]:
-        """``configured``, once per (base URL, key): the model servers to ask."""
-        seen: dict[tuple[str, str | None], Upstream] = {}
-        for upstream in self.configured:
-            key = upstream.api_key.get_secret_value() if upstream.api_key else None
-            seen.setdefault((upstream.base_url.rstrip("/"), key), upstream)
-        return list(seen.values())
+        """The model servers to ask (for lists and probes): each once per (base URL, key), the default
+        only when no ``"*"`` route takes its place."""
+        used = self.configured[1:] if "*" in self._routes else self.configured
+        return [u for i, u in enumerate(used) if not any(_same_server(u, v) for v in used[:i])]
+
+    def server_of(self, upstream: Upstream) -> Upstream:
+        """The upstream of ``upstreams`` with the same base URL and key as ``upstream``."""
+        return next((u for u in self.upstreams if _same_server(u, upstream)), upstream)
 
     @property
     def named(self) -> dict[str, Resolved]:
@@ -170,6 +172,10 @@ def display_url(base_url: str) -> str:
     except httpx.InvalidURL:
         return base_url.split("?")[0].rsplit("@", 1)[-1]
     return str(url.copy_with(username=None, password=None, query=None, fragment=None))
+
+
+def _same_server(a: Upstream, b: Upstream) -> bool:
+    return a.base_url.rstrip("/") == b.base_url.rstrip("/") and a.api_key == b.api_key
 
 
 def _upstream_of(name: str, route: Route) -> Upstream:
