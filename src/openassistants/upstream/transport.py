@@ -23,8 +23,8 @@ the most specific first, keeping the original as ``__cause__``: no aiohttp excep
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 import errno
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from socket import gaierror
 
