@@ -221,7 +221,8 @@ async def test_killed_worker_run_is_settled_within_the_lease(
         took = time.monotonic() - killed_at
         assert run.status == "failed"
         assert run.last_error is not None and run.last_error.message == (
-            "Sorry, something went wrong. The worker executing this run stopped responding; the run was ended."
+            "Sorry, something went wrong. "
+            "The worker executing this run stopped responding; the run was ended."
         )
         assert took < LEASE_SECONDS * 4 + 5, f"took {took:.1f}s to settle"
         message = (await b.beta.threads.messages.list(thread.id, limit=1)).data[0]
