@@ -122,6 +122,15 @@ class Routes:
         return next((u for u in self.upstreams if _same_server(u, upstream)), upstream)
 
     @property
+    def targets(self) -> dict[str, Resolved]:
+        """Each route whose model name upstream is fixed (an exact name, or a pattern with ``model``)."""
+        return {
+            name: Resolved(self._upstreams[name], route.model or name, name)
+            for name, route in self._routes.items()
+            if route.model or not is_pattern(name)
+        }
+
+    @property
     def named(self) -> dict[str, Resolved]:
         """The routes' exact names (not patterns), each resolved."""
         return {name: self.resolve(name) for name in self._exact}
