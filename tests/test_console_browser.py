@@ -28,6 +28,8 @@ from tests.upstream import Fail, Reply, ScriptedUpstream, ToolCalls
 CHROMIUM = require_chromium()
 FACT = "Island notes\n\nThe lighthouse keeper on Skerry Island feeds exactly seventeen cats every morning."
 MARKER = "【0:0†island.md】"
+# A model name the server routes, so /v1/models lists it whatever the upstream's list was when cached.
+ROUTED_MODEL = "house-model"
 # Generous: the machine is shared and ingestion embeds on the CPU; a pass takes far less.
 TIMEOUT_MS = 60_000
 expect.set_options(timeout=TIMEOUT_MS)
@@ -36,7 +38,13 @@ expect.set_options(timeout=TIMEOUT_MS)
 @pytest.fixture(scope="module")
 def console_server(upstream: ScriptedUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     data_dir = tmp_path_factory.mktemp("console")
-    settings = make_settings(str(data_dir), None, llm_base_url=upstream.url, llm_retry_backoff_seconds=0.01)
+    settings = make_settings(
+        str(data_dir),
+        None,
+        llm_base_url=upstream.url,
+        llm_retry_backoff_seconds=0.01,
+        llm_routes=json.dumps({ROUTED_MODEL: {"base_url": upstream.url}}),
+    )
     with running_server(settings) as url:
         yield Server(url=url, backend="sqlite")
 
@@ -544,3 +552,41 @@ async def test_threads_are_listed_with_their_first_message(page: Page, sdk: open
     await page.goto("/#/threads")
     item = page.locator(f'#thread-list li[data-thread-id="{thread.id}"]')
     await expect(item.locator(".thread-preview")).to_have_text(first)
+
+
+async def test_the_model_picker_offers_the_servers_models_and_sampling_settings_are_saved(
+    page: Page, sdk: openai.AsyncOpenAI, upstream: ScriptedUpstream, model: str
+) -> None:
+    listed = [m.id async for m in sdk.models.list()]
+    assert ROUTED_MODEL in listed
+    await page.goto("/#/assistants/new")
+    options = page.locator("#model-options option")
+    await expect(options.first).to_be_attached()
+    values = await options.evaluate_all("os => os.map(o => o.value)")
+    assert sorted(values) == sorted(listed)
+    assert await page.get_by_label("Model").get_attribute("list") == "model-options"
+
+    name = f"Tuned {uuid.uuid4().hex[:6]}"
+    await page.get_by_label("Name", exact=True).fill(name)
+    await page.get_by_label("Model").fill(model)
+    await page.get_by_label("Temperature").fill("0.3")
+    await page.get_by_label("Top P").fill("0.9")
+    await page.get_by_label("Response format").select_option("json_schema")
+    await page.get_by_label("Schema name").fill("answer")
+    await page.get_by_label("JSON schema").fill(
+        '{"type": "object", "properties": {"x": {"type": "integer"}}}'
+    )
+    await page.get_by_label("Strict").check()
+    await page.get_by_role("button", name="Create assistant").click()
+    await expect(page.get_by_role("heading", name=f"Edit {name}")).to_be_visible()
+
+    [created] = [a async for a in sdk.beta.assistants.list(limit=100) if a.name == name]
+    assert created.temperature == 0.3 and created.top_p == 0.9
+    response_format = created.response_format
+    assert response_format is not None and not isinstance(response_format, str)
+    assert response_format.type == "json_schema"
+    assert response_format.json_schema.name == "answer"  # type: ignore[union-attr]
+    assert response_format.json_schema.strict is True  # type: ignore[union-attr]
+    # Shown again as saved.
+    await expect(page.get_by_label("Temperature")).to_have_value("0.3")
+    await expect(page.get_by_label("Response format")).to_have_value("json_schema")
