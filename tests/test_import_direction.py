@@ -63,7 +63,7 @@ def test_nothing_but_the_app_imports_the_http_layer() -> None:
     assert offenders == []
 
 
-def test_the_scan_sees_relative_and_absolute_imports(tmp_path: Path) -> None:
+def test_the_scan_sees_relative_and_absolute_imports() -> None:
     module = PACKAGE / "storage" / "db.py"
     assert "openassistants.config" in imported_modules(module)
     assert all_imports()["openassistants.app"] & {
