@@ -648,8 +648,9 @@ async def test_between_calls_a_kernel_is_stopped_so_its_threads_use_no_cpu(
 def test_the_probe_names_the_problem_in_one_line(tmp_path: Path) -> None:
     missing = sandbox_problem(Settings(code_interpreter_bwrap=str(tmp_path / "bwrap")))
     assert missing == (
-        f"bubblewrap ({tmp_path / 'bwrap'}) is not installed: apt-get install bubblewrap, "
-        f"or set OPENASSISTANTS_CODE_INTERPRETER_BWRAP to its path"
+        f"bubblewrap ({tmp_path / 'bwrap'}) is not on PATH: install it (apt-get install bubblewrap) or set "
+        f"OPENASSISTANTS_CODE_INTERPRETER_BWRAP to its path, or set "
+        f"OPENASSISTANTS_CODE_INTERPRETER_UNSAFE_NO_SANDBOX=true where every user is trusted"
     )
     failing = sandbox_problem(Settings(code_interpreter_bwrap="false"))  # runs, and fails
     assert failing is not None and "\n" not in failing

@@ -1,8 +1,9 @@
-"""Whether the code interpreter's sandbox works on this host, asked once at start-up.
+"""Whether model code can run sandboxed here, and if not, what to install or set: one question, asked by
+``openassistants doctor`` and by the server at start-up (``detect_sandbox``), which then offers
+code_interpreter only in the mode it found.
 
-``sandbox_problem`` is the question the server (at start-up, through ``detect_sandbox``) and
-``openassistants doctor`` both ask: None when bubblewrap starts this interpreter in the real sandbox,
-else one line saying what is wrong and what to install or set.
+``sandbox_problem`` is None when bubblewrap starts this interpreter in the real sandbox, else one line
+saying what is wrong and what to install or set.
 """
 
 from __future__ import annotations
@@ -18,18 +19,27 @@ from pathlib import Path
 from openassistants.code_interpreter.sandbox import Sandbox, bwrap_args, seccomp_fd
 from openassistants.config import Settings
 
+UNSAFE_SETTING = "OPENASSISTANTS_CODE_INTERPRETER_UNSAFE_NO_SANDBOX"
+BWRAP_SETTING = "OPENASSISTANTS_CODE_INTERPRETER_BWRAP"
 PROBE_TIMEOUT_SECONDS = 20.0
 
 
 def sandbox_problem(settings: Settings) -> str | None:
-    """None when bubblewrap works here, else a one-line problem with what to install or set."""
+    """None when bubblewrap is found and starts a sandbox (the real one, once per process); else what
+    is wrong and what to do about it, in one line."""
     bwrap = bwrap_path(settings)
     if bwrap is None:
-        return (
-            f"bubblewrap ({settings.code_interpreter_bwrap}) is not installed: apt-get install bubblewrap, "
-            f"or set OPENASSISTANTS_CODE_INTERPRETER_BWRAP to its path"
+        problem = (
+            f"bubblewrap ({settings.code_interpreter_bwrap}) is not on PATH: install it (apt-get install "
+            f"bubblewrap) or set {BWRAP_SETTING} to its path"
         )
-    return probe_bwrap(bwrap)
+    elif (reason := probe_bwrap(bwrap)) is not None:
+        problem = f"{reason}; in a container, allow user namespaces (or run the server as root)"
+    else:
+        return None
+    if settings.code_interpreter_unsafe_no_sandbox:
+        return f"{problem}. {UNSAFE_SETTING} is set: model code runs WITHOUT a sandbox"
+    return f"{problem}, or set {UNSAFE_SETTING}=true where every user is trusted"
 
 
 def detect_sandbox(settings: Settings) -> Sandbox:
@@ -70,8 +80,5 @@ def probe_bwrap(bwrap: str) -> str | None:
                 os.close(fd)
     if done.returncode != 0:
         detail = " ".join(done.stderr.decode(errors="replace").split())[-300:]
-        return (
-            f"bubblewrap ({bwrap}) cannot create a sandbox here (exit {done.returncode}: {detail}); it "
-            f"needs unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1) or root"
-        )
+        return f"bubblewrap ({bwrap}) cannot create a sandbox here (exit {done.returncode}: {detail})"
     return None
