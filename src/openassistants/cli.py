@@ -6,16 +6,75 @@ import asyncio
 import gc
 import ipaddress
 import logging
+import os
 import socket
+import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 import uvicorn
+from pydantic import ValidationError
 
+from openassistants import config_check
 from openassistants.config import Settings
 
-cli = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+HELP = (
+    "OpenAssistants: OpenAI's Assistants API (v2), self-hosted, on any OpenAI-compatible model.\n\n"
+    "Start the server with `openassistants serve`, then point an official OpenAI SDK at "
+    "http://127.0.0.1:8000/v1. Settings are OPENASSISTANTS_* environment variables: see "
+    "docs/configuration.md, or `openassistants serve --help` for the main ones."
+)
+
+cli = typer.Typer(add_completion=False, no_args_is_help=True, help=HELP)
+
+#: Exit status of a refused configuration (a bad setting or flag, an unusable database): nothing started.
+CONFIG_ERROR = 2
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from openassistants import __version__
+
+        typer.echo(f"openassistants {__version__}")
+        raise typer.Exit()
+
+
+@cli.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Options before the command."""
+
+
+def refuse(message: str) -> typer.Exit:
+    """Prints ``message`` as the one line of a refused configuration; raise what it returns."""
+    typer.echo(f"openassistants: {message}", err=True)
+    return typer.Exit(code=CONFIG_ERROR)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment and the given flags (None: not given). A bad value raises
+    ValidationError, which ``main`` prints as one line per setting."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def check_database(settings: Settings) -> None:
+    """Stops start-up within seconds, with the database's own message, if the database is unusable."""
+    from openassistants.storage.preflight import DatabaseUnavailable, check_database
+
+    try:
+        check_database(settings.effective_database_url)
+    except DatabaseUnavailable as exc:
+        source = (
+            f"{config_check.variable('database_url')}={config_check.redact_url(settings.database_url)}"
+            if settings.database_url
+            else f"the SQLite database under {config_check.variable('data_dir')}"
+        )
+        raise refuse(f"cannot use {source}: {exc}") from None
 
 
 def is_loopback(host: str) -> bool:
@@ -60,24 +119,34 @@ def settle_gc() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
 
 
-@cli.command()
+SERVE_HELP = (
+    "Serve the API at http://HOST:PORT/v1.\n\n"
+    "Settings are environment variables; the main ones: OPENASSISTANTS_LLM_BASE_URL (the model upstream, "
+    "an OpenAI-compatible API root) and OPENASSISTANTS_LLM_API_KEY; OPENASSISTANTS_API_KEYS (the clients' "
+    "keys, required to bind a non-loopback address); OPENASSISTANTS_DATABASE_URL (postgresql+asyncpg://…; "
+    "unset: SQLite under OPENASSISTANTS_DATA_DIR).\n\n"
+    "Every setting, its default and its meaning: docs/configuration.md."
+)
+
+
+@cli.command(help=SERVE_HELP)
 def serve(
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
+    port: Annotated[int, typer.Option(help="Port to bind (1-65535).")] = 8000,
     data_dir: Annotated[
         Path | None, typer.Option(help="Data directory (SQLite database and file blobs).")
     ] = None,
 ) -> None:
-    """Serve the API at http://HOST:PORT/v1."""
-    overrides = {"data_dir": data_dir} if data_dir is not None else {}
-    settings = Settings(**overrides)  # type: ignore[arg-type]
+    """Serve the API (SERVE_HELP)."""
+    if not 1 <= port <= 65535:
+        raise refuse(f"--port {port}: expected a port from 1 to 65535")
+    settings = load_settings(data_dir=data_dir)
     if not settings.api_keys and not is_loopback(host):
-        typer.echo(
-            f"Refusing to bind {host} without authentication: set OPENASSISTANTS_API_KEYS, "
-            "or bind a loopback address such as 127.0.0.1.",
-            err=True,
+        raise refuse(
+            f"refusing to bind {host} without authentication: set OPENASSISTANTS_API_KEYS, "
+            "or bind a loopback address such as 127.0.0.1."
         )
-        raise typer.Exit(code=2)
+    check_database(settings)
     _configure_logging(settings)
     from openassistants.app import create_app
 
@@ -98,19 +167,70 @@ def serve(
 @cli.command()
 def worker() -> None:
     """Execute runs only (no API), sharing a PostgreSQL database with `serve` processes."""
-    settings = Settings()
+    settings = load_settings()
     if settings.is_sqlite:
-        typer.echo(
-            "A separate worker needs a shared database: set OPENASSISTANTS_DATABASE_URL to a "
-            "postgresql+asyncpg:// URL. (With SQLite, `serve` executes runs itself.)",
-            err=True,
+        raise refuse(
+            "a separate worker needs a shared database: set OPENASSISTANTS_DATABASE_URL to a "
+            "postgresql+asyncpg:// URL. (With SQLite, `serve` executes runs itself.)"
         )
-        raise typer.Exit(code=2)
+    check_database(settings)
     _configure_logging(settings)
     from openassistants.worker import run_worker
 
     settle_gc()
     asyncio.run(run_worker(settings))
+
+
+@cli.command()
+def backup(
+    path: Annotated[Path, typer.Argument(help="The backup to write: a new directory.")],
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Data directory to back up (default: OPENASSISTANTS_DATA_DIR).")
+    ] = None,
+) -> None:
+    """Back up the SQLite database and its files to a new directory, while the server runs.
+
+    With PostgreSQL, use pg_dump and copy the files directory instead: docs/operations.md.
+    """
+    from openassistants.storage.backup import BackupError, backup
+
+    settings = load_settings(data_dir=data_dir)
+    if not settings.is_sqlite:
+        raise refuse(
+            "backup copies the embedded SQLite database; with OPENASSISTANTS_DATABASE_URL set, back up "
+            "PostgreSQL with pg_dump and copy the files directory (docs/operations.md)"
+        )
+    try:
+        summary = backup(settings.data_dir, path)
+    except BackupError as exc:
+        raise refuse(str(exc)) from None
+    typer.echo(
+        f"backed up {settings.data_dir} to {summary.path} ({summary.files} files, {summary.bytes} bytes)"
+    )
+
+
+@cli.command()
+def restore(
+    path: Annotated[Path, typer.Argument(help="A directory written by `openassistants backup`.")],
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Data directory to restore into (default: OPENASSISTANTS_DATA_DIR).")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option(help="Replace the database and files of a data directory that is not empty.")
+    ] = False,
+) -> None:
+    """Check a backup (database integrity, every file) and restore it into an empty data directory.
+
+    Stop the server first; start it on the data directory afterwards.
+    """
+    from openassistants.storage.backup import BackupError, restore
+
+    settings = load_settings(data_dir=data_dir)
+    try:
+        summary = restore(path, settings.data_dir, force=force)
+    except BackupError as exc:
+        raise refuse(str(exc)) from None
+    typer.echo(f"restored {path} into {summary.path} ({summary.files} files, {summary.bytes} bytes)")
 
 
 @cli.command(hidden=True)
@@ -122,4 +242,23 @@ def version() -> None:
 
 
 def main() -> None:
-    cli()
+    """The command: bad configuration and bad flags end it with one line and status 2, no traceback."""
+    for warning in config_check.unknown_variables(os.environ):
+        typer.echo(f"openassistants: {warning}", err=True)
+    try:
+        # Not standalone: errors come here, to be said in one line, rather than as a usage screen.
+        status = cli(sys.argv[1:] or ["--help"], standalone_mode=False)
+    except ValidationError as exc:
+        if not config_check.is_settings_error(exc):
+            raise
+        for line in config_check.settings_errors(exc):
+            typer.echo(f"openassistants: {line}", err=True)
+        status = CONFIG_ERROR
+    except typer.TyperException as exc:  # a bad flag or argument
+        context = getattr(exc, "ctx", None)
+        command = context.command_path if context is not None else "openassistants"
+        typer.echo(f"{command}: {exc.format_message()} (see {command} --help)", err=True)
+        status = exc.exit_code
+    except typer.Abort:
+        status = 1
+    sys.exit(status if isinstance(status, int) else 0)
