@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 import uvicorn
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from openassistants import config_check
 from openassistants.config import Settings
@@ -253,6 +254,9 @@ def main() -> None:
             raise
         for line in config_check.settings_errors(exc):
             typer.echo(f"openassistants: {line}", err=True)
+        status = CONFIG_ERROR
+    except SettingsError as exc:  # a value pydantic-settings could not even decode (JSON)
+        typer.echo(f"openassistants: {' '.join(str(exc).split())}", err=True)
         status = CONFIG_ERROR
     except typer.TyperException as exc:  # a bad flag or argument
         context = getattr(exc, "ctx", None)
