@@ -83,7 +83,8 @@ def main() -> int:
     script = Path(sys.executable).parent / "openassistants"
     cli = [str(script)] if script.exists() else [sys.executable, "-m", "openassistants"]
     port = free_port()
-    env = server_env(api_keys=KEY, access_log="false")
+    # No warm kernels: the data directory then holds only the database and the files (no kernels/).
+    env = server_env(api_keys=KEY, access_log="false", code_interpreter_pool_size="0")
     results: dict[str, Any] = {"machine": machine(), "load_before": os.getloadavg()}
     try:
         with running(openassistants_command(port, data), env, port, scratch / "serve.log", "/healthz"):

@@ -1,4 +1,5 @@
-"""The ``openassistants`` command: build Settings from flags over the environment, then start."""
+"""The ``openassistants`` command: build Settings from flags over the environment, check them (a bad value
+is one line and exit status 2, never a traceback), then start."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import uvicorn
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
@@ -94,7 +94,9 @@ def is_loopback(host: str) -> bool:
 
 
 def _configure_logging(settings: Settings) -> None:
-    logging.basicConfig(level=settings.log_level.upper(), format="%(message)s")
+    # "trace" is uvicorn's level below DEBUG (5), unknown to logging until uvicorn is imported.
+    level = 5 if settings.log_level == "trace" else settings.log_level.upper()
+    logging.basicConfig(level=level, format="%(message)s")
     # httpx logs every upstream request at INFO; our access log already covers what matters.
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
@@ -149,6 +151,9 @@ def serve(
         )
     check_database(settings)
     _configure_logging(settings)
+    # Imported here: every other command (backup, --version, …) starts without the server's stack.
+    import uvicorn
+
     from openassistants.app import create_app
 
     app = create_app(settings)
