@@ -210,6 +210,9 @@ def backup(
         summary = backup(settings.data_dir, path)
     except BackupError as exc:
         raise refuse(str(exc)) from None
+    except OSError as exc:  # the disk's refusal (full, read-only, permissions): not the configuration's
+        typer.echo(f"openassistants: backup failed: {exc}", err=True)
+        raise typer.Exit(code=1) from None
     typer.echo(
         f"backed up {settings.data_dir} to {summary.path} ({summary.files} files, {summary.bytes} bytes)"
     )
@@ -236,6 +239,9 @@ def restore(
         summary = restore(path, settings.data_dir, force=force)
     except BackupError as exc:
         raise refuse(str(exc)) from None
+    except OSError as exc:  # the disk's refusal (full, read-only, permissions): not the configuration's
+        typer.echo(f"openassistants: restore failed: {exc}", err=True)
+        raise typer.Exit(code=1) from None
     typer.echo(f"restored {path} into {summary.path} ({summary.files} files, {summary.bytes} bytes)")
 
 

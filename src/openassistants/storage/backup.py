@@ -62,7 +62,11 @@ def backup(data_dir: Path, target: Path) -> Summary:
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
     try:
         blobs = data_dir / FILES_DIR
-        copied = {key: _copy(blobs / key, staging / FILES_DIR / key) for key in _blob_keys(blobs)}
+        copied = {}
+        for key in _blob_keys(blobs):
+            # A blob deleted since it was listed: its row was deleted first, so no snapshot names it.
+            with contextlib.suppress(FileNotFoundError):
+                copied[key] = _copy(blobs / key, staging / FILES_DIR / key)
         _snapshot(source, staging / DB_NAME)
         named = _named_blobs(staging / DB_NAME)
         for key in named - copied.keys():
@@ -177,6 +181,8 @@ def _snapshot(source: Path, target: Path) -> None:
             reader.backup(writer, pages=-1)
         finally:
             writer.close()
+    except sqlite3.Error as exc:
+        raise BackupError(f"{source}: {exc}") from None
     finally:
         reader.close()
     with target.open("rb") as handle:
