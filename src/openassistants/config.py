@@ -225,8 +225,15 @@ class Settings(BaseSettings):
     def _check_base_url(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        scheme, separator, rest = value.partition("://")
-        if scheme.lower() not in ("http", "https") or not separator or not rest.strip("/"):
+        from urllib.parse import urlsplit
+
+        try:
+            parts = urlsplit(value)
+            usable = parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+            parts.port  # noqa: B018 (raises on a port that is not a number)
+        except ValueError:
+            usable = False
+        if not usable:
             raise ValueError("expected an http:// or https:// URL such as http://127.0.0.1:11434/v1")
         return value
 
