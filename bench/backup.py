@@ -89,6 +89,10 @@ def main() -> int:
     try:
         with running(openassistants_command(port, data), env, port, scratch / "serve.log", "/healthz"):
             results["build_s"] = timed(lambda: asyncio.run(build(f"http://127.0.0.1:{port}/v1")))
+            # While the server runs: the WAL is still there (a stopped server checkpoints and removes it).
+            results["live_bytes"] = {
+                p.name: du(p) if p.is_dir() else p.stat().st_size for p in data.iterdir()
+            }
             samples: dict[str, list[float]] = {"cp": [], "backup_command": [], "backup_in_process": []}
             for n in range(REPEATS):
                 target = scratch / f"cp-{n}"
