@@ -188,6 +188,37 @@ def test_restore_refuses_a_damaged_backup(tmp_path: Path) -> None:
     assert refused.returncode == 2 and "missing" in refused.stderr
 
 
+def test_restore_with_force_replaces_a_used_data_dir(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    kept, later = Acknowledged(), Acknowledged()
+    server = ServerProcess(data, ENV)
+    server.start()
+    try:
+        write_some(sdk(server, KEYS[0]), kept, "kept", messages=2)
+        made = command("backup", str(tmp_path / "backup"), "--data-dir", str(data))
+        assert made.returncode == 0, made.stderr
+        write_some(sdk(server, KEYS[0]), later, "later", messages=2)
+    finally:
+        server.stop()
+    forced = command("restore", str(tmp_path / "backup"), "--data-dir", str(data), "--force")
+    assert forced.returncode == 0, forced.stderr
+
+    server = ServerProcess(data, ENV)
+    server.start()
+    try:
+        client = sdk(server, KEYS[0])
+        (file_id,) = kept.files
+        assert client.files.content(file_id).content == kept.files[file_id][1]
+        (thread_id,) = kept.threads
+        assert every(client.beta.threads.messages.list(thread_id, order="asc")) == kept.messages[thread_id]
+        assert [f.id for f in every(client.files.list())] == [file_id]
+        for gone in (*later.threads, *later.files):
+            with pytest.raises(openai.NotFoundError):
+                (client.beta.threads.retrieve if gone.startswith("thread") else client.files.retrieve)(gone)
+    finally:
+        server.stop()
+
+
 def test_backup_refuses_postgres_and_names_the_procedure(tmp_path: Path) -> None:
     env = {**ENV, "OPENASSISTANTS_DATABASE_URL": "postgresql+asyncpg://app:pw@127.0.0.1/test"}
     refused = command("backup", str(tmp_path / "backup"), env=env)
