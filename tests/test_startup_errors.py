@@ -126,3 +126,13 @@ def test_help_is_for_users(tmp_path: Path) -> None:
     for name in ("OPENASSISTANTS_LLM_BASE_URL", "OPENASSISTANTS_API_KEYS", "OPENASSISTANTS_DATABASE_URL"):
         assert name in flat
     assert "docs/configuration.md" in flat
+
+
+def test_an_empty_variable_means_the_default(tmp_path: Path) -> None:
+    """``OPENASSISTANTS_X=`` (as compose files write) is accepted: the command gets past its settings."""
+    line = refusal(
+        run(
+            ["backup", str(tmp_path / "b")], tmp_path, rate_limit_per_minute="", database_url="", log_level=""
+        )
+    )
+    assert "no database at" in line, line

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -23,7 +23,8 @@ LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="OPENASSISTANTS_", extra="ignore")
+    # env_ignore_empty: `OPENASSISTANTS_X=` (as compose files and .env templates write) means the default.
+    model_config = SettingsConfigDict(env_prefix="OPENASSISTANTS_", extra="ignore", env_ignore_empty=True)
 
     data_dir: Path = Field(
         Path("./openassistants-data"),
@@ -222,9 +223,9 @@ class Settings(BaseSettings):
 
     @field_validator("llm_base_url", "embeddings_base_url")
     @classmethod
-    def _check_base_url(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
+    def _check_base_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None or (not value.strip() and info.field_name == "embeddings_base_url"):
+            return None  # blank: the local embedder, as when unset
         from urllib.parse import urlsplit
 
         try:

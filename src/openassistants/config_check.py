@@ -88,7 +88,7 @@ def expected_form(field: FieldInfo) -> str:
         form = "text"
     bounds = " and ".join(b for b in map(_bound, field.metadata) if b)
     form = f"{form} {bounds}" if bounds else form
-    return f"{form}, or empty for unset" if optional else form
+    return f"{form}, or unset" if optional else form
 
 
 def _bound(item: object) -> str:
