@@ -219,12 +219,13 @@ def test_restore_with_force_replaces_a_used_data_dir(tmp_path: Path) -> None:
         server.stop()
 
 
-def test_backup_refuses_postgres_and_names_the_procedure(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("verb", "tool"), [("backup", "pg_dump"), ("restore", "pg_restore")])
+def test_postgres_is_refused_with_the_procedure_named(tmp_path: Path, verb: str, tool: str) -> None:
     env = {**ENV, "OPENASSISTANTS_DATABASE_URL": "postgresql+asyncpg://app:pw@127.0.0.1/test"}
-    refused = command("backup", str(tmp_path / "backup"), env=env)
+    refused = command(verb, str(tmp_path / "backup"), env=env)
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
     (line,) = refused.stderr.strip().splitlines()
-    assert "pg_dump" in line and "docs/operations.md" in line
+    assert tool in line and "docs/operations.md" in line
 
 
 @pytest.mark.parametrize("existing", [True, False])

@@ -10,6 +10,8 @@ import logging
 import os
 import socket
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -198,21 +200,11 @@ def backup(
 
     With PostgreSQL, use pg_dump and copy the files directory instead: docs/operations.md.
     """
-    from openassistants.storage.backup import BackupError, backup
+    from openassistants.storage import backup as backups
 
-    settings = load_settings(data_dir=data_dir)
-    if not settings.is_sqlite:
-        raise refuse(
-            "backup copies the embedded SQLite database; with OPENASSISTANTS_DATABASE_URL set, back up "
-            "PostgreSQL with pg_dump and copy the files directory (docs/operations.md)"
-        )
-    try:
-        summary = backup(settings.data_dir, path)
-    except BackupError as exc:
-        raise refuse(str(exc)) from None
-    except OSError as exc:  # the disk's refusal (full, read-only, permissions): not the configuration's
-        typer.echo(f"openassistants: backup failed: {exc}", err=True)
-        raise typer.Exit(code=1) from None
+    settings = _embedded(load_settings(data_dir=data_dir), "backup", "pg_dump")
+    with _backup_errors("backup"):
+        summary = backups.backup(settings.data_dir, path)
     typer.echo(
         f"backed up {settings.data_dir} to {summary.path} ({summary.files} files, {summary.bytes} bytes)"
     )
@@ -232,17 +224,35 @@ def restore(
 
     Stop the server first; start it on the data directory afterwards.
     """
-    from openassistants.storage.backup import BackupError, restore
+    from openassistants.storage import backup as backups
 
-    settings = load_settings(data_dir=data_dir)
+    settings = _embedded(load_settings(data_dir=data_dir), "restore", "pg_restore")
+    with _backup_errors("restore"):
+        summary = backups.restore(path, settings.data_dir, force=force)
+    typer.echo(f"restored {path} into {summary.path} ({summary.files} files, {summary.bytes} bytes)")
+
+
+def _embedded(settings: Settings, verb: str, tool: str) -> Settings:
+    """``settings``, unless they name PostgreSQL, whose backups are its own tools' business."""
+    if not settings.is_sqlite:
+        raise refuse(
+            f"{verb} is for the embedded SQLite database; with OPENASSISTANTS_DATABASE_URL set, use {tool} "
+            "and copy the files directory (docs/operations.md)"
+        )
+    return settings
+
+
+@contextmanager
+def _backup_errors(verb: str) -> Iterator[None]:
+    from openassistants.storage.backup import BackupError
+
     try:
-        summary = restore(path, settings.data_dir, force=force)
+        yield
     except BackupError as exc:
         raise refuse(str(exc)) from None
     except OSError as exc:  # the disk's refusal (full, read-only, permissions): not the configuration's
-        typer.echo(f"openassistants: restore failed: {exc}", err=True)
+        typer.echo(f"openassistants: {verb} failed: {exc}", err=True)
         raise typer.Exit(code=1) from None
-    typer.echo(f"restored {path} into {summary.path} ({summary.files} files, {summary.bytes} bytes)")
 
 
 @cli.command(hidden=True)
