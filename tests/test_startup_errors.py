@@ -4,6 +4,7 @@ command explains itself (``--help``, ``--version``)."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -136,3 +137,12 @@ def test_an_empty_variable_means_the_default(tmp_path: Path) -> None:
         )
     )
     assert "no database at" in line, line
+
+
+def test_a_port_in_use_is_refused_before_start_up(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        line = refusal(run(["serve", "--port", str(port)], tmp_path))
+    assert f"--port {port}" in line and "in use" in line, line

@@ -80,6 +80,18 @@ def check_database(settings: Settings) -> None:
         raise refuse(f"cannot use {source}: {exc}") from None
 
 
+def _check_bind(host: str, port: int) -> None:
+    """Refuses, before anything starts, an address that cannot be bound (in use, not this host's)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            # As uvicorn binds: a port left in TIME_WAIT by a stopped server is free.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as exc:
+        raise refuse(f"cannot bind --host {host} --port {port}: {exc.strerror or exc}") from None
+
+
 def is_loopback(host: str) -> bool:
     """True when every address ``host`` resolves to is a loopback address."""
     if host == "localhost":
@@ -151,6 +163,7 @@ def serve(
             f"refusing to bind {host} without authentication: set OPENASSISTANTS_API_KEYS, "
             "or bind a loopback address such as 127.0.0.1."
         )
+    _check_bind(host, port)
     check_database(settings)
     _configure_logging(settings)
     # Imported here: every other command (backup, --version, …) starts without the server's stack.
