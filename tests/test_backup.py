@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,8 +28,21 @@ def command(*args: str, env: dict[str, str] = ENV) -> subprocess.CompletedProces
     )
 
 
-def sdk(server: ServerProcess, key: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=server.base_url, api_key=key, max_retries=0)
+Connect = Callable[[ServerProcess, str], openai.OpenAI]
+
+
+@pytest.fixture
+def sdk() -> Iterator[Connect]:
+    """SDK clients for a server and a key, all closed when the test ends."""
+    opened: list[openai.OpenAI] = []
+
+    def connect(server: ServerProcess, key: str) -> openai.OpenAI:
+        opened.append(openai.OpenAI(base_url=server.base_url, api_key=key, max_retries=0))
+        return opened[-1]
+
+    yield connect
+    for client in opened:
+        client.close()
 
 
 @dataclass
@@ -69,7 +83,7 @@ def snapshot(client: openai.OpenAI) -> dict[str, Any]:
     }
 
 
-def test_backup_of_a_live_server_restores_everything_acknowledged(tmp_path: Path) -> None:
+def test_backup_of_a_live_server_restores_everything_acknowledged(tmp_path: Path, sdk: Connect) -> None:
     live = ServerProcess(tmp_path / "live", ENV)
     live.start()
     try:
@@ -167,7 +181,7 @@ def _assert_intact(client: openai.OpenAI, seen: Acknowledged) -> None:
             assert (listed, content) == seen.files[listed.id]
 
 
-def test_restore_refuses_a_damaged_backup(tmp_path: Path) -> None:
+def test_restore_refuses_a_damaged_backup(tmp_path: Path, sdk: Connect) -> None:
     live = ServerProcess(tmp_path / "live", ENV)
     live.start()
     try:
@@ -188,7 +202,7 @@ def test_restore_refuses_a_damaged_backup(tmp_path: Path) -> None:
     assert refused.returncode == 2 and "missing" in refused.stderr
 
 
-def test_restore_with_force_replaces_a_used_data_dir(tmp_path: Path) -> None:
+def test_restore_with_force_replaces_a_used_data_dir(tmp_path: Path, sdk: Connect) -> None:
     data = tmp_path / "data"
     kept, later = Acknowledged(), Acknowledged()
     server = ServerProcess(data, ENV)
