@@ -16,16 +16,16 @@ FROM ${BASE_IMAGE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_CONSTRAINT=/src/deploy/requirements.lock
 WORKDIR /src
 COPY deploy/requirements.lock deploy/requirements.lock
-RUN python3 -m venv /opt/openassistants
+RUN python3 -m venv /opt/venv
 COPY pyproject.toml README.md LICENSE NOTICE ./
 COPY src src
 # Every package pinned by the lock; bytecode compiled now, since the sandbox mounts the venv read-only.
 RUN --mount=type=secret,id=pip_ca,required=false \
     if [ -s /run/secrets/pip_ca ]; then export PIP_CERT=/run/secrets/pip_ca; fi \
-    && /opt/openassistants/bin/pip install --no-input pip \
-    && /opt/openassistants/bin/pip install --no-input . \
-    && /opt/openassistants/bin/pip uninstall --yes pip \
-    && /opt/openassistants/bin/openassistants version
+    && /opt/venv/bin/pip install --no-input pip \
+    && /opt/venv/bin/pip install --no-input . \
+    && /opt/venv/bin/pip uninstall --yes pip \
+    && /opt/venv/bin/openassistants version
 
 FROM ${BASE_IMAGE}
 # bubblewrap: code_interpreter's sandbox. tini: PID 1 that forwards signals and reaps orphans (kernels).
@@ -35,8 +35,9 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --user-group --home-dir /data --shell /usr/sbin/nologin openassistants \
     && install -d -o openassistants -g openassistants -m 0750 /data
-COPY --from=build /opt/openassistants /opt/openassistants
-ENV PATH=/opt/openassistants/bin:$PATH \
+# Not /opt/openassistants: the sandbox mounts its driver there, inside the read-only venv it would fail.
+COPY --from=build /opt/venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     OPENASSISTANTS_DATA_DIR=/data
 USER openassistants
