@@ -31,12 +31,13 @@ from pathlib import Path
 import httpx
 from openai import OpenAI
 
+from openassistants.config import Settings
 from tests.servers import free_port
-from tests.upstream import Reply, ToolCalls, scripted_upstream
+from tests.upstream import Reply, ScriptedUpstream, ToolCalls, scripted_upstream
 
 ENGINE = os.environ.get("ENGINE", "podman")
 IMAGE = os.environ.get("IMAGE", "localhost/openassistants:dev")
-ROUNDS = int(os.environ.get("ROUNDS", "3"))
+ROUNDS = int(os.environ.get("ROUNDS", "5"))
 HEALTHY_TIMEOUT_SECONDS = 180.0
 REPO = Path(__file__).resolve().parent.parent
 HOST_SERVE = [str(REPO / ".venv" / "bin" / "openassistants"), "serve"]
@@ -103,39 +104,54 @@ class Container:
 
 
 def startup_figures(upstream_url: str) -> None:
-    """Median time from start to healthy, host vs container, ROUNDS of each, alternating."""
-    host_times: list[float] = []
-    container_times: list[float] = []
-    env = {"OPENASSISTANTS_API_KEYS": "sk-smoke", "OPENASSISTANTS_LLM_BASE_URL": upstream_url}
-    for round_number in range(1, ROUNDS + 1):
-        port = free_port()
-        with tempfile.TemporaryDirectory(prefix="oa-smoke-") as data, ExitStack() as stack:
-            started = time.monotonic()
-            process = subprocess.Popen(
-                [*HOST_SERVE, "--host", "127.0.0.1", "--port", str(port), "--data-dir", data],
-                env={**os.environ, **env},
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+    """Median time from start to healthy, host vs container (with the sandbox options, so that both can
+    run kernels), ROUNDS of each, alternating: with no warm kernels (the server alone), and with the
+    default pool, which the server fills (each kernel imports numpy, pandas, matplotlib) before serving."""
+    for pool in ("0", str(Settings().code_interpreter_pool_size)):
+        env = {
+            "OPENASSISTANTS_API_KEYS": "sk-smoke",
+            "OPENASSISTANTS_LLM_BASE_URL": upstream_url,
+            "OPENASSISTANTS_CODE_INTERPRETER_POOL_SIZE": pool,
+        }
+        host_times: list[float] = []
+        container_times: list[float] = []
+        for round_number in range(1, ROUNDS + 1):
+            host_times.append(host_startup(env))
+            container_times.append(container_startup(env))
+            step(
+                f"start-up, pool {pool}, round {round_number}: host {host_times[-1]:.2f} s, "
+                f"container {container_times[-1]:.2f} s (run to first healthy /healthz)"
             )
-            stack.callback(process.wait, 30)
-            stack.callback(process.terminate)
-            wait_healthy(f"http://127.0.0.1:{port}", lambda p=process: p.poll() is None)
-            host_times.append(time.monotonic() - started)
-        port = free_port()
-        with ExitStack() as stack:
-            container = Container(
-                stack, ["--network", "host"], env, ["serve", "--host", "127.0.0.1", "--port", str(port)]
-            )
-            wait_healthy(f"http://127.0.0.1:{port}", container.alive)
-            container_times.append(time.monotonic() - container.started)
+        host, boxed = statistics.median(host_times), statistics.median(container_times)
         step(
-            f"start-up round {round_number}: host {host_times[-1]:.2f} s, "
-            f"container {container_times[-1]:.2f} s (run to first healthy /healthz)"
+            f"start-up, pool {pool}, median of {ROUNDS}: host {host:.2f} s, container {boxed:.2f} s, "
+            f"ratio x{boxed / host:.2f}"
         )
-    host, boxed = statistics.median(host_times), statistics.median(container_times)
-    step(
-        f"start-up median of {ROUNDS}: host {host:.2f} s, container {boxed:.2f} s, ratio x{boxed / host:.2f}"
-    )
+
+
+def host_startup(env: dict[str, str]) -> float:
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="oa-smoke-") as data, ExitStack() as stack:
+        started = time.monotonic()
+        process = subprocess.Popen(
+            [*HOST_SERVE, "--host", "127.0.0.1", "--port", str(port), "--data-dir", data],
+            env={**os.environ, **env},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        stack.callback(process.wait, 30)
+        stack.callback(process.terminate)
+        wait_healthy(f"http://127.0.0.1:{port}", lambda: process.poll() is None)
+        return time.monotonic() - started
+
+
+def container_startup(env: dict[str, str]) -> float:
+    port = free_port()
+    with ExitStack() as stack:
+        command = ["serve", "--host", "127.0.0.1", "--port", str(port)]
+        container = Container(stack, ["--network", "host", *SANDBOX_OPTIONS], env, command)
+        wait_healthy(f"http://127.0.0.1:{port}", container.alive)
+        return time.monotonic() - container.started
 
 
 def sandbox_report() -> None:
@@ -159,20 +175,11 @@ def sandbox_report() -> None:
             raise RuntimeError("the image's HEALTHCHECK failed")
 
 
-def sdk_flow(upstream_url: str, upstream: object) -> None:
-    """Assistant, thread, message, a streamed run and a code_interpreter run, via the official SDK."""
-    key = f"sk-smoke-{uuid.uuid4().hex}"
-    port = free_port()
-    env = {"OPENASSISTANTS_API_KEYS": key, "OPENASSISTANTS_LLM_BASE_URL": upstream_url}
-    volume = f"oa-smoke-{uuid.uuid4().hex[:8]}"
-    options = ["--network", "host", "-v", f"{volume}:/data", *SANDBOX_OPTIONS]
+def sdk_flow(upstream_url: str, upstream: ScriptedUpstream) -> None:
+    """Assistant, thread, message, a streamed run and a code_interpreter run, via the official SDK,
+    against a container with the sandbox options; then a code_interpreter run without them."""
     with ExitStack() as stack:
-        stack.callback(engine, "volume", "rm", "-f", volume, check=False)
-        container = Container(stack, options, env, ["serve", "--host", "127.0.0.1", "--port", str(port)])
-        url = f"http://127.0.0.1:{port}"
-        wait_healthy(url, container.alive)
-        step(f"sandboxed container {container.name} healthy at {url}")
-        client = OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0)
+        client = host_network_container(stack, upstream_url, SANDBOX_OPTIONS, "sandboxed")
         model = f"smoke-{uuid.uuid4().hex[:8]}"
         assistant = client.beta.assistants.create(
             model=model, name="smoke", instructions="Be brief.", tools=[{"type": "code_interpreter"}]
@@ -181,49 +188,76 @@ def sdk_flow(upstream_url: str, upstream: object) -> None:
         thread = client.beta.threads.create()
         step(f"thread {thread.id}")
         message = client.beta.threads.messages.create(thread.id, role="user", content="hello, container")
-        step(f"message {message.id}: {message.content[0].text.value!r}")  # type: ignore[union-attr]
+        step(f"message {message.id}: {message.content[0].text.value!r}")
 
-        upstream.script(model, Reply("Hello from the scripted model, through the container."))  # type: ignore[attr-defined]
+        upstream.script(model, Reply("Hello from the scripted model, through the container."))
         events: list[str] = []
         with client.beta.threads.runs.stream(thread_id=thread.id, assistant_id=assistant.id) as stream:
             for event in stream:
                 events.append(event.event)
             run = stream.get_final_run()
-            text = "".join(part.text.value for part in stream.get_final_messages()[0].content)  # type: ignore[union-attr]
+            text = "".join(part.text.value for part in stream.get_final_messages()[0].content)
         step(f"streamed run {run.id}: {run.status}, {len(events)} events ({events[0]} ... {events[-1]})")
         step(f"  reply: {text!r}")
         if run.status != "completed":
             raise RuntimeError(f"streamed run ended {run.status}")
 
-        code = "import os, socket\nprint(6 * 7, 'uid', os.getuid(), 'host', socket.gethostname())"
-        upstream.script(  # type: ignore[attr-defined]
-            model,
-            ToolCalls([("code_interpreter", json.dumps({"code": code}))]),
-            Reply("6 times 7 is 42."),
-        )
-        client.beta.threads.messages.create(thread.id, role="user", content="What is 6 times 7? Use Python.")
-        run = client.beta.threads.runs.create_and_poll(
-            thread_id=thread.id, assistant_id=assistant.id, poll_interval_ms=200
-        )
-        step(f"code_interpreter run {run.id}: {run.status}")
-        steps = client.beta.threads.runs.steps.list(run.id, thread_id=thread.id, order="asc")
-        for run_step in steps:
-            details = run_step.step_details
-            if details.type != "tool_calls":
-                continue
-            for call in details.tool_calls:
-                if call.type == "code_interpreter":
-                    logs = [o.logs for o in call.code_interpreter.outputs if o.type == "logs"]
-                    step(f"  code_interpreter output (kernel in bubblewrap): {' '.join(logs).strip()!r}")
-                    if not any(log.startswith("42 ") for log in logs):
-                        raise RuntimeError(f"unexpected code_interpreter output: {logs}")
-        if run.status != "completed":
-            raise RuntimeError(f"code_interpreter run ended {run.status}: {run.last_error}")
+        logs = code_interpreter_run(client, upstream, model, thread.id, assistant.id)
+        step(f"  code_interpreter output (kernel in bubblewrap): {logs!r}")
+        if not logs.startswith("42 "):
+            raise RuntimeError(f"unexpected code_interpreter output: {logs!r}")
         messages = client.beta.threads.messages.list(thread.id, order="asc")
-        last = messages.data[-1].content[0].text.value  # type: ignore[union-attr]
+        last = messages.data[-1].content[0].text.value
         step(f"thread holds {len(messages.data)} messages; the last: {last!r}")
         client.beta.assistants.delete(assistant.id)
         step("assistant deleted; end to end OK")
+
+    with ExitStack() as stack:
+        client = host_network_container(stack, upstream_url, [], "engine defaults (no sandbox)")
+        model = f"smoke-{uuid.uuid4().hex[:8]}"
+        assistant = client.beta.assistants.create(model=model, tools=[{"type": "code_interpreter"}])
+        thread = client.beta.threads.create()
+        code_interpreter_run(client, upstream, model, thread.id, assistant.id)
+        tool_messages = [m for m in upstream.requests(model)[-1]["messages"] if m.get("role") == "tool"]
+        step(f"  what the model was told: {tool_messages[-1]['content'][:240]!r}")
+
+
+def host_network_container(stack: ExitStack, upstream_url: str, options: list[str], label: str) -> OpenAI:
+    key = f"sk-smoke-{uuid.uuid4().hex}"
+    port = free_port()
+    env = {"OPENASSISTANTS_API_KEYS": key, "OPENASSISTANTS_LLM_BASE_URL": upstream_url}
+    volume = f"oa-smoke-{uuid.uuid4().hex[:8]}"
+    stack.callback(engine, "volume", "rm", "-f", volume, check=False)
+    command = ["serve", "--host", "127.0.0.1", "--port", str(port)]
+    container = Container(stack, ["--network", "host", "-v", f"{volume}:/data", *options], env, command)
+    url = f"http://127.0.0.1:{port}"
+    wait_healthy(url, container.alive)
+    step(f"container {container.name} ({label}) healthy at {url}")
+    return OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0)
+
+
+def code_interpreter_run(
+    client: OpenAI, upstream: ScriptedUpstream, model: str, thread_id: str, assistant_id: str
+) -> str:
+    """A run whose model calls code_interpreter, then answers; the call's logs output."""
+    code = "import os, socket\nprint(6 * 7, 'uid', os.getuid(), 'host', socket.gethostname())"
+    upstream.script(
+        model, ToolCalls([("code_interpreter", json.dumps({"code": code}))]), Reply("6 times 7 is 42.")
+    )
+    client.beta.threads.messages.create(thread_id, role="user", content="What is 6 times 7? Use Python.")
+    run = client.beta.threads.runs.create_and_poll(
+        thread_id=thread_id, assistant_id=assistant_id, poll_interval_ms=200
+    )
+    step(f"code_interpreter run {run.id}: {run.status}")
+    if run.status != "completed":
+        raise RuntimeError(f"code_interpreter run ended {run.status}: {run.last_error}")
+    logs = []
+    for run_step in client.beta.threads.runs.steps.list(run.id, thread_id=thread_id, order="asc"):
+        if run_step.step_details.type == "tool_calls":
+            for call in run_step.step_details.tool_calls:
+                if call.type == "code_interpreter":
+                    logs += [o.logs for o in call.code_interpreter.outputs if o.type == "logs"]
+    return " ".join(logs).strip()
 
 
 def main() -> int:
