@@ -32,8 +32,8 @@ FROM ${BASE_IMAGE}
 # Debian's versions of bookworm (and its security updates), not pinned: old ones leave the mirror.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends bubblewrap tini \
-    && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --uid 10001 --user-group --home-dir /data --shell /usr/sbin/nologin openassistants \
+    && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin \
+    && useradd --system --no-log-init --uid 10001 --user-group --home-dir /data --shell /usr/sbin/nologin openassistants \
     && install -d -o openassistants -g openassistants -m 0750 /data
 # Not /opt/openassistants: the sandbox mounts its driver there, inside the read-only venv it would fail.
 COPY --from=build /opt/venv /opt/venv
