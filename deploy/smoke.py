@@ -69,7 +69,10 @@ def step(message: str) -> None:
 
 
 def engine(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([ENGINE, *args], capture_output=True, text=True, check=check)
+    done = subprocess.run([ENGINE, *args], capture_output=True, text=True)
+    if check and done.returncode != 0:
+        raise RuntimeError(f"`{ENGINE} {' '.join(args[:2])} ...` failed: {done.stderr.strip()[-800:]}")
+    return done
 
 
 def wait_healthy(url: str, alive: Callable[[], bool]) -> None:
