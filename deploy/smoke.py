@@ -46,14 +46,12 @@ REPO = Path(__file__).resolve().parent.parent
 HOST_SERVE = [str(REPO / ".venv" / "bin" / "openassistants"), "serve"]
 #: What bubblewrap needs from the engine (docs/deployment.md): namespaces and mounts that the default
 #: seccomp profile refuses, and a /proc without the engine's masks over some of its paths.
-SANDBOX_OPTIONS = {
-    "podman": ["--security-opt", "seccomp=unconfined", "--security-opt", "unmask=/proc/*"],
-    "docker": [
-        *("--security-opt", "seccomp=unconfined"),
-        *("--security-opt", "apparmor=unconfined"),
-        *("--security-opt", "systempaths=unconfined"),
-    ],
-}[ENGINE]
+#: The same three as the worker's security_opt in compose.yaml; podman accepts Docker's names.
+SANDBOX_OPTIONS = [
+    *("--security-opt", "seccomp=unconfined"),
+    *("--security-opt", "apparmor=unconfined"),
+    *("--security-opt", "systempaths=unconfined"),
+]
 PROBE = (
     "from openassistants.code_interpreter.probe import sandbox_problem;"
     "from openassistants.config import Settings;"
@@ -105,7 +103,7 @@ class Container:
         env_args = [arg for name, value in env.items() for arg in ("-e", f"{name}={value}")]
         self.started = time.monotonic()
         engine("run", "-d", "--rm", "--name", self.name, *options, *env_args, IMAGE, *command)
-        stack.callback(engine, "rm", "-f", "-t", "5", self.name, check=False)
+        stack.callback(engine, "rm", "-f", "-v", "-t", "5", self.name, check=False)
 
     def alive(self) -> bool:
         state = engine("inspect", "--format", "{{.State.Running}}", self.name, check=False)

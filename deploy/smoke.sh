@@ -3,7 +3,7 @@
 # build the image unless it exists (REBUILD=1 forces it), then deploy/smoke.py: start-up time against
 # the same server on this host, the sandbox with and without the options bubblewrap needs, the image's
 # HEALTHCHECK, and an SDK flow (assistant, thread, message, streamed run, code_interpreter run) against
-# the container. Needs the dev virtualenv (.venv, `make install`) for the SDK and the scripted model.
+# the container; then deploy/smoke_compose.py brings up deploy/compose.yaml and runs a flow across it. Needs the dev virtualenv (.venv, `make install`) for the SDK and the scripted model.
 #
 #   deploy/smoke.sh                                   # podman, base python:3.11-slim-bookworm
 #   BASE_IMAGE=localhost/openassistants-base:bookworm deploy/smoke.sh   # base from deploy/base-image.sh
@@ -27,4 +27,7 @@ if [ "${REBUILD:-0}" = 1 ] || ! "$ENGINE" image inspect "$IMAGE" >/dev/null 2>&1
     "$ENGINE" build "$@" .
     echo "built in $(($(date +%s) - start)) s"
 fi
-exec .venv/bin/python -m deploy.smoke
+.venv/bin/python -m deploy.smoke
+# compose.yaml itself (COMPOSE="docker compose" for Docker; POSTGRES_IMAGE=postgres:16-bookworm where a
+# registry is reachable, else deploy/postgres-standin is built). SKIP_COMPOSE=1 skips it.
+[ "${SKIP_COMPOSE:-0}" = 1 ] || .venv/bin/python -m deploy.smoke_compose
