@@ -78,7 +78,8 @@ def main() -> int:
 
         stack.callback(down)
         step(
-            f"{shlex.join(COMPOSE)} -p {project} up -d {' '.join(SERVICES)} (images {IMAGE}, {POSTGRES_IMAGE})"
+            f"{shlex.join(COMPOSE)} -p {project} up -d {' '.join(SERVICES)} "
+            f"(images {IMAGE}, {POSTGRES_IMAGE})"
         )
         up = subprocess.run(
             [*compose, "up", "-d", *SERVICES], env=env, capture_output=True, text=True, cwd=directory
