@@ -159,3 +159,11 @@ def test_the_proxies_accept_the_largest_upload_the_server_does() -> None:
     for limit in (int(nginx.group(1)), int(caddy.group(1))):
         assert limit * 1024 * 1024 > largest, "the proxy would refuse what the server accepts"
     assert "proxy_buffering off;" in (DEPLOY / "nginx.conf").read_text()
+
+
+def test_only_the_worker_loosens_the_engine_defaults_for_bubblewrap() -> None:
+    services = _compose()["services"]
+    assert {"seccomp=unconfined", "systempaths=unconfined"} <= set(services["worker"]["security_opt"])
+    for api in ("api1", "api2"):
+        assert "security_opt" not in services[api]
+        assert services[api]["environment"][f"{PREFIX}EXECUTE_RUNS"] == "false"
