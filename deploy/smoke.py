@@ -9,14 +9,12 @@
    run, and a run whose model calls code_interpreter (kernel in bubblewrap, inside the container). The
    model is the test suite's scripted one (tests/upstream.py) on this host; the container shares the
    host's network to reach it.
-4. compose.yaml's topology (two API processes, a worker, one shared volume) on this host's PostgreSQL.
 
 Every step is printed. Exit status 1 on the first failure.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import statistics
@@ -30,12 +28,11 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
-import asyncpg
 import httpx
 from openai import OpenAI
 
 from openassistants.config import Settings
-from tests.servers import POSTGRES_ADMIN_DSN, free_port
+from tests.servers import free_port
 from tests.upstream import Reply, ScriptedUpstream, ToolCalls, scripted_upstream
 
 ENGINE = os.environ.get("ENGINE", "podman")
@@ -271,73 +268,6 @@ def code_interpreter_run(
     return " ".join(logs).strip()
 
 
-def topology(upstream_url: str, upstream: ScriptedUpstream) -> None:
-    """compose.yaml's topology with plain containers on this host's PostgreSQL: two API processes that
-    execute no runs, one worker with the sandbox options, one named volume as everyone's /data. A file
-    uploaded through api1 is read by code_interpreter in the worker, for a run created through api2."""
-    database = f"oa_smoke_{uuid.uuid4().hex[:8]}"
-    volume = f"oa-smoke-{uuid.uuid4().hex[:8]}"
-    key = f"sk-smoke-{uuid.uuid4().hex}"
-    env = {
-        "OPENASSISTANTS_API_KEYS": key,
-        "OPENASSISTANTS_LLM_BASE_URL": upstream_url,
-        "OPENASSISTANTS_DATABASE_URL": f"postgresql+asyncpg://postgres@127.0.0.1:5432/{database}",
-    }
-    with ExitStack() as stack:
-        asyncio.run(admin(f'CREATE DATABASE "{database}"'))
-        stack.callback(lambda: asyncio.run(admin(f'DROP DATABASE "{database}" WITH (FORCE)')))
-        stack.callback(engine, "volume", "rm", "-f", volume, check=False)
-        options = ["--network", "host", "-v", f"{volume}:/data"]
-        api_env = {**env, "OPENASSISTANTS_EXECUTE_RUNS": "false"}
-        clients = []
-        for name in ("api1", "api2"):
-            port = free_port()
-            command = ["serve", "--host", "127.0.0.1", "--port", str(port)]
-            container = Container(stack, options, api_env, command)
-            wait_healthy(f"http://127.0.0.1:{port}", container.alive)
-            step(f"{name}: {container.name} healthy on :{port} (executes no runs)")
-            clients.append(OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=key, max_retries=0))
-        worker = Container(stack, [*options, *SANDBOX_OPTIONS], env, ["worker"])
-        step(f"worker: {worker.name} started, same volume, sandbox options")
-        api1, api2 = clients
-
-        uploaded = api1.files.create(file=("numbers.csv", b"n\n4200\n17\n"), purpose="assistants")
-        step(f"api1: uploaded {uploaded.id} ({uploaded.bytes} bytes) to the shared volume")
-        model = f"smoke-{uuid.uuid4().hex[:8]}"
-        assistant = api2.beta.assistants.create(
-            model=model,
-            tools=[{"type": "code_interpreter"}],
-            tool_resources={"code_interpreter": {"file_ids": [uploaded.id]}},
-        )
-        thread = api2.beta.threads.create(messages=[{"role": "user", "content": "Sum the column."}])
-        code = "import glob, pandas\nprint(int(pandas.read_csv(glob.glob('/mnt/data/*.csv')[0]).n.sum()))"
-        upstream.script(
-            model, ToolCalls([("code_interpreter", json.dumps({"code": code}))]), Reply("The sum is 4217.")
-        )
-        run = api2.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id)
-        step(f"api2: run {run.id} {run.status}")
-        run = api1.beta.threads.runs.poll(run.id, thread_id=thread.id, poll_interval_ms=200)
-        step(f"api1: the same run, polled: {run.status}")
-        logs = []
-        for run_step in api1.beta.threads.runs.steps.list(run.id, thread_id=thread.id):
-            if run_step.step_details.type == "tool_calls":
-                for call in run_step.step_details.tool_calls:
-                    if call.type == "code_interpreter":
-                        logs += [o.logs for o in call.code_interpreter.outputs if o.type == "logs"]
-        step(f"  the worker's kernel read api1's upload: {' '.join(logs).strip()!r}")
-        if run.status != "completed" or "4217" not in " ".join(logs):
-            raise RuntimeError(f"topology run: {run.status}, {run.last_error}, {logs}")
-        step("topology OK")
-
-
-async def admin(statement: str) -> None:
-    connection = await asyncpg.connect(POSTGRES_ADMIN_DSN)
-    try:
-        await connection.execute(statement)
-    finally:
-        await connection.close()
-
-
 def main() -> int:
     step(f"engine {ENGINE}, image {IMAGE}")
     size = engine("image", "inspect", "--format", "{{.Size}}", IMAGE).stdout.strip()
@@ -349,7 +279,6 @@ def main() -> int:
         startup_figures(upstream.url)
         sandbox_report()
         sdk_flow(upstream.url, upstream)
-        topology(upstream.url, upstream)
     return 0
 
 
