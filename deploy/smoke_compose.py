@@ -75,6 +75,7 @@ def main() -> int:
 
         def down() -> None:
             subprocess.run([*compose, "down", "-v"], env=env, capture_output=True, cwd=directory)
+            engine("network", "rm", "-f", f"{project}_default", check=False)  # podman-compose 1.0 leaves it
 
         stack.callback(down)
         step(
