@@ -6,18 +6,19 @@
 #   sudo deploy/base-image.sh [ENGINE]          # ENGINE: podman (default) or docker
 #   podman build --build-arg BASE_IMAGE=localhost/openassistants-base:bookworm -t openassistants .
 #
-# Needs root (debootstrap chroots) and a reachable Debian mirror ($DEBIAN_MIRROR).
+# Needs root (debootstrap chroots) and a reachable Debian mirror ($DEBIAN_MIRROR; unset: debootstrap's
+# own default).
 set -eu
 
 ENGINE=${1:-podman}
 TAG=${BASE_TAG:-localhost/openassistants-base:bookworm}
-MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+MIRROR=${DEBIAN_MIRROR:-}
 ROOTFS=$(mktemp -d /var/tmp/openassistants-rootfs.XXXXXX)
 trap 'rm -rf "$ROOTFS"' EXIT
 
 # minbase: essential packages and apt only (what debian:bookworm-slim holds); python3 is Debian's 3.11.
 debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
-    bookworm "$ROOTFS" "$MIRROR"
+    bookworm "$ROOTFS" ${MIRROR:+"$MIRROR"}
 # Same trimming as the official slim images: no apt lists, caches, docs or man pages.
 chroot "$ROOTFS" apt-get clean
 rm -rf "$ROOTFS"/var/lib/apt/lists/* "$ROOTFS"/usr/share/doc/* "$ROOTFS"/usr/share/man/* \
