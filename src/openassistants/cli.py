@@ -113,6 +113,34 @@ def worker() -> None:
     asyncio.run(run_worker(settings))
 
 
+@cli.command(name="export")
+def export_data(
+    path: Annotated[Path, typer.Argument(help="Where to write the archive (a new directory).")],
+    key: Annotated[str | None, typer.Option(help="Export only this API key's tenant.")] = None,
+) -> None:
+    """Write the deployment's data to a versioned archive (docs/data.md), while it serves."""
+    from openassistants.portability.commands import run_export
+
+    raise typer.Exit(code=run_export(Settings(), path, key))
+
+
+@cli.command(name="import")
+def import_data(
+    path: Annotated[
+        Path,
+        typer.Argument(help="An archive, an assistants-thread-export/v1 export, or a folder of SDK dumps."),
+    ],
+    key: Annotated[str | None, typer.Option(help="Give the objects to this API key's tenant.")] = None,
+    on_conflict: Annotated[
+        str, typer.Option(help="An id stored here with other content: fail (import nothing) or skip it.")
+    ] = "fail",
+) -> None:
+    """Import data into the configured database, keeping every id; importing again changes nothing."""
+    from openassistants.portability.commands import run_import
+
+    raise typer.Exit(code=run_import(Settings(), path, key, on_conflict))
+
+
 @cli.command(hidden=True)
 def version() -> None:
     """Print the version."""

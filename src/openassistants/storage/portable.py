@@ -1,0 +1,177 @@
+"""The database side of export and import (portability/): rows out of one snapshot, rows in by unit.
+
+An export reads every table inside one read transaction (SQLite: ``BEGIN`` on a read connection, a
+WAL snapshot that writers never disturb; PostgreSQL: ``REPEATABLE READ READ ONLY``), so that the
+archive is one moment of the deployment even while it serves. An import writes one object graph (a
+thread with its messages, runs and steps; a vector store with its files and chunks) per transaction.
+
+Rows cross this boundary as plain dicts of column values, without the columns that only make sense in
+one database: ``seq`` (list order is kept by inserting in order), the executors' claims (``worker_id``,
+``lease_expires_at``) and the search cache key ``chunks_version``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import JSON, Table, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from openassistants.storage import tables
+from openassistants.storage.db import Database
+
+#: The tables an archive carries, in the order an import writes them (parents before children).
+TABLES: dict[str, Table] = {
+    t.name: t
+    for t in (
+        tables.files,
+        tables.vector_stores,
+        tables.vector_store_files,
+        tables.file_batches,
+        tables.chunks,
+        tables.assistants,
+        tables.threads,
+        tables.messages,
+        tables.runs,
+        tables.run_steps,
+    )
+}
+#: Columns that belong to one database, never to an archive.
+LOCAL_COLUMNS = frozenset({"seq", "worker_id", "lease_expires_at", "chunks_version"})
+#: How each table's rows are grouped under their object graph's root (threads, vector stores), so that
+#: an archive lists them parent by parent, in the parents' own order.
+PARENT: dict[str, tuple[str, str]] = {
+    "messages": ("threads", "thread_id"),
+    "runs": ("threads", "thread_id"),
+    "run_steps": ("threads", "thread_id"),
+    "vector_store_files": ("vector_stores", "vector_store_id"),
+    "file_batches": ("vector_stores", "vector_store_id"),
+    "chunks": ("vector_stores", "vector_store_id"),
+}
+#: Rows fetched per round trip when looking up ids.
+LOOKUP_BATCH = 500
+#: Rows read per fetch while exporting (PostgreSQL streams them with a server-side cursor).
+STREAM_BATCH = 1000
+
+
+class IdCollision(Exception):
+    """An insert met a row that already holds one of the unit's ids (written since it was planned)."""
+
+
+def archived_columns(table: Table) -> list[str]:
+    """The columns an archive carries for ``table``, in the table's order."""
+    names = [c.name for c in table.columns if c.name not in LOCAL_COLUMNS]
+    # A chunk's id is its row number here; its identity is (store, file, chunk_index).
+    return [n for n in names if not (table.name == "chunks" and n == "id")]
+
+
+def _order(table: Table, tenant: str | None) -> Any:
+    """Rows of ``table`` (of one tenant, if given), grouped by parent in the parent's order."""
+    columns = [table.c[n] for n in archived_columns(table)]
+    key = "id" if table.name == "chunks" else "seq"
+    stmt = select(*columns)
+    if table.name in PARENT:
+        parent_name, fk = PARENT[table.name]
+        parent = TABLES[parent_name]
+        stmt = stmt.join(parent, parent.c.id == table.c[fk]).order_by(parent.c.seq, table.c[key])
+    else:
+        stmt = stmt.order_by(table.c[key])
+    if tenant is not None:
+        stmt = stmt.where(table.c.tenant_id == tenant)
+    return stmt
+
+
+@asynccontextmanager
+async def snapshot(db: Database) -> AsyncIterator[AsyncConnection]:
+    """One read-only transaction that sees a single moment of the database."""
+    engine = db.read_engine if db.is_sqlite else db.engine
+    async with engine.connect() as conn:
+        if db.is_sqlite:
+            # sqlite3 opens no transaction for SELECTs; an explicit one pins the WAL snapshot.
+            await conn.exec_driver_sql("BEGIN")
+        else:
+            await conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+            await conn.begin()
+        try:
+            yield conn
+        finally:
+            await conn.rollback()
+
+
+async def stream_rows(
+    conn: AsyncConnection, table: Table, tenant: str | None
+) -> AsyncIterator[dict[str, Any]]:
+    """Every archived row of ``table`` in archive order, as column values."""
+    result = await conn.stream(_order(table, tenant).execution_options(yield_per=STREAM_BATCH))
+    async for row in result.mappings():
+        yield dict(row)
+
+
+async def tenants(conn: AsyncConnection) -> list[str]:
+    """Every tenant that owns at least one object, sorted."""
+    found: set[str] = set()
+    for table in TABLES.values():
+        found.update((await conn.execute(select(table.c.tenant_id).distinct())).scalars())
+    return sorted(found)
+
+
+async def existing_ids(db: Database, table: Table, ids: Iterable[str]) -> set[str]:
+    """Which of ``ids`` ``table`` already holds."""
+    wanted = list(ids)
+    found: set[str] = set()
+    async with db.read() as conn:
+        for start in range(0, len(wanted), LOOKUP_BATCH):
+            batch = wanted[start : start + LOOKUP_BATCH]
+            found.update((await conn.execute(select(table.c.id).where(table.c.id.in_(batch)))).scalars())
+    return found
+
+
+async def stored_unit(
+    db: Database, root: str, root_id: str, members: Iterable[str]
+) -> dict[str, list[dict[str, Any]]]:
+    """The stored rows of the object graph whose root is ``root_id`` in table ``root``: the root row
+    and each member table's rows of it, in list order (chunks are not compared, only counted)."""
+    unit: dict[str, list[dict[str, Any]]] = {}
+    async with db.read() as conn:
+        table = TABLES[root]
+        columns = [table.c[n] for n in archived_columns(table)]
+        unit[root] = [
+            dict(r) for r in (await conn.execute(select(*columns).where(table.c.id == root_id))).mappings()
+        ]
+        for name in members:
+            member = TABLES[name]
+            fk = member.c[PARENT[name][1]]
+            if name == "chunks":
+                count = (await conn.execute(select(func.count()).where(fk == root_id))).scalar_one()
+                unit[name] = [{"count": count}]
+                continue
+            columns = [member.c[n] for n in archived_columns(member)]
+            rows = await conn.execute(select(*columns).where(fk == root_id).order_by(member.c.seq))
+            unit[name] = [dict(r) for r in rows.mappings()]
+    return unit
+
+
+async def insert_unit(db: Database, rows: Mapping[str, list[dict[str, Any]]]) -> None:
+    """Writes one object graph in one transaction: all of it, or (raising) none of it."""
+    try:
+        async with db.write() as conn:
+            for name, table in TABLES.items():
+                if rows.get(name):
+                    await conn.execute(table.insert(), rows[name])
+    except IntegrityError as exc:
+        raise IdCollision(str(exc.orig)) from exc
+
+
+def column_kinds(table: Table) -> dict[str, tuple[str, bool]]:
+    """For checking an archive's rows before anything is written: each archived column's kind of
+    value (int, float, str, bool, bytes or json) and whether it must be present and not null."""
+    kinds: dict[str, tuple[str, bool]] = {}
+    for name in archived_columns(table):
+        column = table.c[name]
+        python = column.type.python_type if not isinstance(column.type, JSON) else dict
+        kind = {int: "int", float: "float", str: "str", bool: "bool", bytes: "bytes"}.get(python, "json")
+        kinds[name] = (kind, not column.nullable and column.server_default is None)
+    return kinds
