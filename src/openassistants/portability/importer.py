@@ -147,12 +147,37 @@ async def _plan(db: Database, source: Source, tenants: dict[str, str]) -> dict[t
             continue
         _assign(unit, tenants)
         stored = await portable.stored_unit(db, unit.root, unit.root_id, MEMBERS[unit.root])
-        wanted = {t: unit.rows.get(t, []) for t in stored}
-        if "chunks" in wanted:
-            wanted["chunks"] = [{"count": len(unit.rows.get("chunks", []))}]
-        same = all(stored[t] == wanted[t] for t in stored)
+        same = _contains(stored, unit)
         decisions[unit.root, unit.root_id] = "unchanged" if same else f"{name}: a different one exists here"
     return decisions
+
+
+#: Columns that change by use alone (a search touches its store), never compared.
+_VOLATILE = {"vector_stores": ("last_active_at", "expires_at")}
+
+
+def _contains(stored: dict[str, list[dict[str, Any]]], unit: Unit) -> bool:
+    """Whether what is stored is the unit, or the unit grown since (a thread continued here): the
+    same root, and each of the unit's member rows stored unchanged under its id."""
+
+    def steady(table: str, row: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in row.items() if k not in _VOLATILE.get(table, ())}
+
+    if [steady(unit.root, r) for r in stored[unit.root]] != [
+        steady(unit.root, r) for r in unit.rows[unit.root]
+    ]:
+        return False
+    for table, rows in stored.items():
+        if table == unit.root:
+            continue
+        if table == "chunks":
+            if rows != [{"count": len(unit.rows.get("chunks", []))}]:
+                return False
+            continue
+        by_id = {(r["id"], r.get("vector_store_id")): r for r in rows}
+        if any(by_id.get((r["id"], r.get("vector_store_id"))) != r for r in unit.rows.get(table, [])):
+            return False
+    return True
 
 
 async def _write(

@@ -25,7 +25,7 @@ from openassistants.storage.db import Database
 
 #: The tables an archive carries, in the order an import writes them (parents before children).
 TABLES: dict[str, Table] = {
-    t.name: t
+    str(t.name): t
     for t in (
         tables.files,
         tables.vector_stores,
@@ -63,7 +63,8 @@ class IdCollision(Exception):
 
 def archived_columns(table: Table) -> list[str]:
     """The columns an archive carries for ``table``, in the table's order."""
-    names = [c.name for c in table.columns if c.name not in LOCAL_COLUMNS]
+    # Plain str: a column's name is a str subclass, which JSON encoders refuse as a key.
+    names = [str(c.name) for c in table.columns if c.name not in LOCAL_COLUMNS]
     # A chunk's id is its row number here; its identity is (store, file, chunk_index).
     return [n for n in names if not (table.name == "chunks" and n == "id")]
 
@@ -106,8 +107,9 @@ async def stream_rows(
 ) -> AsyncIterator[dict[str, Any]]:
     """Every archived row of ``table`` in archive order, as column values."""
     result = await conn.stream(_order(table, tenant).execution_options(yield_per=STREAM_BATCH))
-    async for row in result.mappings():
-        yield dict(row)
+    names = archived_columns(table)
+    async for row in result:
+        yield dict(zip(names, row, strict=True))
 
 
 async def tenants(conn: AsyncConnection) -> list[str]:
@@ -129,28 +131,26 @@ async def existing_ids(db: Database, table: Table, ids: Iterable[str]) -> set[st
     return found
 
 
+async def _rows(conn: AsyncConnection, table: Table, condition: Any) -> list[dict[str, Any]]:
+    names = archived_columns(table)
+    stmt = select(*[table.c[n] for n in names]).where(condition).order_by(table.c.seq)
+    return [dict(zip(names, row, strict=True)) for row in await conn.execute(stmt)]
+
+
 async def stored_unit(
     db: Database, root: str, root_id: str, members: Iterable[str]
 ) -> dict[str, list[dict[str, Any]]]:
     """The stored rows of the object graph whose root is ``root_id`` in table ``root``: the root row
     and each member table's rows of it, in list order (chunks are not compared, only counted)."""
-    unit: dict[str, list[dict[str, Any]]] = {}
     async with db.read() as conn:
-        table = TABLES[root]
-        columns = [table.c[n] for n in archived_columns(table)]
-        unit[root] = [
-            dict(r) for r in (await conn.execute(select(*columns).where(table.c.id == root_id))).mappings()
-        ]
+        unit = {root: await _rows(conn, TABLES[root], TABLES[root].c.id == root_id)}
         for name in members:
-            member = TABLES[name]
-            fk = member.c[PARENT[name][1]]
+            fk = TABLES[name].c[PARENT[name][1]]
             if name == "chunks":
                 count = (await conn.execute(select(func.count()).where(fk == root_id))).scalar_one()
                 unit[name] = [{"count": count}]
-                continue
-            columns = [member.c[n] for n in archived_columns(member)]
-            rows = await conn.execute(select(*columns).where(fk == root_id).order_by(member.c.seq))
-            unit[name] = [dict(r) for r in rows.mappings()]
+            else:
+                unit[name] = await _rows(conn, TABLES[name], fk == root_id)
     return unit
 
 
