@@ -61,8 +61,8 @@ _DEFAULTS: dict[str, Any] = {
 def _row(table: str, obj: dict[str, Any]) -> dict[str, Any]:
     row: dict[str, Any] = {"tenant_id": UNOWNED}
     for name in archived_columns(TABLES[table]):
-        if name in obj and name != "tenant_id":
-            row[name] = obj[name]
+        if name != "tenant_id":
+            row[name] = obj.get(name)
         if (
             row.get(name) is None
             and name in _DEFAULTS

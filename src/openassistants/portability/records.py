@@ -95,4 +95,5 @@ def from_record(table: str, record: dict[str, Any], where: str) -> dict[str, Any
         except ValueError:
             raise BadInput(f"{where}: chunks.embedding is not base64") from None
     check_row(table, record, where)
-    return record
+    # A writer may leave out null fields; stored rows have every column, and are compared whole.
+    return {name: record.get(name) for name in _KINDS[table]}
