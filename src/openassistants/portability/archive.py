@@ -160,8 +160,17 @@ class ArchiveSource:
                         raise BadInput(f"{where}: {table} id {row['id']} appears twice")
                     order[table][row["id"]] = len(order[table])
                     self._take(table, row)
-                    if table == "files" and f"{BLOBS}/{row['id']}" not in self.manifest["files"]:
-                        raise BadInput(f"{where}: file {row['id']}'s bytes ({BLOBS}/{row['id']}) are missing")
+                    if table == "files":
+                        self._check_blob(where, row)
+
+    def _check_blob(self, where: str, row: dict[str, Any]) -> None:
+        blob = self.manifest["files"].get(f"{BLOBS}/{row['id']}")
+        if blob is None:
+            raise BadInput(f"{where}: file {row['id']}'s bytes ({BLOBS}/{row['id']}) are missing")
+        if blob.get("bytes") != row["bytes"]:
+            raise BadInput(
+                f"{where}: file {row['id']} has {row['bytes']} bytes but {BLOBS}/{row['id']} has {blob.get('bytes')}"
+            )
 
     def _take(self, table: str, row: dict[str, Any]) -> None:
         self.total_objects += 1

@@ -31,7 +31,7 @@ def run_export(settings: Settings, path: Path, key: str | None) -> int:
     except BadInput as exc:
         return _fail(str(exc))
     except OSError as exc:
-        return _fail(f"{path}: {exc.strerror or exc}")
+        return _fail(f"{path}: {exc.strerror or exc}", EXIT_UNAVAILABLE)
     total = sum(report.counts.values())
     rate = total / report.seconds if report.seconds else 0.0
     counts = ", ".join(f"{n} {t}" for t, n in report.counts.items() if n)
