@@ -169,7 +169,8 @@ class ArchiveSource:
             raise BadInput(f"{where}: file {row['id']}'s bytes ({BLOBS}/{row['id']}) are missing")
         if blob.get("bytes") != row["bytes"]:
             raise BadInput(
-                f"{where}: file {row['id']} has {row['bytes']} bytes but {BLOBS}/{row['id']} has {blob.get('bytes')}"
+                f"{where}: file {row['id']} has {row['bytes']} bytes, "
+                f"but {BLOBS}/{row['id']} has {blob.get('bytes')}"
             )
 
     def _take(self, table: str, row: dict[str, Any]) -> None:
