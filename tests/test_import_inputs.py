@@ -57,6 +57,8 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
         client.files.create(file=("notes.txt", b"some notes"), purpose="assistants")
         thread = client.beta.threads.create(messages=[{"role": "user", "content": f"m{n}"} for n in range(3)])
         assert thread.id
+    with _serving(source, TENANT_B_KEY) as other:
+        other.beta.assistants.create(model="m", name="tenant b's, not exported with tenant a's key")
     path = tmp_path_factory.mktemp("archives") / "small"
     outcome = cli(_env(source), "export", str(path), "--key", TENANT_A_KEY)
     assert outcome.code == 0, outcome.stderr
@@ -128,6 +130,7 @@ def test_sdk_dumps_come_across_and_hosted_vector_stores_are_embedded_again(tmp_p
 
 
 def test_one_tenant_moves_to_the_key_given(archive: Path, tmp_path: Path) -> None:
+    assert len(json.loads((archive / "manifest.json").read_text())["tenants"]) == 1
     outcome = cli(_env(tmp_path, "sk-new-owner"), "import", str(archive), "--key", "sk-new-owner")
     assert outcome.code == 0, outcome.stderr
     with _serving(tmp_path, "sk-new-owner") as client:
@@ -209,5 +212,6 @@ def test_a_key_the_deployment_does_not_have_is_refused(archive: Path, tmp_path: 
     )
     _refused(cli(_env(tmp_path), "export", str(tmp_path / "out"), "--key", "sk-nobody"), "--key")
     _refused(cli(_env(tmp_path), "import", str(tmp_path / "nowhere")), "no such file")
+    _refused(cli(_env(tmp_path), "import", str(archive), "--on-conflict", "merge"), "--on-conflict")
     _refused(cli(_env(tmp_path), "export", str(archive)), "already exists")
     _nothing_written(tmp_path)

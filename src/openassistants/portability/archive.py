@@ -120,7 +120,7 @@ class ArchiveSource:
     def description(self) -> str:
         return f"{FORMAT} v{VERSION} at {self.path}"
 
-    def _lines(self, table: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    def _lines(self, table: str, *, check: bool = True) -> Iterator[tuple[str, dict[str, Any]]]:
         entry = self.manifest["files"].get(f"{table}.jsonl")
         if entry is None:
             return
@@ -133,7 +133,7 @@ class ArchiveSource:
                     raise BadInput(f"{where}: not valid JSON (a corrupt or truncated archive)") from None
                 if not isinstance(record, dict):
                     raise BadInput(f"{where}: not a JSON object")
-                yield where, from_record(table, record, where)
+                yield where, from_record(table, record, where, check=check)
 
     def _check(self) -> None:
         """Checksums, then every line: ids, kinds, and that member rows follow their roots' order."""
@@ -181,8 +181,9 @@ class ArchiveSource:
 
     def units(self) -> Iterator[Unit]:
         for root in ROOTS:
-            members = {name: _Peekable(self._lines(name)) for name in MEMBERS[root]}
-            for _, row in self._lines(root):
+            # Checked whole when opened: the files are only read again here.
+            members = {name: _Peekable(self._lines(name, check=False)) for name in MEMBERS[root]}
+            for _, row in self._lines(root, check=False):
                 rows: dict[str, list[dict[str, Any]]] = {root: [row]}
                 for name, lines in members.items():
                     rows[name] = lines.take_while(PARENT[name][1], row["id"])

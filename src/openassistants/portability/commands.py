@@ -14,8 +14,9 @@ from openassistants.portability.importer import OnConflict, import_source
 from openassistants.portability.records import BadInput
 from openassistants.portability.sources import open_source
 from openassistants.portability.tenancy import key_tenant
+from openassistants.storage.portable import DatabaseUnreachable
 
-#: Exit codes: refused input or options, and a database that could not be reached.
+#: Exit codes: refused input or options; a database or file system that failed.
 EXIT_REFUSED = 1
 EXIT_UNAVAILABLE = 3
 
@@ -30,6 +31,8 @@ def run_export(settings: Settings, path: Path, key: str | None) -> int:
         report = asyncio.run(export_archive(settings, path, key_tenant(settings, key)))
     except BadInput as exc:
         return _fail(str(exc))
+    except DatabaseUnreachable as exc:
+        return _fail(str(exc), EXIT_UNAVAILABLE)
     except OSError as exc:
         return _fail(f"{path}: {exc.strerror or exc}", EXIT_UNAVAILABLE)
     total = sum(report.counts.values())
@@ -52,6 +55,8 @@ def run_import(settings: Settings, path: Path, key: str | None, on_conflict: str
         report = asyncio.run(import_source(settings, source, key, cast(OnConflict, on_conflict)))
     except BadInput as exc:
         return _fail(str(exc))
+    except DatabaseUnreachable as exc:
+        return _fail(str(exc), EXIT_UNAVAILABLE)
     except OSError as exc:
         return _fail(f"{exc.strerror or exc}", EXIT_UNAVAILABLE)
     for note in report.notes:

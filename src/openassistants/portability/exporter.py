@@ -34,7 +34,7 @@ async def export_archive(settings: Settings, path: Path, tenant: str | None) -> 
     notes: list[str] = []
     progress = Progress("export", total=None)
     try:
-        await db.migrate()
+        await portable.prepare(db)
         async with portable.snapshot(db) as conn:
             tenants = [tenant] if tenant is not None else await portable.tenants(conn)
             for name, table in portable.TABLES.items():

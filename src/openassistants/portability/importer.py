@@ -29,6 +29,10 @@ from openassistants.upstream.embeddings import Embedder, create_embedder
 OnConflict = Literal["skip", "fail"]
 #: Conflicts listed in a refusal; the rest are counted.
 MAX_LISTED = 20
+#: Objects written per transaction (whole object graphs, so often more): each graph is whole or
+#: absent either way, and a commit per small graph (on SQLite also a hand-off to the writer's thread)
+#: cost more than its rows: 1,817 -> objects/s with one graph per transaction (docs/benchmarks.md).
+BATCH_OBJECTS = 2000
 #: Chunks embedded per call when the archive's vectors came from another embedder.
 EMBED_BATCH = 256
 
@@ -90,7 +94,7 @@ async def import_source(
     db = Database(settings.effective_database_url)
     embedder: Embedder | None = None
     try:
-        await db.migrate()
+        await portable.prepare(db)
         decisions = await _plan(db, source, tenants)
         conflicts = [why for why in decisions.values() if why != "unchanged"]
         if conflicts and on_conflict == "fail":
@@ -192,6 +196,7 @@ async def _write(
     tenants, decisions = plan
     blobs = LocalBlobStore(settings.data_dir / "files")
     progress = Progress("import", total=source.total_objects)
+    batch: list[Unit] = []
     try:
         for unit in source.units():
             decision = decisions.get((unit.root, unit.root_id))
@@ -205,27 +210,55 @@ async def _write(
             _assign(unit, tenants)
             if embedder is not None and unit.rows.get("chunks"):
                 await _embed(embedder, unit.rows["chunks"])
-            try:
-                await _insert(db, blobs, unit)
-            except portable.IdCollision as exc:
-                why = f"{unit.root[:-1]} {unit.root_id}: one of its ids was taken meanwhile ({exc})"
-                if on_conflict == "fail":
-                    raise BadInput(
-                        f"{why}; the objects imported before it are complete, nothing of it was written"
-                    ) from exc
-                report.skipped.append(why)
-                continue
-            report.imported_objects += unit.objects
-            report.imported_units[unit.root] = report.imported_units.get(unit.root, 0) + 1
-            report.bytes += unit.blob_bytes
+            batch.append(unit)
+            if sum(u.objects for u in batch) >= BATCH_OBJECTS:
+                await _flush(db, blobs, batch, on_conflict, report)
+                batch = []
+        await _flush(db, blobs, batch, on_conflict, report)
     finally:
         progress.finish()
 
 
-async def _insert(db: Database, blobs: LocalBlobStore, unit: Unit) -> None:
-    if unit.blob is None:
-        await portable.insert_unit(db, unit.rows)
+async def _flush(
+    db: Database, blobs: LocalBlobStore, batch: list[Unit], on_conflict: OnConflict, report: ImportReport
+) -> None:
+    """Writes the batch's units in one transaction, their files' bytes first; if one of them meets
+    an id taken since the plan, each is written on its own, so that only that one is left out."""
+    if not batch:
         return
+    written: list[str] = []
+    try:
+        for unit in batch:
+            if unit.blob is not None:
+                written.append(await _put_blob(blobs, unit))
+        await portable.insert_units(db, [u.rows for u in batch])
+    except portable.IdCollision as exc:
+        for key in written:
+            await blobs.delete(key)
+        if len(batch) > 1:
+            for unit in batch:
+                await _flush(db, blobs, [unit], on_conflict, report)
+            return
+        why = f"{batch[0].root[:-1]} {batch[0].root_id}: one of its ids was taken meanwhile ({exc})"
+        if on_conflict == "fail":
+            raise BadInput(
+                f"{why}; the objects imported before it are complete, nothing of it was written"
+            ) from exc
+        report.skipped.append(why)
+        return
+    except BaseException:
+        for key in written:
+            await blobs.delete(key)
+        raise
+    for unit in batch:
+        report.imported_objects += unit.objects
+        report.imported_units[unit.root] = report.imported_units.get(unit.root, 0) + 1
+        report.bytes += unit.blob_bytes
+
+
+async def _put_blob(blobs: LocalBlobStore, unit: Unit) -> str:
+    """Stores a file unit's bytes under its key, which must be free; returns the key."""
+    assert unit.blob is not None
     key = f"{unit.tenant}/{unit.root_id}"
     if blobs.path(key).exists():
         # Another file holds this id here (created since the plan): never overwrite its bytes.
@@ -238,11 +271,7 @@ async def _insert(db: Database, blobs: LocalBlobStore, unit: Unit) -> None:
         except FileNotFoundError:
             raise BadInput(f"file {unit.root_id}: its bytes ({unit.blob}) are missing") from None
         await staged.commit(key)
-    try:
-        await portable.insert_unit(db, unit.rows)
-    except BaseException:
-        await blobs.delete(key)
-        raise
+    return key
 
 
 async def _embed(embedder: Embedder, chunks: list[dict[str, Any]]) -> None:

@@ -87,13 +87,14 @@ def to_record(table: str, row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def from_record(table: str, record: dict[str, Any], where: str) -> dict[str, Any]:
-    """An archive line's object as a row, checked."""
+def from_record(table: str, record: dict[str, Any], where: str, *, check: bool = True) -> dict[str, Any]:
+    """An archive line's object as a row, checked unless it was already (a second reading)."""
     if table == "chunks" and isinstance(record.get("embedding"), str):
         try:
             record = {**record, "embedding": base64.b64decode(record["embedding"], validate=True)}
         except ValueError:
             raise BadInput(f"{where}: chunks.embedding is not base64") from None
-    check_row(table, record, where)
+    if check:
+        check_row(table, record, where)
     # A writer may leave out null fields; stored rows have every column, and are compared whole.
     return {name: record.get(name) for name in _KINDS[table]}

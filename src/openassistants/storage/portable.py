@@ -12,12 +12,12 @@ one database: ``seq`` (list order is kept by inserting in order), the executors'
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import JSON, Table, func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from openassistants.storage import tables
@@ -57,6 +57,10 @@ LOOKUP_BATCH = 500
 STREAM_BATCH = 1000
 
 
+class DatabaseUnreachable(Exception):
+    """The configured database could not be opened or brought to the current schema."""
+
+
 class IdCollision(Exception):
     """An insert met a row that already holds one of the unit's ids (written since it was planned)."""
 
@@ -83,6 +87,17 @@ def _order(table: Table, tenant: str | None) -> Any:
     if tenant is not None:
         stmt = stmt.where(table.c.tenant_id == tenant)
     return stmt
+
+
+async def prepare(db: Database) -> None:
+    """Brings the schema to the current revision, as ``serve`` does at start-up."""
+    try:
+        await db.migrate()
+    except (OperationalError, DBAPIError, OSError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        raise DatabaseUnreachable(
+            f"cannot use the database (OPENASSISTANTS_DATABASE_URL / OPENASSISTANTS_DATA_DIR): {reason}"
+        ) from exc
 
 
 @asynccontextmanager
@@ -154,13 +169,15 @@ async def stored_unit(
     return unit
 
 
-async def insert_unit(db: Database, rows: Mapping[str, list[dict[str, Any]]]) -> None:
-    """Writes one object graph in one transaction: all of it, or (raising) none of it."""
+async def insert_units(db: Database, units: Sequence[Mapping[str, list[dict[str, Any]]]]) -> None:
+    """Writes object graphs in one transaction: all of them, or (raising) none of them. One insert
+    per table for them all, in their order, which is then their list order."""
     try:
         async with db.write() as conn:
             for name, table in TABLES.items():
-                if rows.get(name):
-                    await conn.execute(table.insert(), rows[name])
+                rows = [row for unit in units for row in unit.get(name, ())]
+                if rows:
+                    await conn.execute(table.insert(), rows)
     except IntegrityError as exc:
         raise IdCollision(str(exc.orig)) from exc
 
