@@ -39,12 +39,13 @@ async def export_archive(settings: Settings, path: Path, tenant: str | None) -> 
             tenants = [tenant] if tenant is not None else await portable.tenants(conn)
             for name, table in portable.TABLES.items():
                 files: list[dict[str, Any]] = []
-                async for row in portable.stream_rows(conn, table, tenant):
+                async for rows in portable.stream_rows(conn, table, tenant):
                     if name == "files":
-                        files.append(row)  # written once their bytes are safely copied
+                        files.extend(rows)  # written once their bytes are safely copied
                     else:
-                        writer.write(name, row)
-                    progress.advance(1)
+                        for row in rows:
+                            writer.write(name, row)
+                    progress.advance(len(rows))
                 for row in files:
                     try:
                         writer.copy_blob(row["id"], blobs.path(f"{row['tenant_id']}/{row['id']}"))
