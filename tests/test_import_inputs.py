@@ -54,7 +54,11 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
     source = tmp_path_factory.mktemp("small")
     with _serving(source) as client:
         client.beta.assistants.create(model="m", name="kept", metadata={"a": "1"})
-        client.files.create(file=("notes.txt", b"some notes"), purpose="assistants")
+        notes = client.files.create(
+            file=("notes.txt", b"The harbour master counts nine boats."), purpose="assistants"
+        )
+        store = client.vector_stores.create(name="harbour")
+        client.vector_stores.files.create_and_poll(vector_store_id=store.id, file_id=notes.id)
         thread = client.beta.threads.create(messages=[{"role": "user", "content": f"m{n}"} for n in range(3)])
         assert thread.id
     with _serving(source, TENANT_B_KEY) as other:
@@ -137,6 +141,22 @@ def test_one_tenant_moves_to_the_key_given(archive: Path, tmp_path: Path) -> Non
         assert [a.name for a in client.beta.assistants.list()] == ["kept"]
     with _serving(tmp_path, TENANT_A_KEY) as client:
         assert client.beta.assistants.list().data == []
+
+
+def test_vectors_of_another_embedder_are_made_again(archive: Path, tmp_path: Path) -> None:
+    def other_embedder(manifest: bytes) -> bytes:
+        return json.dumps({**json.loads(manifest), "embedder": {"identity": "remote:another-model"}}).encode()
+
+    copy = tmp_path / "copy"
+    shutil.copytree(archive, copy)
+    (copy / "manifest.json").write_bytes(other_embedder((copy / "manifest.json").read_bytes()))
+    outcome = cli(_env(tmp_path / "target"), "import", str(copy))
+    assert outcome.code == 0, outcome.stderr
+    assert "chunks were embedded by remote:another-model" in outcome.stdout
+    with _serving(tmp_path / "target") as client:
+        [store] = client.vector_stores.list().data
+        [hit] = client.vector_stores.search(store.id, query="how many boats").data
+        assert hit.content[0].text == "The harbour master counts nine boats."
 
 
 def test_a_conflicting_id_refuses_the_import_or_is_skipped(archive: Path, tmp_path: Path) -> None:

@@ -113,7 +113,7 @@ class ArchiveSource:
         self.ids: dict[str, list[str]] = {}
         self.tenants: set[str] = set()
         self.total_objects = 0
-        self.total_bytes = 0
+        self.has_chunks = "chunks.jsonl" in self.manifest["files"]
         self._check()
 
     @property
@@ -139,7 +139,6 @@ class ArchiveSource:
         """Checksums, then every line: ids, kinds, and that member rows follow their roots' order."""
         for name, entry in self.manifest["files"].items():
             _verify(self.path, name, entry)
-            self.total_bytes += int(entry.get("bytes", 0))
         order: dict[str, dict[str, int]] = {}
         for table in TABLES:
             if table in PARENT:

@@ -15,6 +15,7 @@ from openassistants.portability.records import BadInput
 from openassistants.portability.sources import open_source
 from openassistants.portability.tenancy import key_tenant
 from openassistants.storage.portable import DatabaseUnreachable
+from openassistants.upstream.embeddings import EmbeddingError
 
 #: Exit codes: refused input or options; a database or file system that failed.
 EXIT_REFUSED = 1
@@ -57,6 +58,10 @@ def run_import(settings: Settings, path: Path, key: str | None, on_conflict: str
         return _fail(str(exc))
     except DatabaseUnreachable as exc:
         return _fail(str(exc), EXIT_UNAVAILABLE)
+    except EmbeddingError as exc:
+        return _fail(
+            f"embedding chunks again failed (the graphs before them are imported): {exc}", EXIT_UNAVAILABLE
+        )
     except OSError as exc:
         return _fail(f"{exc.strerror or exc}", EXIT_UNAVAILABLE)
     for note in report.notes:

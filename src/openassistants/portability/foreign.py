@@ -78,6 +78,8 @@ class WireSource:
     """Hosted-API objects gathered from somewhere, then checked and grouped into units."""
 
     embedder: str | None = None
+    #: The hosted API gives no chunks; vector store files are ingested again instead.
+    has_chunks = False
 
     def __init__(self, description: str) -> None:
         self.description = description
@@ -88,7 +90,6 @@ class WireSource:
         self.ids: dict[str, list[str]] = {}
         self.tenants = {UNOWNED}
         self.total_objects = 0
-        self.total_bytes = 0
 
     def add(self, obj: Any, where: str) -> None:
         if isinstance(obj, list):

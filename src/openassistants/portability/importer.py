@@ -3,13 +3,15 @@
 Three steps. The source is checked whole while it is opened (sources.py). Then the plan: which units
 already exist here, and for those, whether what is stored is the same (unchanged: skipped, which makes
 a second import a no-op) or not (a conflict). With ``--on-conflict fail`` any conflict refuses the
-import before anything is written. Last, each unit is written in one transaction, its file's bytes
-first (as an upload does), so a failure leaves no half thread and no file without bytes.
+import before anything is written. Last, the units are written, several small ones to a transaction
+but never part of one, files' bytes before their rows (as an upload does), so a failure leaves no half
+thread and no file without bytes.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -31,7 +33,7 @@ OnConflict = Literal["skip", "fail"]
 MAX_LISTED = 20
 #: Objects written per transaction (whole object graphs, so often more): each graph is whole or
 #: absent either way, and a commit per small graph (on SQLite also a hand-off to the writer's thread)
-#: cost more than its rows: 1,817 -> objects/s with one graph per transaction (docs/benchmarks.md).
+#: cost more than its rows (docs/benchmarks.md, issue 16).
 BATCH_OBJECTS = 2000
 #: Chunks embedded per call when the archive's vectors came from another embedder.
 EMBED_BATCH = 256
@@ -42,13 +44,14 @@ class Source(Protocol):
     def description(self) -> str: ...
 
     notes: list[str]
+    #: What made the vectors of its chunks (None: unknown, so they are made again here).
     embedder: str | None
     ids: dict[str, list[str]]
     tenants: set[str]
     total_objects: int
-    total_bytes: int
+    has_chunks: bool
 
-    def units(self) -> Any: ...
+    def units(self) -> Iterator[Unit]: ...
 
 
 @dataclass
@@ -105,10 +108,11 @@ async def import_source(
                 f"was imported (--on-conflict skip imports the rest):\n  {listed}{more}"
             )
         here = embedder_identity(settings)
-        if source.embedder is not None and source.embedder != here and source.ids.get("vector_stores"):
+        if source.has_chunks and source.embedder != here:
             embedder = create_embedder(settings)
             report.notes.append(
-                f"chunks were embedded by {source.embedder}, this deployment uses {here}: re-embedded"
+                f"chunks were embedded by {source.embedder or 'an unnamed embedder'}, this deployment uses "
+                f"{here}: embedded again"
             )
         await _write(db, settings, source, (tenants, decisions), embedder, on_conflict, report)
     finally:
