@@ -34,8 +34,8 @@ from typing import Any
 import asyncpg
 
 from bench import harness
-from openassistants.api.middleware import tenant_for_key
 from openassistants.portability.archive import ArchiveWriter
+from openassistants.tenants import tenant_for_key
 
 API_KEY = "sk-bench-portability"
 TEXT = "Summarise the attached quarterly report in three bullet points, then list the open questions. "

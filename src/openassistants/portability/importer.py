@@ -17,7 +17,6 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from openassistants.api.middleware import OPEN_TENANT
 from openassistants.config import Settings
 from openassistants.portability.foreign import UNOWNED
 from openassistants.portability.progress import Progress
@@ -26,6 +25,7 @@ from openassistants.portability.tenancy import deployment_tenants, embedder_iden
 from openassistants.storage import portable
 from openassistants.storage.blobs import LocalBlobStore
 from openassistants.storage.db import Database
+from openassistants.tenants import OPEN_TENANT
 from openassistants.upstream.embeddings import Embedder, create_embedder
 
 OnConflict = Literal["skip", "fail"]

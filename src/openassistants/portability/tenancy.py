@@ -3,9 +3,9 @@ embedder's identity, which decides whether an archive's vectors can be kept."""
 
 from __future__ import annotations
 
-from openassistants.api.middleware import OPEN_TENANT, tenant_for_key
 from openassistants.config import Settings
 from openassistants.portability.records import BadInput
+from openassistants.tenants import OPEN_TENANT, tenant_for_key
 from openassistants.upstream.embeddings import LOCAL_DIMENSIONS, LOCAL_MODEL
 
 
