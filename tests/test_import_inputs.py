@@ -185,6 +185,7 @@ def test_a_conflicting_id_refuses_the_import_or_is_skipped(archive: Path, tmp_pa
         ("bad line", ("line 2", "not valid JSON")),
         ("path in an id", ("is not a valid id",)),
         ("orphan message", ("is not in threads.jsonl",)),
+        ("linked blob", ("symbolic link",)),
     ],
 )
 def test_bad_archives_are_refused_whole(
@@ -207,6 +208,12 @@ def test_bad_archives_are_refused_whole(
     elif damage == "missing blob":
         shutil.copytree(archive, broken)
         next((broken / "blobs").iterdir()).unlink()
+    elif damage == "linked blob":
+        shutil.copytree(archive, broken)
+        blob = next((broken / "blobs").iterdir())
+        (tmp_path / "elsewhere").write_bytes(blob.read_bytes())
+        blob.unlink()
+        blob.symlink_to(tmp_path / "elsewhere")
     elif damage == "bad line":
         broken = _tampered(archive, tmp_path, "messages.jsonl", lambda b: b.replace(b"\n", b"\n{oops\n", 1))
     elif damage == "path in an id":
@@ -235,3 +242,19 @@ def test_a_key_the_deployment_does_not_have_is_refused(archive: Path, tmp_path: 
     _refused(cli(_env(tmp_path), "import", str(archive), "--on-conflict", "merge"), "--on-conflict")
     _refused(cli(_env(tmp_path), "export", str(archive)), "already exists")
     _nothing_written(tmp_path)
+
+
+def test_a_run_executing_when_exported_is_settled_not_left_active(tmp_path: Path) -> None:
+    export = tmp_path / "export"
+    shutil.copytree(FIXTURES / "thread_export", export)
+    record_path = export / "threads" / "thread_hosted000000000000001.json"
+    record = json.loads(record_path.read_text())
+    record["runs"][0].update(status="in_progress", completed_at=None, expires_at=None)
+    record_path.write_text(json.dumps(record))
+    outcome = cli(_env(tmp_path / "target"), "import", str(export), "--key", TENANT_A_KEY)
+    assert outcome.code == 0, outcome.stderr
+    with _serving(tmp_path / "target") as client:
+        run = client.beta.threads.runs.poll(
+            "run_hosted00000000000000001", thread_id="thread_hosted000000000000001"
+        )
+        assert run.status == "failed" and run.last_error is not None

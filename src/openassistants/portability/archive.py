@@ -235,6 +235,9 @@ def _verify(root: Path, name: str, entry: Any) -> None:
     if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
         raise BadInput(f"{root / MANIFEST}: entry {name} lacks its sha256")
     path = root / name
+    if path.is_symlink():
+        # A link could make an import read any file of this machine into a tenant's files.
+        raise BadInput(f"{path}: a symbolic link; an archive holds regular files only")
     if not path.is_file():
         raise BadInput(f"{path}: listed in the manifest but missing")
     digest = hashlib.sha256()

@@ -249,6 +249,9 @@ def read_sdk_dumps(path: Path) -> WireSource:
     source = WireSource(f"SDK JSON dumps at {path}")
     contents: dict[str, Path] = {}
     for item in sorted(path.rglob("*")):
+        if item.is_symlink():
+            # A link could make an import read any file of this machine into a tenant's files.
+            raise BadInput(f"{item}: a symbolic link; give the dump's files themselves")
         if not item.is_file():
             continue
         if item.suffix == ".json":

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import JSON, Table, func, select
+from sqlalchemy import JSON, Table, func, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -51,6 +51,11 @@ PARENT: dict[str, tuple[str, str]] = {
     "file_batches": ("vector_stores", "vector_store_id"),
     "chunks": ("vector_stores", "vector_store_id"),
 }
+#: Who holds, here, a run that was executing where it was exported: no one alive (a lease lapsed long
+#: ago), so that this deployment settles it as a dead executor's, on either database, instead of
+#: leaving it active (and its thread closed to new runs) for ever.
+EXPORTED_WORKER = "exported"
+_EXECUTING = ("in_progress", "cancelling")
 #: Rows fetched per round trip when looking up ids.
 LOOKUP_BATCH = 500
 #: Rows read per fetch while exporting (PostgreSQL streams them with a server-side cursor).
@@ -179,6 +184,11 @@ async def insert_units(db: Database, units: Sequence[Mapping[str, list[dict[str,
                 rows = [row for unit in units for row in unit.get(name, ())]
                 if rows:
                     await conn.execute(table.insert(), rows)
+            active = [r["id"] for unit in units for r in unit.get("runs", ()) if r["status"] in _EXECUTING]
+            if active:
+                runs = tables.runs
+                lapsed = {"worker_id": EXPORTED_WORKER, "lease_expires_at": 0}
+                await conn.execute(update(runs).where(runs.c.id.in_(active)).values(lapsed))
     except IntegrityError as exc:
         raise IdCollision(str(exc.orig)) from exc
 
