@@ -74,6 +74,12 @@ def _row(table: str, obj: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+def _created_at(obj: dict[str, Any]) -> int:
+    """Sort key; a malformed created_at sorts first here and is refused by the row's check."""
+    value = obj.get("created_at")
+    return value if isinstance(value, int) else 0
+
+
 class WireSource:
     """Hosted-API objects gathered from somewhere, then checked and grouped into units."""
 
@@ -122,7 +128,7 @@ class WireSource:
             ("vector_store_files", "vector_store_id"),
         ):
             by_parent[table] = {}
-            for obj in sorted(self.objects[table].values(), key=lambda o: o.get("created_at") or 0):
+            for obj in sorted(self.objects[table].values(), key=_created_at):
                 row = _row(table, obj)
                 check_row(table, row, f"{table[:-1]} {str(obj.get('id'))[:64]}")
                 by_parent[table].setdefault(row[fk], []).append(row)
@@ -214,6 +220,17 @@ def is_thread_export(path: Path) -> bool:
     )
 
 
+def _objects(value: Any, where: str) -> list[dict[str, Any]]:
+    """``value`` as a list of JSON objects (absent: none); raises BadInput for any other shape."""
+    if value is None:
+        return []
+    if isinstance(value, dict):
+        value = list(value.values())
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        raise BadInput(f"{where}: expected a list of JSON objects")
+    return value
+
+
 def read_thread_export(path: Path) -> WireSource:
     source = WireSource(f"{THREAD_EXPORT} at {path}")
     records = [path] if path.is_file() else sorted((path / "threads").glob("*.json"))
@@ -221,7 +238,9 @@ def read_thread_export(path: Path) -> WireSource:
         source.add(_load(path / "assistants.json"), "assistants.json")
     if path.is_dir() and (path / "manifest.json").is_file():
         manifest = _load(path / "manifest.json")
-        for failed in manifest.get("threads_failed") or []:
+        if not isinstance(manifest, dict):
+            raise BadInput(f"{path / 'manifest.json'}: not a JSON object")
+        for failed in _objects(manifest.get("threads_failed"), "manifest.json threads_failed"):
             source.notes.append(
                 f"thread {failed.get('thread_id')}: the export could not fetch it ({failed.get('error')})"
             )
@@ -229,19 +248,19 @@ def read_thread_export(path: Path) -> WireSource:
         record = _load(record_path)
         if not isinstance(record, dict) or record.get("export_schema") != THREAD_EXPORT:
             raise BadInput(f"{record_path}: not an {THREAD_EXPORT} thread record (no matching export_schema)")
-        for error in record.get("errors") or []:
+        where = record_path.name
+        for error in _objects(record.get("errors"), f"{where} errors"):
             source.notes.append(
-                f"{record_path.name}: the export recorded {error.get('object')} {error.get('id')}: "
-                f"{error.get('error')}"
+                f"{where}: the export recorded {error.get('object')} {error.get('id')}: {error.get('error')}"
             )
         if record.get("thread") is None:
             continue
-        source.add(record["thread"], record_path.name)
-        source.add(record.get("messages") or [], record_path.name)
-        for run in record.get("runs") or []:
-            source.add({k: v for k, v in run.items() if k != "steps"}, record_path.name)
-            source.add(run.get("steps") or [], record_path.name)
-        source.add(list((record.get("files") or {}).values()), record_path.name)
+        source.add(record["thread"], where)
+        source.add(_objects(record.get("messages"), f"{where} messages"), where)
+        for run in _objects(record.get("runs"), f"{where} runs"):
+            source.add({k: v for k, v in run.items() if k != "steps"}, where)
+            source.add(_objects(run.get("steps"), f"{where} steps"), where)
+        source.add(_objects(record.get("files"), f"{where} files"), where)
     return source.finish()
 
 
