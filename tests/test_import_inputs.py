@@ -258,3 +258,31 @@ def test_a_run_executing_when_exported_is_settled_not_left_active(tmp_path: Path
             "run_hosted00000000000000001", thread_id="thread_hosted000000000000001"
         )
         assert run.status == "failed" and run.last_error is not None
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "words"),
+    [
+        (
+            "message.json",
+            {
+                "object": "thread.message",
+                "id": "msg_x",
+                "thread_id": "thread_dump000000000000001",
+                "created_at": "today",
+            },
+            ("created_at",),
+        ),
+        ("thread.json", {"object": "thread", "id": "thread_../../x", "created_at": 1}, ("not a valid id",)),
+        ("broken.json", "{not json", ("not valid JSON",)),
+    ],
+)
+def test_bad_sdk_dumps_are_refused_whole(
+    tmp_path: Path, name: str, content: object, words: tuple[str, ...]
+) -> None:
+    dump = tmp_path / "dump"
+    shutil.copytree(FIXTURES / "sdk_dumps", dump)
+    (dump / name).write_text(content if isinstance(content, str) else json.dumps(content))
+    target = tmp_path / "target"
+    _refused(cli(_env(target), "import", str(dump), "--key", TENANT_A_KEY), *words)
+    _nothing_written(target)
