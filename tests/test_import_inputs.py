@@ -115,12 +115,14 @@ def test_thread_export_v1_comes_across_with_what_it_lacks_reported(tmp_path: Pat
     assert again.code == 0 and "already here, unchanged" in again.stdout
 
 
-def test_sdk_dumps_come_across_and_hosted_vector_stores_are_embedded_again(tmp_path: Path) -> None:
-    outcome = cli(_env(tmp_path), "import", str(FIXTURES / "sdk_dumps"), "--key", TENANT_B_KEY)
-    assert outcome.code == 0, outcome.stderr
-    assert "file-dumpLost0000000000001 (lost.pdf): no bytes" in outcome.stdout
-    assert "will be chunked and embedded here" in outcome.stdout
+def test_sdk_dumps_come_across_into_a_serving_deployment_which_embeds_hosted_stores_again(
+    tmp_path: Path,
+) -> None:
     with _serving(tmp_path, TENANT_B_KEY) as client:
+        outcome = cli(_env(tmp_path), "import", str(FIXTURES / "sdk_dumps"), "--key", TENANT_B_KEY)
+        assert outcome.code == 0, outcome.stderr
+        assert "file-dumpLost0000000000001 (lost.pdf): no bytes" in outcome.stdout
+        assert "will be chunked and embedded here" in outcome.stdout
         thread_id = "thread_dump000000000000001"
         messages = client.beta.threads.messages.list(thread_id, order="asc").data
         assert [m.role for m in messages] == ["user", "assistant"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ _PYTHON: dict[str, tuple[type, ...]] = {
 
 
 class BadInput(Exception):
-    """The input cannot be imported as it is; the message says where and why, in one line."""
+    """The input or the options cannot be used as they are; the message says where and why."""
 
 
 @dataclass
@@ -46,7 +46,6 @@ class Unit:
     #: A file unit's bytes: where they are.
     blob: Path | None = None
     blob_bytes: int = 0
-    notes: list[str] = field(default_factory=list)
 
     @property
     def objects(self) -> int:
