@@ -23,13 +23,17 @@ FIXTURES = Path(__file__).parent / "fixtures"
 KEYS = f"{TENANT_A_KEY},{TENANT_B_KEY}"
 
 
-def _env(data_dir: Path, keys: str = KEYS) -> dict[str, str]:
-    return process_env(api_keys=keys, data_dir=str(data_dir))
+def _env(data_dir: Path, keys: str = KEYS, database_url: str | None = None) -> dict[str, str]:
+    on = {"database_url": database_url} if database_url else {}
+    return process_env(api_keys=keys, data_dir=str(data_dir), **on)
 
 
 @contextmanager
-def _serving(data_dir: Path, key: str = TENANT_A_KEY, **overrides: object) -> Iterator[openai.OpenAI]:
-    settings = make_settings(str(data_dir), None, api_keys=[TENANT_A_KEY, TENANT_B_KEY, key], **overrides)
+def _serving(
+    data_dir: Path, key: str = TENANT_A_KEY, database_url: str | None = None, **overrides: object
+) -> Iterator[openai.OpenAI]:
+    keys = [TENANT_A_KEY, TENANT_B_KEY, key]
+    settings = make_settings(str(data_dir), database_url, api_keys=keys, **overrides)
     with running_server(settings) as url:
         yield openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0)
 
@@ -246,16 +250,21 @@ def test_a_key_the_deployment_does_not_have_is_refused(archive: Path, tmp_path: 
     _nothing_written(tmp_path)
 
 
-def test_a_run_executing_when_exported_is_settled_not_left_active(tmp_path: Path) -> None:
+@pytest.mark.parametrize("database", ["sqlite", "postgres"])
+def test_a_run_executing_when_exported_is_settled_not_left_active(
+    tmp_path: Path, request: pytest.FixtureRequest, database: str
+) -> None:
+    """SQLite settles it at start-up; PostgreSQL when its (long lapsed) lease is next checked."""
+    url = request.getfixturevalue("pg_url") if database == "postgres" else None
     export = tmp_path / "export"
     shutil.copytree(FIXTURES / "thread_export", export)
     record_path = export / "threads" / "thread_hosted000000000000001.json"
     record = json.loads(record_path.read_text())
     record["runs"][0].update(status="in_progress", completed_at=None, expires_at=None)
     record_path.write_text(json.dumps(record))
-    outcome = cli(_env(tmp_path / "target"), "import", str(export), "--key", TENANT_A_KEY)
+    outcome = cli(_env(tmp_path / "target", database_url=url), "import", str(export), "--key", TENANT_A_KEY)
     assert outcome.code == 0, outcome.stderr
-    with _serving(tmp_path / "target") as client:
+    with _serving(tmp_path / "target", database_url=url, run_lease_seconds=1.5) as client:
         run = client.beta.threads.runs.poll(
             "run_hosted00000000000000001", thread_id="thread_hosted000000000000001"
         )
