@@ -173,6 +173,37 @@ class Settings(BaseSettings):
         description="When bubblewrap is unavailable, run model code WITHOUT a sandbox (resource limits "
         "only: it can read the server's files and use the network). Never with untrusted users.",
     )
+    code_interpreter_bwrap: str = Field(
+        "bwrap", description="The bubblewrap executable: a path, or a name looked up on PATH."
+    )
+    code_interpreter_data_mb: int = Field(
+        1024,
+        ge=1,
+        description="Size of each kernel's /mnt/data, in MiB: a tmpfs of this size (memory, used only as "
+        "filled) when the server runs as root; otherwise unenforced beyond the 512 MiB per-file limit.",
+    )
+    code_interpreter_max_output_files: int = Field(
+        50,
+        ge=0,
+        description="Files one code_interpreter call may turn into Files; more are left in /mnt/data.",
+    )
+    code_interpreter_max_output_mb: int = Field(
+        512, ge=0, description="Total size of the Files one code_interpreter call may create, in MiB."
+    )
+    code_interpreter_tenant_output_files: int = Field(
+        10_000,
+        ge=0,
+        description="assistants_output Files one tenant may hold; code_interpreter creates no more past it.",
+    )
+    code_interpreter_tenant_output_mb: int = Field(
+        10_240, ge=0, description="Total size of the assistants_output Files one tenant may hold, in MiB."
+    )
+    code_interpreter_cgroup: str = Field(
+        "",
+        description="A cgroup v2 directory delegated to the server (memory, pids and cpu in its "
+        "cgroup.subtree_control): each kernel gets a cgroup there limiting it as a whole. Unset: limits "
+        "are per kernel process (RLIMIT_AS, RLIMIT_NPROC).",
+    )
 
     @field_validator("model_context_windows", mode="before")
     @classmethod
