@@ -277,6 +277,34 @@ def _backup_errors(verb: str) -> Iterator[None]:
         raise typer.Exit(code=1) from None
 
 
+@cli.command(name="export")
+def export_data(
+    path: Annotated[Path, typer.Argument(help="Where to write the archive (a new directory).")],
+    key: Annotated[str | None, typer.Option(help="Export only this API key's tenant.")] = None,
+) -> None:
+    """Write the deployment's data to a versioned archive (docs/data.md), while it serves."""
+    from openassistants.portability.commands import run_export
+
+    raise typer.Exit(code=run_export(load_settings(), path, key))
+
+
+@cli.command(name="import")
+def import_data(
+    path: Annotated[
+        Path,
+        typer.Argument(help="An archive, an assistants-thread-export/v1 export, or a folder of SDK dumps."),
+    ],
+    key: Annotated[str | None, typer.Option(help="Give the objects to this API key's tenant.")] = None,
+    on_conflict: Annotated[
+        str, typer.Option(help="An id stored here with other content: fail (import nothing) or skip it.")
+    ] = "fail",
+) -> None:
+    """Import data into the configured database, keeping every id; importing again changes nothing."""
+    from openassistants.portability.commands import run_import
+
+    raise typer.Exit(code=run_import(load_settings(), path, key, on_conflict))
+
+
 @cli.command(hidden=True)
 def version() -> None:
     """Print the version."""

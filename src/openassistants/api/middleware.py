@@ -6,7 +6,6 @@ streaming responses.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import logging
 import time
@@ -23,21 +22,15 @@ from openassistants.errors import (
     NotFound,
     PayloadTooLarge,
 )
+from openassistants.tenants import OPEN_TENANT, tenant_for_key
 
 _LOGGER_NAME = "openassistants.access"
 access_logger = logging.getLogger(_LOGGER_NAME)
-
-OPEN_TENANT = "default"
 
 #: File uploads may be larger than other bodies: api/uploads.py streams them to disk and holds the file
 #: itself to max_upload_bytes; this is room for the multipart framing and form fields around it.
 UPLOAD_PATH = "/v1/files"
 UPLOAD_OVERHEAD_BYTES = 64 * 1024
-
-
-def tenant_for_key(key: str) -> str:
-    """A stable tenant id derived from the key; the key itself is never stored."""
-    return "t_" + hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
 async def _send_error(send: Send, exc: APIError, headers: list[tuple[bytes, bytes]]) -> None:
