@@ -1,0 +1,347 @@
+"""Creating a response: its thread (the conversation's, the previous response's, or a new one), its
+input as thread messages and answered function calls, and its run, queued for the executor like
+any other (services/run_actions.py starts it)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from openassistants.errors import InvalidRequest, NotFound
+from openassistants.ids import new_id
+from openassistants.schemas.responses import (
+    CodeInterpreterToolParam,
+    FileSearchToolParam,
+    ResponseCreate,
+)
+from openassistants.schemas.threads import ThreadCreate
+from openassistants.services import run_records as records
+from openassistants.services.lookup import load_thread
+from openassistants.services.responses import requests
+from openassistants.services.responses.hooks import NO_ASSISTANT
+from openassistants.services.responses.ids import (
+    call_item_id,
+    conversation_not_found,
+    response_not_found,
+    run_id_of,
+    thread_id_of,
+)
+from openassistants.services.responses.inputs import (
+    FunctionCall,
+    FunctionOutput,
+    Inputs,
+    NewMessage,
+    read_input,
+)
+from openassistants.services.responses.wire import message_item, response_to_wire
+from openassistants.services.run_actions import _announce, _reply_ahead, _starting
+from openassistants.services.runs import RunStatus, active_run_id
+from openassistants.services.runtime import Runtime
+from openassistants.services.threads import insert_thread
+from openassistants.storage import tables
+from openassistants.storage.queries import insert_rows
+
+R, S, M, T = tables.runs, tables.run_steps, tables.messages, tables.threads
+RESPONSES = tables.responses
+
+
+async def create_response(rt: Runtime, tenant: str, body: ResponseCreate) -> dict[str, Any]:
+    """Stores and queues the response; returns it as created (``in_progress``, or ``queued`` in the
+    background)."""
+    if body.previous_response_id is not None and body.conversation is not None:
+        raise InvalidRequest(
+            "Mutually exclusive parameters: Ensure you are only providing one of: "
+            "'previous_response_id' or 'conversation'.",
+            param="conversation",
+            code="mutually_exclusive_parameters",
+        )
+    inputs = read_input(body.input)
+    tools = requests.run_tools(body.tools or [])
+    tool_choice = requests.run_tool_choice(body, tools)
+    instructions = "\n\n".join(p for p in [body.instructions or "", *inputs.instructions] if p)
+    async with _starting(rt) as start:
+        async with rt.db.write(inline=True) as conn:
+            thread_id, is_conversation = await _thread_for(conn, tenant, body)
+            await _check_free(conn, thread_id)
+            await _use_tool_resources(conn, thread_id, body)
+            run = _run_values(rt, tenant, thread_id, body, tools, tool_choice, instructions)
+            input_step = await _answer_calls(
+                conn, run, inputs, continuing=body.previous_response_id or body.conversation
+            )
+            now = int(time.time())
+            messages = [_message_row(tenant, thread_id, m, now) for m in inputs.messages]
+            stored = {
+                "run_id": run["id"],
+                "tenant_id": tenant,
+                "thread_id": thread_id,
+                "previous_response_id": body.previous_response_id,
+                "conversation": is_conversation,
+                "store": body.store is not False,
+                "background": bool(body.background),
+                "request": requests.echoed_request(body, body.instructions),
+                "input_items": [],
+                "anchor_seq": 0,
+            }
+            if messages:
+                await conn.execute(M.insert(), messages)
+            stored["anchor_seq"] = (
+                await conn.execute(
+                    select(func.coalesce(func.max(M.c.seq), 0)).where(M.c.thread_id == thread_id)
+                )
+            ).scalar()
+            stored["input_items"] = _input_items(inputs, messages, input_step)
+            if input_step is not None:
+                # The executor reads the steps of a run that has usage (services/executor.py).
+                run["usage"] = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+            reply = _reply_ahead(run, start.claim) if input_step is None else None
+            rows = [(R, run | (start.claim or {})), *(reply.rows() if reply else [])]
+            await insert_rows(conn, rows)
+            if input_step is not None:
+                await records.insert_step(conn, input_step)
+            await conn.execute(RESPONSES.insert(), [stored])
+            await _announce(conn, rt, run)
+        start.run, start.reply = run, reply
+    return response_to_wire(run, stored, [])
+
+
+async def _thread_for(conn: AsyncConnection, tenant: str, body: ResponseCreate) -> tuple[str, bool]:
+    """The thread the response goes on, and whether it is the client's conversation."""
+    if body.previous_response_id is not None:
+        row = (
+            (
+                await conn.execute(
+                    select(RESPONSES.c.thread_id, RESPONSES.c.conversation).where(
+                        RESPONSES.c.run_id == _run_of(body.previous_response_id),
+                        RESPONSES.c.tenant_id == tenant,
+                        RESPONSES.c.store.is_(True),
+                    )
+                )
+            )
+            .mappings()
+            .first()
+        )
+        if row is None:
+            raise response_not_found(body.previous_response_id, param="previous_response_id")
+        await load_thread(conn, tenant, row["thread_id"], lock=True)
+        return row["thread_id"], bool(row["conversation"])
+    conversation = body.conversation_id
+    if conversation is not None:
+        try:
+            existing = await load_thread(conn, tenant, thread_id_of(conversation), lock=True)
+        except NotFound:
+            raise conversation_not_found(conversation) from None
+        return str(existing["id"]), True
+    thread = await insert_thread(conn, tenant, ThreadCreate.model_validate({}))
+    return str(thread["id"]), False
+
+
+def _run_of(response_id: str) -> str:
+    try:
+        return run_id_of(response_id)
+    except NotFound:
+        raise response_not_found(response_id, param="previous_response_id") from None
+
+
+async def _check_free(conn: AsyncConnection, thread_id: str) -> None:
+    run_id = await active_run_id(conn, thread_id)
+    if run_id is not None:
+        raise InvalidRequest(
+            "Another response is in progress on this conversation; wait for it to finish.",
+            param="conversation",
+            code="conversation_locked",
+        )
+
+
+async def _use_tool_resources(conn: AsyncConnection, thread_id: str, body: ResponseCreate) -> None:
+    """file_search's vector stores and code_interpreter's files come with the tool here; the engine
+    finds them on the thread (a conversation has no tool_resources of its own to show)."""
+    resources: dict[str, Any] = {}
+    for tool in body.tools or []:
+        if isinstance(tool, FileSearchToolParam):
+            resources["file_search"] = {"vector_store_ids": tool.vector_store_ids}
+        elif isinstance(tool, CodeInterpreterToolParam) and not isinstance(tool.container, str):
+            resources["code_interpreter"] = {"file_ids": tool.container.file_ids}
+    if resources:
+        current = (await conn.execute(select(T.c.tool_resources).where(T.c.id == thread_id))).scalar() or {}
+        await conn.execute(
+            update(T).where(T.c.id == thread_id).values(tool_resources={**current, **resources})
+        )
+
+
+def _run_values(
+    rt: Runtime,
+    tenant: str,
+    thread_id: str,
+    body: ResponseCreate,
+    tools: list[dict[str, Any]],
+    tool_choice: str | dict[str, Any] | None,
+    instructions: str,
+) -> dict[str, Any]:
+    now = int(time.time())
+    return {
+        "id": new_id("run"),
+        "tenant_id": tenant,
+        "thread_id": thread_id,
+        "assistant_id": NO_ASSISTANT,
+        "created_at": now,
+        "status": RunStatus.queued.value,
+        "model": body.model,
+        "instructions": instructions,
+        "additional_instructions": None,
+        "tools": tools,
+        "metadata": body.metadata or {},
+        "temperature": body.temperature,
+        "top_p": body.top_p,
+        "max_prompt_tokens": None,
+        "max_completion_tokens": body.max_output_tokens,
+        "truncation_strategy": {"type": "auto", "last_messages": None},
+        "tool_choice": tool_choice,
+        "parallel_tool_calls": body.parallel_tool_calls is not False,
+        "response_format": requests.run_response_format(body),
+        "reasoning_effort": None,
+        "required_action": None,
+        "last_error": None,
+        "incomplete_details": None,
+        "usage": None,
+        "started_at": None,
+        "expires_at": now + rt.settings.run_expiry_seconds,
+        "cancelled_at": None,
+        "failed_at": None,
+        "completed_at": None,
+        "incomplete_at": None,
+    }
+
+
+def _message_row(tenant: str, thread_id: str, message: NewMessage, now: int) -> dict[str, Any]:
+    return {
+        "id": new_id("message"),
+        "tenant_id": tenant,
+        "thread_id": thread_id,
+        "created_at": now,
+        "role": message.role,
+        "status": "completed",
+        "content": message.content,
+        "attachments": [],
+        "metadata": {},
+        "assistant_id": None,
+        "run_id": None,
+        "completed_at": now,
+        "incomplete_at": None,
+        "incomplete_details": None,
+    }
+
+
+async def _answer_calls(
+    conn: AsyncConnection, run: dict[str, Any], inputs: Inputs, *, continuing: object
+) -> dict[str, Any] | None:
+    """Writes the outputs given for the thread's earlier function calls into their steps. Calls the
+    input itself replays (a client keeping its own history) become a step of this run, answered.
+    Returns that step, if any. As the hosted API, every call of the response continued must have
+    its output, and every output its call."""
+    thread_steps = await _thread_call_steps(conn, run["thread_id"])
+    known = {
+        c["id"] for s in thread_steps for c in s["step_details"]["tool_calls"] if c.get("type") == "function"
+    }
+    replayed = [c for c in inputs.calls if c.call_id not in known]
+    outputs = {o.call_id: o.output for o in inputs.outputs}
+    input_step = None
+    if replayed:
+        calls: list[dict[str, Any]] = [
+            {
+                "id": c.call_id,
+                "type": "function",
+                "function": {
+                    "name": c.name,
+                    "arguments": c.arguments,
+                    "output": outputs.pop(c.call_id, None),
+                },
+                "_input": True,
+            }
+            for c in replayed
+        ]
+        for call in calls:
+            if call["function"]["output"] is None:
+                raise InvalidRequest(f"No tool output found for function call {call['id']}.", param="input")
+        input_step = records.new_step(run, "tool_calls", {"type": "tool_calls", "tool_calls": calls})
+        input_step.update(status="completed", completed_at=run["created_at"])
+    for step in thread_steps:
+        changed = False
+        details = orjson.loads(orjson.dumps(step["step_details"]))
+        for call in details["tool_calls"]:
+            if call.get("type") == "function" and call["id"] in outputs:
+                call["function"]["output"] = outputs.pop(call["id"])
+                changed = True
+        if changed:
+            await records.update_step(conn, step, step_details=details)
+    if outputs:
+        call_id = next(iter(outputs))
+        raise InvalidRequest(
+            f"No tool call found for function call output with call_id {call_id}.", param="input"
+        )
+    if continuing and thread_steps:
+        last_run = thread_steps[-1]["run_id"]
+        for step in thread_steps:
+            if step["run_id"] != last_run:
+                continue
+            for call in step["step_details"]["tool_calls"]:
+                if call.get("type") == "function" and call["function"].get("output") is None:
+                    raise InvalidRequest(
+                        f"No tool output found for function call {call['id']}.", param="input"
+                    )
+    return input_step
+
+
+async def _thread_call_steps(conn: AsyncConnection, thread_id: str) -> list[dict[str, Any]]:
+    """The tool_calls steps of the thread's responses, oldest first."""
+    rows = await conn.execute(
+        select(S)
+        .join(RESPONSES, RESPONSES.c.run_id == S.c.run_id)
+        .where(RESPONSES.c.thread_id == thread_id, S.c.type == "tool_calls")
+        .order_by(S.c.seq)
+    )
+    return [dict(r) for r in rows.mappings()]
+
+
+def _input_items(
+    inputs: Inputs, messages: list[dict[str, Any]], input_step: Mapping[str, Any] | None
+) -> list[dict[str, Any]]:
+    """The input as ``GET /v1/responses/{id}/input_items`` lists it, oldest first."""
+    items: list[dict[str, Any]] = []
+    stored = iter(messages)
+    call_index = (
+        {c["id"]: n for n, c in enumerate(input_step["step_details"]["tool_calls"])} if input_step else {}
+    )
+    for item in inputs.items:
+        if isinstance(item, NewMessage):
+            items.append(message_item(next(stored)))
+        elif isinstance(item, FunctionCall):
+            index = call_index.get(item.call_id)
+            item_id = (
+                call_item_id(input_step["id"], index) if input_step and index is not None else new_id("call")
+            )
+            items.append(
+                {
+                    "id": item_id,
+                    "type": "function_call",
+                    "call_id": item.call_id,
+                    "name": item.name,
+                    "arguments": item.arguments,
+                    "status": "completed",
+                }
+            )
+        elif isinstance(item, FunctionOutput):
+            items.append(
+                {
+                    "id": "fco_" + new_id("call").removeprefix("call_"),
+                    "type": "function_call_output",
+                    "call_id": item.call_id,
+                    "output": item.output,
+                    "status": "completed",
+                }
+            )
+    return items

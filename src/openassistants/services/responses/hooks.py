@@ -1,0 +1,106 @@
+"""The engine's only questions about responses, kept here so that they stay few and named:
+
+- ``is_response_run``: a run made by the Responses API (it has no assistant). The turn asks it when
+  the model calls functions: such a run completes, and the outputs come with the next response
+  (services/run_turn.py), where an Assistants run waits in ``requires_action``.
+- ``thread_history``: the prompt's history for such a run: the thread's messages with the earlier
+  responses' function calls and their outputs where they happened (services/run_context.py); an
+  Assistants run's prompt has the messages only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import select
+
+from openassistants.services.messages import message_to_wire
+from openassistants.storage import tables
+from openassistants.storage.db import Database
+
+#: The ``assistant_id`` of a response's run.
+NO_ASSISTANT = ""
+
+
+def is_response_run(run: Mapping[Any, Any]) -> bool:
+    return bool(run["assistant_id"] == NO_ASSISTANT)
+
+
+async def thread_history(
+    db: Database, run: Mapping[Any, Any], messages: Sequence[Mapping[Any, Any]]
+) -> list[dict[str, Any]]:
+    """``thread.message`` dicts, oldest first, the earlier responses' calls among them as entries
+    that carry their Chat Completions form (``chat``; services/prompt.message_to_chat)."""
+    R, S = tables.responses, tables.run_steps
+    async with db.read() as conn:
+        anchors = dict(
+            (
+                await conn.execute(
+                    select(R.c.run_id, R.c.anchor_seq).where(
+                        R.c.thread_id == run["thread_id"], R.c.run_id != run["id"]
+                    )
+                )
+            ).all()
+        )
+        steps = (
+            (await conn.execute(select(S).where(S.c.run_id.in_(list(anchors))).order_by(S.c.seq)))
+            .mappings()
+            .all()
+            if anchors
+            else []
+        )
+    by_id = {m["id"]: m for m in messages}
+    keyed: list[tuple[tuple[int, ...], dict[str, Any]]] = [
+        ((m["seq"], 0, 0, 0), message_to_wire(m))  # type: ignore[arg-type]
+        for m in messages
+        if m["run_id"] != run["id"] and m["run_id"] not in anchors
+    ]
+    for step in steps:
+        anchor = anchors[step["run_id"]]
+        details = step["step_details"]
+        if step["type"] == "message_creation":
+            message = by_id.get(details["message_creation"]["message_id"])
+            if message is not None and message["content"]:
+                keyed.append(((anchor, 1, step["seq"], 0), message_to_wire(message)))  # type: ignore[arg-type]
+            continue
+        calls = [c for c in details.get("tool_calls") or [] if _output(c) is not None]
+        if not calls:
+            continue
+        turn = {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": c["id"],
+                    "type": "function",
+                    "function": {"name": _name(c), "arguments": _arguments(c)},
+                }
+                for c in calls
+            ],
+        }
+        keyed.append(((anchor, 1, step["seq"], 0), _entry(turn)))
+        for n, call in enumerate(calls, start=1):
+            result = {"role": "tool", "tool_call_id": call["id"], "content": _output(call)}
+            keyed.append(((anchor, 1, step["seq"], n), _entry(result)))
+    keyed.sort(key=lambda pair: pair[0])
+    return [entry for _, entry in keyed]
+
+
+def _entry(chat: dict[str, Any]) -> dict[str, Any]:
+    return {"role": chat["role"], "content": [], "chat": chat}
+
+
+def _name(call: Mapping[Any, Any]) -> str:
+    return str(call["function"]["name"]) if call["type"] == "function" else str(call["type"])
+
+
+def _arguments(call: Mapping[Any, Any]) -> str:
+    return str(call["function"]["arguments"] if call["type"] == "function" else call.get("_arguments", "{}"))
+
+
+def _output(call: Mapping[Any, Any]) -> str | None:
+    if call["type"] == "function":
+        output = call["function"].get("output")
+        return None if output is None else str(output)
+    return str(call.get("_output", ""))
