@@ -132,7 +132,7 @@ class ResponseCreate(RequestModel):
     truncation: Literal["auto", "disabled"] | None = None
     include: list[str] | None = None
     user: str | None = Field(default=None, max_length=256)
-    safety_identifier: str | None = Field(default=None, max_length=128)
+    safety_identifier: str | None = Field(default=None, max_length=64)
     prompt_cache_key: str | None = Field(default=None, max_length=256)
     prompt_cache_retention: Literal["in_memory", "24h"] | None = None
     service_tier: Literal["auto", "default", "flex", "scale", "priority"] | None = None

@@ -22,6 +22,7 @@ from openassistants.schemas.responses import (
 from openassistants.schemas.threads import ThreadCreate
 from openassistants.services import run_records as records
 from openassistants.services.lookup import load_thread
+from openassistants.services.resources import check_tool_resources
 from openassistants.services.responses import requests
 from openassistants.services.responses.hooks import NO_ASSISTANT
 from openassistants.services.responses.ids import (
@@ -68,7 +69,7 @@ async def create_response(rt: Runtime, tenant: str, body: ResponseCreate) -> dic
         async with rt.db.write(inline=True) as conn:
             thread_id, is_conversation = await _thread_for(conn, tenant, body)
             await _check_free(conn, thread_id)
-            await _use_tool_resources(conn, thread_id, body)
+            await _use_tool_resources(conn, tenant, thread_id, body)
             run = _run_values(rt, tenant, thread_id, body, tools, tool_choice, instructions)
             input_step = await _answer_calls(
                 conn, run, inputs, continuing=body.previous_response_id or body.conversation
@@ -157,7 +158,9 @@ async def _check_free(conn: AsyncConnection, thread_id: str) -> None:
         )
 
 
-async def _use_tool_resources(conn: AsyncConnection, thread_id: str, body: ResponseCreate) -> None:
+async def _use_tool_resources(
+    conn: AsyncConnection, tenant: str, thread_id: str, body: ResponseCreate
+) -> None:
     """file_search's vector stores and code_interpreter's files come with the tool here; the engine
     finds them on the thread (a conversation has no tool_resources of its own to show)."""
     resources: dict[str, Any] = {}
@@ -167,6 +170,7 @@ async def _use_tool_resources(conn: AsyncConnection, thread_id: str, body: Respo
         elif isinstance(tool, CodeInterpreterToolParam) and not isinstance(tool.container, str):
             resources["code_interpreter"] = {"file_ids": tool.container.file_ids}
     if resources:
+        await check_tool_resources(conn, tenant, resources)
         current = (await conn.execute(select(T.c.tool_resources).where(T.c.id == thread_id))).scalar() or {}
         await conn.execute(
             update(T).where(T.c.id == thread_id).values(tool_resources={**current, **resources})

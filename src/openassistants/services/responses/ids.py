@@ -3,7 +3,8 @@
 ``resp_<x>`` is the run ``run_<x>``; ``conv_<x>`` is the thread ``thread_<x>`` (a thread made through
 the Assistants API is a conversation under that id, and its ``thread_<x>`` id is accepted too).
 Message items keep their ``msg_`` ids; a call item is named after its step and its place in it
-(``fc_<step>_<n>``; its output ``fco_<step>_<n>``), since the model's own call ids need not be unique.
+(``fc_<step>_<n>``, ``fs_…`` for file_search, ``ci_…`` for code_interpreter; a function's
+output ``fco_<step>_<n>``), since the model's own call ids need not be unique.
 """
 
 from __future__ import annotations
@@ -38,8 +39,13 @@ def thread_id_of(conversation: str) -> str:
     return THREAD + conversation.removeprefix(CONVERSATION)
 
 
-def call_item_id(step_id: str, index: int, *, output: bool = False) -> str:
-    return f"{'fco' if output else 'fc'}_{step_id.removeprefix(STEP)}_{index}"
+#: A call item's id prefix by the call's type (the hosted API's).
+_CALL_PREFIXES = {"function": "fc", "file_search": "fs", "code_interpreter": "ci"}
+
+
+def call_item_id(step_id: str, index: int, kind: str = "function", *, output: bool = False) -> str:
+    prefix = "fco" if output else _CALL_PREFIXES.get(kind, "fc")
+    return f"{prefix}_{step_id.removeprefix(STEP)}_{index}"
 
 
 def response_not_found(response_id: str, *, param: str | None = None) -> NotFound:

@@ -107,7 +107,7 @@ async def get_response(
     results = check_include(include)
     async with rt.db.read() as conn:
         run, stored = await load(conn, tenant, response_id)
-        return await render(conn, run, stored, include_results=results or _asked_results(stored))
+        return await render(conn, run, stored, include_results=results)
 
 
 def _asked_results(stored: Mapping[Any, Any]) -> bool:

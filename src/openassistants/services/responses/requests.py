@@ -89,6 +89,10 @@ def echoed_tools(tools: list[ToolParam]) -> list[dict[str, Any]]:
 
 def run_tool_choice(body: ResponseCreate, tools: list[dict[str, Any]]) -> str | dict[str, Any] | None:
     choice = body.tool_choice
+    if choice == "required" and not tools:
+        raise InvalidRequest(
+            "Tool choice 'required' must be specified with 'tools' parameter.", param="tool_choice"
+        )
     if choice is None or isinstance(choice, str):
         return choice
     if isinstance(choice, ToolChoiceFunction):

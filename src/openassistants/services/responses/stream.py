@@ -157,9 +157,9 @@ class ResponseEvents:
         events: list[tuple[str, dict[str, Any]]] = []
         for call in delta["delta"]["step_details"].get("tool_calls") or []:
             key = f"{delta['id']}:{call['index']}"
-            item_id = call_item_id(delta["id"], call["index"])
-            entry = self.items.get(key)
             kind = call.get("type")
+            item_id = call_item_id(delta["id"], call["index"], kind)
+            entry = self.items.get(key)
             if entry is None:
                 if kind == "function":
                     function = call["function"]

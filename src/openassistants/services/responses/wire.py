@@ -25,7 +25,7 @@ _STATUS = {
 }
 #: The codes a response's ``error`` may carry (ResponseError.code); the engine's others are server errors.
 _ERROR_CODES = frozenset({"server_error", "rate_limit_exceeded", "invalid_prompt"})
-_OMITTED_WHEN_NULL = frozenset({"user", "safety_identifier", "prompt_cache_key", "usage"})
+_OMITTED_WHEN_NULL = frozenset({"user", "usage"})
 _INCOMPLETE = {"max_completion_tokens": "max_output_tokens", "max_prompt_tokens": "max_output_tokens"}
 
 
@@ -161,7 +161,7 @@ def call_items(step: Mapping[Any, Any], *, include_results: bool = False) -> lis
     status = "completed" if step["status"] == "completed" else "in_progress"
     for index, call in enumerate(step["step_details"].get("tool_calls") or []):
         kind = call.get("type")
-        item_id = call_item_id(step["id"], index)
+        item_id = call_item_id(step["id"], index, kind)
         if kind == "function":
             function = call["function"]
             if not call.get("_input"):
