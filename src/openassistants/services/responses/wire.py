@@ -25,7 +25,7 @@ _STATUS = {
 }
 #: The codes a response's ``error`` may carry (ResponseError.code); the engine's others are server errors.
 _ERROR_CODES = frozenset({"server_error", "rate_limit_exceeded", "invalid_prompt"})
-_OMITTED_WHEN_NULL = frozenset({"user", "usage"})
+_OMITTED_WHEN_NULL = frozenset({"user"})
 _INCOMPLETE = {"max_completion_tokens": "max_output_tokens", "max_prompt_tokens": "max_output_tokens"}
 
 
@@ -97,7 +97,7 @@ def response_to_wire(
         "presence_penalty": request.get("presence_penalty") or 0.0,
         "frequency_penalty": request.get("frequency_penalty") or 0.0,
     }
-    # Fields the schema does not let be null are left out while they have no value.
+    # ``user`` may not be null in OpenAI's schema; the hosted API leaves it out when not given.
     return {k: v for k, v in wire.items() if v is not None or k not in _OMITTED_WHEN_NULL}
 
 
