@@ -9,7 +9,7 @@ import json
 import openai
 from openai.types.responses import ResponseStreamEvent
 
-from tests.upstream import Reply, ScriptedUpstream, ToolCalls
+from tests.upstream import Fail, Reply, ScriptedUpstream, ToolCalls
 
 WEATHER = {
     "type": "function",
@@ -223,3 +223,33 @@ async def test_a_stream_resumes_after_a_sequence_number(
     assert rest[-1].type == "response.completed"
     text = "".join(e.delta for e in [*seen, *rest] if e.type == "response.output_text.delta")
     assert text == "one two three"
+
+
+async def test_an_upstream_error_fails_the_response_and_its_stream(
+    client: openai.AsyncOpenAI, upstream: ScriptedUpstream, model: str
+) -> None:
+    upstream.script(
+        model, Fail(400, message="model does not exist"), Fail(400, message="model does not exist")
+    )
+
+    failed = await client.responses.create(model=model, input="Hi")
+    assert failed.status == "failed" and failed.error is not None
+    assert failed.error.code == "invalid_prompt" and "model does not exist" in failed.error.message
+
+    events = [e async for e in await client.responses.create(model=model, input="Hi", stream=True)]
+    assert events[-1].type == "response.failed"
+    assert events[-1].response.error is not None  # type: ignore[union-attr]
+
+
+async def test_max_output_tokens_makes_an_incomplete_response(
+    client: openai.AsyncOpenAI, upstream: ScriptedUpstream, model: str
+) -> None:
+    upstream.script(model, Reply("A long story that the limit cuts", finish_reason="length"))
+
+    response = await client.responses.create(model=model, input="Tell a story", max_output_tokens=16)
+
+    assert response.status == "incomplete"
+    assert (
+        response.incomplete_details is not None and response.incomplete_details.reason == "max_output_tokens"
+    )
+    assert response.output[0].status == "incomplete"  # type: ignore[union-attr]

@@ -96,8 +96,11 @@ class TextConfig(RequestModel):
     verbosity: Literal["low", "medium", "high"] | None = None
 
 
+ConversationId = Annotated[str, Field(min_length=1, max_length=64)]
+
+
 class ConversationRef(RequestModel):
-    id: str = Field(min_length=1, max_length=64)
+    id: ConversationId
 
 
 class Reasoning(RequestModel):
@@ -115,7 +118,7 @@ class ResponseCreate(RequestModel):
     input: str | list[dict[str, Any]] | None = None
     instructions: str | None = Field(default=None, max_length=256_000)
     previous_response_id: str | None = Field(default=None, max_length=64)
-    conversation: str | ConversationRef | None = None
+    conversation: ConversationId | ConversationRef | None = None
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
     max_output_tokens: int | None = Field(default=None, ge=16)
@@ -164,7 +167,7 @@ class InputTokensCount(RequestModel):
     input: str | list[dict[str, Any]] | None = None
     instructions: str | None = Field(default=None, max_length=256_000)
     previous_response_id: str | None = Field(default=None, max_length=64)
-    conversation: str | ConversationRef | None = None
+    conversation: ConversationId | ConversationRef | None = None
     tools: list[ToolParam] | None = Field(default=None, max_length=128)
     tool_choice: ToolChoiceParam | None = None
     parallel_tool_calls: bool | None = None

@@ -13,7 +13,7 @@ from openassistants.errors import InvalidRequest, NotFound
 from openassistants.schemas.responses import ConversationCreate, ConversationUpdate, ItemListParams
 from openassistants.schemas.threads import ThreadCreate, ThreadUpdate
 from openassistants.services.lookup import load_thread
-from openassistants.services.responses.create import _message_row
+from openassistants.services.responses.create import message_row
 from openassistants.services.responses.ids import conversation_id, conversation_not_found, thread_id_of
 from openassistants.services.responses.inputs import NewMessage, read_input, read_message
 from openassistants.services.responses.wire import call_items, call_output_item, message_item
@@ -53,7 +53,7 @@ async def create_conversation(db: Database, tenant: str, body: ConversationCreat
     async with db.write() as conn:
         thread = await insert_thread(conn, tenant, ThreadCreate.model_validate({"metadata": body.metadata}))
         rows = [
-            _message_row(tenant, thread["id"], m, thread["created_at"]) for m in _messages(body.items or [])
+            message_row(tenant, thread["id"], m, thread["created_at"]) for m in _messages(body.items or [])
         ]
         if rows:
             await conn.execute(M.insert(), rows)
@@ -105,7 +105,7 @@ async def add_items(
         thread = await _load(conn, tenant, conversation, lock=True)
         await ensure_no_active_run(conn, thread["id"], for_message=True)
         now = int(time.time())
-        rows = [_message_row(tenant, thread["id"], m, now) for m in _messages(items)]
+        rows = [message_row(tenant, thread["id"], m, now) for m in _messages(items)]
         await conn.execute(M.insert(), rows)
     return list_body([message_item(r) for r in rows], False)
 

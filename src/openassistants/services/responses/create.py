@@ -61,6 +61,11 @@ async def create_response(rt: Runtime, tenant: str, body: ResponseCreate) -> dic
             param="conversation",
             code="mutually_exclusive_parameters",
         )
+    if body.background and body.store is False:
+        raise InvalidRequest(
+            "A background response must be stored: 'store' cannot be false with 'background'.",
+            param="store",
+        )
     inputs = read_input(body.input)
     tools = requests.run_tools(body.tools or [])
     tool_choice = requests.run_tool_choice(body, tools)
@@ -75,7 +80,7 @@ async def create_response(rt: Runtime, tenant: str, body: ResponseCreate) -> dic
                 conn, run, inputs, continuing=body.previous_response_id or body.conversation
             )
             now = int(time.time())
-            messages = [_message_row(tenant, thread_id, m, now) for m in inputs.messages]
+            messages = [message_row(tenant, thread_id, m, now) for m in inputs.messages]
             stored = {
                 "run_id": run["id"],
                 "tenant_id": tenant,
@@ -221,7 +226,7 @@ def _run_values(
     }
 
 
-def _message_row(tenant: str, thread_id: str, message: NewMessage, now: int) -> dict[str, Any]:
+def message_row(tenant: str, thread_id: str, message: NewMessage, now: int) -> dict[str, Any]:
     return {
         "id": new_id("message"),
         "tenant_id": tenant,
