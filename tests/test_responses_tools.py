@@ -84,3 +84,28 @@ async def test_input_tokens_counts_the_prompt(
     assert continued.input_tokens > short.input_tokens
     with pytest.raises(openai.NotFoundError):
         await client.responses.input_tokens.count(model=model, input="Hi", previous_response_id="resp_nope")
+
+
+async def test_streamed_file_search_announces_the_call_and_the_citation(
+    client: openai.AsyncOpenAI, upstream: ScriptedUpstream, model: str
+) -> None:
+    store_id, fact_id = await _store_with_fact(client)
+    upstream.script(
+        model,
+        ToolCalls([("file_search", '{"query": "cats"}')]),
+        Reply(f"Seventeen{MARKER}, not this one【9:9†nowhere.txt】."),
+    )
+
+    async with client.responses.stream(
+        model=model, input="cats?", tools=[{"type": "file_search", "vector_store_ids": [store_id]}]
+    ) as stream:
+        events = [event async for event in stream]
+        final = await stream.get_final_response()
+
+    kinds = [e.type for e in events]
+    assert kinds.index("response.file_search_call.completed") < kinds.index("response.output_text.delta")
+    [added] = [e for e in events if e.type == "response.output_text.annotation.added"]
+    assert added.annotation_index == 0 and added.annotation.file_id == fact_id  # type: ignore[union-attr]
+    call, message = final.output
+    assert call.type == "file_search_call" and message.type == "message"
+    assert [a.file_id for a in message.content[0].annotations] == [fact_id]  # type: ignore[union-attr]

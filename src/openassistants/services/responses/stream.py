@@ -17,6 +17,7 @@ import orjson
 from openassistants.events import Event
 from openassistants.services.responses.ids import call_item_id
 from openassistants.services.responses.wire import (
+    annotation_to_wire,
     code_interpreter_item,
     file_search_item,
     function_call_item,
@@ -124,20 +125,34 @@ class ResponseEvents:
             return []
         events = self._open_part(entry)
         for part in delta["delta"].get("content") or []:
-            text = (part.get("text") or {}).get("value") if part.get("type") == "text" else None
-            if not text:
+            if part.get("type") != "text":
                 continue
-            entry.text += text
-            events.append(
-                self._event(
-                    "response.output_text.delta",
-                    item_id=entry.item["id"],
-                    output_index=entry.index,
-                    content_index=0,
-                    delta=text,
-                    logprobs=[],
+            text = part["text"].get("value")
+            if text:
+                entry.text += text
+                events.append(
+                    self._event(
+                        "response.output_text.delta",
+                        item_id=entry.item["id"],
+                        output_index=entry.index,
+                        content_index=0,
+                        delta=text,
+                        logprobs=[],
+                    )
                 )
-            )
+            for annotation in part["text"].get("annotations") or []:
+                wire = annotation_to_wire(annotation, {})
+                if wire is not None:
+                    events.append(
+                        self._event(
+                            "response.output_text.annotation.added",
+                            item_id=entry.item["id"],
+                            output_index=entry.index,
+                            content_index=0,
+                            annotation_index=annotation["index"],
+                            annotation=wire,
+                        )
+                    )
         return events
 
     def _message_done(self, message: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
