@@ -166,6 +166,59 @@ async def test_client_kept_history_replays_its_calls(
     assert [m["role"] for m in messages] == ["user", "assistant", "tool"]
 
 
+async def test_a_replayed_agent_history_reaches_the_model_in_order(
+    client: openai.AsyncOpenAI, upstream: ScriptedUpstream, model: str
+) -> None:
+    # As agent frameworks send it: the whole history each time, earlier output items included.
+    upstream.script(model, Reply("Both done."))
+    history = [
+        {"role": "user", "content": "Weather in Oslo?"},
+        {"type": "function_call", "id": "fc_1", "call_id": "c1", "name": "get_weather", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "c1", "output": "cold"},
+        {
+            "type": "message",
+            "id": "msg_1",
+            "role": "assistant",
+            "status": "completed",
+            "content": [{"type": "output_text", "text": "Cold.", "annotations": []}],
+        },
+        {"role": "user", "content": "And Rome?"},
+        {
+            "type": "function_call",
+            "call_id": "c2",
+            "name": "get_weather",
+            "arguments": "{}",
+            "status": "completed",
+        },
+        {"type": "function_call_output", "call_id": "c2", "output": "warm"},
+    ]
+
+    response = await client.responses.create(model=model, tools=[WEATHER], input=history)  # type: ignore[arg-type]
+
+    assert [o.type for o in response.output] == ["message"]
+    sent = upstream.requests(model)[0]["messages"]
+    assert [(m["role"], m.get("tool_call_id") or m.get("content")) for m in sent] == [
+        ("user", "Weather in Oslo?"),
+        ("assistant", None),
+        ("tool", "c1"),
+        ("assistant", "Cold."),
+        ("user", "And Rome?"),
+        ("assistant", None),
+        ("tool", "c2"),
+    ]
+    assert sent[1]["tool_calls"][0]["id"] == "c1" and sent[5]["tool_calls"][0]["id"] == "c2"
+    items = await client.responses.input_items.list(response.id, order="asc")
+    assert [i.type for i in items.data] == [
+        "message",
+        "function_call",
+        "function_call_output",
+        "message",
+        "message",
+        "function_call",
+        "function_call_output",
+    ]
+
+
 async def test_background_response_polls_to_completion(
     client: openai.AsyncOpenAI, upstream: ScriptedUpstream, model: str
 ) -> None:

@@ -104,9 +104,11 @@ class ConversationRef(RequestModel):
 
 
 class Reasoning(RequestModel):
-    effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = None
-    summary: Literal["auto", "concise", "detailed"] | None = None
-    generate_summary: Literal["auto", "concise", "detailed"] | None = None
+    """Accepted and echoed as null: the upstream is a Chat Completions model."""
+
+    effort: str | None = Field(default=None, max_length=32)
+    summary: str | None = Field(default=None, max_length=32)
+    generate_summary: str | None = Field(default=None, max_length=32)
 
 
 class StreamOptions(RequestModel):
@@ -143,6 +145,15 @@ class ResponseCreate(RequestModel):
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    # Options of the hosted service that change nothing here: accepted, so that SDK settings pass.
+    prompt_cache_options: dict[str, Any] | None = None
+    background_options: dict[str, Any] | None = None
+    context_management: list[dict[str, Any]] | None = None
+    moderation: dict[str, Any] | None = None
+    access_programs: list[Any] | None = None
+    image: dict[str, Any] | None = None
+    #: Stored prompt templates (refused by services/responses/create.py: there are none here).
+    prompt: dict[str, Any] | None = None
 
     _metadata = field_validator("metadata")(check_metadata)
 
@@ -174,6 +185,7 @@ class InputTokensCount(RequestModel):
     text: TextConfig | None = None
     truncation: Literal["auto", "disabled"] | None = None
     reasoning: Reasoning | None = None
+    personality: str | None = Field(default=None, max_length=256)
 
 
 class ConversationCreate(RequestModel):

@@ -15,7 +15,7 @@ from sqlalchemy import bindparam, func, select
 from openassistants.config import Settings
 from openassistants.services.messages import message_to_wire
 from openassistants.services.prompt import Prompt, PromptInput, build_prompt
-from openassistants.services.responses.hooks import is_response_run, thread_history
+from openassistants.services.responses.hooks import is_replayed, is_response_run, thread_history
 from openassistants.services.vector_stores import usable_store_ids
 from openassistants.storage import tables
 from openassistants.storage.db import Database
@@ -110,6 +110,7 @@ async def load_run_context(
         reserve = min(reserve, int(max_completion))
     if is_response_run(run):
         history = await thread_history(db, run, messages)
+        steps = [s for s in steps if not is_replayed(s)]
     else:
         history = [message_to_wire(m) for m in messages if m["run_id"] != run["id"]]
     prompt_input = PromptInput(

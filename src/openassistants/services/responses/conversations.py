@@ -13,6 +13,7 @@ from openassistants.errors import InvalidRequest, NotFound
 from openassistants.schemas.responses import ConversationCreate, ConversationUpdate, ItemListParams
 from openassistants.schemas.threads import ThreadCreate, ThreadUpdate
 from openassistants.services.lookup import load_thread
+from openassistants.services.responses.calls import input_position
 from openassistants.services.responses.create import message_row
 from openassistants.services.responses.ids import conversation_id, conversation_not_found, thread_id_of
 from openassistants.services.responses.inputs import NewMessage, read_input, read_message
@@ -134,13 +135,14 @@ async def _items(conn: Any, thread_id: str, *, include_results: bool = False) ->
         ((m["seq"], 0, 0, 0), message_item(m)) for m in messages if m["run_id"] not in anchors
     ]
     for step in steps:
-        anchor = anchors[step["run_id"]]
+        replayed = input_position(step)
+        anchor = anchors[step["run_id"]] if replayed is None else replayed
         if step["type"] == "message_creation":
             message = by_id.get(step["step_details"]["message_creation"]["message_id"])
             if message is not None:
                 keyed.append(((anchor, 1, step["seq"], 0), message_item(message)))
             continue
-        for n, item in enumerate(call_items(step, include_results=include_results)):
+        for n, item in enumerate(call_items(step, include_results=include_results, replayed=True)):
             keyed.append(((anchor, 1, step["seq"], 2 * n), item))
         for index in range(len(step["step_details"].get("tool_calls") or [])):
             output = call_output_item(step, index)

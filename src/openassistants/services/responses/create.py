@@ -5,10 +5,8 @@ any other (services/run_actions.py starts it)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
 from typing import Any
 
-import orjson
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -20,10 +18,10 @@ from openassistants.schemas.responses import (
     ResponseCreate,
 )
 from openassistants.schemas.threads import ThreadCreate
-from openassistants.services import run_records as records
 from openassistants.services.lookup import load_thread
 from openassistants.services.resources import check_tool_resources
 from openassistants.services.responses import requests
+from openassistants.services.responses.calls import answer_known_calls, replayed_steps
 from openassistants.services.responses.hooks import NO_ASSISTANT
 from openassistants.services.responses.ids import (
     call_item_id,
@@ -61,6 +59,8 @@ async def create_response(rt: Runtime, tenant: str, body: ResponseCreate) -> dic
             param="conversation",
             code="mutually_exclusive_parameters",
         )
+    if body.prompt is not None:
+        raise InvalidRequest("Prompt templates are not available on this server.", param="prompt")
     if body.background and body.store is False:
         raise InvalidRequest(
             "A background response must be stored: 'store' cannot be false with 'background'.",
@@ -76,11 +76,15 @@ async def create_response(rt: Runtime, tenant: str, body: ResponseCreate) -> dic
             await _check_free(conn, thread_id)
             await _use_tool_resources(conn, tenant, thread_id, body)
             run = _run_values(rt, tenant, thread_id, body, tools, tool_choice, instructions)
-            input_step = await _answer_calls(
-                conn, run, inputs, continuing=body.previous_response_id or body.conversation
-            )
+            continuing = body.previous_response_id is not None or body.conversation is not None
+            known = await answer_known_calls(conn, thread_id, inputs, continuing=continuing)
             now = int(time.time())
             messages = [message_row(tenant, thread_id, m, now) for m in inputs.messages]
+            start_seq = await _newest_seq(conn, thread_id)
+            if messages:
+                await conn.execute(M.insert(), messages)
+            seqs = await _seqs(conn, [m["id"] for m in messages])
+            steps = replayed_steps(run, inputs, known, seqs, start_seq)
             stored = {
                 "run_id": run["id"],
                 "tenant_id": tenant,
@@ -90,25 +94,15 @@ async def create_response(rt: Runtime, tenant: str, body: ResponseCreate) -> dic
                 "store": body.store is not False,
                 "background": bool(body.background),
                 "request": requests.echoed_request(body, body.instructions),
-                "input_items": [],
-                "anchor_seq": 0,
+                "input_items": _input_items(inputs, messages, steps),
+                "anchor_seq": max([start_seq, *seqs]),
             }
-            if messages:
-                await conn.execute(M.insert(), messages)
-            stored["anchor_seq"] = (
-                await conn.execute(
-                    select(func.coalesce(func.max(M.c.seq), 0)).where(M.c.thread_id == thread_id)
-                )
-            ).scalar()
-            stored["input_items"] = _input_items(inputs, messages, input_step)
-            if input_step is not None:
+            if steps:
                 # The executor reads the steps of a run that has usage (services/executor.py).
                 run["usage"] = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
-            reply = _reply_ahead(run, start.claim) if input_step is None else None
+            reply = None if steps else _reply_ahead(run, start.claim)
             rows = [(R, run | (start.claim or {})), *(reply.rows() if reply else [])]
-            await insert_rows(conn, rows)
-            if input_step is not None:
-                await records.insert_step(conn, input_step)
+            await insert_rows(conn, rows + [(S, step) for step in steps])
             await conn.execute(RESPONSES.insert(), [stored])
             await _announce(conn, rt, run)
         start.run, start.reply = run, reply
@@ -245,94 +239,36 @@ def message_row(tenant: str, thread_id: str, message: NewMessage, now: int) -> d
     }
 
 
-async def _answer_calls(
-    conn: AsyncConnection, run: dict[str, Any], inputs: Inputs, *, continuing: object
-) -> dict[str, Any] | None:
-    """Writes the outputs given for the thread's earlier function calls into their steps. Calls the
-    input itself replays (a client keeping its own history) become a step of this run, answered.
-    Returns that step, if any. As the hosted API, every call of the response continued must have
-    its output, and every output its call."""
-    thread_steps = await _thread_call_steps(conn, run["thread_id"])
-    known = {
-        c["id"] for s in thread_steps for c in s["step_details"]["tool_calls"] if c.get("type") == "function"
-    }
-    replayed = [c for c in inputs.calls if c.call_id not in known]
-    outputs = {o.call_id: o.output for o in inputs.outputs}
-    input_step = None
-    if replayed:
-        calls: list[dict[str, Any]] = [
-            {
-                "id": c.call_id,
-                "type": "function",
-                "function": {
-                    "name": c.name,
-                    "arguments": c.arguments,
-                    "output": outputs.pop(c.call_id, None),
-                },
-                "_input": True,
-            }
-            for c in replayed
-        ]
-        for call in calls:
-            if call["function"]["output"] is None:
-                raise InvalidRequest(f"No tool output found for function call {call['id']}.", param="input")
-        input_step = records.new_step(run, "tool_calls", {"type": "tool_calls", "tool_calls": calls})
-        input_step.update(status="completed", completed_at=run["created_at"])
-    for step in thread_steps:
-        changed = False
-        details = orjson.loads(orjson.dumps(step["step_details"]))
-        for call in details["tool_calls"]:
-            if call.get("type") == "function" and call["id"] in outputs:
-                call["function"]["output"] = outputs.pop(call["id"])
-                changed = True
-        if changed:
-            await records.update_step(conn, step, step_details=details)
-    if outputs:
-        call_id = next(iter(outputs))
-        raise InvalidRequest(
-            f"No tool call found for function call output with call_id {call_id}.", param="input"
-        )
-    if continuing and thread_steps:
-        last_run = thread_steps[-1]["run_id"]
-        for step in thread_steps:
-            if step["run_id"] != last_run:
-                continue
-            for call in step["step_details"]["tool_calls"]:
-                if call.get("type") == "function" and call["function"].get("output") is None:
-                    raise InvalidRequest(
-                        f"No tool output found for function call {call['id']}.", param="input"
-                    )
-    return input_step
+async def _newest_seq(conn: AsyncConnection, thread_id: str) -> int:
+    statement = select(func.coalesce(func.max(M.c.seq), 0)).where(M.c.thread_id == thread_id)
+    return int((await conn.execute(statement)).scalar() or 0)
 
 
-async def _thread_call_steps(conn: AsyncConnection, thread_id: str) -> list[dict[str, Any]]:
-    """The tool_calls steps of the thread's responses, oldest first."""
-    rows = await conn.execute(
-        select(S)
-        .join(RESPONSES, RESPONSES.c.run_id == S.c.run_id)
-        .where(RESPONSES.c.thread_id == thread_id, S.c.type == "tool_calls")
-        .order_by(S.c.seq)
-    )
-    return [dict(r) for r in rows.mappings()]
+async def _seqs(conn: AsyncConnection, message_ids: list[str]) -> list[int]:
+    """The seqs the database gave these messages, in their order."""
+    if not message_ids:
+        return []
+    rows = await conn.execute(select(M.c.id, M.c.seq).where(M.c.id.in_(message_ids)))
+    seq = {row[0]: int(row[1]) for row in rows}
+    return [seq[i] for i in message_ids]
 
 
 def _input_items(
-    inputs: Inputs, messages: list[dict[str, Any]], input_step: Mapping[str, Any] | None
+    inputs: Inputs, messages: list[dict[str, Any]], steps: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
     """The input as ``GET /v1/responses/{id}/input_items`` lists it, oldest first."""
     items: list[dict[str, Any]] = []
     stored = iter(messages)
-    call_index = (
-        {c["id"]: n for n, c in enumerate(input_step["step_details"]["tool_calls"])} if input_step else {}
-    )
+    replayed = {
+        call["id"]: call_item_id(step["id"], n)
+        for step in steps
+        for n, call in enumerate(step["step_details"]["tool_calls"])
+    }
     for item in inputs.items:
         if isinstance(item, NewMessage):
             items.append(message_item(next(stored)))
         elif isinstance(item, FunctionCall):
-            index = call_index.get(item.call_id)
-            item_id = (
-                call_item_id(input_step["id"], index) if input_step and index is not None else new_id("call")
-            )
+            item_id = replayed.get(item.call_id) or "fc_" + new_id("call").removeprefix("call_")
             items.append(
                 {
                     "id": item_id,

@@ -4,7 +4,8 @@
   the model calls functions: such a run completes, and the outputs come with the next response
   (services/run_turn.py), where an Assistants run waits in ``requires_action``.
 - ``thread_history``: the prompt's history for such a run: the thread's messages with the earlier
-  responses' function calls and their outputs where they happened (services/run_context.py); an
+  responses' function calls and their outputs where they happened, and the calls its input replays
+  (services/run_context.py, which leaves those out of the run's own turns: ``input_position``); an
   Assistants run's prompt has the messages only.
 """
 
@@ -16,6 +17,7 @@ from typing import Any
 from sqlalchemy import select
 
 from openassistants.services.messages import message_to_wire
+from openassistants.services.responses.calls import input_position
 from openassistants.storage import tables
 from openassistants.storage.db import Database
 
@@ -25,6 +27,11 @@ NO_ASSISTANT = ""
 
 def is_response_run(run: Mapping[Any, Any]) -> bool:
     return bool(run["assistant_id"] == NO_ASSISTANT)
+
+
+def is_replayed(step: Mapping[Any, Any]) -> bool:
+    """A step holding calls a client replayed in its input (placed by ``thread_history``)."""
+    return input_position(step) is not None
 
 
 async def thread_history(
@@ -37,9 +44,7 @@ async def thread_history(
         anchors = dict(
             (
                 await conn.execute(
-                    select(R.c.run_id, R.c.anchor_seq).where(
-                        R.c.thread_id == run["thread_id"], R.c.run_id != run["id"]
-                    )
+                    select(R.c.run_id, R.c.anchor_seq).where(R.c.thread_id == run["thread_id"])
                 )
             ).all()
         )
@@ -57,7 +62,10 @@ async def thread_history(
         if m["run_id"] != run["id"] and m["run_id"] not in anchors
     ]
     for step in steps:
-        anchor = anchors[step["run_id"]]
+        replayed = input_position(step)
+        if step["run_id"] == run["id"] and replayed is None:
+            continue  # the run's own turns (run_context.run_turns)
+        anchor = anchors[step["run_id"]] if replayed is None else replayed
         details = step["step_details"]
         if step["type"] == "message_creation":
             message = by_id.get(details["message_creation"]["message_id"])

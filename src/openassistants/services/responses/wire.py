@@ -155,8 +155,11 @@ def message_item(message: Mapping[Any, Any], filenames: Mapping[str, str] | None
     return {"id": message["id"], "type": "message", "role": role, "status": status, "content": content}
 
 
-def call_items(step: Mapping[Any, Any], *, include_results: bool = False) -> list[dict[str, Any]]:
-    """The items of a tool_calls step: its calls, and the outputs functions were given."""
+def call_items(
+    step: Mapping[Any, Any], *, include_results: bool = False, replayed: bool = False
+) -> list[dict[str, Any]]:
+    """The items of a tool_calls step: its calls (those a client replayed in its input only with
+    ``replayed``: they are history, not the response's output)."""
     items: list[dict[str, Any]] = []
     status = "completed" if step["status"] == "completed" else "in_progress"
     for index, call in enumerate(step["step_details"].get("tool_calls") or []):
@@ -164,7 +167,7 @@ def call_items(step: Mapping[Any, Any], *, include_results: bool = False) -> lis
         item_id = call_item_id(step["id"], index, kind)
         if kind == "function":
             function = call["function"]
-            if not call.get("_input"):
+            if replayed or "_input" not in call:
                 items.append(
                     function_call_item(item_id, call["id"], function["name"], function["arguments"], status)
                 )
