@@ -109,3 +109,33 @@ async def test_streamed_file_search_announces_the_call_and_the_citation(
     call, message = final.output
     assert call.type == "file_search_call" and message.type == "message"
     assert [a.file_id for a in message.content[0].annotations] == [fact_id]  # type: ignore[union-attr]
+
+
+async def test_file_search_filters_on_file_attributes(
+    client: openai.AsyncOpenAI, upstream: ScriptedUpstream, model: str
+) -> None:
+    red = await client.files.create(file=("red.md", FACT.encode()), purpose="assistants")
+    blue = await client.files.create(file=("blue.md", FACT.encode()), purpose="assistants")
+    store = await client.vector_stores.create(name="teams")
+    for file, team in ((red, "red"), (blue, "blue")):
+        await client.vector_stores.files.create_and_poll(
+            vector_store_id=store.id, file_id=file.id, attributes={"team": team}
+        )
+    upstream.script(model, ToolCalls([("file_search", '{"query": "lighthouse keeper cats"}')]), Reply("ok"))
+
+    response = await client.responses.create(
+        model=model,
+        input="cats?",
+        tools=[
+            {
+                "type": "file_search",
+                "vector_store_ids": [store.id],
+                "filters": {"type": "eq", "key": "team", "value": "blue"},
+            }
+        ],
+        include=["file_search_call.results"],
+    )
+
+    call = response.output[0]
+    assert call.type == "file_search_call" and call.results
+    assert {r.file_id for r in call.results} == {blue.id}

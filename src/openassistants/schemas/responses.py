@@ -9,12 +9,12 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from openassistants.schemas.common import (
-    FileSearchRankingOptions,
     Metadata,
     RequestModel,
     ToolName,
     check_metadata,
 )
+from openassistants.schemas.vector_stores import ComparisonFilter, CompoundFilter, SearchRankingOptions
 
 #: Items one ``POST /v1/conversations/{id}/items`` (or a conversation's creation) may add.
 MAX_ITEMS_PER_CALL = 20
@@ -33,8 +33,8 @@ class FileSearchToolParam(RequestModel):
     type: Literal["file_search"]
     vector_store_ids: list[str] = Field(max_length=2)
     max_num_results: int | None = Field(default=None, ge=1, le=50)
-    filters: dict[str, Any] | None = None
-    ranking_options: FileSearchRankingOptions | None = None
+    filters: ComparisonFilter | CompoundFilter | None = None
+    ranking_options: SearchRankingOptions | None = None
 
 
 class CodeInterpreterContainer(RequestModel):
