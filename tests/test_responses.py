@@ -3,6 +3,7 @@ structured output, what reaches the model, retrieve, delete, input items, and th
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import httpx
@@ -117,6 +118,28 @@ async def test_previous_response_id_continues_the_conversation(
         {"role": "assistant", "content": "I am Ada."},
         {"role": "user", "content": "What did I ask?"},
     ]
+
+
+async def test_a_chain_branches_from_any_of_its_responses_and_branches_run_at_once(
+    client: openai.AsyncOpenAI, upstream: ScriptedUpstream, model: str
+) -> None:
+    upstream.script(model, Reply("Pick a colour."), Reply("Red it is.", delay=0.05), Reply("Blue it is."))
+    root = await client.responses.create(model=model, input="Let's choose.")
+
+    red, blue = await asyncio.gather(
+        client.responses.create(model=model, input="Red", previous_response_id=root.id),
+        client.responses.create(model=model, input="Blue", previous_response_id=root.id),
+    )
+
+    assert {red.output_text, blue.output_text} == {"Red it is.", "Blue it is."}
+    for request in upstream.requests(model)[1:]:
+        contents = [m["content"] for m in request["messages"]]
+        assert contents[:2] == ["Let's choose.", "Pick a colour."] and len(contents) == 3
+    upstream.script(model, Reply("You chose blue."))
+    after_blue = await client.responses.create(model=model, input="Which?", previous_response_id=blue.id)
+    assert after_blue.output_text == "You chose blue."
+    contents = [m["content"] for m in upstream.requests(model)[3]["messages"]]
+    assert contents == ["Let's choose.", "Pick a colour.", "Blue", "Blue it is.", "Which?"]
 
 
 async def test_delete_forgets_the_response(

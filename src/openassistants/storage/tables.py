@@ -287,5 +287,8 @@ responses = Table(
     Column("input_items", JSON, nullable=False),
     # The seq of the thread's newest message when the response started: its output items follow it.
     Column("anchor_seq", BigInteger, nullable=False),
+    # A response continuing a chain (previous_response_id, no conversation) has a thread of its own;
+    # these are the threads of the responses before it, oldest first: its history.
+    Column("chain_thread_ids", JSON, nullable=False),
     Index("ix_responses_thread_seq", "thread_id", "seq"),
 )

@@ -24,12 +24,12 @@ RESPONSES = tables.responses
 
 
 async def answer_known_calls(
-    conn: AsyncConnection, thread_id: str, inputs: Inputs, *, continuing: bool
+    conn: AsyncConnection, thread_ids: list[str], inputs: Inputs, *, continuing: bool
 ) -> set[str]:
-    """Writes the outputs given for the thread's calls; returns the ids of the calls the thread
-    knows. As the hosted API: an output needs its call, and (``continuing``) every call of the
-    response continued needs its output."""
-    steps = await _thread_call_steps(conn, thread_id)
+    """Writes the outputs given for the calls of the threads' responses; returns the ids of the
+    calls they know. As the hosted API: an output needs its call, and (``continuing``) every call of
+    the response continued needs its output."""
+    steps = await _thread_call_steps(conn, thread_ids)
     known = {c["id"] for s in steps for c in s["step_details"]["tool_calls"] if c.get("type") == "function"}
     replayed = {c.call_id for c in inputs.calls if c.call_id not in known}
     outputs = {o.call_id: o.output for o in inputs.outputs if o.call_id not in replayed}
@@ -59,12 +59,12 @@ async def answer_known_calls(
     return known
 
 
-async def _thread_call_steps(conn: AsyncConnection, thread_id: str) -> list[dict[str, Any]]:
-    """The tool_calls steps of the thread's responses, oldest first."""
+async def _thread_call_steps(conn: AsyncConnection, thread_ids: list[str]) -> list[dict[str, Any]]:
+    """The tool_calls steps of the threads' responses, oldest first."""
     rows = await conn.execute(
         select(S)
         .join(RESPONSES, RESPONSES.c.run_id == S.c.run_id)
-        .where(RESPONSES.c.thread_id == thread_id, S.c.type == "tool_calls")
+        .where(RESPONSES.c.thread_id.in_(thread_ids), S.c.type == "tool_calls")
         .order_by(S.c.seq)
     )
     return [dict(r) for r in rows.mappings()]

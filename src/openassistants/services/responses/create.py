@@ -72,12 +72,12 @@ async def create_response(rt: Runtime, tenant: str, body: ResponseCreate) -> dic
     instructions = "\n\n".join(p for p in [body.instructions or "", *inputs.instructions] if p)
     async with _starting(rt) as start:
         async with rt.db.write(inline=True) as conn:
-            thread_id, is_conversation = await _thread_for(conn, tenant, body)
+            thread_id, is_conversation, chain = await _thread_for(conn, tenant, body)
             await _check_free(conn, thread_id)
             await _use_tool_resources(conn, tenant, thread_id, body)
             run = _run_values(rt, tenant, thread_id, body, tools, tool_choice, instructions)
             continuing = body.previous_response_id is not None or body.conversation is not None
-            known = await answer_known_calls(conn, thread_id, inputs, continuing=continuing)
+            known = await answer_known_calls(conn, [*chain, thread_id], inputs, continuing=continuing)
             now = int(time.time())
             messages = [message_row(tenant, thread_id, m, now) for m in inputs.messages]
             start_seq = await _newest_seq(conn, thread_id)
@@ -96,6 +96,7 @@ async def create_response(rt: Runtime, tenant: str, body: ResponseCreate) -> dic
                 "request": requests.echoed_request(body, body.instructions),
                 "input_items": _input_items(inputs, messages, steps),
                 "anchor_seq": max([start_seq, *seqs]),
+                "chain_thread_ids": chain,
             }
             if steps:
                 # The executor reads the steps of a run that has usage (services/executor.py).
@@ -109,13 +110,19 @@ async def create_response(rt: Runtime, tenant: str, body: ResponseCreate) -> dic
     return response_to_wire(run, stored, [])
 
 
-async def _thread_for(conn: AsyncConnection, tenant: str, body: ResponseCreate) -> tuple[str, bool]:
-    """The thread the response goes on, and whether it is the client's conversation."""
+async def _thread_for(
+    conn: AsyncConnection, tenant: str, body: ResponseCreate
+) -> tuple[str, bool, list[str]]:
+    """The thread the response goes on, whether it is the client's conversation, and the threads
+    of the chain it continues (a response after one that had no conversation gets a thread of its
+    own, so that a chain can branch and its branches run at once, as hosted)."""
     if body.previous_response_id is not None:
         row = (
             (
                 await conn.execute(
-                    select(RESPONSES.c.thread_id, RESPONSES.c.conversation).where(
+                    select(
+                        RESPONSES.c.thread_id, RESPONSES.c.conversation, RESPONSES.c.chain_thread_ids
+                    ).where(
                         RESPONSES.c.run_id == _run_of(body.previous_response_id),
                         RESPONSES.c.tenant_id == tenant,
                         RESPONSES.c.store.is_(True),
@@ -127,17 +134,20 @@ async def _thread_for(conn: AsyncConnection, tenant: str, body: ResponseCreate) 
         )
         if row is None:
             raise response_not_found(body.previous_response_id, param="previous_response_id")
-        await load_thread(conn, tenant, row["thread_id"], lock=True)
-        return row["thread_id"], bool(row["conversation"])
+        if row["conversation"]:
+            await load_thread(conn, tenant, row["thread_id"], lock=True)
+            return row["thread_id"], True, []
+        thread = await insert_thread(conn, tenant, ThreadCreate.model_validate({}))
+        return str(thread["id"]), False, [*row["chain_thread_ids"], row["thread_id"]]
     conversation = body.conversation_id
     if conversation is not None:
         try:
             existing = await load_thread(conn, tenant, thread_id_of(conversation), lock=True)
         except NotFound:
             raise conversation_not_found(conversation) from None
-        return str(existing["id"]), True
+        return str(existing["id"]), True, []
     thread = await insert_thread(conn, tenant, ThreadCreate.model_validate({}))
-    return str(thread["id"]), False
+    return str(thread["id"]), False, []
 
 
 def _run_of(response_id: str) -> str:

@@ -38,14 +38,25 @@ async def thread_history(
     db: Database, run: Mapping[Any, Any], messages: Sequence[Mapping[Any, Any]]
 ) -> list[dict[str, Any]]:
     """``thread.message`` dicts, oldest first, the earlier responses' calls among them as entries
-    that carry their Chat Completions form (``chat``; services/prompt.message_to_chat)."""
-    R, S = tables.responses, tables.run_steps
+    that carry their Chat Completions form (``chat``; services/prompt.message_to_chat). A response
+    continuing a chain (``previous_response_id`` without a conversation) has the chain's threads'
+    items first."""
+    R = tables.responses
+    async with db.read() as conn:
+        chain = (await conn.execute(select(R.c.chain_thread_ids).where(R.c.run_id == run["id"]))).scalar()
+    return await chain_history(db, [*(chain or []), run["thread_id"]], run["id"], messages)
+
+
+async def chain_history(
+    db: Database, thread_ids: list[str], run_id: str, messages: Sequence[Mapping[Any, Any]]
+) -> list[dict[str, Any]]:
+    """The history of ``thread_ids`` in that order; ``messages`` are the last thread's, ``run_id``
+    the run whose own turns are left out."""
+    R, S, M = tables.responses, tables.run_steps, tables.messages
     async with db.read() as conn:
         anchors = dict(
             (
-                await conn.execute(
-                    select(R.c.run_id, R.c.anchor_seq).where(R.c.thread_id == run["thread_id"])
-                )
+                await conn.execute(select(R.c.run_id, R.c.anchor_seq).where(R.c.thread_id.in_(thread_ids)))
             ).all()
         )
         steps = (
@@ -55,22 +66,32 @@ async def thread_history(
             if anchors
             else []
         )
-    by_id = {m["id"]: m for m in messages}
+        earlier = (
+            (await conn.execute(select(M).where(M.c.thread_id.in_(thread_ids[:-1])).order_by(M.c.seq)))
+            .mappings()
+            .all()
+            if len(thread_ids) > 1
+            else []
+        )
+    rank = {thread_id: n for n, thread_id in enumerate(thread_ids)}
+    everything = [*earlier, *messages]
+    by_id = {m["id"]: m for m in everything}
     keyed: list[tuple[tuple[int, ...], dict[str, Any]]] = [
-        ((m["seq"], 0, 0, 0), message_to_wire(m))  # type: ignore[arg-type]
-        for m in messages
-        if m["run_id"] != run["id"] and m["run_id"] not in anchors
+        ((rank[m["thread_id"]], m["seq"], 0, 0, 0), message_to_wire(m))  # type: ignore[arg-type]
+        for m in everything
+        if m["run_id"] != run_id and m["run_id"] not in anchors
     ]
     for step in steps:
         replayed = input_position(step)
-        if step["run_id"] == run["id"] and replayed is None:
+        if step["run_id"] == run_id and replayed is None:
             continue  # the run's own turns (run_context.run_turns)
         anchor = anchors[step["run_id"]] if replayed is None else replayed
+        place = rank[step["thread_id"]]
         details = step["step_details"]
         if step["type"] == "message_creation":
             message = by_id.get(details["message_creation"]["message_id"])
             if message is not None and message["content"]:
-                keyed.append(((anchor, 1, step["seq"], 0), message_to_wire(message)))  # type: ignore[arg-type]
+                keyed.append(((place, anchor, 1, step["seq"], 0), message_to_wire(message)))  # type: ignore[arg-type]
             continue
         calls = [c for c in details.get("tool_calls") or [] if _output(c) is not None]
         if not calls:
@@ -87,10 +108,10 @@ async def thread_history(
                 for c in calls
             ],
         }
-        keyed.append(((anchor, 1, step["seq"], 0), _entry(turn)))
+        keyed.append(((place, anchor, 1, step["seq"], 0), _entry(turn)))
         for n, call in enumerate(calls, start=1):
             result = {"role": "tool", "tool_call_id": call["id"], "content": _output(call)}
-            keyed.append(((anchor, 1, step["seq"], n), _entry(result)))
+            keyed.append(((place, anchor, 1, step["seq"], n), _entry(result)))
     keyed.sort(key=lambda pair: pair[0])
     return [entry for _, entry in keyed]
 

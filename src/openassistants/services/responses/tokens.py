@@ -8,11 +8,11 @@ from typing import Any
 from sqlalchemy import select
 
 from openassistants.errors import NotFound
-from openassistants.schemas.responses import InputTokensCount
+from openassistants.schemas.responses import ConversationRef, InputTokensCount
 from openassistants.services.lookup import load_thread
 from openassistants.services.prompt import message_to_chat, tools_for_model
 from openassistants.services.responses import requests
-from openassistants.services.responses.hooks import thread_history
+from openassistants.services.responses.hooks import chain_history
 from openassistants.services.responses.ids import (
     conversation_not_found,
     response_not_found,
@@ -28,8 +28,9 @@ from openassistants.tokens import REPLY_PRIMING_TOKENS, count_chat_message, coun
 async def count_input_tokens(rt: Runtime, tenant: str, body: InputTokensCount) -> dict[str, Any]:
     inputs = read_input(body.input)
     history: list[dict[str, Any]] = []
-    thread_id = await _thread_of(rt, tenant, body)
-    if thread_id is not None:
+    threads = await _threads_of(rt, tenant, body)
+    if threads:
+        thread_id = threads[-1]
         async with rt.db.read() as conn:
             messages = (
                 (
@@ -42,8 +43,7 @@ async def count_input_tokens(rt: Runtime, tenant: str, body: InputTokensCount) -
                 .mappings()
                 .all()
             )
-        nobody = {"id": "", "thread_id": thread_id, "assistant_id": ""}
-        history = [message_to_chat(m) for m in await thread_history(rt.db, nobody, messages)]
+        history = [message_to_chat(m) for m in await chain_history(rt.db, threads, "", messages)]
     system = "\n\n".join(p for p in [body.instructions or "", *inputs.instructions] if p)
     chat = [{"role": "system", "content": system}] if system else []
     chat += history
@@ -57,7 +57,8 @@ async def count_input_tokens(rt: Runtime, tenant: str, body: InputTokensCount) -
     return {"object": "response.input_tokens", "input_tokens": total}
 
 
-async def _thread_of(rt: Runtime, tenant: str, body: InputTokensCount) -> str | None:
+async def _threads_of(rt: Runtime, tenant: str, body: InputTokensCount) -> list[str]:
+    """The threads whose items come before the input (services/responses/hooks.chain_history)."""
     async with rt.db.read() as conn:
         if body.previous_response_id is not None:
             R = tables.responses
@@ -65,22 +66,22 @@ async def _thread_of(rt: Runtime, tenant: str, body: InputTokensCount) -> str | 
                 run_id = run_id_of(body.previous_response_id)
             except NotFound:
                 raise response_not_found(body.previous_response_id, param="previous_response_id") from None
-            thread_id = (
-                await conn.execute(select(R.c.thread_id).where(R.c.run_id == run_id, R.c.tenant_id == tenant))
-            ).scalar()
-            if thread_id is None:
+            row = (
+                await conn.execute(
+                    select(R.c.thread_id, R.c.chain_thread_ids).where(
+                        R.c.run_id == run_id, R.c.tenant_id == tenant
+                    )
+                )
+            ).first()
+            if row is None:
                 raise response_not_found(body.previous_response_id, param="previous_response_id")
-            return str(thread_id)
+            return [*row[1], row[0]]
         conversation = (
-            body.conversation
-            if isinstance(body.conversation, str)
-            else body.conversation.id
-            if body.conversation
-            else None
+            body.conversation.id if isinstance(body.conversation, ConversationRef) else body.conversation
         )
         if conversation is None:
-            return None
+            return []
         try:
-            return str((await load_thread(conn, tenant, thread_id_of(conversation)))["id"])
+            return [str((await load_thread(conn, tenant, thread_id_of(conversation)))["id"])]
         except NotFound:
             raise conversation_not_found(conversation) from None

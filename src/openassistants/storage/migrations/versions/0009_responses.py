@@ -29,6 +29,7 @@ def upgrade() -> None:
         sa.Column("request", sa.JSON(), nullable=False),
         sa.Column("input_items", sa.JSON(), nullable=False),
         sa.Column("anchor_seq", sa.BigInteger(), nullable=False),
+        sa.Column("chain_thread_ids", sa.JSON(), nullable=False),
         sa.ForeignKeyConstraint(["run_id"], ["runs.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("seq"),
         sa.UniqueConstraint("run_id"),
