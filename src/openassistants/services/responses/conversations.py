@@ -37,13 +37,9 @@ def conversation_to_wire(thread: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _thread_id(conversation: str) -> str:
-    return thread_id_of(conversation)
-
-
 async def _load(conn: Any, tenant: str, conversation: str, *, lock: bool = False) -> Mapping[str, Any]:
     try:
-        return await load_thread(conn, tenant, _thread_id(conversation), lock=lock)
+        return await load_thread(conn, tenant, thread_id_of(conversation), lock=lock)
     except NotFound:
         raise conversation_not_found(conversation) from None
 
@@ -86,14 +82,14 @@ async def update_conversation(
     async with db.read() as conn:
         await _load(conn, tenant, conversation)
     update = ThreadUpdate.model_validate({"metadata": body.metadata})
-    thread = await update_thread(db, tenant, _thread_id(conversation), update)
-    return conversation_to_wire({**thread, "created_at": thread["created_at"]})
+    thread = await update_thread(db, tenant, thread_id_of(conversation), update)
+    return conversation_to_wire(thread)
 
 
 async def delete_conversation(db: Database, tenant: str, conversation: str) -> dict[str, Any]:
     async with db.read() as conn:
         await _load(conn, tenant, conversation)
-    await delete_thread(db, tenant, _thread_id(conversation))
+    await delete_thread(db, tenant, thread_id_of(conversation))
     return {"id": conversation, "object": "conversation.deleted", "deleted": True}
 
 

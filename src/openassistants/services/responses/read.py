@@ -53,21 +53,15 @@ def check_include(include: list[str] | None) -> bool:
 
 
 async def load(
-    conn: AsyncConnection, tenant: str, response_id: str
+    conn: AsyncConnection, tenant: str, response_id: str, *, unstored: bool = False
 ) -> tuple[Mapping[Any, Any], Mapping[Any, Any]]:
-    """The response's run and stored request; 404 for another tenant's, a deleted or unstored one."""
+    """The response's run and stored request; 404 for another tenant's, a deleted one, or (unless
+    ``unstored``: its creator still gets it once) one made with ``store: false``."""
     run_id = run_id_of(response_id)
-    stored = (
-        (
-            await conn.execute(
-                select(RESPONSES).where(
-                    RESPONSES.c.run_id == run_id, RESPONSES.c.tenant_id == tenant, RESPONSES.c.store.is_(True)
-                )
-            )
-        )
-        .mappings()
-        .first()
-    )
+    conditions = [RESPONSES.c.run_id == run_id, RESPONSES.c.tenant_id == tenant]
+    if not unstored:
+        conditions.append(RESPONSES.c.store.is_(True))
+    stored = (await conn.execute(select(RESPONSES).where(*conditions))).mappings().first()
     run = (await conn.execute(select(R).where(R.c.id == run_id))).mappings().first()
     if stored is None or run is None:
         raise response_not_found(response_id)
@@ -125,28 +119,8 @@ async def finished_response(rt: Runtime, tenant: str, response_id: str) -> dict[
     """The response once its run has stopped: what a create without stream or background returns."""
     await wait_until_done(rt, run_id_of(response_id))
     async with rt.db.read() as conn:
-        run, stored = await _load_any(conn, tenant, response_id)
+        run, stored = await load(conn, tenant, response_id, unstored=True)
         return await render(conn, run, stored, include_results=_asked_results(stored))
-
-
-async def _load_any(
-    conn: AsyncConnection, tenant: str, response_id: str
-) -> tuple[Mapping[Any, Any], Mapping[Any, Any]]:
-    """As ``load``, an unstored response too (its creator still gets it once)."""
-    run_id = run_id_of(response_id)
-    stored = (
-        (
-            await conn.execute(
-                select(RESPONSES).where(RESPONSES.c.run_id == run_id, RESPONSES.c.tenant_id == tenant)
-            )
-        )
-        .mappings()
-        .first()
-    )
-    run = (await conn.execute(select(R).where(R.c.id == run_id))).mappings().first()
-    if stored is None or run is None:
-        raise response_not_found(response_id)
-    return run, stored
 
 
 async def delete_response(rt: Runtime, tenant: str, response_id: str) -> None:
@@ -195,7 +169,7 @@ def stream_of(
 
     async def final() -> dict[str, Any]:
         async with rt.db.read() as conn:
-            run, stored = await _load_any(conn, tenant, created["id"])
+            run, stored = await load(conn, tenant, created["id"], unstored=True)
             return await render(conn, run, stored, include_results=_asked_results(stored))
 
     events = ResponseEvents({**created, "output": [], "usage": None}, final)
