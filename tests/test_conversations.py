@@ -154,3 +154,37 @@ async def test_unknown_conversation_is_a_404(client: openai.AsyncOpenAI, model: 
     assert caught.value.body["message"] == "Conversation with id 'conv_nope' not found."  # type: ignore[index]
     with pytest.raises(openai.NotFoundError):
         await client.conversations.items.list("conv_nope")
+
+
+async def test_another_tenant_cannot_reach_a_conversation(
+    client: openai.AsyncOpenAI, other_tenant: openai.AsyncOpenAI, model: str
+) -> None:
+    conversation = await client.conversations.create(items=[{"role": "user", "content": "secret"}])
+
+    with pytest.raises(openai.NotFoundError):
+        await other_tenant.conversations.retrieve(conversation.id)
+    with pytest.raises(openai.NotFoundError):
+        await other_tenant.conversations.items.list(conversation.id)
+    with pytest.raises(openai.NotFoundError):
+        await other_tenant.conversations.items.create(
+            conversation.id, items=[{"role": "user", "content": "x"}]
+        )
+    with pytest.raises(openai.NotFoundError):
+        await other_tenant.responses.create(model=model, conversation=conversation.id, input="leak?")
+    with pytest.raises(openai.NotFoundError):
+        await other_tenant.conversations.delete(conversation.id)
+    assert len((await client.conversations.items.list(conversation.id)).data) == 1
+
+
+async def test_items_page_with_after(client: openai.AsyncOpenAI) -> None:
+    conversation = await client.conversations.create(
+        items=[{"role": "user", "content": f"m{i}"} for i in range(5)]  # type: ignore[misc]
+    )
+
+    first = await client.conversations.items.list(conversation.id, limit=2, order="asc")
+    assert first.has_more and [i.content[0].text for i in first.data] == ["m0", "m1"]  # type: ignore[union-attr]
+    texts = [
+        i.content[0].text
+        async for i in client.conversations.items.list(conversation.id, limit=2, order="asc")
+    ]  # type: ignore[union-attr]
+    assert texts == [f"m{i}" for i in range(5)]
