@@ -141,6 +141,8 @@ def message_item(message: Mapping[Any, Any], filenames: Mapping[str, str] | None
                 content.append(output_text_part(value, [a for a in annotations if a is not None]))
             else:
                 content.append({"type": "input_text", "text": value})
+        elif role == "assistant":
+            continue  # an image the code made: the code_interpreter_call's outputs show it
         elif kind == "image_url":
             image = part["image_url"]
             content.append(
