@@ -8,6 +8,7 @@ import json
 
 import httpx
 import openai
+import pydantic
 import pytest
 
 from tests.upstream import Reply, ScriptedUpstream
@@ -102,6 +103,22 @@ async def test_json_schema_output_is_asked_of_the_model_and_parses(
     assert response.text.format is not None and response.text.format.type == "json_schema"
     sent = upstream.requests(model)[0]["response_format"]
     assert sent == {"type": "json_schema", "json_schema": {"name": "place", "schema": schema, "strict": True}}
+
+
+async def test_parse_helper_gives_the_typed_object(
+    client: openai.AsyncOpenAI, upstream: ScriptedUpstream, model: str
+) -> None:
+    class Place(pydantic.BaseModel):
+        city: str
+        population: int
+
+    upstream.script(model, Reply('{"city": "Oslo", "population": 709000}'))
+
+    parsed = await client.responses.parse(model=model, input="Biggest city in Norway?", text_format=Place)
+
+    assert parsed.output_parsed == Place(city="Oslo", population=709000)
+    sent = upstream.requests(model)[0]["response_format"]
+    assert sent["type"] == "json_schema" and sent["json_schema"]["strict"] is True
 
 
 async def test_previous_response_id_continues_the_conversation(
