@@ -102,7 +102,10 @@ async def screens(
         model,
         ToolCalls([("file_search", '{"query": "how many cats does the keeper feed"}')]),
         Reply(
-            "The lighthouse keeper feeds exactly seventeen cats every morning【0:0†island.md】.", delay=0.02
+            "The lighthouse keeper feeds exactly **seventeen cats** every morning【0:0†island.md】.\n\n"
+            "| when | what |\n|---|---|\n| morning | the cats are fed |\n| 09:00 | the ferry arrives |\n\n"
+            "```python\ncats = 17\n```",
+            delay=0.02,
         ),
         ToolCalls([("get_weather", '{"city": "Skerry Island"}')]),
         Reply("Light rain and 14 °C on Skerry Island: the 07:30 ferry should run.", delay=0.02),
@@ -111,6 +114,7 @@ async def screens(
     await page.get_by_label("Message", exact=True).fill("How many cats does the lighthouse keeper feed?")
     await page.get_by_label("Message", exact=True).press("Enter")
     await expect(page.locator(".message.role-assistant .sources")).to_contain_text("island.md")
+    await expect(page.locator(".message.role-assistant .text.markdown table")).to_be_visible()
     await expect(page.locator("#run-status")).to_contain_text("completed")
     await expect(page.locator("#steps .file-search blockquote").first).to_be_visible()
     await shoot(page, out, f"chat-citation-{theme}")

@@ -23,11 +23,13 @@ from playwright.async_api import Browser, Page, Route, expect
 from tests.conftest import TENANT_A_KEY, Server
 from tests.console_browser import PageErrors, launched_chromium, new_context, require_chromium
 from tests.servers import make_settings, running_server
-from tests.upstream import Reply, ScriptedUpstream, ToolCalls
+from tests.upstream import Fail, Reply, ScriptedUpstream, ToolCalls
 
 CHROMIUM = require_chromium()
 FACT = "Island notes\n\nThe lighthouse keeper on Skerry Island feeds exactly seventeen cats every morning."
 MARKER = "【0:0†island.md】"
+# A model name the server routes, so /v1/models lists it whatever the upstream's list was when cached.
+ROUTED_MODEL = "house-model"
 # Generous: the machine is shared and ingestion embeds on the CPU; a pass takes far less.
 TIMEOUT_MS = 60_000
 expect.set_options(timeout=TIMEOUT_MS)
@@ -36,7 +38,13 @@ expect.set_options(timeout=TIMEOUT_MS)
 @pytest.fixture(scope="module")
 def console_server(upstream: ScriptedUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     data_dir = tmp_path_factory.mktemp("console")
-    settings = make_settings(str(data_dir), None, llm_base_url=upstream.url, llm_retry_backoff_seconds=0.01)
+    settings = make_settings(
+        str(data_dir),
+        None,
+        llm_base_url=upstream.url,
+        llm_retry_backoff_seconds=0.01,
+        llm_routes=json.dumps({ROUTED_MODEL: {"base_url": upstream.url}}),
+    )
     with running_server(settings) as url:
         yield Server(url=url, backend="sqlite")
 
@@ -162,7 +170,9 @@ async def test_chat_streams_a_function_call_takes_its_output_and_completes(
 
     # The thread is listed, on the server and as started in this browser.
     await page.get_by_role("link", name="Threads").click()
-    await expect(page.locator(f'#thread-list li[data-thread-id="{thread_id}"]')).to_be_visible()
+    await expect(page.locator(f'#thread-list li[data-thread-id="{thread_id}"]')).to_contain_text(
+        "Weather in Paris?"
+    )
     await expect(page.locator(f'#local-threads li[data-thread-id="{thread_id}"]')).to_contain_text(
         "Weather in Paris?"
     )
@@ -282,6 +292,12 @@ async def test_uploaded_file_is_ingested_and_cited_as_a_downloadable_footnote(
     await expect(row).to_contain_text("completed")  # polled until ingestion finished
     await expect(page.locator("#store-progress")).to_contain_text("1 of 1 done")
     [store] = [s async for s in sdk.vector_stores.list(limit=100) if s.name == store_name]
+    # The list beside it followed the ingestion: the file counted, its size, the store completed.
+    listed = page.locator(f'#vector-store-list li[data-store-id="{store.id}"]')
+    await expect(listed).to_contain_text("1 files")
+    await expect(listed).to_contain_text("completed")
+    assert store.usage_bytes > 0
+    await expect(listed).not_to_contain_text(" 0 B")
 
     upstream.script(
         model,
@@ -422,3 +438,155 @@ async def test_event_stream_parser(page: Page) -> None:
         {"event": "message", "data": "x", "id": "7"},
         {"event": "done", "data": "[DONE]", "id": "7"},
     ]
+
+
+HOSTILE_MARKDOWN = (
+    "## Findings\n\n"
+    "**Bold claim** with `inline code` and a [safe link](https://example.com/docs).\n\n"
+    "```python\nprint('copied')\n```\n\n"
+    "<script>window.pwned = 'script'</script>\n\n"
+    "<img src=x onerror=\"window.pwned = 'img'\">\n\n"
+    "[click me](javascript:window.pwned='link')\n\n"
+    "<a href=\"javascript:window.pwned='a'\">raw link</a>\n\n"
+    "<svg onload=\"window.pwned = 'svg'\"></svg>"
+)
+
+
+async def test_replies_render_as_markdown_and_hostile_output_stays_inert(
+    page: Page, sdk: openai.AsyncOpenAI, upstream: ScriptedUpstream, model: str
+) -> None:
+    upstream.script(model, Reply(HOSTILE_MARKDOWN))
+    assistant = await sdk.beta.assistants.create(model=model, name="Writer")
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: dialogs.append(dialog.message))
+    await page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    await page.goto(f"/#/chat?assistant={assistant.id}")
+    await page.get_by_label("Message", exact=True).fill("Report, please.")
+    await page.get_by_label("Message", exact=True).press("Enter")
+
+    text = page.locator(".message.role-assistant .text.markdown")
+    await expect(text.locator("h2")).to_have_text("Findings")
+    await expect(text.locator("strong")).to_have_text("Bold claim")
+    await expect(text.locator("code").first).to_have_text("inline code")
+    link = text.get_by_role("link", name="safe link")
+    assert await link.get_attribute("href") == "https://example.com/docs"
+    assert await link.get_attribute("rel") == "noopener noreferrer nofollow"
+    # The hostile parts are shown as text, never as elements.
+    await expect(text).to_contain_text("<script>window.pwned = 'script'</script>")
+    for selector in ("script", "img", "svg", "iframe", "[onerror]", "[onload]", 'a[href^="javascript"]'):
+        await expect(text.locator(selector)).to_have_count(0)
+    assert await page.evaluate("window.pwned") is None
+    assert dialogs == []
+
+    # Code blocks get a copy button that puts the code on the clipboard.
+    block = text.locator(".code-block")
+    await block.get_by_role("button", name="Copy code").click()
+    await expect(block.get_by_role("button", name="Copy code")).to_have_text("Copied")
+    assert await page.evaluate("navigator.clipboard.readText()") == "print('copied')\n"
+
+    # Markdown survives a reload: messages loaded from the server render the same way.
+    await page.reload()
+    await expect(page.locator(".message.role-assistant .text.markdown h2")).to_have_text("Findings")
+
+
+async def test_a_message_carries_attachments_for_the_chosen_tools(
+    page: Page, sdk: openai.AsyncOpenAI, upstream: ScriptedUpstream, model: str, tmp_path: Path
+) -> None:
+    upstream.script(model, Reply("Noted."))
+    assistant = await sdk.beta.assistants.create(
+        model=model, name="Reader", tools=[{"type": "file_search"}, {"type": "code_interpreter"}]
+    )
+    notes = tmp_path / f"notes-{uuid.uuid4().hex[:6]}.csv"
+    notes.write_text("a,b\n1,2\n")
+    await page.goto(f"/#/chat?assistant={assistant.id}")
+    await page.get_by_label("Attach files").set_input_files(notes)
+    await page.get_by_label("for code interpreter").check()
+    await page.get_by_label("Message", exact=True).fill("Read the attached table.")
+    await page.get_by_role("button", name="Send").click()
+    await expect(page.locator(".message.role-assistant")).to_contain_text("Noted.")
+    user_message = page.locator(".message.role-user")
+    await expect(user_message.locator(".attachments")).to_contain_text(notes.name)
+
+    thread_id = page.url.split("thread=")[1]
+    [message] = [m async for m in sdk.beta.threads.messages.list(thread_id) if m.role == "user"]
+    [attachment] = message.attachments or []
+    assert sorted(tool.type for tool in attachment.tools or []) == ["code_interpreter", "file_search"]
+    assert attachment.file_id is not None
+    assert (await sdk.files.retrieve(attachment.file_id)).filename == notes.name
+
+
+async def test_a_failed_run_says_why_in_the_conversation(
+    page: Page, sdk: openai.AsyncOpenAI, upstream: ScriptedUpstream, model: str
+) -> None:
+    upstream.script(model, Fail(status=400, message="this model does not exist here"))
+    assistant = await sdk.beta.assistants.create(model=model, name="Broken")
+    await page.goto(f"/#/chat?assistant={assistant.id}")
+    await page.get_by_label("Message", exact=True).fill("Hello?")
+    await page.get_by_label("Message", exact=True).press("Enter")
+    error = page.locator("#messages .run-error")
+    await expect(error).to_contain_text("Run failed")
+    await expect(error).to_contain_text("this model does not exist here")
+    # Opened again later, the thread still says it.
+    await page.reload()
+    await expect(page.locator("#messages .run-error")).to_contain_text("Run failed")
+
+
+async def test_the_chat_uses_the_windows_height(page: Page) -> None:
+    heights = []
+    for height in (700, 1100):
+        await page.set_viewport_size({"width": 1280, "height": height})
+        await page.goto("/#/chat")
+        await expect(page.locator("#messages")).to_be_visible()
+        box = await page.locator("#messages").bounding_box()
+        send = await page.locator("#send").bounding_box()
+        assert box is not None and send is not None
+        assert send["y"] + send["height"] <= height  # the composer stays in view
+        heights.append(box["height"])
+    # 400 more pixels of window give the conversation (nearly) all of them.
+    assert heights[1] - heights[0] >= 350, heights
+
+
+async def test_threads_are_listed_with_their_first_message(page: Page, sdk: openai.AsyncOpenAI) -> None:
+    first = f"Plan the ferry timetable for {uuid.uuid4().hex[:6]}"
+    thread = await sdk.beta.threads.create(messages=[{"role": "user", "content": first}])
+    await page.goto("/#/threads")
+    item = page.locator(f'#thread-list li[data-thread-id="{thread.id}"]')
+    await expect(item.locator(".thread-preview")).to_have_text(first)
+
+
+async def test_the_model_picker_offers_the_servers_models_and_sampling_settings_are_saved(
+    page: Page, sdk: openai.AsyncOpenAI, upstream: ScriptedUpstream, model: str
+) -> None:
+    listed = [m.id async for m in sdk.models.list()]
+    assert ROUTED_MODEL in listed
+    await page.goto("/#/assistants/new")
+    options = page.locator("#model-options option")
+    await expect(options.first).to_be_attached()
+    values = await options.evaluate_all("os => os.map(o => o.value)")
+    assert sorted(values) == sorted(listed)
+    assert await page.get_by_label("Model").get_attribute("list") == "model-options"
+
+    name = f"Tuned {uuid.uuid4().hex[:6]}"
+    await page.get_by_label("Name", exact=True).fill(name)
+    await page.get_by_label("Model").fill(model)
+    await page.get_by_label("Temperature").fill("0.3")
+    await page.get_by_label("Top P").fill("0.9")
+    await page.get_by_label("Response format").select_option("json_schema")
+    await page.get_by_label("Schema name").fill("answer")
+    await page.get_by_label("JSON schema").fill(
+        '{"type": "object", "properties": {"x": {"type": "integer"}}}'
+    )
+    await page.get_by_label("Strict").check()
+    await page.get_by_role("button", name="Create assistant").click()
+    await expect(page.get_by_role("heading", name=f"Edit {name}")).to_be_visible()
+
+    [created] = [a async for a in sdk.beta.assistants.list(limit=100) if a.name == name]
+    assert created.temperature == 0.3 and created.top_p == 0.9
+    response_format = created.response_format
+    assert response_format is not None and not isinstance(response_format, str)
+    assert response_format.type == "json_schema"
+    assert response_format.json_schema.name == "answer"  # type: ignore[union-attr]
+    assert response_format.json_schema.strict is True  # type: ignore[union-attr]
+    # Shown again as saved.
+    await expect(page.get_by_label("Temperature")).to_have_value("0.3")
+    await expect(page.get_by_label("Response format")).to_have_value("json_schema")

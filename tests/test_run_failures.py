@@ -45,6 +45,10 @@ async def test_upstream_keeps_failing_fails_the_run(
     run = await _run_once(client, model)
     assert run.status == "failed" and run.failed_at is not None
     assert run.last_error is not None and run.last_error.code == "server_error"
+    assert run.last_error.message == (
+        f"Sorry, something went wrong. The model upstream at {upstream.url} (OPENASSISTANTS_LLM_BASE_URL) "
+        "answered 500: scripted failure"
+    )
     # Thread is unlocked: a new message can be added.
     await client.beta.threads.messages.create(run.thread_id, role="user", content="again?")
 
@@ -56,6 +60,8 @@ async def test_upstream_rate_limit(
     run = await _run_once(client, model)
     assert run.status == "failed"
     assert run.last_error is not None and run.last_error.code == "rate_limit_exceeded"
+    # The hosted API's words, which frameworks (agency-swarm) match to decide to retry.
+    assert run.last_error.message.startswith("Sorry, something went wrong. Rate limit reached: ")
 
 
 async def test_upstream_rejects_the_prompt(
@@ -65,7 +71,8 @@ async def test_upstream_rejects_the_prompt(
     run = await _run_once(client, model)
     assert run.status == "failed"
     assert run.last_error is not None and run.last_error.code == "invalid_prompt"
-    assert "model does not exist" in run.last_error.message
+    assert run.last_error.message.startswith("Sorry, something went wrong. The model upstream at ")
+    assert run.last_error.message.endswith("answered 400: model does not exist")
     assert len(upstream.requests(model)) == 1  # a 400 is not retried
     # No reply began: no assistant message or step is left (they were stored with the run).
     messages = await client.beta.threads.messages.list(thread_id=run.thread_id)
@@ -101,6 +108,10 @@ async def test_silent_upstream_times_out(
             run = await _run_once(client, model)
     assert run.status == "failed"
     assert run.last_error is not None and run.last_error.code == "server_error"
+    assert run.last_error.message == (
+        f"Sorry, something went wrong. The model upstream at {upstream.url} (OPENASSISTANTS_LLM_BASE_URL) "
+        "timed out waiting for the reply."
+    )
 
 
 async def test_unanswered_function_call_expires(

@@ -220,7 +220,10 @@ async def test_killed_worker_run_is_settled_within_the_lease(
         run = await b.beta.threads.runs.poll(run_id, thread_id=thread.id)
         took = time.monotonic() - killed_at
         assert run.status == "failed"
-        assert run.last_error is not None and "stopped responding" in run.last_error.message
+        assert run.last_error is not None and run.last_error.message == (
+            "Sorry, something went wrong. "
+            "The worker executing this run stopped responding; the run was ended."
+        )
         assert took < LEASE_SECONDS * 4 + 5, f"took {took:.1f}s to settle"
         message = (await b.beta.threads.messages.list(thread.id, limit=1)).data[0]
         assert message.status == "incomplete"

@@ -277,6 +277,11 @@ async def test_429_after_the_retries_is_rate_limit_exceeded(upstream: ScriptedUp
         with pytest.raises(UpstreamError) as caught:
             await collect(client, ChatRequest(model=model, messages=HELLO))
     assert caught.value.code == "rate_limit_exceeded"
+    # Frameworks (agency-swarm) retry a run whose error says so.
+    assert caught.value.message == (
+        f"Rate limit reached: the model upstream at {upstream.url} (OPENASSISTANTS_LLM_BASE_URL) "
+        "answered 429: slow down"
+    )
     assert len(upstream.requests(model)) == 2
 
 
@@ -331,12 +336,13 @@ async def test_error_bodies_in_other_shapes_are_quoted(
         with pytest.raises(UpstreamError) as caught:
             await collect(client, ChatRequest(model=model, messages=HELLO))
         messages.append((caught.value.code, caught.value.message))
+    where = f"The model upstream at {upstream.url} (OPENASSISTANTS_LLM_BASE_URL)"
     assert messages == [
-        ("invalid_prompt", "The model upstream answered 404: Not Found"),
-        ("invalid_prompt", "The model upstream answered 400: model is required"),
-        ("invalid_prompt", "The model upstream answered 400: plain words"),
-        ("invalid_prompt", "The model upstream answered 400: Bad Request"),
-        ("server_error", "The model upstream answered 302: Found"),
+        ("invalid_prompt", f"{where} answered 404: Not Found"),
+        ("invalid_prompt", f"{where} answered 400: model is required"),
+        ("invalid_prompt", f"{where} answered 400: plain words"),
+        ("invalid_prompt", f"{where} answered 400: Bad Request"),
+        ("server_error", f"{where} answered 302: Found"),
     ]
 
 
@@ -382,12 +388,40 @@ async def test_a_disconnect_before_any_token_is_retried(
     assert len(upstream.requests(model)) == 2
 
 
-async def test_an_unreachable_upstream_is_a_server_error(model: str) -> None:
-    async with chat_client(f"http://127.0.0.1:{free_port()}/v1", llm_max_retries=1) as client:
+async def test_an_unreachable_upstream_is_a_server_error_naming_its_url_and_setting(model: str) -> None:
+    dead = f"http://127.0.0.1:{free_port()}/v1"
+    async with chat_client(dead, llm_max_retries=1) as client:
         with pytest.raises(UpstreamError) as caught:
             await collect(client, ChatRequest(model=model, messages=HELLO))
     assert caught.value.code == "server_error"
-    assert caught.value.message == "The connection to the model upstream failed."
+    assert caught.value.message == (
+        f"The model upstream at {dead} (OPENASSISTANTS_LLM_BASE_URL) refused the connection "
+        "(is a model server running there?)."
+    )
+
+
+async def test_an_unresolvable_route_host_names_the_route(model: str) -> None:
+    routes = json.dumps({"gpt-4*": {"base_url": "http://no-such-host.invalid/v1", "api_key": "sk-route"}})
+    async with chat_client(
+        f"http://127.0.0.1:{free_port()}/v1", llm_max_retries=0, llm_routes=routes
+    ) as client:
+        with pytest.raises(UpstreamError) as caught:
+            await collect(client, ChatRequest(model="gpt-4o", messages=HELLO))
+    assert caught.value.message == (
+        "The model upstream at http://no-such-host.invalid/v1 (the route 'gpt-4*' in "
+        "OPENASSISTANTS_LLM_ROUTES) could not be found (its host name did not resolve)."
+    )
+
+
+async def test_credentials_in_an_upstream_url_are_never_quoted(model: str) -> None:
+    port = free_port()
+    async with chat_client(
+        f"http://user:sk-secret@127.0.0.1:{port}/v1?key=sk-query", llm_max_retries=0
+    ) as client:
+        with pytest.raises(UpstreamError) as caught:
+            await collect(client, ChatRequest(model=model, messages=HELLO))
+    assert f"at http://127.0.0.1:{port}/v1 (OPENASSISTANTS_LLM_BASE_URL)" in caught.value.message
+    assert "sk-secret" not in caught.value.message and "sk-query" not in caught.value.message
 
 
 async def test_an_undecodable_body_is_a_server_error(

@@ -17,6 +17,7 @@ from openassistants.api import (
     health,
     messages,
     metrics,
+    models,
     runs,
     threads,
     vector_stores,
@@ -83,7 +84,10 @@ def _add_routes(app: FastAPI, prefix: str, router: APIRouter) -> None:
 
 def _routers(settings: Settings) -> list[tuple[str, APIRouter]]:
     """(prefix, router) in matching order: runs first, for POST /threads/runs."""
-    api = [("/v1", module.router) for module in (assistants, runs, threads, messages, files, vector_stores)]
+    api = [
+        ("/v1", module.router)
+        for module in (assistants, runs, threads, messages, files, vector_stores, models)
+    ]
     api += [("/v1", responses.router), ("/v1", conversations.router)]
     operations = [health.router, metrics.router] if settings.metrics_enabled else [health.router]
     return api + [("", router) for router in [*operations, console.router]]

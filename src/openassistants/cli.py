@@ -113,6 +113,15 @@ def worker() -> None:
     asyncio.run(run_worker(settings))
 
 
+@cli.command()
+def doctor() -> None:
+    """Check the database, model and embeddings upstreams and the sandbox; say what to fix."""
+    settings = Settings()
+    from openassistants.doctor import run
+
+    raise typer.Exit(code=run(settings))
+
+
 @cli.command(hidden=True)
 def version() -> None:
     """Print the version."""

@@ -57,7 +57,10 @@ class Settings(BaseSettings):
     llm_routes: str | None = Field(
         None,
         description='Per-model upstreams, as JSON or a path to a JSON file: {"gpt-4o": '
-        '{"base_url": "http://vllm:8000/v1", "api_key": "...", "model": "served-name"}}.',
+        '{"base_url": "http://vllm:8000/v1", "api_key": "...", "model": "served-name"}}. Keys may be '
+        'patterns ("gpt-4*"; "*" replaces the default upstream): an exact name wins, then the longest '
+        "matching pattern. `model` is the name sent upstream (default: the one asked for); without "
+        "`api_key` none is sent. Checked at start-up.",
     )
     llm_connect_timeout_seconds: float = Field(10.0, description="Connect timeout to the upstream.")
     llm_read_timeout_seconds: float = Field(
@@ -178,6 +181,14 @@ class Settings(BaseSettings):
             import json
 
             return json.loads(value) if value.strip() else {}
+        return value
+
+    @field_validator("llm_routes")
+    @classmethod
+    def _check_routes(cls, value: str | None) -> str | None:
+        from openassistants.upstream.routes import parse_routes  # the package imports this module
+
+        parse_routes(value)  # ValueError: one line saying what is wrong
         return value
 
     @field_validator("api_keys", mode="before")

@@ -1,5 +1,6 @@
-"""The web console: its static files at ``/`` and ``/console/…``, and ``GET /v1/threads``, the thread list
-it browses (an extension: the hosted API cannot list threads).
+"""The web console: its static files at ``/`` and ``/console/…``, ``GET /v1/threads``, the thread list
+it browses (an extension: the hosted API cannot list threads), and ``POST /v1/console/markdown``, which
+turns model-written Markdown into sanitized HTML for the page.
 
 The console is plain HTML, CSS and JavaScript modules shipped in the package (``openassistants/console``),
 with no build step. The page itself needs no key; every data call it makes goes through ``/v1`` with the
@@ -8,6 +9,7 @@ user's key, like any other client.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from fastapi import APIRouter
@@ -15,7 +17,9 @@ from starlette.responses import FileResponse
 
 from openassistants.api.deps import DbDep, ListParamsDep, TenantDep
 from openassistants.api.responses import JSONResponse
-from openassistants.errors import NotFound
+from openassistants.errors import InvalidRequest, NotFound
+from openassistants.markdown import render_markdown
+from openassistants.schemas.console import MARKDOWN_MAX_CHARS, MarkdownRender
 from openassistants.services import threads as service
 
 CONSOLE_DIR = Path(__file__).resolve().parent.parent / "console"
@@ -72,3 +76,17 @@ async def console_asset(name: str) -> FileResponse:
 async def list_threads(params: ListParamsDep, db: DbDep, tenant: TenantDep) -> JSONResponse:
     """List the key's threads (an OpenAssistants extension), with the same cursors as other lists."""
     return JSONResponse(await service.list_threads(db, tenant, params))
+
+
+@router.post("/v1/console/markdown", tags=["console"])
+async def render_markdown_texts(body: MarkdownRender, tenant: TenantDep) -> JSONResponse:
+    """Render each text as sanitized HTML (the console's Markdown); behind the key like any /v1 call."""
+    for index, text in enumerate(body.texts):
+        if len(text) > MARKDOWN_MAX_CHARS:
+            raise InvalidRequest(
+                f"Text {index} is {len(text)} characters; at most {MARKDOWN_MAX_CHARS} are rendered.",
+                param=f"texts[{index}]",
+            )
+    # Off the event loop: a long text takes milliseconds to render.
+    html = await asyncio.to_thread(lambda: [render_markdown(text) for text in body.texts])
+    return JSONResponse({"object": "list", "data": html})

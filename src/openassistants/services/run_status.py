@@ -18,6 +18,8 @@ from openassistants.storage.db import Database, runner_for
 from openassistants.storage.prepared import Prepared, Row
 
 R = tables.runs
+#: How every failed run's ``last_error.message`` begins, as the hosted API's did; our detail follows.
+FAILED_RUN_PREFIX = "Sorry, something went wrong."
 
 
 #: Writes that belong in the transaction changing a run's status (e.g. completing its last message);
@@ -123,7 +125,8 @@ class RunStatusWriter:
         usage: dict[str, int] | None = None,
         **claim: Any,
     ) -> bool:
-        fields: dict[str, Any] = {"last_error": {"code": code, "message": message}}
+        # The hosted API's words first: frameworks (agency-swarm…) retry a run when they see them.
+        fields: dict[str, Any] = {"last_error": {"code": code, "message": f"{FAILED_RUN_PREFIX} {message}"}}
         if usage is not None:
             fields["usage"] = usage
         sources = {RunStatus.queued, RunStatus.in_progress, RunStatus.cancelling}

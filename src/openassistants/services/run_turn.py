@@ -4,6 +4,7 @@ messages, and publish each piece as it arrives."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -46,6 +47,8 @@ from openassistants.upstream.chat import (
 
 if TYPE_CHECKING:
     from openassistants.services.executor import Executor
+
+logger = logging.getLogger(__name__)
 
 _CANCEL = object()
 _END = object()
@@ -217,6 +220,15 @@ class ModelTurn:
                 if item is _END:
                     break
                 if isinstance(item, UpstreamError):
+                    upstream = self.executor.chat.routes.resolve(request.model).upstream
+                    logger.warning(
+                        "run %s failed: model %r at %s: %s: %s",
+                        self.run_id,
+                        request.model,
+                        upstream.display_url,
+                        item.code,
+                        item.message,
+                    )
                     self._add_usage(prompt, reported)
                     await self._save_partial()
                     return TurnOutcome("failed", error_code=item.code, error_message=item.message)

@@ -14,12 +14,14 @@ from openassistants.events import EventBus, InProcessEventBus
 from openassistants.pg_events import PostgresEventBus
 from openassistants.services.executor import Executor
 from openassistants.services.ingestion import Ingestor
+from openassistants.services.models import ModelCatalog
 from openassistants.services.search import Searcher
 from openassistants.storage.blobs import BlobStore, LocalBlobStore
 from openassistants.storage.db import Database
 from openassistants.storage.notify import InProcessNotifier, Notifier, PostgresNotifier
 from openassistants.upstream.chat import ChatClient
 from openassistants.upstream.embeddings import Embedder, create_embedder
+from openassistants.upstream.models import ModelLister
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,7 @@ class Runtime:
     embedder: Embedder
     searcher: Searcher
     ingestor: Ingestor
+    models: ModelCatalog
 
 
 @asynccontextmanager
@@ -55,6 +58,10 @@ async def open_runtime(settings: Settings, *, execute: bool) -> AsyncIterator[Ru
         notifier = pg_notifier
         bus = PostgresEventBus(pg_notifier, settings.event_retention_seconds)
     chat = ChatClient(settings)
+    lister = ModelLister()
+    models = ModelCatalog(chat.routes, lister)
+    # Which model servers this process uses, and whether they answer: logged once they do (or not).
+    upstreams_logged = asyncio.create_task(models.log_upstreams(settings))
     embedder = create_embedder(settings)
     searcher = Searcher(db, embedder)
     # Model code runs only where runs execute; the kernels' warm pool fills in the background.
@@ -79,8 +86,11 @@ async def open_runtime(settings: Settings, *, execute: bool) -> AsyncIterator[Ru
             embedder=embedder,
             searcher=searcher,
             ingestor=ingestor,
+            models=models,
         )
     finally:
+        upstreams_logged.cancel()
+        await asyncio.gather(upstreams_logged, return_exceptions=True)
         if kernels is not None and kernels_starting is not None:
             kernels_starting.cancel()
             await asyncio.gather(kernels_starting, return_exceptions=True)
@@ -90,5 +100,6 @@ async def open_runtime(settings: Settings, *, execute: bool) -> AsyncIterator[Ru
         await bus.aclose()
         await notifier.close()
         await chat.aclose()
+        await lister.aclose()
         await embedder.aclose()
         await db.close()

@@ -26,16 +26,16 @@ import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import httpx
 import orjson
-from pydantic import BaseModel, ConfigDict, SecretStr, TypeAdapter
+from pydantic import SecretStr
 
 from openassistants import jsonbytes
 from openassistants.config import Settings
-from openassistants.upstream.transport import AiohttpTransport
+from openassistants.upstream.routes import Routes, Upstream, check_base_url
+from openassistants.upstream.transport import AiohttpTransport, failure_words
 
 logger = logging.getLogger(__name__)
 
@@ -130,26 +130,12 @@ class _Retryable(Exception):
         self.retry_after = retry_after
 
 
-class _Route(BaseModel):
-    """Where one model is served: an entry of ``llm_routes``."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    base_url: str
-    #: No key when omitted: the default upstream's key is never sent to another server.
-    api_key: SecretStr | None = None
-    #: The name the upstream knows the model by; default: the assistant's model name.
-    model: str | None = None
-
-
-_ROUTES = TypeAdapter(dict[str, _Route])
-
-
 @dataclass(frozen=True)
 class _Target:
     url: httpx.URL
     model: str
     headers: httpx.Headers = field(repr=False)  # holds the api key
+    upstream: Upstream
 
 
 class ChatClient:
@@ -157,14 +143,12 @@ class ChatClient:
 
     def __init__(self, settings: Settings) -> None:
         """Raises ValueError if ``llm_base_url`` or ``llm_routes`` is unusable."""
-        key = settings.llm_api_key if settings.llm_api_key else None  # an empty key sends none
-        self._default = _Route(base_url=settings.llm_base_url, api_key=key)
-        self._routes = _load_routes(settings.llm_routes)
-        # Each route's URL parsed (and so checked at start-up, not on the first run) and its headers
+        self.routes = Routes.from_settings(settings.llm_base_url, settings.llm_api_key, settings.llm_routes)
+        # Each upstream's URL parsed (and so checked at start-up, not on the first run) and its headers
         # built once.
         self._sends = {
-            route: (_chat_url(route), _request_headers(route))
-            for route in (self._default, *self._routes.values())
+            upstream: (_chat_url(upstream), _request_headers(upstream.api_key))
+            for upstream in self.routes.configured
         }
         self._max_retries = settings.llm_max_retries
         self._backoff = settings.llm_retry_backoff_seconds
@@ -228,7 +212,7 @@ class ChatClient:
             async with self._send(target, body) as response:
                 if not response.is_success:
                     await response.aread()
-                    raise _status_failure(response)
+                    raise _status_failure(response, target.upstream)
                 if response.headers.get("content-type", "").startswith("application/json"):
                     # Asked to stream, some servers answer one chat.completion anyway.
                     await response.aread()
@@ -236,13 +220,12 @@ class ChatClient:
                 else:
                     async for batch in _stream_events(response.aiter_bytes()):
                         yield batch
-        except httpx.TimeoutException as exc:
-            raise _Retryable(UpstreamError("server_error", "The model upstream timed out.")) from exc
         except httpx.TransportError as exc:
-            message = "The connection to the model upstream failed."
+            message = f"{_capitalized(target.upstream.where)} {failure_words(exc)}."
             raise _Retryable(UpstreamError("server_error", message)) from exc
         except httpx.HTTPError as exc:
-            raise UpstreamError("server_error", f"The model upstream's answer was unusable: {exc}") from exc
+            where = target.upstream.where
+            raise UpstreamError("server_error", f"The answer of {where} was unusable: {exc}") from exc
 
     @asynccontextmanager
     async def _send(self, target: _Target, body: dict[str, Any]) -> AsyncIterator[httpx.Response]:
@@ -260,9 +243,9 @@ class ChatClient:
             await response.aclose()
 
     def _target(self, model: str) -> _Target:
-        route = self._routes.get(model, self._default)
-        url, headers = self._sends[route]
-        return _Target(url=url, model=route.model or model, headers=headers)
+        resolved = self.routes.resolve(model)
+        url, headers = self._sends[resolved.upstream]
+        return _Target(url=url, model=resolved.model, headers=headers, upstream=resolved.upstream)
 
     def _retry_delay(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None and 0 <= retry_after <= MAX_RETRY_AFTER_SECONDS:
@@ -270,18 +253,7 @@ class ChatClient:
         return float(self._backoff * 2**attempt)
 
 
-def _load_routes(value: str | None) -> dict[str, _Route]:
-    """``llm_routes``: inline JSON (it starts with ``{``), or the path of a JSON file."""
-    if not value or not value.strip():
-        return {}
-    try:
-        text = value if value.lstrip().startswith("{") else Path(value).read_text()
-    except OSError as exc:
-        raise ValueError(f"cannot read llm_routes file {value!r}: {exc}") from exc
-    return _ROUTES.validate_json(text)  # its ValidationError is a ValueError
-
-
-def _request_headers(route: _Route) -> httpx.Headers:
+def _request_headers(api_key: SecretStr | None) -> httpx.Headers:
     """What httpx's client would send (its default headers), for a JSON body and a streamed answer."""
     headers = {
         "Accept": "text/event-stream",
@@ -290,19 +262,14 @@ def _request_headers(route: _Route) -> httpx.Headers:
         "User-Agent": f"python-httpx/{httpx.__version__}",
         "Content-Type": "application/json",
     }
-    if route.api_key is not None:
-        headers["Authorization"] = f"Bearer {route.api_key.get_secret_value()}"
+    if api_key is not None:
+        headers["Authorization"] = f"Bearer {api_key.get_secret_value()}"
     return httpx.Headers(headers)
 
 
-def _chat_url(route: _Route) -> httpx.URL:
-    try:
-        url = httpx.URL(route.base_url.rstrip("/") + "/chat/completions")
-    except httpx.InvalidURL as exc:
-        raise ValueError(f"invalid model upstream URL {route.base_url!r}: {exc}") from exc
-    if url.scheme not in ("http", "https") or not url.host:
-        raise ValueError(f"model upstream URL {route.base_url!r} is not an http(s) URL")
-    return url
+def _chat_url(upstream: Upstream) -> httpx.URL:
+    url = check_base_url(upstream.base_url, upstream.setting)
+    return url.copy_with(path=url.path.rstrip("/") + "/chat/completions")
 
 
 def _request_body(request: ChatRequest, model: str) -> dict[str, Any]:
@@ -328,16 +295,22 @@ def _request_body(request: ChatRequest, model: str) -> dict[str, Any]:
     return body
 
 
-def _status_failure(response: httpx.Response) -> _Retryable | UpstreamError:
+def _status_failure(response: httpx.Response, upstream: Upstream) -> _Retryable | UpstreamError:
     status = response.status_code
-    message = f"The model upstream answered {status}: {_error_message(response)}"
+    said = f"{upstream.where} answered {status}: {_error_message(response)}"
     if status == 429:
-        return _Retryable(UpstreamError("rate_limit_exceeded", message), _retry_after(response))
+        error = UpstreamError("rate_limit_exceeded", f"Rate limit reached: {said}")
+        return _Retryable(error, _retry_after(response))
+    message = _capitalized(said)
     if status == 408 or status >= 500:
         return _Retryable(UpstreamError("server_error", message), _retry_after(response))
     if 400 <= status < 500 and status not in (401, 403):
         return UpstreamError("invalid_prompt", message)
     return UpstreamError("server_error", message)
+
+
+def _capitalized(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def _error_message(response: httpx.Response) -> str:

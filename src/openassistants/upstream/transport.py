@@ -23,8 +23,10 @@ the most specific first, keeping the original as ``__cause__``: no aiohttp excep
 
 from __future__ import annotations
 
+import errno
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
+from socket import gaierror
 
 import aiohttp
 import httpx
@@ -133,3 +135,23 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def failure_words(exc: httpx.TransportError) -> str:
+    """What went wrong, as words that follow the server's name: "refused the connection", "timed out
+    waiting for the reply"… Built from the error's type and cause, so it never quotes a header or key."""
+    if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
+        return "did not accept the connection in time"
+    if isinstance(exc, httpx.TimeoutException):
+        return "timed out waiting for the reply"
+    cause: BaseException | None = exc
+    while cause is not None:
+        # asyncio reports a refusal as a plain OSError with its errno; aiohttp wraps it (os_error).
+        if isinstance(cause, ConnectionRefusedError) or getattr(cause, "errno", None) == errno.ECONNREFUSED:
+            return "refused the connection (is a model server running there?)"
+        if isinstance(cause, gaierror):
+            return "could not be found (its host name did not resolve)"
+        cause = getattr(cause, "os_error", None) or cause.__cause__
+    if isinstance(exc, httpx.ReadError):
+        return "dropped the connection"
+    return f"could not be reached ({exc})"  # aiohttp's words: host, port and the system's reason

@@ -56,15 +56,32 @@ function renderList(list, assistants, selectedId) {
 }
 
 async function renderEditor(editor, assistant, refresh) {
-  const [files, stores] = await Promise.all([
+  const [files, stores, models] = await Promise.all([
     api.all("/files").catch(() => []),
     api.all("/vector_stores").catch(() => []),
+    // The models the server's upstreams list and its routes name; free text still works without them.
+    api.get("/models").then((page) => page.data, () => []),
   ]);
   const a = assistant || { tools: [], tool_resources: {}, metadata: {} };
   const has = (type) => a.tools.some((tool) => tool.type === type);
 
   const name = h("input", { type: "text", name: "name", value: a.name || "", maxlength: "256" });
-  const model = h("input", { type: "text", name: "model", value: a.model || "", required: true });
+  const modelOptions = h(
+    "datalist",
+    { id: "model-options" },
+    models.map((m) => h("option", { value: m.id }, m.owned_by ? `${m.id} (${m.owned_by})` : m.id)),
+  );
+  const model = h("input", {
+    type: "text",
+    name: "model",
+    value: a.model || "",
+    required: true,
+    list: "model-options",
+    autocomplete: "off",
+  });
+  const temperature = numberInput("temperature", a.temperature, 0, 2);
+  const topP = numberInput("top_p", a.top_p, 0, 1);
+  const format = responseFormatEditor(a.response_format);
   const description = h("input", { type: "text", name: "description", value: a.description || "" });
   const instructions = h("textarea", { name: "instructions", rows: "5", value: a.instructions || "" });
   const codeInterpreter = h("input", { type: "checkbox", name: "code_interpreter", checked: has("code_interpreter") });
@@ -96,7 +113,8 @@ async function renderEditor(editor, assistant, refresh) {
     "form",
     { class: "stack", "aria-labelledby": "assistant-editor-title" },
     field("Name", name),
-    field("Model", model, "The upstream model's name, e.g. gpt-4o or llama3.1."),
+    field("Model", model, models.length ? "Pick one the server lists, or type any name." : "The upstream model's name, e.g. gpt-4o or llama3.1."),
+    modelOptions,
     field("Description", description),
     field("Instructions", instructions),
     h(
@@ -115,6 +133,14 @@ async function renderEditor(editor, assistant, refresh) {
       h("legend", {}, "Tool resources"),
       field("Code interpreter files", codeFiles, "Ctrl/Cmd+click or Shift+arrows to choose several."),
       field("File search vector stores", searchStores),
+    ),
+    h(
+      "fieldset",
+      {},
+      h("legend", {}, "Sampling and output"),
+      field("Temperature", temperature, "0 to 2; empty: the model's default."),
+      field("Top P", topP, "0 to 1; empty: the model's default."),
+      format.element,
     ),
     metadata.element,
     h(
@@ -135,7 +161,12 @@ async function renderEditor(editor, assistant, refresh) {
       if (!tool) return;
       tools.push({ type: "function", function: tool });
     }
+    const responseFormat = format.value();
+    if (responseFormat === undefined) return;
     const body = {
+      temperature: temperature.value === "" ? null : Number(temperature.value),
+      top_p: topP.value === "" ? null : Number(topP.value),
+      response_format: responseFormat,
       name: name.value || null,
       model: model.value.trim(),
       description: description.value || null,
@@ -230,4 +261,63 @@ function multiSelect(name, options, chosen) {
 
 function selected(select) {
   return [...select.selectedOptions].map((option) => option.value);
+}
+
+function numberInput(name, value, min, max) {
+  return h("input", {
+    type: "number",
+    name,
+    min: String(min),
+    max: String(max),
+    step: "0.05",
+    value: value === null || value === undefined ? "" : String(value),
+  });
+}
+
+// response_format: "auto", text, json_object, or json_schema with its name and schema.
+function responseFormatEditor(current) {
+  const type = typeof current === "object" && current ? current.type : "auto";
+  const choice = h(
+    "select",
+    { name: "response_format" },
+    ["auto", "text", "json_object", "json_schema"].map((value) => h("option", { value, selected: value === type }, value)),
+  );
+  const schema = current?.json_schema;
+  const schemaName = h("input", { type: "text", name: "json_schema_name", value: schema?.name || "", pattern: "[a-zA-Z0-9_\\-]{1,64}" });
+  const schemaText = h("textarea", {
+    rows: "6",
+    class: "mono",
+    name: "json_schema",
+    spellcheck: "false",
+    value: schema?.schema ? JSON.stringify(schema.schema, null, 2) : DEFAULT_PARAMETERS,
+  });
+  const strict = h("input", { type: "checkbox", name: "json_schema_strict", checked: Boolean(schema?.strict) });
+  const schemaFields = h(
+    "div",
+    { class: "stack" },
+    field("Schema name", schemaName),
+    field("JSON schema", schemaText),
+    h("label", { class: "check" }, strict, " Strict"),
+  );
+  const sync = () => (schemaFields.hidden = choice.value !== "json_schema");
+  choice.addEventListener("change", sync);
+  sync();
+  return {
+    element: h("div", {}, field("Response format", choice), schemaFields),
+    // The request's value; undefined (after a notice) when the schema is not valid JSON.
+    value() {
+      if (choice.value === "auto") return "auto";
+      if (choice.value !== "json_schema") return { type: choice.value };
+      let parsed;
+      try {
+        parsed = JSON.parse(schemaText.value);
+      } catch (error) {
+        notify(`The response format's schema is not valid JSON: ${error.message}`);
+        schemaText.focus();
+        return undefined;
+      }
+      const jsonSchema = { name: schemaName.value.trim() || "response", schema: parsed, strict: strict.checked };
+      return { type: "json_schema", json_schema: jsonSchema };
+    },
+  };
 }

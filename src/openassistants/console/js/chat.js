@@ -61,12 +61,24 @@ class Chat {
       "aria-describedby": "composer-hint",
     });
     this.sendButton = h("button", { type: "submit", id: "send" }, "Send");
+    // Files sent with the message, for the tools the user ticks (the message's `attachments`).
+    this.attachInput = h("input", { type: "file", id: "composer-files", multiple: true });
+    this.attachFileSearch = h("input", { type: "checkbox", id: "attach-file-search", checked: true });
+    this.attachCode = h("input", { type: "checkbox", id: "attach-code-interpreter" });
     const composer = h(
       "form",
       { class: "composer", "aria-label": "Send a message" },
       h("label", { for: "composer-input", class: "visually-hidden" }, "Message"),
       this.input,
       this.sendButton,
+      h(
+        "div",
+        { class: "composer-attachments" },
+        h("label", { for: "composer-files" }, "Attach files"),
+        this.attachInput,
+        h("label", { class: "check" }, this.attachFileSearch, " for file search"),
+        h("label", { class: "check" }, this.attachCode, " for code interpreter"),
+      ),
       h("small", { id: "composer-hint", class: "hint" }, "Enter sends; Shift+Enter starts a new line."),
     );
     this.input.addEventListener("keydown", (event) => {
@@ -147,6 +159,7 @@ class Chat {
       this.assistantSelect.value = latest.assistant_id;
     }
     await this.showRun(latest);
+    this.showRunError(latest);
     if (ACTIVE.has(latest.status)) {
       await this.whileBusy(() => this.follow(this.resume(latest.id, 0)));
     }
@@ -284,8 +297,14 @@ class Chat {
         this.threadLabel.replaceChildren("Thread ", h("code", {}, thread.id));
         this.updateLocation();
       }
-      const message = await api.post(`/threads/${this.threadId}/messages`, { role: "user", content: text });
+      const attachments = await this.uploadAttachments();
+      const message = await api.post(`/threads/${this.threadId}/messages`, {
+        role: "user",
+        content: text,
+        ...(attachments.length ? { attachments } : {}),
+      });
       this.input.value = "";
+      this.attachInput.value = "";
       this.showMessage(message);
       this.steps.clear();
       clear(this.stepList);
@@ -293,6 +312,32 @@ class Chat {
         api.stream(`/threads/${this.threadId}/runs`, { assistant_id: this.assistantId }, this.aborter.signal),
       );
     });
+  }
+
+  // Uploads the chosen files; each is attached for the tools ticked.
+  async uploadAttachments() {
+    const tools = [];
+    if (this.attachFileSearch.checked) tools.push({ type: "file_search" });
+    if (this.attachCode.checked) tools.push({ type: "code_interpreter" });
+    const files = [...this.attachInput.files];
+    if (files.length && !tools.length) throw new Error("Tick a tool for the attached files.");
+    const attachments = [];
+    for (const file of files) attachments.push({ file_id: (await api.upload(file)).id, tools });
+    return attachments;
+  }
+
+  // A run that failed or expired says why in the conversation, where the reply would have been.
+  showRunError(run) {
+    if (!["failed", "expired"].includes(run.status)) return;
+    const id = `run-error-${run.id}`;
+    if (document.getElementById(id)) return;
+    const why = run.last_error
+      ? `${run.last_error.message} (${run.last_error.code})`
+      : "The run expired before it finished.";
+    this.log.append(
+      h("div", { class: "run-error", id, role: "alert", dataset: { runId: run.id } }, h("strong", {}, `Run ${run.status}: `), why),
+    );
+    this.log.lastElementChild.scrollIntoView({ block: "end" });
   }
 
   stream(events) {
@@ -352,6 +397,7 @@ class Chat {
       this.onStepEvent(event, data);
     } else if (event.startsWith("thread.run.")) {
       this.renderRun(data);
+      if (TERMINAL.has(data.status)) this.showRunError(data);
       if (TERMINAL.has(data.status) || data.status === "requires_action") return data;
     } else if (event.startsWith("thread.message.")) {
       this.onMessageEvent(event, data);

@@ -1,5 +1,6 @@
 // Rendering a thread's messages: text with citations as footnotes, images, attachments; streamed deltas.
 
+import { markPlaceholder, showMarkdown, withoutMarks } from "./markdown.js";
 import { clear, downloadButton, fileImage, fileName, h } from "./ui.js";
 
 // One message element, rendered whole (on load, and again when a streamed message completes).
@@ -17,7 +18,9 @@ export function renderMessage(message) {
 export function fillMessage(el, message) {
   const footnotes = [];
   const body = h("div", { class: "message-body" });
-  for (const part of message.content || []) body.append(renderPart(message.id, part, footnotes));
+  // A message still streaming is shown as plain text; Markdown waits for its last token.
+  const markdown = message.status !== "in_progress";
+  for (const part of message.content || []) body.append(renderPart(message.id, part, footnotes, markdown));
   el.dataset.status = message.status || "";
   clear(
     el,
@@ -36,8 +39,8 @@ function statusNote(message) {
   return null;
 }
 
-function renderPart(messageId, part, footnotes) {
-  if (part.type === "text") return renderText(messageId, part.text, footnotes);
+function renderPart(messageId, part, footnotes, markdown) {
+  if (part.type === "text") return renderText(messageId, part.text, footnotes, markdown);
   if (part.type === "image_file") return fileImage(part.image_file.file_id, "Image from the assistant");
   if (part.type === "image_url") return h("img", { class: "file-image", src: part.image_url.url, alt: "" });
   if (part.type === "refusal") return h("p", { class: "refusal" }, part.refusal);
@@ -45,50 +48,68 @@ function renderPart(messageId, part, footnotes) {
 }
 
 // The text with each annotation's span replaced: citations by a footnote reference, file paths by a
-// download button.
-function renderText(messageId, text, footnotes) {
-  const p = h("div", { class: "text" });
+// download button. Shown as plain text at once, then as Markdown when `markdown` and the server has
+// rendered it (the spans travel through the renderer as placeholders).
+function renderText(messageId, text, footnotes, markdown) {
   const annotations = [...(text.annotations || [])]
     .filter((a) => Number.isInteger(a.start_index) && Number.isInteger(a.end_index))
     .sort((a, b) => a.start_index - b.start_index);
+  const pieces = [];
+  const marks = [];
+  let source = "";
+  const addText = (value) => {
+    pieces.push(value);
+    source += withoutMarks(value);
+  };
   let at = 0;
   for (const annotation of annotations) {
     if (annotation.start_index < at) continue;
-    p.append(text.value.slice(at, annotation.start_index));
-    if (annotation.type === "file_citation") {
-      const fileId = annotation.file_citation.file_id;
-      let n = footnotes.findIndex((note) => note.fileId === fileId) + 1;
-      if (!n) {
-        footnotes.push({ fileId, quote: annotation.file_citation.quote });
-        n = footnotes.length;
-      }
-      p.append(
-        h(
-          "sup",
-          { class: "citation" },
-          h(
-            "a",
-            {
-              href: `#fn-${messageId}-${n}`,
-              id: `ref-${messageId}-${n}-${annotation.start_index}`,
-              title: annotation.text,
-              "aria-label": `Source ${n}`,
-              onclick: (event) => jumpTo(event, `fn-${messageId}-${n}`),
-            },
-            `[${n}]`,
-          ),
-        ),
-      );
-    } else if (annotation.type === "file_path") {
-      const label = annotation.text.split("/").pop() || annotation.file_path.file_id;
-      p.append(downloadButton(annotation.file_path.file_id, label));
+    addText(text.value.slice(at, annotation.start_index));
+    const mark = annotationElement(messageId, annotation, footnotes);
+    if (mark) {
+      pieces.push(mark);
+      source += markPlaceholder(marks.length);
+      marks.push(mark);
     } else {
-      p.append(annotation.text);
+      addText(annotation.text);
     }
     at = annotation.end_index;
   }
-  p.append(text.value.slice(at));
-  return p;
+  addText(text.value.slice(at));
+  const el = h("div", { class: "text" }, pieces);
+  if (markdown) showMarkdown(el, source, marks);
+  return el;
+}
+
+function annotationElement(messageId, annotation, footnotes) {
+  if (annotation.type === "file_citation") {
+    const fileId = annotation.file_citation.file_id;
+    let n = footnotes.findIndex((note) => note.fileId === fileId) + 1;
+    if (!n) {
+      footnotes.push({ fileId, quote: annotation.file_citation.quote });
+      n = footnotes.length;
+    }
+    return h(
+      "sup",
+      { class: "citation" },
+      h(
+        "a",
+        {
+          href: `#fn-${messageId}-${n}`,
+          id: `ref-${messageId}-${n}-${annotation.start_index}`,
+          title: annotation.text,
+          "aria-label": `Source ${n}`,
+          onclick: (event) => jumpTo(event, `fn-${messageId}-${n}`),
+        },
+        `[${n}]`,
+      ),
+    );
+  }
+  if (annotation.type === "file_path") {
+    const label = annotation.text.split("/").pop() || annotation.file_path.file_id;
+    return downloadButton(annotation.file_path.file_id, label);
+  }
+  return null;
 }
 
 // Footnote links stay inside the page's hash router: focus the target instead of changing the hash.

@@ -5,6 +5,9 @@ import { api } from "./api.js";
 import { forgetThread, localThreads } from "./store.js";
 import { clear, guarded, h, notify, when } from "./ui.js";
 
+// How much of a thread's first message its list entry shows.
+const PREVIEW_CHARS = 120;
+
 export async function showThreads(root) {
   const serverList = h("ul", { class: "item-list", id: "thread-list", "aria-label": "Threads on the server" });
   const more = h("button", { type: "button", class: "secondary", hidden: true }, "Load more");
@@ -59,17 +62,20 @@ function threadItem(thread, title, local = false) {
   const query = new URLSearchParams({ thread: thread.id });
   if (thread.assistant_id) query.set("assistant", thread.assistant_id);
   const remove = h("button", { type: "button", class: "link danger-text", "aria-label": `Delete thread ${thread.id}` }, "Delete");
+  const preview = h("span", { class: "block thread-preview" });
   const item = h(
     "li",
     { dataset: { threadId: thread.id } },
     h(
       "a",
       { href: `#/chat?${query}` },
-      h("strong", {}, title || thread.id),
+      h("strong", { class: "thread-title" }, title || thread.id),
+      preview,
       h("small", { class: "muted block" }, title ? `${thread.id} · ${when(thread.created_at)}` : when(thread.created_at)),
     ),
     remove,
   );
+  showPreview(thread.id, preview, title);
   remove.addEventListener("click", async () => {
     if (!confirm(`Delete thread ${thread.id} and its messages?`)) return;
     const done = await guarded(remove, async () => {
@@ -87,4 +93,18 @@ function threadItem(thread, title, local = false) {
     }
   });
   return item;
+}
+
+// The thread's first message, so a list of threads reads as conversations rather than ids.
+async function showPreview(threadId, el, title) {
+  let page;
+  try {
+    page = await api.get(`/threads/${threadId}/messages`, { limit: 1, order: "asc" });
+  } catch {
+    return;
+  }
+  const first = page.data[0];
+  const text = first?.content.find((part) => part.type === "text")?.text.value.trim();
+  if (!text || text.slice(0, PREVIEW_CHARS) === title) return;
+  el.textContent = text.length > PREVIEW_CHARS ? `${text.slice(0, PREVIEW_CHARS)}…` : text;
 }

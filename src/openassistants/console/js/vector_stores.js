@@ -30,20 +30,9 @@ export async function showVectorStores(root, { id } = {}) {
   const stores = await api.all("/vector_stores");
   if (!stores.length) list.append(h("li", { class: "muted" }, "No vector stores yet."));
   for (const store of stores) {
-    list.append(
-      h(
-        "li",
-        {},
-        h(
-          "a",
-          { href: `#/vector-stores/${store.id}`, "aria-current": store.id === id ? "page" : null },
-          h("strong", {}, store.name || "(unnamed)"),
-          " ",
-          statusBadge(store.status),
-          h("small", { class: "muted block" }, `${store.file_counts.total} files · ${bytes(store.usage_bytes)}`),
-        ),
-      ),
-    );
+    const item = h("li", { dataset: { storeId: store.id } });
+    fillListItem(item, store, id);
+    list.append(item);
   }
   const current = stores.find((s) => s.id === id) || stores[0];
   if (!current) {
@@ -53,6 +42,26 @@ export async function showVectorStores(root, { id } = {}) {
   const view = new StoreView(detail, current.id);
   await view.start();
   return () => view.leave();
+}
+
+// A store's line in the list; the open store's is filled again at each poll, so its counts, size and
+// status stay true during and after ingestion.
+function fillListItem(item, store, selectedId) {
+  const counts = store.file_counts;
+  const summary = counts.in_progress
+    ? `${counts.total} files (${counts.in_progress} in progress) · ${bytes(store.usage_bytes)}`
+    : `${counts.total} files · ${bytes(store.usage_bytes)}`;
+  clear(
+    item,
+    h(
+      "a",
+      { href: `#/vector-stores/${store.id}`, "aria-current": store.id === selectedId ? "page" : null },
+      h("strong", {}, store.name || "(unnamed)"),
+      " ",
+      statusBadge(store.status),
+      h("small", { class: "muted block store-summary" }, summary),
+    ),
+  );
 }
 
 class StoreView {
@@ -141,6 +150,8 @@ class StoreView {
   }
 
   render(store, files) {
+    const item = document.querySelector(`#vector-store-list li[data-store-id="${store.id}"]`);
+    if (item) fillListItem(item, store, store.id);
     const counts = store.file_counts;
     const done = counts.completed + counts.failed + counts.cancelled;
     clear(
