@@ -3,10 +3,14 @@
 - ``is_response_run``: a run made by the Responses API (it has no assistant). The turn asks it when
   the model calls functions: such a run completes, and the outputs come with the next response
   (services/run_turn.py), where an Assistants run waits in ``requires_action``.
-- ``thread_history``: the prompt's history for such a run: the thread's messages with the earlier
-  responses' function calls and their outputs where they happened, and the calls its input replays
-  (services/run_context.py, which leaves those out of the run's own turns: ``input_position``); an
-  Assistants run's prompt has the messages only.
+- ``thread_history``: the prompt's history for such a run: the thread's messages (a chain's threads'
+  first) with the earlier responses' function calls and their outputs where they happened, and the
+  calls its input replays (services/run_context.py, which leaves those out of the run's own turns:
+  ``is_replayed``); an Assistants run's prompt has the messages only. Its call entries carry their
+  Chat Completions form, which services/prompt.message_to_chat passes through.
+
+Besides these, the engine learned one thing for the Responses API that is not about responses: the
+file_search tool applies a stored attribute filter (services/file_search_tool.py).
 """
 
 from __future__ import annotations
