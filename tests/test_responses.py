@@ -216,6 +216,9 @@ async def test_errors_are_shaped_as_hosted(client: openai.AsyncOpenAI, model: st
     with pytest.raises(openai.NotFoundError):
         await client.responses.retrieve("resp_doesnotexist")
     with pytest.raises(openai.BadRequestError) as caught:
+        await client.responses.create(model=model, input=[])
+    assert caught.value.body["code"] == "missing_required_parameter"  # type: ignore[index]
+    with pytest.raises(openai.BadRequestError) as caught:
         await client.responses.create(model=model, input="Hi", temperature=3)
     assert caught.value.body["param"] == "temperature"  # type: ignore[index]
 

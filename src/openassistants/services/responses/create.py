@@ -67,6 +67,10 @@ async def create_response(rt: Runtime, tenant: str, body: ResponseCreate) -> dic
             param="store",
         )
     inputs = read_input(body.input)
+    if not inputs.items and body.previous_response_id is None and body.conversation is None:
+        raise InvalidRequest(
+            "Missing required parameter: 'input'.", param="input", code="missing_required_parameter"
+        )
     tools = requests.run_tools(body.tools or [])
     tool_choice = requests.run_tool_choice(body, tools)
     instructions = "\n\n".join(p for p in [body.instructions or "", *inputs.instructions] if p)
