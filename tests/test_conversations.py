@@ -188,3 +188,28 @@ async def test_items_page_with_after(client: openai.AsyncOpenAI) -> None:
         async for i in client.conversations.items.list(conversation.id, limit=2, order="asc")
     ]  # type: ignore[union-attr]
     assert texts == [f"m{i}" for i in range(5)]
+
+
+async def test_a_function_output_added_as_an_item_answers_the_call(
+    sdk: openai.AsyncOpenAI, upstream: ScriptedUpstream, model: str
+) -> None:
+    upstream.script(model, ToolCalls([("get_weather", '{"city": "Kyiv"}')], ids=["call_k1"]), Reply("Mild."))
+    conversation = await sdk.conversations.create()
+    await sdk.responses.create(model=model, conversation=conversation.id, input="Kyiv?", tools=[WEATHER])
+
+    added = await sdk.conversations.items.create(
+        conversation.id, items=[{"type": "function_call_output", "call_id": "call_k1", "output": "mild"}]
+    )
+    response = await sdk.responses.create(model=model, conversation=conversation.id, tools=[WEATHER])
+
+    assert [i.type for i in added.data] == ["function_call_output"]
+    assert response.output_text == "Mild."
+    assert upstream.requests(model)[1]["messages"][-1] == {
+        "role": "tool",
+        "tool_call_id": "call_k1",
+        "content": "mild",
+    }
+    with pytest.raises(openai.BadRequestError):
+        await sdk.conversations.items.create(
+            conversation.id, items=[{"type": "function_call_output", "call_id": "call_nope", "output": "x"}]
+        )

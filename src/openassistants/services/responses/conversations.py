@@ -13,10 +13,10 @@ from openassistants.errors import InvalidRequest, NotFound
 from openassistants.schemas.responses import ConversationCreate, ConversationUpdate, ItemListParams
 from openassistants.schemas.threads import ThreadCreate, ThreadUpdate
 from openassistants.services.lookup import load_thread
-from openassistants.services.responses.calls import input_position
+from openassistants.services.responses.calls import answer_known_calls, input_position
 from openassistants.services.responses.create import message_row
 from openassistants.services.responses.ids import conversation_id, conversation_not_found, thread_id_of
-from openassistants.services.responses.inputs import NewMessage, read_input, read_message
+from openassistants.services.responses.inputs import FunctionOutput, NewMessage, read_input, read_message
 from openassistants.services.responses.wire import call_items, call_output_item, message_item
 from openassistants.services.runs import ensure_no_active_run
 from openassistants.services.threads import delete_thread, insert_thread, update_thread
@@ -60,15 +60,19 @@ async def create_conversation(db: Database, tenant: str, body: ConversationCreat
 def _only_messages(items: Sequence[object]) -> None:
     if any(not isinstance(i, NewMessage) for i in items):
         raise InvalidRequest(
-            "Only message items can be added to a conversation directly; function call outputs go in "
-            "a response's input.",
+            "Only messages, and outputs of the conversation's function calls, can be added to a "
+            "conversation.",
             param="items",
         )
 
 
 def _messages(items: list[dict[str, Any]]) -> list[NewMessage]:
     """Every message item, system and developer ones included (a conversation keeps them)."""
-    return [NewMessage(*read_message(item, f"items[{n}]")) for n, item in enumerate(items)]
+    return [
+        NewMessage(*read_message(item, f"items[{n}]"))
+        for n, item in enumerate(items)
+        if item.get("type", "message") == "message"
+    ]
 
 
 async def get_conversation(db: Database, tenant: str, conversation: str) -> dict[str, Any]:
@@ -96,15 +100,33 @@ async def delete_conversation(db: Database, tenant: str, conversation: str) -> d
 async def add_items(
     db: Database, tenant: str, conversation: str, items: list[dict[str, Any]]
 ) -> dict[str, Any]:
+    """Adds messages, and outputs for the calls the conversation's responses made (as hosted, a
+    conversation's next response then goes on from them)."""
     inputs = read_input(items, param="items")
-    _only_messages(inputs.items)
+    _only_messages([i for i in inputs.items if not isinstance(i, FunctionOutput)])
     async with db.write() as conn:
         thread = await _load(conn, tenant, conversation, lock=True)
         await ensure_no_active_run(conn, thread["id"], for_message=True)
+        if inputs.outputs:
+            await answer_known_calls(conn, [thread["id"]], inputs, continuing=False)
         now = int(time.time())
         rows = [message_row(tenant, thread["id"], m, now) for m in _messages(items)]
-        await conn.execute(M.insert(), rows)
-    return list_body([message_item(r) for r in rows], False)
+        if rows:
+            await conn.execute(M.insert(), rows)
+        answered = {o.call_id for o in inputs.outputs}
+        outputs = {
+            i["call_id"]: i
+            for i in await _items(conn, thread["id"])
+            if i["type"] == "function_call_output" and i["call_id"] in answered
+        }
+    added = iter(rows)
+    return list_body(
+        [
+            outputs[i.call_id] if isinstance(i, FunctionOutput) else message_item(next(added))
+            for i in inputs.items
+        ],
+        False,
+    )
 
 
 async def _items(conn: Any, thread_id: str, *, include_results: bool = False) -> list[dict[str, Any]]:
