@@ -11,6 +11,7 @@ import openai
 import pydantic
 import pytest
 
+from tests.conftest import Server
 from tests.upstream import Reply, ScriptedUpstream
 
 
@@ -238,3 +239,18 @@ async def test_raw_body_without_model_is_a_400(raw: httpx.AsyncClient) -> None:
     answer = await raw.post("/responses", json={"input": "Hi"})
     assert answer.status_code == 400
     assert answer.json()["error"]["param"] == "model"
+
+
+async def test_an_unstored_response_leaves_nothing_behind(
+    isolated_server: Server, isolated_key: str, upstream: ScriptedUpstream, model: str
+) -> None:
+    upstream.script(model, Reply("Gone."), Reply("Gone too."))
+    async with openai.AsyncOpenAI(base_url=isolated_server.base_url, api_key=isolated_key) as client:
+        plain = await client.responses.create(model=model, input="Hi", store=False)
+        streamed = [
+            e async for e in await client.responses.create(model=model, input="Hi", store=False, stream=True)
+        ]
+
+        assert plain.output_text == "Gone." and streamed[-1].type == "response.completed"
+        threads = await client.get("/threads", cast_to=httpx.Response)
+        assert threads.json()["data"] == []

@@ -120,7 +120,23 @@ async def finished_response(rt: Runtime, tenant: str, response_id: str) -> dict[
     await wait_until_done(rt, run_id_of(response_id))
     async with rt.db.read() as conn:
         run, stored = await load(conn, tenant, response_id, unstored=True)
-        return await render(conn, run, stored, include_results=_asked_results(stored))
+        response = await render(conn, run, stored, include_results=_asked_results(stored))
+    await forget_unstored(rt, stored)
+    return response
+
+
+async def forget_unstored(rt: Runtime, stored: Mapping[Any, Any]) -> None:
+    """A response made with ``store: false`` is removed once its creator has it: its run, and its
+    thread unless that is a conversation (whose items the response added)."""
+    if stored["store"] or stored["conversation"]:
+        return
+    T = tables.threads
+    async with rt.db.write(inline=True) as conn:
+        await conn.execute(delete(RESPONSES).where(RESPONSES.c.run_id == stored["run_id"]))
+        await conn.execute(delete(S).where(S.c.run_id == stored["run_id"]))
+        await conn.execute(delete(M).where(M.c.thread_id == stored["thread_id"]))
+        await conn.execute(delete(R).where(R.c.id == stored["run_id"]))
+        await conn.execute(delete(T).where(T.c.id == stored["thread_id"]))
 
 
 async def delete_response(rt: Runtime, tenant: str, response_id: str) -> None:
@@ -173,7 +189,19 @@ def stream_of(
             return await render(conn, run, stored, include_results=_asked_results(stored))
 
     events = ResponseEvents({**created, "output": [], "usage": None}, final)
-    return response_events(rt.bus.subscribe(run_id, 0), events, starting_after=starting_after)
+    stream = response_events(rt.bus.subscribe(run_id, 0), events, starting_after=starting_after)
+    return stream if created["store"] else _forgetting(rt, tenant, created["id"], stream)
+
+
+async def _forgetting(
+    rt: Runtime, tenant: str, response_id: str, stream: AsyncIterator[tuple[str, dict[str, Any]]]
+) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+    """An unstored response's stream, which removes it once the stream has said everything."""
+    async for event in stream:
+        yield event
+    async with rt.db.read() as conn:
+        _, stored = await load(conn, tenant, response_id, unstored=True)
+    await forget_unstored(rt, stored)
 
 
 async def resumed_stream(
