@@ -158,7 +158,10 @@ def message_to_chat(message: dict[str, Any]) -> dict[str, Any]:
     """A ``thread.message`` as a Chat Completions message; annotations are not sent.
 
     Text is a plain string unless the message has an image URL, which needs the list-of-parts form.
+    An entry that carries its ``chat`` form already (a response's earlier tool calls) is that.
     """
+    if "chat" in message:
+        return dict(message["chat"])
     role = message["role"]
     parts: list[dict[str, Any]] = []
     for part in message["content"]:

@@ -15,6 +15,7 @@ from sqlalchemy import bindparam, func, select
 from openassistants.config import Settings
 from openassistants.services.messages import message_to_wire
 from openassistants.services.prompt import Prompt, PromptInput, build_prompt
+from openassistants.services.responses.hooks import is_replayed, is_response_run, thread_history
 from openassistants.services.vector_stores import usable_store_ids
 from openassistants.storage import tables
 from openassistants.storage.db import Database
@@ -107,10 +108,15 @@ async def load_run_context(
     reserve = settings.completion_reserve_tokens
     if max_completion is not None:
         reserve = min(reserve, int(max_completion))
+    if is_response_run(run):
+        history = await thread_history(db, run, messages)
+        steps = [s for s in steps if not is_replayed(s)]
+    else:
+        history = [message_to_wire(m) for m in messages if m["run_id"] != run["id"]]
     prompt_input = PromptInput(
         instructions=run["instructions"],
         additional_instructions=run["additional_instructions"],
-        thread_messages=[message_to_wire(m) for m in messages if m["run_id"] != run["id"]],
+        thread_messages=history,
         run_turns=run_turns(steps, own),
         tools=offered_tools(run),
         truncation_strategy=run["truncation_strategy"],

@@ -30,6 +30,7 @@ from openassistants.services.prompt import (
     response_format_for_model,
     tool_choice_for_model,
 )
+from openassistants.services.responses.hooks import is_response_run
 from openassistants.services.run_context import BUILTIN_TOOLS, RunContext, load_run_context, offered_tools
 from openassistants.services.run_status import Closing
 from openassistants.services.runs import step_to_wire
@@ -655,6 +656,17 @@ class ModelTurn:
         assert step is not None
         calls = [self.open.calls[i] for i in sorted(self.open.calls) if self.open.calls[i].type == "function"]
         details = self._tool_call_details()
+
+        if is_response_run(self.run_row):
+            # A response that calls functions is complete: their outputs come with the next one.
+            async def complete_calls(conn: AsyncConnection) -> list[Event]:
+                now = int(time.time())
+                await records.update_step(
+                    conn, step, step_details=details, usage=usage, status="completed", completed_at=now
+                )
+                return [Event.of("thread.run.step.completed", step_to_wire(step))]
+
+            return TurnOutcome("completed", closing=complete_calls)
 
         async def record_calls(conn: AsyncConnection) -> list[Event]:
             await records.update_step(conn, step, step_details=details, usage=usage)
