@@ -79,6 +79,7 @@ def serve(
         )
         raise typer.Exit(code=2)
     _configure_logging(settings)
+    from openassistants.api.read_timeouts import protocol_with_read_timeouts
     from openassistants.app import create_app
 
     app = create_app(settings)
@@ -88,7 +89,9 @@ def serve(
         host=host,
         port=port,
         loop="uvloop",
-        http="httptools",
+        http=protocol_with_read_timeouts(
+            settings.header_read_timeout_seconds, settings.body_read_timeout_seconds
+        ),
         access_log=False,
         log_level=settings.log_level,
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
