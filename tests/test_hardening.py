@@ -248,3 +248,33 @@ async def test_the_tenants_own_file_is_accepted_in_every_place(client: openai.As
     for how in HOW:
         message = await client.beta.threads.messages.create(thread.id, **_message_naming(own, how))
         assert own in message.model_dump_json()
+
+
+# ---------------------------------------------------------------- finding 11: long threads' prompts
+
+
+async def test_a_long_threads_prompt_is_read_a_page_at_a_time_and_comes_out_whole(
+    client: openai.AsyncOpenAI, upstream: ScriptedUpstream, model: str
+) -> None:
+    # 900 messages: several of the pages services/run_context.py reads the thread in, newest first.
+    upstream.script(model, Reply("first"), Reply("second"), Reply("third"))
+    assistant = await client.beta.assistants.create(model=model)
+    thread = await client.beta.threads.create(
+        messages=[{"role": "user", "content": f"m{n}"} for n in range(900)]
+    )
+
+    async def sent(**options: Any) -> list[str]:
+        run = await client.beta.threads.runs.create_and_poll(
+            thread_id=thread.id, assistant_id=assistant.id, **options
+        )
+        assert run.status == "completed", run.last_error
+        return [m["content"] for m in upstream.requests(model)[-1]["messages"]]
+
+    assert await sent() == [f"m{n}" for n in range(900)], "every message, once, in order"
+    assert await sent(truncation_strategy={"type": "last_messages", "last_messages": 450}) == [
+        *(f"m{n}" for n in range(451, 900)),
+        "first",
+    ]
+    newest = await sent(max_prompt_tokens=1000)
+    assert 10 < len(newest) < 900 and newest[-2:] == ["first", "second"]
+    assert newest[:-2] == [f"m{n}" for n in range(900 - len(newest) + 2, 900)], "the newest that fit"

@@ -90,9 +90,7 @@ def build_prompt(inp: PromptInput) -> Prompt:
     ``last_messages`` first keeps only the newest N thread messages; then, for both strategies, the
     oldest thread messages are dropped until the prompt fits. Raises ``PromptTooLarge`` when it cannot.
     """
-    budget = inp.context_window - inp.completion_reserve
-    if inp.max_prompt_tokens is not None:
-        budget = min(budget, inp.max_prompt_tokens)
+    budget = prompt_budget(inp.context_window, inp.completion_reserve, inp.max_prompt_tokens)
 
     system = _system_message(inp.instructions, inp.additional_instructions)
     head = [system] if system else []
@@ -136,6 +134,13 @@ def build_prompt(inp: PromptInput) -> Prompt:
         prompt_tokens=total,
         dropped_messages=len(inp.thread_messages) - len(kept),
     )
+
+
+def prompt_budget(context_window: int, completion_reserve: int, max_prompt_tokens: int | None) -> int:
+    """The tokens a prompt may take: the context window less the reply's reserve, at most
+    ``max_prompt_tokens``."""
+    budget = context_window - completion_reserve
+    return budget if max_prompt_tokens is None else min(budget, max_prompt_tokens)
 
 
 def _system_message(instructions: str, additional: str | None) -> dict[str, Any] | None:
