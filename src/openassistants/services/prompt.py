@@ -65,6 +65,8 @@ class PromptInput:
     max_prompt_tokens: int | None
     context_window: int
     completion_reserve: int  #: tokens kept free for the reply
+    #: Each thread message's tokens as a chat message, when the caller counted them already (in order).
+    thread_message_tokens: list[int] | None = None
 
 
 @dataclass(frozen=True)
@@ -102,18 +104,21 @@ def build_prompt(inp: PromptInput) -> Prompt:
     )
 
     candidates = inp.thread_messages
+    costs = inp.thread_message_tokens
     strategy = inp.truncation_strategy or {}
     last_n = strategy.get("last_messages")
     if strategy.get("type") == "last_messages" and last_n is not None:
         candidates = candidates[max(len(candidates) - last_n, 0) :]
+    if costs is not None:
+        costs = costs[len(costs) - len(candidates) :]
 
     # Newest first, each message converted and counted once, stopping at the first that does not fit:
     # a 10,000-message thread costs only the messages that end up in the prompt (plus one).
     kept: list[dict[str, Any]] = []
     total = fixed
-    for message in reversed(candidates):
-        chat = message_to_chat(message)
-        cost = count_chat_message(chat)
+    for position in range(len(candidates) - 1, -1, -1):
+        chat = message_to_chat(candidates[position])
+        cost = count_chat_message(chat) if costs is None else costs[position]
         if total + cost > budget:
             if not kept:
                 raise PromptTooLarge(total + cost, budget)

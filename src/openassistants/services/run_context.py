@@ -115,7 +115,7 @@ async def load_run_context(
     async with db.reader() as runner:
         own_rows = await runner.rows(_OWN_MESSAGES, {"thread_id": run["thread_id"], "run_id": run["id"]})
         steps: Sequence[Any] = await runner.rows(_RUN_STEPS, {"run_id": run["id"]}) if has_steps else []
-    thread_messages = await _thread_messages(db, run, budget)
+    thread_messages, thread_message_tokens = await _thread_messages(db, run, budget)
     store_ids: list[str] = []
     code_inputs: list[str] = []
     if _has_tool(run, "file_search") or _has_tool(run, "code_interpreter"):
@@ -135,6 +135,7 @@ async def load_run_context(
         max_prompt_tokens=run["max_prompt_tokens"],
         context_window=context_window,
         completion_reserve=reserve,
+        thread_message_tokens=thread_message_tokens,
     )
     # Off the event loop when counting the thread's tokens takes milliseconds of CPU; a short one
     # costs less than the hand-off to a thread (which, with hundreds of runs starting, also queues).
@@ -159,14 +160,17 @@ async def load_run_context(
     return context
 
 
-async def _thread_messages(db: Database, run: Mapping[str, Any], budget: int) -> list[dict[str, Any]]:
+async def _thread_messages(
+    db: Database, run: Mapping[str, Any], budget: int
+) -> tuple[list[dict[str, Any]], list[int]]:
     """The thread's messages, other than the run's own, that a prompt within ``budget`` tokens can
-    hold (wire dicts, oldest first): read newest first, a page at a time, until they alone exceed the
-    budget (build_prompt keeps the newest that fit, so older ones could never be in it), or until
-    ``last_messages`` of them when the run truncates so."""
+    hold (wire dicts, oldest first), and the tokens of each: read newest first, a page at a time,
+    until they alone exceed the budget (build_prompt keeps the newest that fit, so older ones could
+    never be in it), or until ``last_messages`` of them when the run truncates so."""
     strategy = run["truncation_strategy"] or {}
     last_n = strategy.get("last_messages") if strategy.get("type") == "last_messages" else None
     newest_first: list[dict[str, Any]] = []
+    costs: list[int] = []
     spent = 0
     before = _NEWEST
     while True:
@@ -177,7 +181,8 @@ async def _thread_messages(db: Database, run: Mapping[str, Any], budget: int) ->
             if row["run_id"] != run["id"]:
                 message = message_to_wire(row)
                 newest_first.append(message)
-                spent += count_chat_message(message_to_chat(message))
+                costs.append(count_chat_message(message_to_chat(message)))
+                spent += costs[-1]
         if len(page) < PROMPT_PAGE_MESSAGES or spent > budget:
             break
         if last_n is not None and len(newest_first) >= last_n:
@@ -186,7 +191,8 @@ async def _thread_messages(db: Database, run: Mapping[str, Any], budget: int) ->
         # A SQLite read never suspends: without this, the pages would run back to back.
         await asyncio.sleep(0)
     newest_first.reverse()
-    return newest_first
+    costs.reverse()
+    return newest_first, costs
 
 
 def _text_size(prompt: PromptInput) -> int:
