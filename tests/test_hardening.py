@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -14,7 +15,9 @@ import httpx
 import openai
 import pytest
 
+from openassistants.app import create_app
 from tests.conftest import TENANT_A_KEY, Server
+from tests.servers import free_port, make_settings, serve_in_thread
 from tests.spec import assert_api_error
 from tests.upstream import Reply, ScriptedUpstream
 
@@ -278,3 +281,24 @@ async def test_a_long_threads_prompt_is_read_a_page_at_a_time_and_comes_out_whol
     newest = await sent(max_prompt_tokens=1000)
     assert 10 < len(newest) < 900 and newest[-2:] == ["first", "second"]
     assert newest[:-2] == [f"m{n}" for n in range(900 - len(newest) + 2, 900)], "the newest that fit"
+
+
+# ---------------------------------------------------------------- a 500 keeps the connection usable
+
+
+async def test_an_unexpected_error_is_a_500_envelope_and_the_connection_goes_on(tmp_path: Path) -> None:
+    # A fault no request can provoke on purpose, planted in a real server: an endpoint that fails.
+    app = create_app(make_settings(str(tmp_path), None))
+
+    async def fails() -> None:
+        raise RuntimeError("planted failure")
+
+    app.add_api_route("/v1/planted-failure", fails, methods=["GET"])
+    with serve_in_thread(app, free_port()) as url:
+        failed, listed = await _raw_exchange(
+            Server(url=url, backend="sqlite"),
+            [("GET", "/planted-failure", None), ("GET", "/assistants", None)],
+        )
+    assert failed[0] == 500
+    assert failed[1]["error"]["type"] == "server_error" and "planted" not in failed[1]["error"]["message"]
+    assert listed[0] == 200 and listed[1]["object"] == "list"
