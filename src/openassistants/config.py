@@ -51,6 +51,18 @@ class Settings(BaseSettings):
         ge=1,
         description="Largest JSON request body accepted, in bytes (413 above).",
     )
+    header_read_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="A request's headers must arrive within this of its first byte (of the connection, "
+        "for its first request); slower clients get 408 and the connection is closed.",
+    )
+    body_read_timeout_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="Longest pause between two chunks of a request body while the server reads it; "
+        "then 408 and the connection is closed.",
+    )
     log_level: str = Field("info", description="Log level of the server's own loggers.")
     access_log: bool = Field(True, description="Write one structured (JSON) line per request.")
     metrics_enabled: bool = Field(

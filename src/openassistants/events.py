@@ -24,6 +24,19 @@ STREAM_STOP_STATUSES = frozenset(
     {"requires_action", "completed", "incomplete", "failed", "cancelled", "expired"}
 )
 
+#: The largest event id a client may resume after: ids are PostgreSQL ``bigint``s.
+MAX_EVENT_ID = 2**63 - 1
+
+
+def parse_event_id(value: str) -> int | None:
+    """A ``Last-Event-ID`` as an event id; None unless it is 1 to 19 ASCII digits up to MAX_EVENT_ID
+    (``str.isdigit`` also takes ``²``, which ``int`` does not)."""
+    value = value.strip()
+    if not (0 < len(value) <= len(str(MAX_EVENT_ID)) and value.isascii() and value.isdigit()):
+        return None
+    number = int(value)
+    return number if number <= MAX_EVENT_ID else None
+
 
 @dataclass(frozen=True, slots=True)
 class Event:
