@@ -220,4 +220,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-

@@ -90,6 +90,15 @@ class Disconnect:
 
 
 @dataclass(frozen=True)
+class Endless:
+    """Stream ``chunk`` every ``delay`` seconds until the client leaves, whatever ``max_tokens`` says:
+    a model that never stops."""
+
+    chunk: str = "more "
+    delay: float = 0.001
+
+
+@dataclass(frozen=True)
 class Echo:
     """Reply ``echo: <last user message text>``, streamed in chunks."""
 
@@ -104,7 +113,7 @@ class Raw:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-Turn = Reply | ToolCalls | Fail | Hang | Disconnect | Echo | Raw
+Turn = Reply | ToolCalls | Fail | Hang | Disconnect | Echo | Raw | Endless
 
 
 class ScriptedDisconnect(Exception):
@@ -186,6 +195,8 @@ class ScriptedUpstream:
                 return Response(turn.body, turn.status, turn.headers, media_type=turn.content_type)
             case Hang():
                 return StreamingResponse(_silence(turn.seconds), media_type=media_type)
+            case Endless():
+                return StreamingResponse(_endless(turn, model), media_type=media_type)
             case Disconnect():
                 answer = self._answer(Echo(), model, body)
                 cut = _sse(answer, model, body)
@@ -305,6 +316,17 @@ def _error(
         code = "rate_limit_exceeded"
     body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
     return JSONResponse(body, status, headers)
+
+
+async def _endless(turn: Endless, model: str) -> AsyncIterator[bytes]:
+    head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk", "model": model}
+    for delta in ({"role": "assistant", "content": ""}, {"content": turn.chunk}):
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}
+        chunk = f"data: {json.dumps({**head, 'created': int(time.time()), 'choices': [choice]})}\n\n"
+        yield chunk.encode()
+    while True:
+        await asyncio.sleep(turn.delay)
+        yield chunk.encode()
 
 
 async def _silence(seconds: float) -> AsyncIterator[bytes]:
