@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import time
 
 import openai
 import pytest
@@ -42,6 +43,15 @@ async def _stream(
     return events, thread.id
 
 
+async def model_call_ended(upstream: ScriptedUpstream, model: str) -> None:
+    """Waits until the server has closed its ``Endless`` model call(s) (bounded: a call that stays
+    open fails the test)."""
+    deadline = time.monotonic() + NEVER_ENDS_S
+    while upstream.endless_open(model) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert upstream.endless_open(model) == 0, "the model call was never closed"
+
+
 def _streamed_text(events: list[AssistantStreamEvent]) -> str:
     text = ""
     for event in events:
@@ -74,8 +84,9 @@ async def test_model_ignoring_max_tokens_is_cut_at_max_completion_tokens(
     assert retrieved.usage.completion_tokens == count_text(text)
     steps = await client.beta.threads.runs.steps.list(run.id, thread_id=thread_id)
     assert [s.status for s in steps.data] == ["completed"]
-    # The thread is free again.
+    # The thread is free again, and the model's stream was closed.
     await client.beta.threads.messages.create(thread_id, role="user", content="enough")
+    await model_call_ended(upstream, model)
 
 
 async def test_run_still_streaming_at_expires_at_expires(
@@ -99,6 +110,7 @@ async def test_run_still_streaming_at_expires_at_expires(
             assert message.incomplete_details.reason == "run_expired"
             assert message.content[0].text.value == _streamed_text(events)  # type: ignore[union-attr]
             await client.beta.threads.messages.create(thread_id, role="user", content="free again")
+            await model_call_ended(upstream, model)
 
 
 @pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap (bwrap) is not installed")

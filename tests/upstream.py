@@ -151,6 +151,7 @@ class ScriptedUpstream:
         self._turns: dict[str, deque[Turn]] = defaultdict(deque)
         self._requests: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self._calls_made: dict[str, int] = defaultdict(int)
+        self._endless_open: dict[str, int] = defaultdict(int)
         self.app = Starlette(
             routes=[
                 Route("/v1/chat/completions", self._chat_completions, methods=["POST"]),
@@ -169,6 +170,21 @@ class ScriptedUpstream:
         """The JSON bodies received for ``model``, in order (failed and retried ones included)."""
         with self._lock:
             return list(self._requests[model])
+
+    def endless_open(self, model: str) -> int:
+        """How many ``Endless`` replies to ``model`` are still streaming (their client has not left)."""
+        with self._lock:
+            return self._endless_open[model]
+
+    async def _endless(self, turn: Endless, model: str) -> AsyncIterator[bytes]:
+        with self._lock:
+            self._endless_open[model] += 1
+        try:
+            async for chunk in _endless(turn, model):
+                yield chunk
+        finally:
+            with self._lock:
+                self._endless_open[model] -= 1
 
     async def _models(self, request: Request) -> Response:
         with self._lock:
@@ -196,7 +212,7 @@ class ScriptedUpstream:
             case Hang():
                 return StreamingResponse(_silence(turn.seconds), media_type=media_type)
             case Endless():
-                return StreamingResponse(_endless(turn, model), media_type=media_type)
+                return StreamingResponse(self._endless(turn, model), media_type=media_type)
             case Disconnect():
                 answer = self._answer(Echo(), model, body)
                 cut = _sse(answer, model, body)

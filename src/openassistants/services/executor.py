@@ -186,6 +186,16 @@ class Executor:
         else:
             await self.notifier.notify(RUN_CANCEL, run_id)
 
+    async def stop_deleted(self, run_id: str, holder: str | None) -> None:
+        """The run was deleted with its thread: make the executor ``holder`` stop it (it finds the
+        run gone, and ends its stream), or end the stream here when nobody executes it."""
+        if run_id in self._running:
+            self._cancel_here(run_id)
+        elif holder is not None:
+            await self.notifier.notify(RUN_CANCEL, run_id)
+        else:
+            self.bus.close(run_id)
+
     def _on_cancel_notice(self, run_id: str) -> None:
         if run_id in self._running:
             self._cancel_here(run_id)
@@ -357,6 +367,11 @@ class Executor:
                 )
             raise
         except Exception:
+            if not await self._exists(run_id):
+                # Its thread was deleted under it (a write into the thread failed): nothing to end.
+                logger.info("run %s stopped: its thread was deleted", run_id)
+                self.bus.close(run_id)
+                return
             logger.exception("run %s crashed", run_id)
             await self.status.fail(
                 run_id, "server_error", "The server had an error while processing the run."
@@ -365,6 +380,13 @@ class Executor:
             self._turns.pop(run_id, None)
             self._cancel_requested.discard(run_id)
             self._expiring.discard(run_id)
+
+    async def _exists(self, run_id: str) -> bool:
+        try:
+            async with self.db.read() as conn:
+                return (await conn.execute(select(R.c.id).where(R.c.id == run_id))).first() is not None
+        except Exception:
+            return True  # cannot tell: treat the failure as the run's own
 
     async def _execute_run(self, row: Mapping[str, Any], reply: Reply | None) -> None:
         # The claim moved the run to in_progress and returned its row (storage/run_claims.claim_runs);
