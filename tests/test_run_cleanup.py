@@ -145,4 +145,3 @@ async def test_sqlite_keeps_ended_runs_events_within_event_retention_seconds(
 
 def sdk_client_for(base: str) -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(base_url=f"{base}/v1", api_key=TENANT_A_KEY, max_retries=0)
-
