@@ -364,11 +364,17 @@ class ModelTurn:
 
     def _new_message(self, reply: records.Reply | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
         """The message this turn's text goes to and its step, not stored yet (unless ``reply``, stored
-        with the run); images the run's code just made lead it, as with the hosted tool."""
+        with the run); images the run's code just made lead it, and the files it wrote are its
+        ``attachments``, as with the hosted tool (clients such as LangChain's assistant runnable
+        find generated files only there)."""
         reply = reply or records.Reply.new(self.run_row)
         message, step = reply.message, reply.step
         self.open.message, self.open.message_step = message, step
         self.images, self.context.pending_images = self.context.pending_images, []
+        files, self.context.pending_files = self.context.pending_files, []
+        if files:
+            tools = [{"type": "code_interpreter"}]
+            message["attachments"] = [{"file_id": file_id, "tools": tools} for file_id in files]
         return message, step
 
     async def _discard_reply(self) -> None:
@@ -652,6 +658,7 @@ class ModelTurn:
         call.files = outcome.files
         self.context.code_files.update(outcome.files)
         self.context.pending_images += outcome.images
+        self.context.pending_files += outcome.files.values()
         if outcome.outputs and self.open.tool_step is not None:
             outputs = [{"index": i, **o} for i, o in enumerate(outcome.outputs)]
             self._publish(
