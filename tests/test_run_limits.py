@@ -7,6 +7,7 @@ import asyncio
 import json
 import shutil
 import time
+from pathlib import Path
 
 import openai
 import pytest
@@ -14,7 +15,8 @@ from openai.lib.streaming import AsyncAssistantEventHandler
 from openai.types.beta import AssistantStreamEvent
 
 from openassistants.tokens import count_text
-from tests.conftest import ServerFactory, sdk_client
+from tests.conftest import TENANT_A_KEY, ServerFactory, sdk_client
+from tests.processes import ServerProcess, WorkerProcess, process_env, running
 from tests.upstream import Endless, ScriptedUpstream, ToolCalls
 
 #: Not a timing assertion: only a bound, so that a run that never ends fails its test.
@@ -126,3 +128,43 @@ async def test_run_in_a_long_code_cell_at_expires_at_expires(
             steps = await client.beta.threads.runs.steps.list(events[-1].data.id, thread_id=thread_id)
             assert [s.status for s in steps.data] == ["expired"]
             assert len(upstream.requests(model)) == 1  # the model never got the cell's (missing) result
+
+
+async def test_run_executed_by_a_worker_expires_and_is_deleted_cleanly_across_processes(
+    pg_url: str, upstream: ScriptedUpstream, model: str, tmp_path: Path
+) -> None:
+    """PostgreSQL, an API process that executes nothing and a worker: the worker stops its run at
+    ``expires_at``; and a thread deleted through the API process stops the worker's run on it."""
+    other = f"{model}-deleted"
+    upstream.script(model, Endless(delay=0.02))
+    upstream.script(other, Endless(delay=0.02))
+    env = process_env(
+        data_dir=str(tmp_path),
+        database_url=pg_url,
+        api_keys=TENANT_A_KEY,
+        llm_base_url=upstream.url,
+        run_expiry_seconds="3",
+    )
+    api = ServerProcess(tmp_path, {**env, "OPENASSISTANTS_EXECUTE_RUNS": "false"})
+    worker = WorkerProcess(tmp_path, env)
+    with running(api, worker):
+        async with openai.AsyncOpenAI(base_url=api.base_url, api_key=TENANT_A_KEY, max_retries=0) as client:
+            events, _ = await _stream(client, model)
+            assert [e.event for e in events][-1] == "thread.run.expired"
+            await model_call_ended(upstream, model)
+
+            assistant = await client.beta.assistants.create(model=other)
+            thread = await client.beta.threads.create(messages=[{"role": "user", "content": "go"}])
+            names = []
+            async with (
+                asyncio.timeout(NEVER_ENDS_S),
+                client.beta.threads.runs.stream(thread_id=thread.id, assistant_id=assistant.id) as stream,
+            ):
+                async for event in stream:
+                    names.append(event.event)
+                    if names.count("thread.message.delta") == 1 and event.event == "thread.message.delta":
+                        await client.beta.threads.delete(thread.id)
+            assert names[-1] == "thread.run.cancelled"
+            await model_call_ended(upstream, other)
+    log = worker.log.read_text()
+    assert "Traceback" not in log and "crashed" not in log
