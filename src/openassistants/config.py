@@ -125,7 +125,7 @@ class Settings(BaseSettings):
         86_400, description="How long a run's stream events are kept for clients resuming a stream."
     )
     event_memory_mb: int = Field(
-        64,
+        32,
         ge=0,
         description="SQLite (events in memory): the ended runs' stream events kept for resumes hold at "
         "most this many MB in all; the oldest are forgotten first (and all after event_retention_seconds).",

@@ -241,7 +241,7 @@ class ModelTurn:
                         if budget is not None:
                             budget.fit((event.name or "") + event.arguments)
                             if budget.exhausted:
-                                break  # a call cut short is no call: nothing of it is sent
+                                break  # the call ends where it was cut: the rest is not sent
                         await self._on_tool_call(event)
                     elif isinstance(event, Finish):
                         finish_reason = event.reason
