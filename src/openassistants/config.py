@@ -152,6 +152,12 @@ class Settings(BaseSettings):
     event_retention_seconds: int = Field(
         86_400, ge=0, description="How long a run's stream events are kept for clients resuming a stream."
     )
+    event_memory_mb: int = Field(
+        32,
+        ge=0,
+        description="SQLite (events in memory): the ended runs' stream events kept for resumes hold at "
+        "most this many MB in all; the oldest are forgotten first (and all after event_retention_seconds).",
+    )
     shutdown_grace_seconds: float = Field(
         30.0,
         ge=0,

@@ -38,6 +38,8 @@ class RunContext:
     code_files: dict[str, str] = field(default_factory=dict)
     #: Images this run's code produced since its last message: shown in the next one.
     pending_images: list[str] = field(default_factory=list)
+    #: Files this run's code produced since its last message: that message's attachments.
+    pending_files: list[str] = field(default_factory=list)
     #: Files the code interpreter gets: the assistant's, the thread's and attached ones.
     code_input_file_ids: list[str] = field(default_factory=list)
 
@@ -161,7 +163,7 @@ async def load_run_context(
     context = RunContext(prompt=prompt, vector_store_ids=store_ids, code_input_file_ids=code_inputs)
     for step in steps:
         if step["type"] == "message_creation":
-            context.pending_images = []
+            context.pending_images, context.pending_files = [], []
             continue
         for call in step["step_details"]["tool_calls"]:
             if call.get("type") == "file_search":
@@ -170,6 +172,7 @@ async def load_run_context(
                 context.file_searches += 1
             elif call.get("type") == "code_interpreter":
                 context.code_files.update(call.get("_files") or {})
+                context.pending_files += (call.get("_files") or {}).values()
                 outputs = call["code_interpreter"].get("outputs") or []
                 context.pending_images += [o["image"]["file_id"] for o in outputs if o["type"] == "image"]
     return context
