@@ -1,0 +1,154 @@
+"""WebSocket mode of /v1/responses: one persistent connection over which the client sends
+``response.create`` events (the body of ``POST /v1/responses``, streamed implicitly) and receives
+each response's events as JSON text messages, the same events as the HTTP stream.
+
+Responses on one connection are answered one after another, in the order asked; a ``stream_id``
+names a lane of its own, answered alongside the others, and is echoed on every event of its
+responses. A turn continues the last with ``previous_response_id``, on this connection or on a new
+one after a reconnect (responses are stored unless ``store`` is false). A bad event gets an
+``error`` event shaped as the HTTP error (``status``, ``error.param``) and the connection goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import orjson
+import pydantic
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+
+from openassistants.api.errors import translate_validation_error
+from openassistants.errors import APIError, InvalidRequest
+from openassistants.schemas.responses import ResponseCreate
+from openassistants.services.responses import read
+from openassistants.services.responses.create import create_response
+from openassistants.services.runtime import Runtime
+
+router = APIRouter(tags=["responses"])
+logger = logging.getLogger("openassistants.streaming")
+
+#: The lane of responses created without a ``stream_id``.
+_DEFAULT_LANE = ""
+
+
+@router.websocket("/responses")
+async def connect(websocket: WebSocket) -> None:
+    # Authenticated by AuthMiddleware before the handshake, as any /v1 request.
+    tenant: str = websocket.scope["state"]["tenant"]
+    runtime: Runtime = websocket.app.state.runtime
+    await websocket.accept()
+    await _Session(websocket, runtime, tenant).serve()
+
+
+class _Session:
+    def __init__(self, websocket: WebSocket, rt: Runtime, tenant: str) -> None:
+        self.websocket, self.rt, self.tenant = websocket, rt, tenant
+        self.lanes: dict[str, asyncio.Queue[tuple[ResponseCreate, str | None]]] = {}
+        self.workers: list[asyncio.Task[None]] = []
+        # Frames of concurrent lanes must not interleave mid-send.
+        self.sending = asyncio.Lock()
+
+    async def serve(self) -> None:
+        try:
+            while True:
+                await self._receive(await self.websocket.receive_text())
+        except WebSocketDisconnect:
+            pass
+        finally:
+            # The responses go on (as after an HTTP stream's client leaves); only relaying stops.
+            for worker in self.workers:
+                worker.cancel()
+            await asyncio.gather(*self.workers, return_exceptions=True)
+
+    async def _receive(self, text: str) -> None:
+        stream_id: str | None = None
+        try:
+            event = orjson.loads(text)
+            if not isinstance(event, dict):
+                raise InvalidRequest("A client event must be a JSON object.", param=None)
+            raw_stream_id = event.get("stream_id")
+            stream_id = raw_stream_id if isinstance(raw_stream_id, str) else None
+            body = _create_body(event)
+        except orjson.JSONDecodeError:
+            await self._error(InvalidRequest("The client event is not valid JSON.", param=None), None)
+            return
+        except APIError as error:
+            await self._error(error, stream_id)
+            return
+        lane = stream_id if stream_id is not None else _DEFAULT_LANE
+        if lane not in self.lanes:
+            self.lanes[lane] = asyncio.Queue()
+            self.workers.append(asyncio.create_task(self._lane(self.lanes[lane])))
+        self.lanes[lane].put_nowait((body, stream_id))
+
+    async def _lane(self, queue: asyncio.Queue[tuple[ResponseCreate, str | None]]) -> None:
+        while True:
+            body, stream_id = await queue.get()
+            await self._answer(body, stream_id)
+
+    async def _answer(self, body: ResponseCreate, stream_id: str | None) -> None:
+        try:
+            read.check_include(body.include)
+            created = await create_response(self.rt, self.tenant, body)
+        except APIError as error:
+            await self._error(error, stream_id)
+            return
+        sequence = 0
+        try:
+            async for _, payload in read.stream_of(self.rt, self.tenant, created):
+                sequence = payload["sequence_number"] + 1
+                await self._send(payload, stream_id)
+        except (WebSocketDisconnect, asyncio.CancelledError):
+            raise
+        except Exception:
+            logger.exception("a response's WebSocket stream failed")
+            failure = {
+                "type": "error",
+                "sequence_number": sequence,
+                "error": {
+                    "type": "server_error",
+                    "code": "server_error",
+                    "message": "The event stream failed.",
+                    "param": None,
+                },
+            }
+            await self._send(failure, stream_id)
+
+    async def _error(self, error: APIError, stream_id: str | None) -> None:
+        await self._send({"type": "error", "status": error.status_code, **error.to_body()}, stream_id)
+
+    async def _send(self, event: dict[str, Any], stream_id: str | None) -> None:
+        if stream_id is not None:
+            event = {**event, "stream_id": stream_id}
+        async with self.sending:
+            with contextlib.suppress(RuntimeError):  # closed meanwhile: the client is gone
+                await self.websocket.send_text(orjson.dumps(event).decode())
+
+
+def _create_body(event: dict[str, Any]) -> ResponseCreate:
+    """The ``response.create`` event's request, validated as ``POST /v1/responses`` validates it."""
+    kind = event.get("type")
+    if kind == "response.steer":
+        raise InvalidRequest("Steering a response is not available on this server.", param="type")
+    if kind != "response.create":
+        raise InvalidRequest(
+            f"Invalid value: {orjson.dumps(kind).decode()}. Supported values are: 'response.create'.",
+            param="type",
+            code="invalid_value",
+        )
+    fields = {k: v for k, v in event.items() if k not in ("type", "stream_id")}
+    if fields.get("background"):
+        raise InvalidRequest(
+            "Background responses are not supported over WebSocket: create them with POST /v1/responses.",
+            param="background",
+        )
+    if fields.get("stream") is False:
+        raise InvalidRequest("Responses over WebSocket are always streamed.", param="stream")
+    fields["stream"] = True
+    try:
+        return ResponseCreate.model_validate(fields)
+    except pydantic.ValidationError as error:
+        raise translate_validation_error([dict(e) for e in error.errors()], fields) from None
