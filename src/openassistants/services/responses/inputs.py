@@ -10,9 +10,10 @@ from typing import Any
 
 from openassistants.errors import InvalidRequest
 from openassistants.services.messages import text_part
+from openassistants.services.responses.compaction import decode_summary
 
 _TEXT_PARTS = frozenset({"input_text", "output_text", "text"})
-_ITEM_TYPES = ("message", "function_call", "function_call_output")
+_ITEM_TYPES = ("message", "function_call", "function_call_output", "compaction")
 
 
 @dataclass
@@ -86,6 +87,10 @@ def read_input(value: str | list[dict[str, Any]] | None, *, param: str = "input"
                     _string(item, "name", where),
                     _text(item.get("arguments"), f"{where}.arguments"),
                 )
+            )
+        elif kind == "compaction":  # POST /v1/responses/compact's summary of what came before
+            inputs.instructions.append(
+                decode_summary(item.get("encrypted_content"), f"{where}.encrypted_content")
             )
         elif kind in ("item_reference", "reasoning"):
             continue  # the hosted API resolves these to items it already has; ours are in the thread
