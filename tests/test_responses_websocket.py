@@ -113,14 +113,17 @@ async def test_bad_events_get_shaped_errors_and_the_connection_goes_on(
     assert after[-1].type == "response.completed" and after[-1].response.output_text == "Still here."
 
 
-async def test_not_json_is_a_400_event(server: Server) -> None:
+async def test_frames_that_are_not_json_objects_get_400_events(server: Server) -> None:
     url = server.base_url.replace("http", "ws", 1) + "/responses"
     headers = {"Authorization": f"Bearer {TENANT_A_KEY}"}
     async with websockets.connect(url, additional_headers=headers) as ws:
         await ws.send("{not json")
         error = json.loads(await asyncio.wait_for(ws.recv(), timeout=30))
+        await ws.send(b"[1]")  # a binary frame, and JSON but not an object
+        binary = json.loads(await asyncio.wait_for(ws.recv(), timeout=30))
     assert error["type"] == "error" and error["status"] == 400
     assert set(error["error"]) == {"message", "type", "param", "code"}
+    assert binary["status"] == 400 and binary["error"]["message"] == "A client event must be a JSON object."
 
 
 async def test_a_bad_key_is_refused_at_the_handshake_with_a_401(server: Server) -> None:

@@ -54,7 +54,11 @@ class _Session:
     async def serve(self) -> None:
         try:
             while True:
-                await self._receive(await self.websocket.receive_text())
+                message = await self.websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                # Text frames as the SDKs send them; a binary frame holding JSON is read alike.
+                await self._receive(message.get("text") or message.get("bytes") or b"")
         except WebSocketDisconnect:
             pass
         finally:
@@ -63,7 +67,7 @@ class _Session:
                 worker.cancel()
             await asyncio.gather(*self.workers, return_exceptions=True)
 
-    async def _receive(self, text: str) -> None:
+    async def _receive(self, text: str | bytes) -> None:
         stream_id: str | None = None
         try:
             event = orjson.loads(text)
