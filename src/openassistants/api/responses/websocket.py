@@ -94,28 +94,26 @@ class _Session:
             await self._answer(body, stream_id)
 
     async def _answer(self, body: ResponseCreate, stream_id: str | None) -> None:
+        sequence = 0
         try:
             read.check_include(body.include)
             created = await create_response(self.rt, self.tenant, body)
-        except APIError as error:
-            await self._error(error, stream_id)
-            return
-        sequence = 0
-        try:
             async for _, payload in read.stream_of(self.rt, self.tenant, created):
                 sequence = payload["sequence_number"] + 1
                 await self._send(payload, stream_id)
-        except (WebSocketDisconnect, asyncio.CancelledError):
-            raise
+        except APIError as error:
+            await self._error(error, stream_id)
         except Exception:
-            logger.exception("a response's WebSocket stream failed")
+            # Said on the connection, which goes on: the lane's next responses are still answered.
+            logger.exception("a response over WebSocket failed")
             failure = {
                 "type": "error",
+                "status": 500,
                 "sequence_number": sequence,
                 "error": {
                     "type": "server_error",
                     "code": "server_error",
-                    "message": "The event stream failed.",
+                    "message": "The server had an error while processing your request.",
                     "param": None,
                 },
             }
@@ -128,7 +126,7 @@ class _Session:
         if stream_id is not None:
             event = {**event, "stream_id": stream_id}
         async with self.sending:
-            with contextlib.suppress(RuntimeError):  # closed meanwhile: the client is gone
+            with contextlib.suppress(RuntimeError, WebSocketDisconnect, OSError):  # the client is gone
                 await self.websocket.send_text(orjson.dumps(event).decode())
 
 
