@@ -1,15 +1,18 @@
 """Responses across processes on one PostgreSQL: a background response created on one API server is
 streamed, resumed, polled and cancelled through the other, while separate workers execute it under
-leases; a worker killed mid-response leaves it failed, as a run, and the survivor takes the next."""
+leases; a worker killed mid-response leaves it failed, as a run, and the survivor takes the next;
+a WebSocket turn on one replica is continued after reconnecting to the other."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import openai
 import pytest
+from openai.resources.responses.responses import AsyncResponsesConnection
 from openai.types.responses import ResponseStreamEvent
 
 from tests.processes import ServerProcess, WorkerProcess, running
@@ -113,3 +116,31 @@ async def test_killed_worker_response_fails_and_the_survivor_answers_the_next(
         assert "stopped responding" in failed.error.message
         again = await b.responses.create(model=model, input="still there?")
         assert again.status == "completed" and again.output_text == "survivor works"
+
+
+async def test_a_websocket_turn_on_a_is_continued_over_a_websocket_to_b(
+    topology: Topology, upstream: ScriptedUpstream, model: str
+) -> None:
+    upstream.script(model, Reply("Hello Ada.", chunks=["Hello", " Ada."]), Reply("Your name is Ada."))
+    async with _sdk(topology.a) as a, _sdk(topology.b) as b:
+        async with a.responses.connect() as connection:
+            await connection.response.create(model=model, input="My name is Ada.")
+            first = [event async for event in _events_until_done(connection)]
+        # The client reconnects, to the other replica.
+        async with b.responses.connect() as connection:
+            await connection.response.create(
+                model=model, previous_response_id=first[-1].response.id, input="My name?"
+            )
+            second = [event async for event in _events_until_done(connection)]
+
+    assert first[-1].type == "response.completed" and first[-1].response.output_text == "Hello Ada."
+    assert second[-1].type == "response.completed" and second[-1].response.output_text == "Your name is Ada."
+    sent = upstream.requests(model)[1]["messages"]
+    assert [m["content"] for m in sent] == ["My name is Ada.", "Hello Ada.", "My name?"]
+
+
+async def _events_until_done(connection: AsyncResponsesConnection) -> AsyncIterator[Any]:
+    async for event in connection:
+        yield event
+        if event.type in ("response.completed", "response.failed", "response.incomplete", "error"):
+            return
