@@ -65,6 +65,13 @@ async def test_compact_errors_are_shaped_as_hosted(
             model=model, input=[{"type": "compaction", "encrypted_content": "gAAAA-not-ours"}]
         )
     assert forged.value.body["param"] == "input[0].encrypted_content"  # type: ignore[index]
+    conversation = await client.conversations.create()
+    with pytest.raises(openai.BadRequestError) as in_conversation:
+        await client.conversations.items.create(
+            conversation.id,
+            items=[{"type": "compaction", "encrypted_content": "oa1.c3VtbWFyeQ=="}],  # type: ignore[list-item]
+        )
+    assert in_conversation.value.body["param"] == "items[0].type"  # type: ignore[index]
     upstream.script(model, Fail(400, message="model does not exist"))
     with pytest.raises(openai.BadRequestError) as upstream_refused:
         await client.responses.compact(model=model, input="hi")

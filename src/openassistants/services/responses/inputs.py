@@ -13,7 +13,7 @@ from openassistants.services.messages import text_part
 from openassistants.services.responses.compaction import decode_summary
 
 _TEXT_PARTS = frozenset({"input_text", "output_text", "text"})
-_ITEM_TYPES = ("message", "function_call", "function_call_output", "compaction")
+_ITEM_TYPES = ("message", "function_call", "function_call_output")
 
 
 @dataclass
@@ -88,7 +88,9 @@ def read_input(value: str | list[dict[str, Any]] | None, *, param: str = "input"
                     _text(item.get("arguments"), f"{where}.arguments"),
                 )
             )
-        elif kind == "compaction":  # POST /v1/responses/compact's summary of what came before
+        elif kind == "compaction" and param == "input":
+            # POST /v1/responses/compact's summary of what came before; a conversation keeps
+            # messages, so among its items a compaction is an unknown type.
             inputs.instructions.append(
                 decode_summary(item.get("encrypted_content"), f"{where}.encrypted_content")
             )
