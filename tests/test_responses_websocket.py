@@ -61,6 +61,35 @@ async def test_turns_continue_on_the_connection_and_after_a_reconnect(
     assert (await client.responses.retrieve(first_id)).output_text == "Hello Ada."
 
 
+async def test_unstored_turns_continue_on_their_connection_and_are_forgotten_after(
+    client: openai.AsyncOpenAI, upstream: ScriptedUpstream, model: str
+) -> None:
+    # As Codex sends them: store false, each turn only its new input after previous_response_id.
+    upstream.script(model, Reply("Noted, Ada."), Reply("You are Ada."))
+
+    async with client.responses.connect() as connection:
+        await connection.response.create(model=model, input="I am Ada.", store=False)
+        first = await _until_done(connection)
+        await connection.response.create(
+            model=model, previous_response_id=first[-1].response.id, input="Who am I?", store=False
+        )
+        second = await _until_done(connection)
+
+    assert first[0].response.store is False and first[-1].response.store is False
+    assert second[-1].type == "response.completed" and second[-1].response.output_text == "You are Ada."
+    sent = upstream.requests(model)[1]["messages"]
+    assert [m["content"] for m in sent] == ["I am Ada.", "Noted, Ada.", "Who am I?"]
+    # Once the connection has closed, they are gone, as unstored responses are.
+    async with asyncio.timeout(30):
+        for response in (first[-1].response, second[-1].response):
+            while True:
+                try:
+                    await client.responses.retrieve(response.id)
+                except openai.NotFoundError:
+                    break
+                await asyncio.sleep(0.05)  # the closing connection forgets them after it
+
+
 async def test_lanes_named_by_stream_id_answer_alongside_each_other(
     client: openai.AsyncOpenAI, upstream: ScriptedUpstream, model: str
 ) -> None:

@@ -4,8 +4,9 @@ each response's events as JSON text messages, the same events as the HTTP stream
 
 Responses on one connection are answered one after another, in the order asked; a ``stream_id``
 names a lane of its own, answered alongside the others, and is echoed on every event of its
-responses. A turn continues the last with ``previous_response_id``, on this connection or on a new
-one after a reconnect (responses are stored unless ``store`` is false). A bad event gets an
+responses. A turn continues the last with ``previous_response_id``, on this connection or, for
+stored responses, on a new one after a reconnect (``store: false`` ones are kept until the
+connection closes, as hosted: services/responses/connection_local.py). A bad event gets an
 ``error`` event shaped as the HTTP error (``status``, ``error.param``) and the connection goes on.
 """
 
@@ -23,7 +24,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from openassistants.api.errors import translate_validation_error
 from openassistants.errors import APIError, InvalidRequest
 from openassistants.schemas.responses import ResponseCreate
-from openassistants.services.responses import read
+from openassistants.services.responses import connection_local, read
 from openassistants.services.responses.create import create_response
 from openassistants.services.runtime import Runtime
 
@@ -48,6 +49,8 @@ class _Session:
         self.websocket, self.rt, self.tenant = websocket, rt, tenant
         self.lanes: dict[str, asyncio.Queue[tuple[ResponseCreate, str | None]]] = {}
         self.workers: list[asyncio.Task[None]] = []
+        #: This connection's ``store: false`` responses (services/responses/connection_local.py).
+        self.unstored: list[str] = []
         # Frames of concurrent lanes must not interleave mid-send.
         self.sending = asyncio.Lock()
 
@@ -66,6 +69,7 @@ class _Session:
             for worker in self.workers:
                 worker.cancel()
             await asyncio.gather(*self.workers, return_exceptions=True)
+            await connection_local.forget(self.rt, self.tenant, self.unstored)
 
     async def _receive(self, text: str | bytes) -> None:
         stream_id: str | None = None
@@ -97,9 +101,16 @@ class _Session:
         sequence = 0
         try:
             read.check_include(body.include)
+            unstored = body.store is False
+            if unstored:
+                body = body.model_copy(update={"store": True})
             created = await create_response(self.rt, self.tenant, body)
+            if unstored:
+                self.unstored.append(created["id"])
             async for _, payload in read.stream_of(self.rt, self.tenant, created):
                 sequence = payload["sequence_number"] + 1
+                if unstored and "response" in payload:
+                    payload = {**payload, "response": {**payload["response"], "store": False}}
                 await self._send(payload, stream_id)
         except APIError as error:
             await self._error(error, stream_id)
