@@ -1,6 +1,6 @@
 """The Responses and Conversations APIs through the official ``openai`` npm package
 (tests/node/responses.test.mjs: text, the stream helper, a function call round trip, a conversation,
-a background response), run by Node's own test runner against a real server."""
+a background response, compaction), run by Node's own test runner against a real server."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ _TURNS: dict[str, list[Turn]] = {
     "tools": [ToolCalls([("get_weather", '{"city": "Paris"}')]), Reply("It is sunny in Paris.")],
     "conversation": [Reply("Hello Ada."), Reply("Your name is Ada.")],
     "background": [Reply("Done in the background.", chunks=["Done ", "in the ", "background."])],
+    "compact": [Reply("Sunny."), Reply("Asked about Paris; sunny."), Reply("Take sunglasses.")],
 }
 
 

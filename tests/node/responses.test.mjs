@@ -119,6 +119,19 @@ test('background response: created, streamed to its end, retrieved', async () =>
   assert.equal(done.output_text, texts.background);
 });
 
+test('compact: a chain summarized into one compaction item, sent back as input', async () => {
+  const first = await client.responses.create({ model: models.compact, input: 'Weather in Paris?' });
+  const compacted = await client.responses.compact({ model: models.compact, previous_response_id: first.id });
+  assert.equal(compacted.object, 'response.compaction');
+  assert.deepEqual(
+    compacted.output.map((item) => item.type),
+    ['message', 'compaction'],
+  );
+  assert.ok(compacted.usage.total_tokens > 0);
+  const after = await client.responses.create({ model: models.compact, input: compacted.output });
+  assert.equal(after.output_text, texts.compact);
+});
+
 test('bad input is an OpenAI-shaped 400 naming the parameter', async () => {
   await assert.rejects(
     client.responses.create({ model: models.text, input: 'x', previous_response_id: 'resp_x', conversation: 'conv_x' }),
