@@ -6,7 +6,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from openassistants.schemas.common import ChunkingStrategy, Metadata, RequestModel, check_metadata
+from openassistants.schemas.common import (
+    ChunkingStrategy,
+    HybridSearchOptions,
+    Metadata,
+    RequestModel,
+    check_metadata,
+)
 
 MAX_ATTRIBUTES = 16
 
@@ -111,6 +117,7 @@ class CompoundFilter(RequestModel):
 class SearchRankingOptions(RequestModel):
     ranker: Literal["none", "auto", "default-2024-11-15"] = "auto"
     score_threshold: float = Field(default=0.0, ge=0, le=1)
+    hybrid_search: HybridSearchOptions | None = None
 
 
 class SearchRequest(RequestModel):

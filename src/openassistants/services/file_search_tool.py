@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from openassistants.services.search import Searcher, SearchResult
 
+from openassistants.retrieval.ranking import DEFAULT_RANKING, Ranking
 
 DEFAULT_MAX_RESULTS = 20
 MARKER = re.compile(r"【(\d+):(\d+)†([^】]*)】")
@@ -26,6 +27,7 @@ class FileSearchOptions:
     max_num_results: int = DEFAULT_MAX_RESULTS
     ranker: str = "default_2024_08_21"
     score_threshold: float = 0.0
+    ranking: Ranking = DEFAULT_RANKING
 
     @classmethod
     def from_tools(cls, tools: list[dict[str, Any]]) -> FileSearchOptions:
@@ -38,6 +40,7 @@ class FileSearchOptions:
                     max_num_results=options.get("max_num_results") or DEFAULT_MAX_RESULTS,
                     ranker="default_2024_08_21" if ranker == "auto" else ranker,
                     score_threshold=ranking.get("score_threshold", 0.0),
+                    ranking=Ranking.from_options(ranking),
                 )
         return cls()
 
@@ -70,6 +73,7 @@ async def run_file_search(
         [query],
         max_results=options.max_num_results,
         score_threshold=options.score_threshold,
+        ranking=options.ranking,
     )
     step["results"] = [_result_to_step(r) for r in results]
     return step, _text_for_model(results, ordinal)
