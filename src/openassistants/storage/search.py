@@ -209,6 +209,8 @@ async def store_embeddings(
     files = np.array([r[1] for r in rows], dtype=object)
     has_vector = np.fromiter((len(r[2]) > 0 for r in rows), dtype=bool, count=len(rows))
     vectors = [r[2] for r in rows if r[2]]
+    if not vectors:
+        return ids, files, np.zeros((0, 0), np.float32), has_vector
     matrix = np.frombuffer(b"".join(vectors), dtype=np.float32).reshape(len(vectors), -1)
     return ids, files, matrix, has_vector
 
