@@ -54,9 +54,6 @@ F = tables.files
 
 #: Files ingested at the same time by one process.
 CONCURRENT_INGESTIONS = 4
-#: Chunks embedded per call, and stored per transaction: small enough that the local model's vectors
-#: (about a chunk a second) are stored as they come.
-EMBED_BATCH = 32
 #: While a file's vectors arrive, searches start using them at most this often (each time, every
 #: process reloads the store's matrix).
 PUBLISH_VECTORS_SECONDS = 10.0
@@ -271,12 +268,11 @@ class _Vectorizer:
         async with self.db.read() as conn:
             pending = await chunks_pending_vectors(conn, store_id, file_id)
         published = time.monotonic()
-        for start in range(0, len(pending), EMBED_BATCH):
-            batch = pending[start : start + EMBED_BATCH]
+        step = self.embedder.batch_size
+        for start in range(0, len(pending), step):
+            batch = pending[start : start + step]
             vectors = await self.embedder.embed([text for _, text in batch], kind="passage")
-            publish = time.monotonic() - published >= PUBLISH_VECTORS_SECONDS or start + EMBED_BATCH >= len(
-                pending
-            )
+            publish = time.monotonic() - published >= PUBLISH_VECTORS_SECONDS or start + step >= len(pending)
             async with self.db.write() as conn:
                 await set_vectors(
                     conn,
