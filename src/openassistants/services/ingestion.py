@@ -57,6 +57,8 @@ CONCURRENT_INGESTIONS = 4
 #: While a file's vectors arrive, searches start using them at most this often (each time, every
 #: process reloads the store's matrix).
 PUBLISH_VECTORS_SECONDS = 10.0
+#: A file whose vectors failed (the embedder's own retries exhausted) is tried again after this long.
+RETRY_VECTORS_SECONDS = 30.0
 
 
 class Ingestor:
@@ -78,7 +80,7 @@ class Ingestor:
         self._running: dict[IngestJob, asyncio.Task[None]] = {}
         self._wakeup = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
-        self._vectorizer = _Vectorizer(db, embedder, settings.queue_poll_seconds)
+        self._vectorizer = _Vectorizer(db, embedder, RETRY_VECTORS_SECONDS)
         notifier.listen(INGEST_QUEUED, lambda _payload: self._wakeup.set())
         notifier.on_reconnect(self._on_reconnect)
 
