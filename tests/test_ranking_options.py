@@ -4,6 +4,7 @@ searchable (lexically) before its vectors exist."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from typing import Any
 
@@ -113,3 +114,33 @@ async def test_a_file_is_searchable_before_its_vectors_exist(server_factory: Ser
                 ranking_options={"hybrid_search": {"embedding_weight": 0, "text_weight": 1}},  # type: ignore[typeddict-unknown-key]
             )
             assert page.data[0].file_id == fact and "seventeen cats" in page.data[0].content[0].text
+
+
+async def test_a_large_files_vectors_follow_and_the_embedding_ranking_finds_it(
+    client: openai.AsyncOpenAI,
+) -> None:
+    # Over INLINE_VECTOR_TOKENS: completed once indexed, its vectors computed afterwards.
+    text = "\n".join([*(FILLER * 40), FACT, *(FILLER * 40)])
+    large = await client.files.create(file=("large.txt", text.encode()), purpose="assistants")
+    store = await client.vector_stores.create(name="large")
+    done = await client.vector_stores.files.create_and_poll(
+        large.id,
+        vector_store_id=store.id,
+        chunking_strategy={
+            "type": "static",
+            "static": {"max_chunk_size_tokens": 100, "chunk_overlap_tokens": 0},
+        },
+    )
+    assert done.status == "completed"
+    found = await client.vector_stores.search(store.id, query=QUESTION)
+    assert "seventeen cats" in found.data[0].content[0].text
+    # Ranker none sees only chunks with vectors: the fact's chunk appears there once its vector is
+    # stored. Polled as the SDK's own helpers poll a status, with a deadline.
+    deadline = asyncio.get_running_loop().time() + 600
+    while True:
+        page = await client.vector_stores.search(store.id, query=QUESTION, ranking_options={"ranker": "none"})
+        if any("seventeen cats" in r.content[0].text for r in page.data):
+            break
+        assert asyncio.get_running_loop().time() < deadline, "the file's vectors never arrived"
+        await asyncio.sleep(0.5)
+    assert "seventeen cats" in page.data[0].content[0].text  # the embeddings alone rank it first

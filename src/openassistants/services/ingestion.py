@@ -1,7 +1,8 @@
 """Background ingestion of files into vector stores: parse → chunk → index, then embed.
 
 A file is ``completed`` as soon as its chunks are written: from then on search finds it through the
-full-text index. Its chunks' vectors follow in the background (``_Vectorizer``), and search's dense
+full-text index. A small file's vectors are written with its chunks (``INLINE_VECTOR_TOKENS``); a
+larger file's chunks' vectors follow in the background (``_Vectorizer``), and search's dense
 ranking uses each chunk once its vector is stored (``embedding`` empty means pending). The local model
 embeds about a chunk a second at best, a 100-page PDF in minutes, where parsing and indexing take
 seconds; so a file is searchable at once, and ranked by both rankings when its vectors arrive. Chunks
@@ -44,7 +45,7 @@ from openassistants.storage.search import (
     files_pending_vectors,
     set_vectors,
 )
-from openassistants.upstream.embeddings import Embedder, EmbeddingError
+from openassistants.upstream.embeddings import Embedder, EmbeddingError, Vectors
 
 logger = logging.getLogger("openassistants.ingestion")
 
@@ -57,6 +58,9 @@ CONCURRENT_INGESTIONS = 4
 #: While a file's vectors arrive, searches start using them at most this often (each time, every
 #: process reloads the store's matrix).
 PUBLISH_VECTORS_SECONDS = 10.0
+#: A file of at most this many tokens (over its chunks) gets its vectors before it is completed: a
+#: few seconds of the local model at most, so a small file is ranked by both rankings from the start.
+INLINE_VECTOR_TOKENS = 2000
 #: A file whose vectors failed (the embedder's own retries exhausted) is tried again after this long.
 RETRY_VECTORS_SECONDS = 30.0
 
@@ -181,6 +185,7 @@ class Ingestor:
         pieces = await asyncio.to_thread(
             chunk_text, text, static["max_chunk_size_tokens"], static["chunk_overlap_tokens"]
         )
+        vectors = await self._inline_vectors([p.text for p in pieces], sum(p.tokens for p in pieces))
         rows = [
             {
                 "tenant_id": tenant,
@@ -189,9 +194,10 @@ class Ingestor:
                 "chunk_index": piece.index,
                 "text": piece.text,
                 "tokens": piece.tokens,
-                "embedding": b"",  # pending: the vectorizer fills it in
+                # Empty: pending, the vectorizer fills it in.
+                "embedding": vectors[i].astype(np.float32).tobytes() if vectors is not None else b"",
             }
-            for piece in pieces
+            for i, piece in enumerate(pieces)
         ]
         usage = sum(len(p.text.encode()) for p in pieces)
         async with self.db.write() as conn:
@@ -207,9 +213,26 @@ class Ingestor:
                 .values(status="completed", usage_bytes=usage, worker_id=None, lease_expires_at=None)
             )
             await bump_chunks_version(conn, [store_id])
-        logger.info("indexed %s in %s: %d chunks, vectors to follow", file_id, store_id, len(rows))
-        if rows:
+        logger.info(
+            "indexed %s in %s: %d chunks, vectors %s",
+            file_id,
+            store_id,
+            len(rows),
+            "to follow" if vectors is None else "too",
+        )
+        if rows and vectors is None:
             self._vectorizer.add(store_id, file_id)
+
+    async def _inline_vectors(self, texts: list[str], tokens: int) -> Vectors | None:
+        """A small file's vectors, computed before it is completed; None for a larger file (or when
+        embedding fails), whose vectors then follow in the background."""
+        if not texts or tokens > INLINE_VECTOR_TOKENS:
+            return None
+        try:
+            return await self.embedder.embed(texts, kind="passage")
+        except EmbeddingError as exc:
+            logger.warning("embedding failed, the vectors will follow: %s", exc.message)
+            return None
 
     async def _fail(self, store_id: str, file_id: str, code: str, message: str) -> None:
         async with self.db.write() as conn:
