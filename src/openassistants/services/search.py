@@ -170,8 +170,8 @@ class Searcher:
     def _dense(stores: list[_Store], vector: np.ndarray[Any, Any], allowed: set[str] | None) -> list[Hit]:
         hits: list[Hit] = []
         for store in stores:
-            if not len(store.dense_ids):
-                continue
+            if not len(store.dense_ids) or store.matrix.shape[1] != len(vector):
+                continue  # no vectors yet, or another embedder's
             ids, matrix = store.dense_ids, store.matrix
             if allowed is not None:
                 mask = np.isin(store.dense_files, list(allowed))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import sqlite3
 import threading
+from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -194,7 +195,8 @@ async def store_embeddings(
     """(chunk ids, file ids, embedding matrix, which chunks have a vector) of every chunk in the store.
 
     The matrix has a row for each chunk whose vector has been computed (``has_vector``), in order;
-    a chunk whose vector is still pending (an empty ``embedding``, see services/ingestion.py) has none.
+    a chunk whose vector is still pending (an empty ``embedding``, see services/ingestion.py), or of
+    another size than most of the store's, has none.
     """
     rows = (
         await conn.execute(
@@ -207,8 +209,12 @@ async def store_embeddings(
         return empty, np.zeros(0, object), np.zeros((0, 0), np.float32), np.zeros(0, bool)
     ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
     files = np.array([r[1] for r in rows], dtype=object)
-    has_vector = np.fromiter((len(r[2]) > 0 for r in rows), dtype=bool, count=len(rows))
-    vectors = [r[2] for r in rows if r[2]]
+    # Vectors of another size were made by another embedder (the setting changed since): unusable
+    # with this one's queries, so ranked as pending ones are, until the file is added again.
+    sizes = Counter(len(r[2]) for r in rows if r[2])
+    size = sizes.most_common(1)[0][0] if sizes else 0
+    has_vector = np.fromiter((len(r[2]) == size > 0 for r in rows), dtype=bool, count=len(rows))
+    vectors = [r[2] for r in rows if len(r[2]) == size > 0]
     if not vectors:
         return ids, files, np.zeros((0, 0), np.float32), has_vector
     matrix = np.frombuffer(b"".join(vectors), dtype=np.float32).reshape(len(vectors), -1)
