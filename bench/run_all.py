@@ -17,6 +17,7 @@ BENCHMARKS = [
     "bench.relay_floor",
     "bench.code_interpreter",
     "bench.vector_search",
+    "bench.backup",
     "bench.ingest_searchable",
 ]
 

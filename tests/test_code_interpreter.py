@@ -13,7 +13,8 @@ import openai
 import pytest
 from openai.types.beta.threads import Text, TextDelta
 
-from tests.conftest import ServerFactory, sdk_client
+from tests.conftest import TENANT_A_KEY, ServerFactory, sdk_client
+from tests.processes import ServerProcess, process_env, running
 from tests.upstream import Reply, ScriptedUpstream, ToolCalls
 
 if shutil.which("bwrap") is None:
@@ -237,3 +238,170 @@ async def test_file_path_annotations_stream_in_the_deltas(
     assert [
         a.model_dump(exclude={"index"}, exclude_none=True) for a in handler.snapshot.annotations
     ] == expected
+
+
+async def test_processes_a_cell_starts_end_with_it(
+    client: openai.AsyncOpenAI, upstream: ScriptedUpstream, model: str
+) -> None:
+    # Detached every way there is: a new session, a double fork (reparented to the init), a daemon
+    # that ignores SIGHUP and SIGTERM. None may outlive the call, nor eat CPU for other tenants.
+    spawn = (
+        "import os, signal, subprocess, sys\n"
+        "subprocess.Popen(['sleep', '600'], start_new_session=True)\n"
+        "burn = 'import signal\\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\\nwhile True: pass'\n"
+        "subprocess.Popen([sys.executable, '-c', burn], start_new_session=True)\n"
+        "if os.fork() == 0:\n"
+        "    os.setsid()\n"
+        "    signal.signal(signal.SIGHUP, signal.SIG_IGN)\n"
+        "    if os.fork() == 0:\n"
+        "        os.execvp('sleep', ['sleep', '600'])\n"
+        "    os._exit(0)\n"
+        "os.wait()\n"
+        "print('spawned')\n"
+    )
+    survey = (
+        "import os\n"
+        "pids = [int(p) for p in os.listdir('/proc') if p.isdigit()]\n"
+        "print('others', [p for p in pids if p not in (1, os.getpid())])\n"
+    )
+    upstream.script(
+        model,
+        ToolCalls([("code_interpreter", _code(spawn))]),
+        ToolCalls([("code_interpreter", _code(survey))]),
+        Reply("done"),
+    )
+    assistant_id = await _assistant(client, model)
+    thread = await client.beta.threads.create(messages=[{"role": "user", "content": "spawn"}])
+    run = await client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant_id)
+    assert run.status == "completed"
+    told = upstream.requests(model)[1]["messages"][-1]["content"]
+    assert "spawned" in told and "[3 processes the code left running were stopped" in told
+    # The same kernel (no restart note), yet nothing but its init and its driver is left.
+    survey_output = upstream.requests(model)[2]["messages"][-1]["content"]
+    assert survey_output.strip() == "others []"
+
+
+async def test_mnt_data_has_a_quota_and_output_files_are_capped_per_call(
+    server_factory: ServerFactory, upstream: ScriptedUpstream, model: str
+) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("the /mnt/data quota is a tmpfs the server mounts, which needs root")
+    code = (
+        "for name in ('a.txt', 'b.txt', 'c.txt'):\n"
+        "    open('/mnt/data/' + name, 'w').write(name)\n"
+        "try:\n"
+        "    with open('/mnt/data/0.bin', 'wb') as big:\n"
+        "        for _ in range(64):\n"
+        "            big.write(bytes(1 << 20))\n"
+        "except OSError as exc:\n"
+        "    print('refused:', exc.strerror)\n"
+    )
+    upstream.script(model, ToolCalls([("code_interpreter", _code(code))]), Reply("done"))
+    settings = {
+        "code_interpreter_data_mb": 8,
+        "code_interpreter_max_output_files": 2,
+        "code_interpreter_max_output_mb": 1,
+    }
+    with server_factory(**settings) as server:
+        async with sdk_client(server) as client:
+            assistant_id = await _assistant(client, model)
+            run = await client.beta.threads.create_and_run_poll(
+                assistant_id=assistant_id, thread={"messages": [{"role": "user", "content": "fill"}]}
+            )
+            assert run.status == "completed"
+            told = upstream.requests(model)[1]["messages"][-1]["content"]
+            assert "refused: No space left on device" in told
+            assert "2 more changed files in /mnt/data were not returned" in told
+            steps = await client.beta.threads.runs.steps.list(run.id, thread_id=run.thread_id, order="asc")
+            outputs = steps.data[0].step_details.tool_calls[0].code_interpreter.outputs  # type: ignore[union-attr]
+            assert [o.type for o in outputs] == ["logs"]
+            # 0.bin (8 MiB, past the 1 MiB per call) and c.txt (a third file) stay in /mnt/data.
+            produced = [
+                f.filename for f in (await client.files.list()).data if f.purpose == "assistants_output"
+            ]
+            assert sorted(produced) == ["a.txt", "b.txt"]
+
+
+async def test_output_files_stop_at_the_tenants_limit_and_the_model_is_told(
+    server_factory: ServerFactory, upstream: ScriptedUpstream, model: str
+) -> None:
+    write = "open('/mnt/data/{0}', 'w').write('{0}')"
+    upstream.script(
+        model,
+        ToolCalls([("code_interpreter", _code(write.format("first.txt")))]),
+        ToolCalls([("code_interpreter", _code(write.format("second.txt")))]),
+        Reply("done"),
+    )
+    with server_factory(code_interpreter_tenant_output_files=1) as server:
+        async with sdk_client(server) as client:
+            run = await client.beta.threads.create_and_run_poll(
+                assistant_id=await _assistant(client, model),
+                thread={"messages": [{"role": "user", "content": "write"}]},
+            )
+            assert run.status == "completed"
+            assert "sandbox:/mnt/data/first.txt" in upstream.requests(model)[1]["messages"][-1]["content"]
+            told = upstream.requests(model)[2]["messages"][-1]["content"]
+            assert "second.txt was not returned" in told and "limit (1 files" in told
+            produced = [
+                f.filename for f in (await client.files.list()).data if f.purpose == "assistants_output"
+            ]
+            assert produced == ["first.txt"]
+
+
+async def test_without_a_working_sandbox_the_tool_tells_the_model_and_runs_go_on(
+    upstream: ScriptedUpstream, model: str, tmp_path: Path
+) -> None:
+    env = process_env(
+        api_keys=TENANT_A_KEY,
+        llm_base_url=upstream.url,
+        code_interpreter_bwrap=str(tmp_path / "no-such-bwrap"),
+        code_interpreter_pool_size="0",
+    )
+    server = ServerProcess(tmp_path / "server", env)
+    upstream.script(model, ToolCalls([("code_interpreter", _code("print(1)"))]), Reply("no Python today"))
+    with running(server):
+        async with openai.AsyncOpenAI(
+            base_url=server.base_url, api_key=TENANT_A_KEY, max_retries=0
+        ) as client:
+            assistant_id = await _assistant(client, model)  # as the hosted API: the tool may be chosen
+            run = await client.beta.threads.create_and_run_poll(
+                assistant_id=assistant_id, thread={"messages": [{"role": "user", "content": "run"}]}
+            )
+            assert run.status == "completed"
+            told = upstream.requests(model)[1]["messages"][-1]["content"]
+            assert told.startswith("Error: code_interpreter is unavailable on this server: bubblewrap (")
+            assert "no-such-bwrap" in told and "apt-get install bubblewrap" in told
+    warnings = [
+        line for line in server.log.read_text().splitlines() if "code interpreter unavailable" in line
+    ]
+    assert len(warnings) == 1  # one line at start-up (logged as a warning), none per call
+
+
+async def test_kernels_of_two_server_processes_run_as_different_uids(
+    upstream: ScriptedUpstream, model: str, tmp_path: Path
+) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("kernels have uids of their own only when the server runs as root")
+    upstream.script(
+        model,
+        *[
+            step
+            for _ in range(2)
+            for step in (
+                ToolCalls([("code_interpreter", _code("import os\nprint(os.getuid())"))]),
+                Reply("ok"),
+            )
+        ],
+    )
+    env = process_env(api_keys=TENANT_A_KEY, llm_base_url=upstream.url, code_interpreter_pool_size="1")
+    servers = [ServerProcess(tmp_path / f"server-{n}", env) for n in range(2)]
+    with running(*servers):
+        for server in servers:
+            async with openai.AsyncOpenAI(base_url=server.base_url, api_key=TENANT_A_KEY, max_retries=0) as c:
+                run = await c.beta.threads.create_and_run_poll(
+                    assistant_id=await _assistant(c, model),
+                    thread={"messages": [{"role": "user", "content": "uid?"}]},
+                )
+                assert run.status == "completed"
+    uids = [upstream.requests(model)[n]["messages"][-1]["content"] for n in (1, 3)]
+    assert all(uid.strip().isdigit() for uid in uids) and uids[0] != uids[1]

@@ -70,7 +70,10 @@ def test_a_healthy_set_up_passes(
 @pytest.mark.parametrize(
     ("database_url", "words"),
     [
-        ("nonsense", "the database: Could not parse SQLAlchemy URL"),
+        (
+            "postgresql+asyncpg://127.0.0.1:5432/oa_no_such_database",
+            'database "oa_no_such_database" does not exist',
+        ),
         (f"postgresql+asyncpg://someone:pw-0123@127.0.0.1:{free_port()}/nope", "Connect call failed"),
     ],
 )
@@ -107,3 +110,11 @@ def test_a_broken_set_up_says_what_to_fix(
     assert lines_of(done)[-1] == "5 problem(s): see the fixes above."
     for secret in ("pw-0123", "sk-route-0123"):
         assert secret not in out + done.stderr
+
+
+def test_a_setting_doctor_cannot_even_read_is_one_line(tmp_path: Path) -> None:
+    """A value no check could start from is refused as every command refuses it: one line, status 2."""
+    done = doctor(data_dir=str(tmp_path / "data"), database_url="nonsense")
+    assert done.returncode == 2, done.stdout + done.stderr
+    [line] = done.stderr.splitlines()
+    assert "OPENASSISTANTS_DATABASE_URL" in line and "Traceback" not in done.stderr

@@ -7,8 +7,11 @@ so the sandbox is never silently untested where it ships.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -17,8 +20,9 @@ from typing import Any
 
 import pytest
 
-from openassistants.code_interpreter import CellResult, KernelManager, SandboxUnavailable
-from openassistants.code_interpreter.sandbox import MAX_PROCESSES, Sandbox, python_roots
+from openassistants.code_interpreter import CellResult, KernelManager, SandboxUnavailable, identity
+from openassistants.code_interpreter.probe import sandbox_problem
+from openassistants.code_interpreter.sandbox import MAX_PROCESSES, python_roots
 from openassistants.code_interpreter.seccomp import filter_program
 from openassistants.config import Settings
 
@@ -35,11 +39,11 @@ ManagerFactory = Callable[..., AbstractAsyncContextManager[KernelManager]]
 
 @pytest.fixture(scope="module")
 def require_sandbox() -> None:
-    sandbox = Sandbox.detect(Settings())
-    if sandbox.mode != "bwrap":
+    problem = sandbox_problem(Settings())
+    if problem is not None:
         if os.environ.get("OPENASSISTANTS_TEST_REQUIRE_POSTGRES"):
-            pytest.fail(f"the code interpreter sandbox is required in CI: {sandbox.reason}")
-        pytest.skip(f"no sandbox here: {sandbox.reason}")
+            pytest.fail(f"the code interpreter sandbox is required in CI: {problem}")
+        pytest.skip(f"no sandbox here: {problem}")
 
 
 @pytest.fixture
@@ -286,8 +290,15 @@ async def test_a_fork_bomb_hits_the_process_limit_while_other_sessions_proceed(
     count, _, reason = result.logs.splitlines()[0].removeprefix("stopped after ").partition(" ")
     assert int(count) < MAX_PROCESSES
     assert reason == "Resource temporarily unavailable"
-    assert result.logs.endswith("still here")
-    await manager.reset(session_name(request, "-bomb"))  # its sleeping children die with the kernel
+    still_here, stopped = result.logs.splitlines()[1:]
+    assert still_here == "still here"
+    assert stopped.endswith(
+        "processes the code left running were stopped: nothing outlives a call here, "
+        "so keep subprocesses and pools within one call]"
+    )
+    # Its sleeping children did not outlive the call.
+    survey = "import os\n[p for p in os.listdir('/proc') if p.isdigit() and int(p) not in (1, os.getpid())]"
+    assert (await manager.execute(session_name(request, "-bomb"), survey)).logs == "[]"
 
 
 async def test_a_memory_hog_is_stopped_while_other_sessions_proceed(
@@ -539,3 +550,108 @@ def test_the_seccomp_filter_exists_for_x86_64_and_aarch64_only() -> None:
         program = filter_program(machine)
         assert program is not None and len(program) % 8 == 0
     assert filter_program("riscv64") is None
+
+
+def test_uid_leases_are_exclusive_on_the_host_and_freed_when_their_holder_dies(tmp_path: Path) -> None:
+    first, second = identity.lease_uid(tmp_path), identity.lease_uid(tmp_path)
+    assert first.uid != second.uid
+    first.release()
+    again = identity.lease_uid(tmp_path)
+    assert again.uid == first.uid  # the lowest free one, reused
+    # Another process holds the next one, then dies without a word: its uid is free again.
+    script = (
+        "import time\n"
+        "from pathlib import Path\n"
+        "from openassistants.code_interpreter.identity import lease_uid\n"
+        f"print(lease_uid(Path({str(tmp_path)!r})).uid, flush=True)\n"
+        "time.sleep(600)"
+    )
+    with subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True) as holder:
+        assert holder.stdout is not None
+        held = int(holder.stdout.readline())
+        assert held not in (again.uid, second.uid)
+        holder.kill()
+    reclaimed = identity.lease_uid(tmp_path)
+    assert reclaimed.uid == held
+    for lease in (second, again, reclaimed):
+        lease.release()
+
+
+async def test_the_limits_in_force_are_logged_at_start_up(
+    manager_factory: ManagerFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="openassistants.code_interpreter")
+    async with manager_factory(code_interpreter_cgroup=str(tmp_path)):
+        pass
+    [line] = [r for r in caplog.records if "code interpreter limits" in r.getMessage()]
+    assert line.levelno == logging.WARNING  # a cgroup was asked for and is not there
+    assert (
+        f"per process (code_interpreter_cgroup: {tmp_path} is not a cgroup v2 directory" in line.getMessage()
+    )
+    [quota] = [r.getMessage() for r in caplog.records if "/mnt/data" in r.getMessage()]
+    if os.geteuid() == 0:
+        assert quota == "code interpreter /mnt/data: a 1024 MiB tmpfs per kernel"
+
+
+def _delegated_cgroup(name: str) -> Path | None:
+    """A fresh cgroup v2 directory with memory and pids enabled for its children, where this host
+    (cgroup v2 mounted at /sys/fs/cgroup, run as root) allows one."""
+    top = Path("/sys/fs/cgroup")
+    try:
+        available = (top / "cgroup.subtree_control").read_text().split()
+    except OSError:
+        return None
+    if os.geteuid() != 0 or not {"memory", "pids"} <= set(available):
+        return None
+    path = top / name
+    path.mkdir()
+    (path / "cgroup.subtree_control").write_text("+memory +pids")
+    return path
+
+
+async def test_with_a_delegated_cgroup_a_kernels_processes_share_one_memory_limit(
+    manager_factory: ManagerFactory, request: pytest.FixtureRequest
+) -> None:
+    delegated = _delegated_cgroup(f"openassistants-test-{os.getpid()}")
+    if delegated is None:
+        pytest.skip("this host has no cgroup v2 with memory and pids to delegate (cgroup v1 here)")
+    # Four children of 200 MB each: within each process's 512 MiB, but not within the kernel's.
+    code = (
+        "import subprocess, sys\n"
+        "hold = 'x = bytearray(200_000_000)\\nimport time\\ntime.sleep(5)'\n"
+        "children = [subprocess.Popen([sys.executable, '-c', hold]) for _ in range(4)]\n"
+        "print(sorted(child.wait() for child in children))"
+    )
+    try:
+        async with manager_factory(code_interpreter_cgroup=str(delegated), code_interpreter_data_mb=1) as ci:
+            result = await ci.execute(session_name(request), code)
+    finally:
+        delegated.rmdir()
+    assert -9 in eval(result.logs)  # the kernel's memory.max took at least one
+
+
+async def test_between_calls_a_kernel_is_stopped_so_its_threads_use_no_cpu(
+    manager_factory: ManagerFactory, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    spin = "import threading\ncount = 0\ndef spin():\n    global count\n    while True:\n        count += 1\n"
+    async with manager_factory() as ci:
+        started = await ci.execute(session_name(request), spin + "threading.Thread(target=spin).start()")
+        assert started.error is None
+        bwraps = sandbox_processes(tmp_path)  # bwrap, and its child, the kernel's init
+        [driver] = [child for children in bwraps.values() for child in children if child not in bwraps]
+        state = Path(f"/proc/{driver}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        assert state == "T"  # stopped: the spinning thread too
+        resumed = await ci.execute(session_name(request), "count > 0")
+        assert resumed.logs == "True" and not resumed.restarted
+
+
+def test_the_probe_names_the_problem_in_one_line(tmp_path: Path) -> None:
+    missing = sandbox_problem(Settings(code_interpreter_bwrap=str(tmp_path / "bwrap")))
+    assert missing == (
+        f"bubblewrap ({tmp_path / 'bwrap'}) is not on PATH: install it (apt-get install bubblewrap) or set "
+        f"OPENASSISTANTS_CODE_INTERPRETER_BWRAP to its path, or set "
+        f"OPENASSISTANTS_CODE_INTERPRETER_UNSAFE_NO_SANDBOX=true where every user is trusted"
+    )
+    failing = sandbox_problem(Settings(code_interpreter_bwrap="false"))  # runs, and fails
+    assert failing is not None and "\n" not in failing
+    assert failing.startswith("bubblewrap (") and "cannot create a sandbox here (exit 1" in failing

@@ -11,13 +11,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+#: The database URLs the installed drivers serve; anything else is refused at start-up with a hint.
+SUPPORTED_DATABASE_SCHEMES = ("postgresql+asyncpg", "sqlite+aiosqlite")
+POSTGRES_URL_FORM = "postgresql+asyncpg://user:password@host:5432/database"
+#: Python's levels, and uvicorn's ``trace``.
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="OPENASSISTANTS_", extra="ignore")
+    # env_ignore_empty: `OPENASSISTANTS_X=` (as compose files and .env templates write) means the default.
+    model_config = SettingsConfigDict(env_prefix="OPENASSISTANTS_", extra="ignore", env_ignore_empty=True)
 
     data_dir: Path = Field(
         Path("./openassistants-data"),
@@ -30,6 +37,7 @@ class Settings(BaseSettings):
     )
     database_pool_size: int = Field(
         5,
+        ge=1,
         description="PostgreSQL connections each process keeps open (as many more under bursts); "
         "every process of a deployment shares the server's max_connections.",
     )
@@ -40,7 +48,20 @@ class Settings(BaseSettings):
     )
     max_body_bytes: int = Field(
         32 * 1024 * 1024,
+        ge=1,
         description="Largest JSON request body accepted, in bytes (413 above).",
+    )
+    header_read_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="A request's headers must arrive within this of its first byte (of the connection, "
+        "for its first request); slower clients get 408 and the connection is closed.",
+    )
+    body_read_timeout_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="Longest pause between two chunks of a request body while the server reads it; "
+        "then 408 and the connection is closed.",
     )
     log_level: str = Field("info", description="Log level of the server's own loggers.")
     access_log: bool = Field(True, description="Write one structured (JSON) line per request.")
@@ -62,36 +83,39 @@ class Settings(BaseSettings):
         "matching pattern. `model` is the name sent upstream (default: the one asked for); without "
         "`api_key` none is sent. Checked at start-up.",
     )
-    llm_connect_timeout_seconds: float = Field(10.0, description="Connect timeout to the upstream.")
+    llm_connect_timeout_seconds: float = Field(10.0, gt=0, description="Connect timeout to the upstream.")
     llm_read_timeout_seconds: float = Field(
-        120.0, description="Longest silence allowed between two streamed chunks from the upstream."
+        120.0, gt=0, description="Longest silence allowed between two streamed chunks from the upstream."
     )
     llm_max_retries: int = Field(
-        3, description="Retries of an upstream 5xx/429/timeout before any token arrived."
+        3, ge=0, description="Retries of an upstream 5xx/429/timeout before any token arrived."
     )
     llm_retry_backoff_seconds: float = Field(
-        0.5, description="First retry delay; doubled on each further retry."
+        0.5, ge=0, description="First retry delay; doubled on each further retry."
     )
 
     # --- runs (services/runs.py, services/executor.py) ---
     run_expiry_seconds: int = Field(
         600,
+        ge=1,
         description="A run not finished (e.g. waiting for tool outputs) this long after creation expires.",
     )
     default_context_window: int = Field(
-        128_000, description="Context window (tokens) assumed for models not in model_context_windows."
+        128_000, ge=1, description="Context window (tokens) assumed for models not in model_context_windows."
     )
     model_context_windows: Annotated[dict[str, int], NoDecode] = Field(
         default_factory=dict,
         description='Context windows per model, as JSON: {"llama3.1:8b": 8192}.',
     )
     completion_reserve_tokens: int = Field(
-        4096, description="Tokens kept free for the reply when truncating a prompt to the context window."
+        4096,
+        ge=0,
+        description="Tokens kept free for the reply when truncating a prompt to the context window.",
     )
 
     # --- files and vector stores (api/files.py, services/vector_stores.py, upstream/embeddings.py) ---
     max_upload_bytes: int = Field(
-        512 * 1024 * 1024, description="Largest file accepted by POST /v1/files, in bytes (413 above)."
+        512 * 1024 * 1024, ge=1, description="Largest file accepted by POST /v1/files, in bytes (413 above)."
     )
     embeddings_base_url: str | None = Field(
         None,
@@ -107,7 +131,7 @@ class Settings(BaseSettings):
     execute_runs: bool = Field(
         True, description="Whether `serve` also executes runs; `worker` always does, and serves no API."
     )
-    max_concurrent_runs: int = Field(500, description="Runs one process executes at the same time.")
+    max_concurrent_runs: int = Field(500, ge=1, description="Runs one process executes at the same time.")
     worker_metrics_port: int | None = Field(
         None,
         ge=1,
@@ -118,17 +142,26 @@ class Settings(BaseSettings):
     worker_metrics_host: str = Field("127.0.0.1", description="Where `worker_metrics_port` listens.")
     run_lease_seconds: float = Field(
         15.0,
+        gt=0,
         description="A worker renews its claim on a run every third of this; a claim not renewed for "
         "this long is taken to belong to a dead worker, whose runs are then settled by another.",
     )
     queue_poll_seconds: float = Field(
-        2.0, description="Fallback check for queued runs, should a LISTEN/NOTIFY wake-up be lost."
+        2.0, gt=0, description="Fallback check for queued runs, should a LISTEN/NOTIFY wake-up be lost."
     )
     event_retention_seconds: int = Field(
-        86_400, description="How long a run's stream events are kept for clients resuming a stream."
+        86_400, ge=0, description="How long a run's stream events are kept for clients resuming a stream."
+    )
+    event_memory_mb: int = Field(
+        32,
+        ge=0,
+        description="SQLite (events in memory): the ended runs' stream events kept for resumes hold at "
+        "most this many MB in all; the oldest are forgotten first (and all after event_retention_seconds).",
     )
     shutdown_grace_seconds: float = Field(
-        30.0, description="On SIGTERM, how long in-flight runs may take to finish before they are failed."
+        30.0,
+        ge=0,
+        description="On SIGTERM, how long in-flight runs may take to finish before they are failed.",
     )
     rate_limit_per_minute: int | None = Field(
         None,
@@ -173,6 +206,37 @@ class Settings(BaseSettings):
         description="When bubblewrap is unavailable, run model code WITHOUT a sandbox (resource limits "
         "only: it can read the server's files and use the network). Never with untrusted users.",
     )
+    code_interpreter_bwrap: str = Field(
+        "bwrap", description="The bubblewrap executable: a path, or a name looked up on PATH."
+    )
+    code_interpreter_data_mb: int = Field(
+        1024,
+        ge=1,
+        description="Size of each kernel's /mnt/data, in MiB: a tmpfs of this size (memory, used only as "
+        "filled) when the server runs as root; otherwise unenforced beyond the 512 MiB per-file limit.",
+    )
+    code_interpreter_max_output_files: int = Field(
+        50,
+        ge=0,
+        description="Files one code_interpreter call may turn into Files; more are left in /mnt/data.",
+    )
+    code_interpreter_max_output_mb: int = Field(
+        512, ge=0, description="Total size of the Files one code_interpreter call may create, in MiB."
+    )
+    code_interpreter_tenant_output_files: int = Field(
+        10_000,
+        ge=0,
+        description="assistants_output Files one tenant may hold; code_interpreter creates no more past it.",
+    )
+    code_interpreter_tenant_output_mb: int = Field(
+        10_240, ge=0, description="Total size of the assistants_output Files one tenant may hold, in MiB."
+    )
+    code_interpreter_cgroup: str = Field(
+        "",
+        description="A cgroup v2 directory delegated to the server (memory, pids and cpu in its "
+        "cgroup.subtree_control): each kernel gets a cgroup there limiting it as a whole. Unset: limits "
+        "are per kernel process (RLIMIT_AS, RLIMIT_NPROC).",
+    )
 
     @field_validator("model_context_windows", mode="before")
     @classmethod
@@ -180,7 +244,10 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             import json
 
-            return json.loads(value) if value.strip() else {}
+            try:
+                return json.loads(value) if value.strip() else {}
+            except json.JSONDecodeError:
+                raise ValueError('expected a JSON object such as {"llama3.1:8b": 8192}') from None
         return value
 
     @field_validator("llm_routes")
@@ -190,6 +257,53 @@ class Settings(BaseSettings):
 
         parse_routes(value)  # ValueError: one line saying what is wrong
         return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        scheme, separator, _ = value.partition("://")
+        if not separator:
+            raise ValueError(f"expected a URL such as {POSTGRES_URL_FORM}, or unset for SQLite")
+        scheme = scheme.lower()
+        if scheme in SUPPORTED_DATABASE_SCHEMES:
+            return value
+        if scheme.split("+")[0] in ("postgresql", "postgres"):
+            driver = scheme.partition("+")[2] or "psycopg"
+            raise ValueError(
+                f"the {driver} driver is not installed; write the URL as {POSTGRES_URL_FORM} (asyncpg)"
+            )
+        if scheme.split("+")[0] == "sqlite":
+            raise ValueError(
+                "for SQLite leave it unset (the database goes under OPENASSISTANTS_DATA_DIR), "
+                "or write sqlite+aiosqlite:///path"
+            )
+        raise ValueError(f"{scheme}:// is not supported: use {POSTGRES_URL_FORM}, or unset for SQLite")
+
+    @field_validator("llm_base_url", "embeddings_base_url")
+    @classmethod
+    def _check_base_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None or (not value.strip() and info.field_name == "embeddings_base_url"):
+            return None  # blank: the local embedder, as when unset
+        from urllib.parse import urlsplit
+
+        try:
+            parts = urlsplit(value)
+            usable = parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+            parts.port  # noqa: B018 (raises on a port that is not a number)
+        except ValueError:
+            usable = False
+        if not usable:
+            raise ValueError("expected an http:// or https:// URL such as http://127.0.0.1:11434/v1")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str) -> str:
+        if value.lower() not in LOG_LEVELS:
+            raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}")
+        return value.lower()
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -6,7 +6,6 @@ streaming responses.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import logging
 import time
@@ -15,6 +14,7 @@ import uuid
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from openassistants.api.errors import as_api_error, error_response
 from openassistants.api.metrics import RequestTimer
 from openassistants.errors import (
     APIError,
@@ -23,21 +23,15 @@ from openassistants.errors import (
     NotFound,
     PayloadTooLarge,
 )
+from openassistants.tenants import OPEN_TENANT, tenant_for_key
 
 _LOGGER_NAME = "openassistants.access"
 access_logger = logging.getLogger(_LOGGER_NAME)
-
-OPEN_TENANT = "default"
 
 #: File uploads may be larger than other bodies: api/uploads.py streams them to disk and holds the file
 #: itself to max_upload_bytes; this is room for the multipart framing and form fields around it.
 UPLOAD_PATH = "/v1/files"
 UPLOAD_OVERHEAD_BYTES = 64 * 1024
-
-
-def tenant_for_key(key: str) -> str:
-    """A stable tenant id derived from the key; the key itself is never stored."""
-    return "t_" + hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
 async def _send_error(send: Send, exc: APIError, headers: list[tuple[bytes, bytes]]) -> None:
@@ -87,11 +81,13 @@ class RequestContextMiddleware:
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
         status = 500
+        response_started = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, response_started
             if message["type"] == "http.response.start":
                 status = message["status"]
+                response_started = True
                 message["headers"] = [*message.get("headers", []), id_header]
             await send(message)
 
@@ -105,7 +101,14 @@ class RequestContextMiddleware:
             if null_error is not None:
                 await _send_error(send_with_id, null_error, [])
                 return
-            await self.app(scope, _limited(receive, limit), send_with_id)
+            try:
+                await self.app(scope, _limited(receive, limit), send_with_id)
+            except Exception as exc:
+                if response_started:
+                    raise  # half a response: only closing the connection tells the client
+                # Answered here rather than by Starlette's last-resort handler, which re-raises so
+                # that the server closes the connection, under a client's next request on it.
+                await error_response(as_api_error(exc))(scope, receive, send_with_id)
         finally:
             seconds = time.perf_counter() - started
             if self.timer is not None:
@@ -182,12 +185,14 @@ class AuthMiddleware:
         self.keys = [(key.encode(), tenant_for_key(key)) for key in api_keys]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith("/v1"):
+        if scope["type"] not in ("http", "websocket") or not scope["path"].startswith("/v1"):
             await self.app(scope, receive, send)
             return
         tenant = self._tenant(scope)
         if isinstance(tenant, APIError):
-            await _send_error(send, tenant, [])
+            # A refused WebSocket handshake is answered as HTTP too (the ASGI extension every
+            # server we run on has): the same 401 body a client gets on any other request.
+            await _send_error(_handshake_response(send) if scope["type"] == "websocket" else send, tenant, [])
             return
         scope.setdefault("state", {})["tenant"] = tenant
         await self.app(scope, receive, send)
@@ -219,6 +224,15 @@ class AuthMiddleware:
                 code="invalid_api_key",
             )
         return match
+
+
+def _handshake_response(send: Send) -> Send:
+    """``send`` for an HTTP answer to a WebSocket handshake (``websocket.http.response.*``)."""
+
+    async def wrapped(message: Message) -> None:
+        await send({**message, "type": message["type"].replace("http.", "websocket.http.", 1)})
+
+    return wrapped
 
 
 def _redact(key: str) -> str:

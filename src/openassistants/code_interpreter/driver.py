@@ -118,6 +118,7 @@ def _preload(modules: list[str]) -> None:
 
 
 def run_cell(code: str, cell: int, namespace: dict[str, Any], max_output: int) -> dict[str, Any]:
+    _reap_children()
     filename = f"<cell {cell}>"
     linecache.cache[filename] = (len(code), None, code.splitlines(keepends=True), filename)
     output = _Output(max_output)
@@ -150,6 +151,16 @@ def _execute(code: str, filename: str, namespace: dict[str, Any]) -> None:
         if value is not None:
             namespace["_"] = value
             print(repr(value))
+
+
+def _reap_children() -> None:
+    """Collect the exit status of the previous cells' children, all killed by the server after their
+    cell, so that they hold no pid (a subprocess.Popen left behind then reads returncode 0)."""
+    try:
+        while os.waitpid(-1, os.WNOHANG)[0] > 0:
+            pass
+    except ChildProcessError:
+        pass
 
 
 def _exit_if_forked() -> None:

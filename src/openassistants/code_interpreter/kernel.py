@@ -13,10 +13,13 @@ import json
 import os
 import signal
 import struct
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from openassistants.code_interpreter.cgroups import KernelCgroup
+from openassistants.code_interpreter.identity import UidLease
 from openassistants.code_interpreter.sandbox import DriverConfig, Sandbox
 
 FRAME_HEADER = struct.Struct(">I")
@@ -26,6 +29,8 @@ MAX_REPLY_BYTES = 64 * 1024 * 1024
 STDERR_TAIL_BYTES = 2048
 #: How long kill() waits for a killed sandbox's processes to be gone, in steps of 10 ms.
 KILL_WAIT_STEPS = 300
+#: Sweeps end_strays() makes before it gives up and kills the whole kernel instead.
+STRAY_SWEEPS = 100
 
 
 class KernelError(Exception):
@@ -57,9 +62,16 @@ class Kernel:
     """A running driver in its sandbox. Start with ``Kernel.start``; one request at a time."""
 
     def __init__(
-        self, number: int, directory: Path, config: DriverConfig, process: asyncio.subprocess.Process
+        self,
+        number: int,
+        directory: Path,
+        config: DriverConfig,
+        process: asyncio.subprocess.Process,
+        lease: UidLease | None,
     ) -> None:
         self.number = number
+        #: Its uid, held until kill() has seen every process of the kernel gone.
+        self._lease = lease
         self.directory = directory
         self.uid = config.uid
         self.pid = process.pid
@@ -67,6 +79,12 @@ class Kernel:
         self._process = process
         self._stderr = bytearray()
         self._stderr_task = asyncio.create_task(self._drain_stderr())
+        #: Its cgroup (cgroups.py), if the host has them: removed, and so emptied, by kill().
+        self.cgroup: KernelCgroup | None = None
+        #: Whether end_strays() left the driver stopped (SIGSTOP); the next request continues it.
+        self._stopped = False
+        #: In bubblewrap: the kernel's pid namespace (its init is bwrap's child) and the driver in it.
+        self._namespace: tuple[str, int, int] | None = None
 
     @property
     def data_dir(self) -> Path:
@@ -79,9 +97,16 @@ class Kernel:
 
     @classmethod
     async def start(
-        cls, sandbox: Sandbox, number: int, directory: Path, config: DriverConfig, timeout: float
+        cls,
+        sandbox: Sandbox,
+        number: int,
+        directory: Path,
+        config: DriverConfig,
+        timeout: float,
+        lease: UidLease | None = None,
     ) -> Kernel:
-        """Launch a kernel and wait until its driver is ready. Raises KernelDied if it is not."""
+        """Launch a kernel and wait until its driver is ready. Raises KernelDied if it is not. The
+        kernel owns ``lease`` (its uid's) from then on, even when it fails to start."""
         launch = sandbox.launch(directory, config)
         try:
             process = await asyncio.create_subprocess_exec(
@@ -96,7 +121,7 @@ class Kernel:
             )
         finally:
             launch.close()
-        kernel = cls(number, directory, config, process)
+        kernel = cls(number, directory, config, process, lease)
         try:
             await asyncio.wait_for(kernel._receive(), timeout)
         except TimeoutError:
@@ -112,7 +137,34 @@ class Kernel:
         except BaseException:  # cancelled (e.g. the manager closing): leave no process behind
             await kernel.kill()
             raise
+        if sandbox.mode == "bwrap":
+            kernel._namespace = _namespace_of(process.pid)
+            if kernel._namespace is None:
+                await kernel.kill()
+                raise KernelDied("the kernel's sandbox could not be inspected")
         return kernel
+
+    @property
+    def pids(self) -> list[int]:
+        """The host pids of the sandbox's own processes: bwrap, its init, the driver (or the driver)."""
+        if self._namespace is None:
+            return [self.pid]
+        _, init, driver = self._namespace
+        return [self.pid, init, driver]
+
+    async def end_strays(self) -> int | None:
+        """After a cell: stop the driver until the next request (its threads too, so nothing of the
+        model's runs between calls), and kill every process the cells started (subprocesses, daemons,
+        fork bombs, whatever their session or process group): all of the kernel's pid namespace but
+        its init and driver. How many were killed; None if they kept coming, and the whole kernel was
+        killed instead."""
+        if self._namespace is None or not self.is_alive:
+            return 0
+        self._stopped = True  # from the first SIGSTOP on, even if this call is cancelled midway
+        killed = await asyncio.to_thread(_sweep, *self._namespace)
+        if killed is None:
+            await self.kill()
+        return killed
 
     async def execute(self, code: str, timeout: float) -> CellReply:
         """Run one cell. On timeout the kernel is killed (KernelTimeout); if it dies, KernelDied."""
@@ -145,6 +197,10 @@ class Kernel:
         if self._process.stdin is not None:
             self._process.stdin.close()
         self._stderr_task.cancel()
+        if self.cgroup is not None:
+            await asyncio.to_thread(self.cgroup.remove)
+        if self._lease is not None:
+            self._lease.release()
 
     def stderr_tail(self) -> str:
         return self._stderr.decode("utf-8", errors="replace").strip()
@@ -154,6 +210,10 @@ class Kernel:
             raise KernelDied(await self._death_reason())
         stdin = self._process.stdin
         assert stdin is not None
+        if self._stopped and self._namespace is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._namespace[2], signal.SIGCONT)
+            self._stopped = False
         data = json.dumps(message).encode("utf-8")
         try:
             stdin.write(FRAME_HEADER.pack(len(data)) + data)
@@ -222,6 +282,54 @@ class Kernel:
 _SIGNALS = {s.value for s in signal.Signals}
 
 
+def _namespace_of(bwrap: int) -> tuple[str, int, int] | None:
+    """(pid namespace, init, driver) of a started bwrap: its child is the namespace's init, whose only
+    child, until a cell runs, is the driver."""
+    inits = _children(bwrap)
+    drivers = _children(inits[0]) if len(inits) == 1 else []
+    if len(drivers) != 1:
+        return None
+    try:
+        return os.readlink(f"/proc/{inits[0]}/ns/pid"), inits[0], drivers[0]
+    except OSError:
+        return None
+
+
+def _sweep(namespace: str, init: int, driver: int) -> int | None:
+    """Stop ``driver`` (SIGSTOP: its threads can start no more processes) and SIGKILL every live
+    process of ``namespace`` but ``init`` and ``driver``, again and again until none is left and the
+    driver is still stopped (a process killed mid-fork makes no child; one forked before the kill,
+    or a SIGCONT sent to the driver, is found by the next sweep); how many were killed. None if
+    some were still there after STRAY_SWEEPS sweeps."""
+    killed: set[int] = set()
+    for sweep in range(STRAY_SWEEPS):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(driver, signal.SIGSTOP)
+        _wait_stopped(driver)
+        strays = [pid for pid in _pids_in(namespace) if pid not in (init, driver) and _is_running(pid)]
+        if not strays and _state(driver) in ("T", None):
+            return len(killed)
+        for pid in strays:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        killed.update(strays)
+        if sweep:  # the killed need a moment to become zombies, which the init then reaps
+            time.sleep(0.01)
+    return None
+
+
+def _pids_in(namespace: str) -> list[int]:
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                if os.readlink(f"/proc/{entry.name}/ns/pid") == namespace:
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
 def _children(pid: int) -> list[int]:
     try:
         return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
@@ -231,10 +339,23 @@ def _children(pid: int) -> list[int]:
 
 def _is_running(pid: int) -> bool:
     """Whether the process exists and is not a zombie."""
+    return _state(pid) not in ("Z", None)
+
+
+def _state(pid: int) -> str | None:
+    """The process's state letter (R, S, D, T stopped, Z zombie...); None if it is gone."""
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):
-        return False
+        return None
+
+
+def _wait_stopped(pid: int) -> None:
+    """Wait (at most KILL_WAIT_STEPS ms) for a SIGSTOP to take effect: the signal is asynchronous."""
+    for _ in range(KILL_WAIT_STEPS):
+        if _state(pid) in ("T", "Z", None):
+            return
+        time.sleep(0.001)
 
 
 def _parse_cell_reply(reply: dict[str, Any]) -> CellReply:

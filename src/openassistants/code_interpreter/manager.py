@@ -24,23 +24,16 @@ from pathlib import Path
 
 from openassistants.code_interpreter import workdir
 from openassistants.code_interpreter.kernel import CellReply, Kernel, KernelError
+from openassistants.code_interpreter.launcher import Launcher, remove_kernel_directory
+from openassistants.code_interpreter.probe import detect_sandbox
 from openassistants.code_interpreter.sandbox import (
     MAX_FILE_BYTES,
     SANDBOX_DATA_DIR,
-    DriverConfig,
-    Limits,
-    Sandbox,
 )
 from openassistants.config import Settings
 
 logger = logging.getLogger("openassistants.code_interpreter")
 
-#: Imported by warm pool kernels before they are handed out, so the usual first imports are instant.
-PRELOAD_MODULES = ["numpy", "pandas", "matplotlib.pyplot"]
-KERNEL_START_TIMEOUT_SECONDS = 30.0
-PRELOAD_TIMEOUT_SECONDS = 120.0
-#: Changed files returned per cell; more are left in /mnt/data, and the output says so.
-MAX_OUTPUT_FILES = 50
 #: Sessions remembered after expiry, so that their next call reports ``restarted``.
 MAX_RETIRED_SESSIONS = 10_000
 
@@ -91,7 +84,9 @@ class KernelManager:
 
     def __init__(self, settings: Settings, work_root: Path) -> None:
         self._settings = settings
-        self._sandbox = Sandbox.detect(settings)
+        self._sandbox = detect_sandbox(settings)
+        #: Why /mnt/data has no quota here (None: each kernel's is a tmpfs); known once started.
+        self._launcher = Launcher(settings, self._sandbox)
         self._work_root = work_root
         # Several processes (API, workers) may share one work root: each keeps its own directory.
         self._root = work_root / f"{os.getpid()}-{secrets.token_hex(4)}"
@@ -104,6 +99,10 @@ class KernelManager:
         self._refill: asyncio.Task[None] | None = None
         self._reaper: asyncio.Task[None] | None = None
         self._closed = False
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings
 
     @property
     def available(self) -> bool:
@@ -133,6 +132,7 @@ class KernelManager:
         else:
             logger.info("code interpreter sandbox available: bubblewrap (%s)", self._sandbox.bwrap)
         self._ensure_root()
+        await self._launcher.prepare(self._root)
         self._reaper = asyncio.create_task(self._reap_idle())
         if self._settings.code_interpreter_pool_size > 0:
             self._refill = asyncio.create_task(self._fill_pool())
@@ -192,6 +192,7 @@ class KernelManager:
         self._sessions.clear()
         self._pool.clear()
         await asyncio.gather(*(kernel.kill() for kernel in kernels))
+        await asyncio.to_thread(workdir.unmount_under, self._root)
         await asyncio.to_thread(shutil.rmtree, self._root, True)
 
     async def _execute(
@@ -230,8 +231,24 @@ class KernelManager:
         except KernelError as exc:
             fate = str(exc)
             logger.info("code interpreter: kernel %d stopped: %s", kernel.number, fate)
-        files, skipped = await asyncio.to_thread(_collect, kernel, before, reply, outbox)
+        # Nothing a cell started outlives it: its subprocesses and daemons go with its reply.
+        stopped = await kernel.end_strays()
+        if stopped is None:
+            fate = (
+                "The processes the code started kept multiplying, so the kernel was stopped; its "
+                "variables are lost (files in /mnt/data are kept)."
+            )
+        elif stopped:
+            fate = (
+                f"[{stopped} processes the code left running were stopped: nothing outlives a call here, "
+                f"so keep subprocesses and pools within one call]"
+            )
+        files, skipped = await asyncio.to_thread(_collect, kernel, before, reply, outbox, self._caps())
         return self._result(reply, fate, files, skipped, restarted)
+
+    def _caps(self) -> tuple[int, int]:
+        settings = self._settings
+        return settings.code_interpreter_max_output_files, settings.code_interpreter_max_output_mb << 20
 
     def _result(
         self,
@@ -246,7 +263,11 @@ class KernelManager:
         if fate:
             parts.append(fate)
         if skipped:
-            parts.append(f"[{skipped} more changed files in {SANDBOX_DATA_DIR} were not returned]")
+            parts.append(
+                f"[{skipped} more changed files in {SANDBOX_DATA_DIR} were not returned: past this "
+                f"server's limit of {self._settings.code_interpreter_max_output_files} files and "
+                f"{self._settings.code_interpreter_max_output_mb} MiB per call]"
+            )
         logs = "\n".join(part.rstrip("\n") for part in parts if part)
         logs = truncate(logs, self._settings.code_interpreter_max_output_bytes)
         return CellResult(logs=logs, error=error, files=files, restarted=restarted)
@@ -279,34 +300,11 @@ class KernelManager:
 
     async def _start_kernel(self, *, preload: bool) -> Kernel:
         self._ensure_root()
-        number = next(self._kernel_numbers)
-        uid = self._sandbox.sandbox_uid(number)
-        directory = self._root / f"kernel-{number}"
-        directory.mkdir(mode=0o700)
-        workdir.make_data_dir(directory / "data", uid)
-        config = DriverConfig(
-            limits=Limits.from_settings(self._settings),
-            data_dir=SANDBOX_DATA_DIR if self._sandbox.mode == "bwrap" else str(directory / "data"),
-            max_output_bytes=self._settings.code_interpreter_max_output_bytes,
-            uid=uid,
-        )
         self._starting += 1
         try:
-            kernel = await Kernel.start(
-                self._sandbox, number, directory, config, KERNEL_START_TIMEOUT_SECONDS
-            )
-            try:
-                if preload:
-                    await kernel.preload(PRELOAD_MODULES, PRELOAD_TIMEOUT_SECONDS)
-            except BaseException:
-                await kernel.kill()
-                raise
-        except BaseException:
-            await asyncio.to_thread(shutil.rmtree, directory, True)
-            raise
+            return await self._launcher.start(self._root, next(self._kernel_numbers), preload=preload)
         finally:
             self._starting -= 1
-        return kernel
 
     def _schedule_refill(self) -> None:
         if self._closed or self._settings.code_interpreter_pool_size <= 0:
@@ -365,7 +363,7 @@ class KernelManager:
 
     async def _discard(self, kernel: Kernel) -> None:
         await kernel.kill()
-        await asyncio.to_thread(shutil.rmtree, kernel.directory, True)
+        await asyncio.to_thread(remove_kernel_directory, kernel.directory)
 
     def _ensure_root(self) -> None:
         """Create this manager's directory; remove those of managers whose process is gone."""
@@ -375,6 +373,7 @@ class KernelManager:
         for entry in self._work_root.iterdir():
             pid, _, _ = entry.name.partition("-")
             if pid.isdigit() and not _process_exists(int(pid)):
+                workdir.unmount_under(entry)
                 shutil.rmtree(entry, ignore_errors=True)
         self._root.mkdir(mode=0o700)
 
@@ -396,7 +395,7 @@ def truncate(text: str, limit: int) -> str:
 
 def _adopt(dead: Kernel, fresh: Kernel) -> None:
     workdir.adopt(dead.data_dir, fresh.data_dir, fresh.uid)
-    shutil.rmtree(dead.directory, ignore_errors=True)
+    remove_kernel_directory(dead.directory)
 
 
 def _place_inputs(kernel: Kernel, input_files: Sequence[tuple[str, Path]]) -> None:
@@ -405,22 +404,29 @@ def _place_inputs(kernel: Kernel, input_files: Sequence[tuple[str, Path]]) -> No
 
 
 def _collect(
-    kernel: Kernel, before: workdir.Snapshot, reply: CellReply | None, outbox: Path
+    kernel: Kernel, before: workdir.Snapshot, reply: CellReply | None, outbox: Path, caps: tuple[int, int]
 ) -> tuple[list[OutputFile], int]:
-    """Copy the cell's figures and changed files into the session's outbox; (files, how many skipped)."""
+    """Copy the cell's figures and changed files into the session's outbox, at most ``caps`` (files,
+    bytes) of the latter; (files, how many changed files were left out)."""
+    max_files, max_bytes = caps
     files = []
     for number, png in enumerate(reply.figures if reply else [], start=1):
         path = outbox / "figures" / f"figure-{number}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(png)
         files.append(OutputFile(name=path.name, path=path, size=len(png), is_image=True))
-    changed = workdir.changed_files(before, workdir.snapshot(kernel.data_dir))
-    for index, name in enumerate(changed[:MAX_OUTPUT_FILES]):
+    after = workdir.snapshot(kernel.data_dir)
+    changed = workdir.changed_files(before, after)
+    returned, room = 0, max_bytes
+    for index, name in enumerate(changed):
+        if returned >= max_files or after[name][1] > room:
+            continue
         path = outbox / "files" / str(index) / name.rsplit("/", 1)[-1]
-        size = workdir.copy_out(kernel.data_dir, name, path, MAX_FILE_BYTES)
+        size = workdir.copy_out(kernel.data_dir, name, path, min(room, MAX_FILE_BYTES))
         if size is not None:
             files.append(OutputFile(name=name, path=path, size=size, is_image=False))
-    return files, max(len(changed) - MAX_OUTPUT_FILES, 0)
+            returned, room = returned + 1, room - size
+    return files, len(changed) - returned
 
 
 def _process_exists(pid: int) -> bool:

@@ -9,13 +9,9 @@ before any model code runs. Without bubblewrap nothing runs, unless the operator
 
 from __future__ import annotations
 
-import functools
 import json
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -38,10 +34,8 @@ TMP_BYTES = 256 * 1024 * 1024
 SHM_BYTES = 64 * 1024 * 1024
 #: Kernels run at a lower priority than the server, so a busy kernel never starves the API.
 KERNEL_NICENESS = 10
-#: When the server runs as root, kernel n runs as uid/gid FIRST_SANDBOX_UID + n (mod UID_RANGE), an id
-#: no account uses: RLIMIT_NPROC counts per uid and never applies to root, and kernels share no files.
-FIRST_SANDBOX_UID = 1_700_000_000
-UID_RANGE = 1_000_000
+#: A kernel's cgroup cpu.weight (cgroups.py), where there is one: half the default of 100.
+KERNEL_CPU_WEIGHT = 50
 
 #: The whole environment of a kernel: nothing of the server's (no OPENASSISTANTS_*, no keys).
 SANDBOX_ENV = {
@@ -69,7 +63,6 @@ SYSTEM_FILES = (
     "/etc/localtime",
     "/etc/mime.types",
 )
-PROBE_TIMEOUT_SECONDS = 20.0
 
 Mode = Literal["bwrap", "unsafe", "unavailable"]
 
@@ -130,24 +123,10 @@ class Sandbox:
     #: Why bubblewrap cannot be used here; None when it can.
     reason: str | None = None
 
-    @classmethod
-    def detect(cls, settings: Settings) -> Sandbox:
-        """Probe bubblewrap (once per process); fall back to unsafe mode only when the settings allow it."""
-        bwrap = shutil.which("bwrap")
-        reason = (
-            probe_bwrap(bwrap) if bwrap else "bubblewrap (bwrap) is not installed: apt-get install bubblewrap"
-        )
-        if reason is None:
-            return cls(mode="bwrap", bwrap=bwrap)
-        if settings.code_interpreter_unsafe_no_sandbox:
-            return cls(mode="unsafe", reason=reason)
-        return cls(mode="unavailable", reason=reason)
-
-    def sandbox_uid(self, kernel_number: int) -> int | None:
-        """The uid kernel n runs as when the server is root; None: it keeps the server's uid."""
-        if self.mode != "bwrap" or os.geteuid() != 0:
-            return None
-        return FIRST_SANDBOX_UID + kernel_number % UID_RANGE
+    @property
+    def own_uids(self) -> bool:
+        """Whether each kernel runs as a uid of its own (identity.py): bubblewrap, server as root."""
+        return self.mode == "bwrap" and os.geteuid() == 0
 
     def launch(self, kernel_dir: Path, config: DriverConfig) -> Launch:
         """The command that starts one kernel whose /mnt/data is ``kernel_dir / "data"``."""
@@ -264,30 +243,3 @@ class _Mounts:
             self._dirs.add(directory)
         self.args += [option, source, dest]
         self._dirs.add(dest)
-
-
-@functools.cache
-def probe_bwrap(bwrap: str) -> str | None:
-    """Start this interpreter in the real sandbox once; None if it ran, else why it could not."""
-    seccomp = seccomp_fd()
-    fds = () if seccomp is None else (seccomp,)
-    with tempfile.TemporaryDirectory(prefix="oa-probe-") as scratch:
-        args = bwrap_args(Path(scratch), root=os.geteuid() == 0, seccomp=seccomp)
-        try:
-            done = subprocess.run(
-                [bwrap, *args, "--", sys.executable, "-I", "-c", "pass"],
-                env={},
-                capture_output=True,
-                timeout=PROBE_TIMEOUT_SECONDS,
-                stdin=subprocess.DEVNULL,
-                pass_fds=fds,
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            return f"bubblewrap could not be started: {exc}"
-        finally:
-            for fd in fds:
-                os.close(fd)
-    if done.returncode != 0:
-        detail = done.stderr.decode(errors="replace").strip()[-500:]
-        return f"bubblewrap cannot create a sandbox here (exit {done.returncode}): {detail}"
-    return None

@@ -7,6 +7,8 @@ directory fd, only regular files are read, and what the integrator gets is our o
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import os
 import shutil
 import stat
@@ -23,14 +25,64 @@ MAX_NAME_BYTES = 200
 #: relative path -> (mtime_ns, size, inode) of each regular file
 Snapshot = dict[str, tuple[int, int, int]]
 
+_LIBC = ctypes.CDLL(None, use_errno=True)
+_MS_NOSUID, _MS_NODEV, _MNT_DETACH = 2, 4, 2
+
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def make_data_dir(path: Path, uid: int | None) -> None:
-    """An empty directory only its kernel (and the server) can use."""
+def make_data_dir(path: Path, uid: int | None, quota_bytes: int | None) -> None:
+    """An empty directory only its kernel (and the server) can use; with ``quota_bytes``, a tmpfs of
+    that size (the server must be root), so a kernel filling it gets ENOSPC and the disk stays free.
+    Raises OSError if the tmpfs cannot be mounted."""
     path.mkdir(mode=0o700, parents=True)
-    if uid is not None:
+    if quota_bytes is not None:
+        owner = "" if uid is None else f",uid={uid},gid={uid}"
+        _mount_tmpfs(path, f"size={quota_bytes},mode=0700{owner}")
+    elif uid is not None:
         os.chown(path, uid, uid)
+
+
+def can_mount_quota(scratch: Path) -> str | None:
+    """None if a size-limited tmpfs can be mounted here (root, CAP_SYS_ADMIN), else why not."""
+    if os.geteuid() != 0:
+        return "the server does not run as root, so it cannot mount a tmpfs"
+    scratch.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        _mount_tmpfs(scratch, "size=4096,mode=0700")
+    except OSError as exc:
+        return f"mounting a tmpfs failed ({exc.strerror})"
+    unmount(scratch)
+    scratch.rmdir()
+    return None
+
+
+def unmount(path: Path) -> None:
+    """Detach a data directory's tmpfs, if it has one (its memory is freed once nothing uses it)."""
+    if _LIBC.umount2(os.fsencode(path), _MNT_DETACH) != 0 and ctypes.get_errno() not in (
+        errno.EINVAL,  # not a mount point
+        errno.ENOENT,
+    ):
+        raise OSError(ctypes.get_errno(), f"umount {path}")
+
+
+def unmount_under(root: Path) -> None:
+    """Detach every mount below ``root`` (the data directories a dead server process left mounted)."""
+    prefix = os.fsencode(root) + b"/"
+    with open("/proc/self/mountinfo", "rb") as mounts:
+        points = [line.split()[4] for line in mounts]
+    for point in sorted(points, reverse=True):
+        decoded = point.replace(b"\\040", b" ").replace(b"\\011", b"\t").replace(b"\\012", b"\n")
+        if decoded.startswith(prefix):
+            unmount(Path(os.fsdecode(decoded)))
+
+
+def _mount_tmpfs(path: Path, options: str) -> None:
+    # nosuid, nodev: nothing the kernel writes there can gain privileges or reach a device.
+    flags = ctypes.c_ulong(_MS_NOSUID | _MS_NODEV)
+    if _LIBC.mount(b"openassistants-data", os.fsencode(path), b"tmpfs", flags, options.encode()) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, f"mount tmpfs on {path}: {os.strerror(code)}")
 
 
 def safe_name(name: str) -> str:
@@ -98,11 +150,12 @@ def copy_out(data_dir: Path, relative: str, destination: Path, max_bytes: int) -
 
 
 def adopt(old_data_dir: Path, new_data_dir: Path, uid: int | None) -> None:
-    """Move a dead kernel's files to its successor's data directory, owned by the successor's uid."""
+    """Move a dead kernel's files to its successor's data directory, owned by the successor's uid
+    (copied, links as links, when each is a tmpfs of its own; what does not fit is left behind)."""
     for entry in os.listdir(old_data_dir):
         try:
-            os.rename(old_data_dir / entry, new_data_dir / entry)
-        except OSError:
+            shutil.move(old_data_dir / entry, new_data_dir / entry)
+        except (OSError, shutil.Error):
             continue
     if uid is not None:
         _walk(new_data_dir, lambda directory, name, _relative, _status: _chown(directory, name, uid))

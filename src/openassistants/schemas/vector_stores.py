@@ -10,6 +10,7 @@ from openassistants.schemas.common import (
     ChunkingStrategy,
     HybridSearchOptions,
     Metadata,
+    ObjectId,
     RequestModel,
     check_metadata,
 )
@@ -39,7 +40,7 @@ class ExpiresAfter(RequestModel):
 
 
 class VectorStoreCreate(RequestModel):
-    file_ids: list[str] = Field(default_factory=list, max_length=500)
+    file_ids: list[ObjectId] = Field(default_factory=list, max_length=500)
     name: str | None = Field(default=None, max_length=256)
     description: str | None = Field(default=None, max_length=512)
     expires_after: ExpiresAfter | None = None
@@ -58,7 +59,7 @@ class VectorStoreUpdate(RequestModel):
 
 
 class VectorStoreFileCreate(RequestModel):
-    file_id: str = Field(min_length=1, max_length=64)
+    file_id: ObjectId
     chunking_strategy: ChunkingStrategy | None = None
     attributes: Attributes
 
@@ -72,7 +73,7 @@ class VectorStoreFileUpdate(RequestModel):
 
 
 class BatchFile(RequestModel):
-    file_id: str = Field(min_length=1, max_length=64)
+    file_id: ObjectId
     chunking_strategy: ChunkingStrategy | None = None
     attributes: Attributes
 
@@ -80,7 +81,7 @@ class BatchFile(RequestModel):
 
 
 class FileBatchCreate(RequestModel):
-    file_ids: list[str] | None = Field(default=None, min_length=1, max_length=2000)
+    file_ids: list[ObjectId] | None = Field(default=None, min_length=1, max_length=2000)
     files: list[BatchFile] | None = Field(default=None, min_length=1, max_length=2000)
     chunking_strategy: ChunkingStrategy | None = None
     attributes: Attributes

@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from openassistants.code_interpreter.manager import KernelManager, SandboxUnavailable
+from openassistants.config import Settings
 from openassistants.ids import new_id
 from openassistants.services.files import blob_key, read_file_bytes
 from openassistants.storage import tables
@@ -107,10 +108,8 @@ async def run_code(
 ) -> CodeRun:
     result = CodeRun()
     if kernels is None or not kernels.available:
-        reason = kernels.unavailable_reason if kernels is not None else "not configured"
-        result.text_for_model = f"Error: the code interpreter is unavailable on this server ({reason})."
-        result.outputs = [{"type": "logs", "logs": result.text_for_model}]
-        return result
+        reason = kernels.unavailable_reason if kernels is not None else "no kernels in this process"
+        return _unavailable(result, reason)
     session = f"{run['tenant_id']}:{run['thread_id']}"
     with tempfile.TemporaryDirectory(prefix="oa-ci-in-") as staging:
         inputs = await _stage_inputs(db, blobs, run["tenant_id"], input_file_ids, Path(staging))
@@ -119,15 +118,24 @@ async def run_code(
                 await _rebuild(kernels, db, run, session, inputs)
             cell = await kernels.execute(session, code, input_files=inputs)
         except SandboxUnavailable as exc:
-            result.text_for_model = f"Error: the code interpreter is unavailable on this server ({exc})."
-            result.outputs = [{"type": "logs", "logs": result.text_for_model}]
-            return result
+            return _unavailable(result, str(exc))
     lines = [cell.logs] if cell.logs else []
     if cell.restarted:
         lines.insert(0, "(The Python session was restarted: earlier variables are gone.)")
     if cell.logs:
         result.outputs.append({"type": "logs", "logs": cell.logs})
+    files_left, bytes_left = (
+        await _tenant_room(db, kernels.settings, run["tenant_id"]) if cell.files else (0, 0)
+    )
     for produced in cell.files:
+        if files_left <= 0 or produced.size > bytes_left:
+            lines.append(
+                f"[{produced.name} was not returned: this tenant's output files are at the server's limit "
+                f"({kernels.settings.code_interpreter_tenant_output_files} files, "
+                f"{kernels.settings.code_interpreter_tenant_output_mb} MiB); delete some Files to make room]"
+            )
+            continue
+        files_left, bytes_left = files_left - 1, bytes_left - produced.size
         file_id = await _store_output(db, blobs, run["tenant_id"], produced.path, produced.name)
         result.files[produced.name] = file_id
         if produced.is_image:
@@ -138,6 +146,30 @@ async def run_code(
             lines.append(f"[file written: sandbox:/mnt/data/{produced.name}]")
     result.text_for_model = "\n".join(lines) or "(no output)"
     return result
+
+
+def _unavailable(result: CodeRun, reason: str | None) -> CodeRun:
+    result.text_for_model = f"Error: code_interpreter is unavailable on this server: {reason}"
+    result.outputs = [{"type": "logs", "logs": result.text_for_model}]
+    return result
+
+
+async def _tenant_room(db: Database, settings: Settings, tenant: str) -> tuple[int, int]:
+    """(files, bytes) the tenant may still add as code_interpreter output, by its limits. A soft cap:
+    calls running at once may each use it, so it can be passed by one call's worth each."""
+    files = tables.files
+    async with db.read() as conn:
+        count, size = (
+            await conn.execute(
+                select(func.count(), func.coalesce(func.sum(files.c.bytes), 0)).where(
+                    files.c.tenant_id == tenant, files.c.purpose == "assistants_output"
+                )
+            )
+        ).one()
+    return (
+        settings.code_interpreter_tenant_output_files - int(count),
+        (settings.code_interpreter_tenant_output_mb << 20) - int(size),
+    )
 
 
 async def _rebuild(

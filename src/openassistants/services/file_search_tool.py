@@ -13,6 +13,10 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pydantic import TypeAdapter
+
+from openassistants.schemas.vector_stores import ComparisonFilter, CompoundFilter
+
 if TYPE_CHECKING:
     from openassistants.services.search import Searcher, SearchResult
 
@@ -22,12 +26,17 @@ DEFAULT_MAX_RESULTS = 20
 MARKER = re.compile(r"【(\d+):(\d+)†([^】]*)】")
 
 
+#: A stored tool's attribute filter (the Responses API's ``file_search.filters``) as search takes it.
+_FILTER: TypeAdapter[ComparisonFilter | CompoundFilter] = TypeAdapter(ComparisonFilter | CompoundFilter)
+
+
 @dataclass(frozen=True)
 class FileSearchOptions:
     max_num_results: int = DEFAULT_MAX_RESULTS
     ranker: str = "default_2024_08_21"
     score_threshold: float = 0.0
     ranking: Ranking = DEFAULT_RANKING
+    filters: ComparisonFilter | CompoundFilter | None = None
 
     @classmethod
     def from_tools(cls, tools: list[dict[str, Any]]) -> FileSearchOptions:
@@ -41,6 +50,7 @@ class FileSearchOptions:
                     ranker="default_2024_08_21" if ranker == "auto" else ranker,
                     score_threshold=ranking.get("score_threshold", 0.0),
                     ranking=Ranking.from_options(ranking),
+                    filters=_FILTER.validate_python(options["filters"]) if options.get("filters") else None,
                 )
         return cls()
 
@@ -74,6 +84,7 @@ async def run_file_search(
         max_results=options.max_num_results,
         score_threshold=options.score_threshold,
         ranking=options.ranking,
+        filters=options.filters,
     )
     step["results"] = [_result_to_step(r) for r in results]
     return step, _text_for_model(results, ordinal)

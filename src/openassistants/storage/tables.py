@@ -267,3 +267,28 @@ deleted_cursors = Table(
     Column("seq", BigInteger, nullable=False),
     Column("deleted_at", BigInteger, nullable=False),
 )
+
+# A run made through the Responses API (its id is the run's with ``resp_`` for ``run_``): what the
+# request said that a run has no column for, and where its items sit among the thread's messages.
+responses = Table(
+    "responses",
+    metadata,
+    Column("seq", SeqType, primary_key=True, autoincrement=True),
+    Column("run_id", String(64), ForeignKey("runs.id", ondelete="CASCADE"), nullable=False, unique=True),
+    Column("tenant_id", String(64), nullable=False),
+    Column("thread_id", String(64), nullable=False),
+    Column("previous_response_id", String(64)),
+    # Whether the thread is the client's conversation (else one made for this chain of responses).
+    Column("conversation", Boolean, nullable=False),
+    Column("store", Boolean, nullable=False),
+    Column("background", Boolean, nullable=False),
+    # The request's echoed fields (text, tools as given, tool_choice, truncation, user…).
+    Column("request", JSON, nullable=False),
+    Column("input_items", JSON, nullable=False),
+    # The seq of the thread's newest message when the response started: its output items follow it.
+    Column("anchor_seq", BigInteger, nullable=False),
+    # A response continuing a chain (previous_response_id, no conversation) has a thread of its own;
+    # these are the threads of the responses before it, oldest first: its history.
+    Column("chain_thread_ids", JSON, nullable=False),
+    Index("ix_responses_thread_seq", "thread_id", "seq"),
+)

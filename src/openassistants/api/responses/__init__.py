@@ -1,4 +1,5 @@
-"""JSON responses rendered with orjson: the services hand back plain dicts ready for the wire."""
+"""JSON responses rendered with orjson (every router's response class: the services hand back plain
+dicts ready for the wire); the package's modules are the Responses and Conversations APIs' routes."""
 
 from __future__ import annotations
 

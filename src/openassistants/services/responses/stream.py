@@ -1,0 +1,267 @@
+"""A response's stream: the run's event log (``thread.run.*``, ``thread.message.*``) rendered as the
+Responses API's events, numbered by ``sequence_number``.
+
+The rendering is a pure function of the log, so a stream resumed with ``starting_after`` renders
+the log from its start and skips the events the client has seen: the numbers are the same every
+time. Only the last event (``response.completed`` …) reads the stored response.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from openassistants.events import Event
+from openassistants.services.responses.ids import call_item_id
+from openassistants.services.responses.wire import (
+    annotation_to_wire,
+    code_interpreter_item,
+    file_search_item,
+    function_call_item,
+    message_item,
+    output_text_part,
+    response_status,
+)
+
+#: The run event → the response event that ends the stream.
+_ENDS = {
+    "thread.run.completed": "response.completed",
+    "thread.run.requires_action": "response.completed",
+    "thread.run.incomplete": "response.incomplete",
+    "thread.run.failed": "response.failed",
+    "thread.run.expired": "response.failed",
+    "thread.run.cancelled": None,
+}
+
+Render = Callable[[], Awaitable[dict[str, Any]]]
+
+
+@dataclass
+class _Item:
+    index: int
+    item: dict[str, Any]
+    text: str = ""
+    #: The message's text part was announced (content_part.added).
+    part_open: bool = False
+
+
+@dataclass
+class ResponseEvents:
+    """Turns one run's events into response events. ``created`` is the response as created (no
+    output); ``final`` renders the stored response when the run stops."""
+
+    created: dict[str, Any]
+    final: Render
+    sequence: int = 0
+    items: dict[str, _Item] = field(default_factory=dict)
+    next_index: int = 0
+
+    def _event(self, kind: str, **payload: Any) -> tuple[str, dict[str, Any]]:
+        event = {"type": kind, "sequence_number": self.sequence, **payload}
+        self.sequence += 1
+        return kind, event
+
+    def _response(self, status: str) -> dict[str, Any]:
+        return {**self.created, "status": status}
+
+    async def render(self, event: Event) -> list[tuple[str, dict[str, Any]]]:
+        name = event.name
+        data = orjson.loads(event.data)
+        if name == "thread.run.created":
+            status = response_status(data, self.created["background"])
+            return [self._event("response.created", response=self._response(status))]
+        if name == "thread.run.queued" and self.created["background"] and self.sequence == 1:
+            return [self._event("response.queued", response=self._response("queued"))]
+        if name == "thread.run.in_progress":
+            return [self._event("response.in_progress", response=self._response("in_progress"))]
+        if name == "thread.message.created":
+            return self._message_added(data)
+        if name == "thread.message.delta":
+            return self._text_delta(data)
+        if name in ("thread.message.completed", "thread.message.incomplete"):
+            return self._message_done(data)
+        if name == "thread.run.step.delta":
+            return self._calls_delta(data)
+        if name == "thread.run.step.completed" and data["type"] == "tool_calls":
+            return self._calls_done(data)
+        if name in _ENDS:
+            final = _ENDS[name]
+            if final is None:
+                return []
+            response = await self.final()
+            return [self._event(final, response=response)]
+        return []
+
+    def _added(self, key: str, item: dict[str, Any]) -> tuple[_Item, tuple[str, dict[str, Any]]]:
+        entry = self.items[key] = _Item(self.next_index, item)
+        self.next_index += 1
+        return entry, self._event("response.output_item.added", output_index=entry.index, item=item)
+
+    def _message_added(self, message: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+        item = {**message_item({**message, "content": []}), "status": "in_progress"}
+        _, event = self._added(message["id"], item)
+        return [event]
+
+    def _open_part(self, entry: _Item) -> list[tuple[str, dict[str, Any]]]:
+        if entry.part_open:
+            return []
+        entry.part_open = True
+        return [
+            self._event(
+                "response.content_part.added",
+                item_id=entry.item["id"],
+                output_index=entry.index,
+                content_index=0,
+                part=output_text_part(""),
+            )
+        ]
+
+    def _text_delta(self, delta: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+        entry = self.items.get(delta["id"])
+        if entry is None:
+            return []
+        events = self._open_part(entry)
+        for part in delta["delta"].get("content") or []:
+            if part.get("type") != "text":
+                continue
+            text = part["text"].get("value")
+            if text:
+                entry.text += text
+                events.append(
+                    self._event(
+                        "response.output_text.delta",
+                        item_id=entry.item["id"],
+                        output_index=entry.index,
+                        content_index=0,
+                        delta=text,
+                        logprobs=[],
+                    )
+                )
+            for annotation in part["text"].get("annotations") or []:
+                wire = annotation_to_wire(annotation, {})
+                if wire is not None:
+                    events.append(
+                        self._event(
+                            "response.output_text.annotation.added",
+                            item_id=entry.item["id"],
+                            output_index=entry.index,
+                            content_index=0,
+                            annotation_index=annotation["index"],
+                            annotation=wire,
+                        )
+                    )
+        return events
+
+    def _message_done(self, message: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+        entry = self.items.get(message["id"])
+        if entry is None:
+            return []
+        item = message_item(message)
+        events = self._open_part(entry)
+        part = next((p for p in item["content"] if p["type"] == "output_text"), output_text_part(entry.text))
+        common = {"item_id": item["id"], "output_index": entry.index, "content_index": 0}
+        events.append(self._event("response.output_text.done", **common, text=part["text"], logprobs=[]))
+        events.append(self._event("response.content_part.done", **common, part=part))
+        events.append(self._event("response.output_item.done", output_index=entry.index, item=item))
+        return events
+
+    def _calls_delta(self, delta: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+        events: list[tuple[str, dict[str, Any]]] = []
+        for call in delta["delta"]["step_details"].get("tool_calls") or []:
+            key = f"{delta['id']}:{call['index']}"
+            kind = call.get("type")
+            item_id = call_item_id(delta["id"], call["index"], kind)
+            entry = self.items.get(key)
+            if entry is None:
+                if kind == "function":
+                    function = call["function"]
+                    item = function_call_item(
+                        item_id, call["id"], function.get("name") or "", "", "in_progress"
+                    )
+                elif kind == "file_search":
+                    item = {**file_search_item(item_id, call, include_results=False), "status": "in_progress"}
+                else:
+                    item = code_interpreter_item(item_id, {"code_interpreter": {}}, "in_progress")
+                entry, added = self._added(key, item)
+                events.append(added)
+            if kind == "function":
+                arguments = call["function"].get("arguments") or ""
+                if arguments:
+                    entry.text += arguments
+                    events.append(
+                        self._event(
+                            "response.function_call_arguments.delta",
+                            item_id=item_id,
+                            output_index=entry.index,
+                            delta=arguments,
+                        )
+                    )
+            elif kind == "code_interpreter":
+                code = (call.get("code_interpreter") or {}).get("input") or ""
+                if code:
+                    entry.text += code
+                    events.append(
+                        self._event(
+                            "response.code_interpreter_call_code.delta",
+                            item_id=item_id,
+                            output_index=entry.index,
+                            delta=code,
+                        )
+                    )
+        return events
+
+    def _calls_done(self, step: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+        events: list[tuple[str, dict[str, Any]]] = []
+        for index, call in enumerate(step["step_details"]["tool_calls"]):
+            entry = self.items.get(f"{step['id']}:{index}")
+            if entry is None:
+                continue
+            item_id = entry.item["id"]
+            kind = call.get("type")
+            if kind == "function":
+                function = call["function"]
+                item = function_call_item(
+                    item_id, call["id"], function["name"], function["arguments"], "completed"
+                )
+                events.append(
+                    self._event(
+                        "response.function_call_arguments.done",
+                        item_id=item_id,
+                        output_index=entry.index,
+                        name=function["name"],
+                        arguments=function["arguments"],
+                    )
+                )
+            elif kind == "file_search":
+                item = file_search_item(item_id, call, include_results=False)
+                events.append(
+                    self._event(
+                        "response.file_search_call.completed", item_id=item_id, output_index=entry.index
+                    )
+                )
+            else:
+                item = code_interpreter_item(item_id, call, "completed")
+                events.append(
+                    self._event(
+                        "response.code_interpreter_call_code.done",
+                        item_id=item_id,
+                        output_index=entry.index,
+                        code=item["code"],
+                    )
+                )
+            events.append(self._event("response.output_item.done", output_index=entry.index, item=item))
+        return events
+
+
+async def response_events(
+    log: AsyncIterator[list[tuple[int, Event]]], events: ResponseEvents, *, starting_after: int = -1
+) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+    """The response events of a run's log, those numbered after ``starting_after``."""
+    async for batch in log:
+        for _, event in batch:
+            for name, payload in await events.render(event):
+                if payload["sequence_number"] > starting_after:
+                    yield name, payload

@@ -1,0 +1,141 @@
+"""Built-in tools through the Responses API, run by the engine's own: file_search over the given
+vector stores (results with include, file_citation annotations), code_interpreter; and counting a
+response's input tokens."""
+
+from __future__ import annotations
+
+import openai
+import pytest
+
+from tests.test_file_search import MARKER, _store_with_fact
+from tests.test_vector_stores import FACT
+from tests.upstream import Reply, ScriptedUpstream, ToolCalls
+
+
+async def test_file_search_tool_searches_the_given_stores_and_cites(
+    client: openai.AsyncOpenAI, upstream: ScriptedUpstream, model: str
+) -> None:
+    store_id, fact_id = await _store_with_fact(client)
+    answer = f"The keeper feeds seventeen cats{MARKER}."
+    upstream.script(model, ToolCalls([("file_search", '{"query": "lighthouse keeper cats"}')]), Reply(answer))
+
+    response = await client.responses.create(
+        model=model,
+        input="How many cats?",
+        tools=[{"type": "file_search", "vector_store_ids": [store_id], "max_num_results": 3}],
+        include=["file_search_call.results"],
+    )
+
+    assert response.status == "completed"
+    call, message = response.output
+    assert call.type == "file_search_call" and call.status == "completed"
+    assert call.queries == ["lighthouse keeper cats"]
+    assert call.results is not None and call.results[0].file_id == fact_id
+    assert call.results[0].filename == "island.md" and FACT in (call.results[0].text or "")
+    assert message.type == "message"
+    [part] = message.content
+    assert part.type == "output_text" and part.text == answer
+    [citation] = part.annotations
+    assert citation.type == "file_citation" and citation.file_id == fact_id
+    assert citation.filename == "island.md"
+    assert response.tools[0].type == "file_search"
+    without = await client.responses.retrieve(response.id)
+    assert without.output[0].results is None  # type: ignore[union-attr]
+
+
+async def test_file_search_with_an_unknown_store_is_a_404(client: openai.AsyncOpenAI, model: str) -> None:
+    with pytest.raises(openai.NotFoundError):
+        await client.responses.create(
+            model=model, input="Hi", tools=[{"type": "file_search", "vector_store_ids": ["vs_missing"]}]
+        )
+
+
+async def test_code_interpreter_tool_runs_code(
+    client: openai.AsyncOpenAI, upstream: ScriptedUpstream, model: str
+) -> None:
+    upstream.script(model, ToolCalls([("code_interpreter", '{"code": "print(6 * 7)"}')]), Reply("It is 42."))
+
+    response = await client.responses.create(
+        model=model,
+        input="Six times seven?",
+        tools=[{"type": "code_interpreter", "container": {"type": "auto"}}],
+    )
+
+    call, message = response.output
+    assert call.type == "code_interpreter_call" and call.code == "print(6 * 7)"
+    assert call.outputs is not None and "42" in call.outputs[0].logs  # type: ignore[union-attr]
+    assert message.type == "message" and response.output_text == "It is 42."
+
+
+async def test_input_tokens_counts_the_prompt(
+    client: openai.AsyncOpenAI, upstream: ScriptedUpstream, model: str
+) -> None:
+    short = await client.responses.input_tokens.count(model=model, input="Hi")
+    longer = await client.responses.input_tokens.count(
+        model=model, input="Hi " * 50, instructions="Be brief and kind to everyone."
+    )
+    assert short.object == "response.input_tokens" and 0 < short.input_tokens < longer.input_tokens
+
+    upstream.script(model, Reply("Hello."))
+    first = await client.responses.create(model=model, input="Hi")
+    continued = await client.responses.input_tokens.count(
+        model=model, input="Hi", previous_response_id=first.id
+    )
+    assert continued.input_tokens > short.input_tokens
+    with pytest.raises(openai.NotFoundError):
+        await client.responses.input_tokens.count(model=model, input="Hi", previous_response_id="resp_nope")
+
+
+async def test_streamed_file_search_announces_the_call_and_the_citation(
+    client: openai.AsyncOpenAI, upstream: ScriptedUpstream, model: str
+) -> None:
+    store_id, fact_id = await _store_with_fact(client)
+    upstream.script(
+        model,
+        ToolCalls([("file_search", '{"query": "cats"}')]),
+        Reply(f"Seventeen{MARKER}, not this one【9:9†nowhere.txt】."),
+    )
+
+    async with client.responses.stream(
+        model=model, input="cats?", tools=[{"type": "file_search", "vector_store_ids": [store_id]}]
+    ) as stream:
+        events = [event async for event in stream]
+        final = await stream.get_final_response()
+
+    kinds = [e.type for e in events]
+    assert kinds.index("response.file_search_call.completed") < kinds.index("response.output_text.delta")
+    [added] = [e for e in events if e.type == "response.output_text.annotation.added"]
+    assert added.annotation_index == 0 and added.annotation.file_id == fact_id  # type: ignore[union-attr]
+    call, message = final.output
+    assert call.type == "file_search_call" and message.type == "message"
+    assert [a.file_id for a in message.content[0].annotations] == [fact_id]  # type: ignore[union-attr]
+
+
+async def test_file_search_filters_on_file_attributes(
+    client: openai.AsyncOpenAI, upstream: ScriptedUpstream, model: str
+) -> None:
+    red = await client.files.create(file=("red.md", FACT.encode()), purpose="assistants")
+    blue = await client.files.create(file=("blue.md", FACT.encode()), purpose="assistants")
+    store = await client.vector_stores.create(name="teams")
+    for file, team in ((red, "red"), (blue, "blue")):
+        await client.vector_stores.files.create_and_poll(
+            vector_store_id=store.id, file_id=file.id, attributes={"team": team}
+        )
+    upstream.script(model, ToolCalls([("file_search", '{"query": "lighthouse keeper cats"}')]), Reply("ok"))
+
+    response = await client.responses.create(
+        model=model,
+        input="cats?",
+        tools=[
+            {
+                "type": "file_search",
+                "vector_store_ids": [store.id],
+                "filters": {"type": "eq", "key": "team", "value": "blue"},
+            }
+        ],
+        include=["file_search_call.results"],
+    )
+
+    call = response.output[0]
+    assert call.type == "file_search_call" and call.results
+    assert {r.file_id for r in call.results} == {blue.id}
