@@ -20,6 +20,7 @@ from openassistants.schemas.vector_stores import ComparisonFilter, CompoundFilte
 if TYPE_CHECKING:
     from openassistants.services.search import Searcher, SearchResult
 
+from openassistants.retrieval.ranking import DEFAULT_RANKING, Ranking
 
 DEFAULT_MAX_RESULTS = 20
 MARKER = re.compile(r"【(\d+):(\d+)†([^】]*)】")
@@ -34,6 +35,7 @@ class FileSearchOptions:
     max_num_results: int = DEFAULT_MAX_RESULTS
     ranker: str = "default_2024_08_21"
     score_threshold: float = 0.0
+    ranking: Ranking = DEFAULT_RANKING
     filters: ComparisonFilter | CompoundFilter | None = None
 
     @classmethod
@@ -47,6 +49,7 @@ class FileSearchOptions:
                     max_num_results=options.get("max_num_results") or DEFAULT_MAX_RESULTS,
                     ranker="default_2024_08_21" if ranker == "auto" else ranker,
                     score_threshold=ranking.get("score_threshold", 0.0),
+                    ranking=Ranking.from_options(ranking),
                     filters=_FILTER.validate_python(options["filters"]) if options.get("filters") else None,
                 )
         return cls()
@@ -80,6 +83,7 @@ async def run_file_search(
         [query],
         max_results=options.max_num_results,
         score_threshold=options.score_threshold,
+        ranking=options.ranking,
         filters=options.filters,
     )
     step["results"] = [_result_to_step(r) for r in results]
