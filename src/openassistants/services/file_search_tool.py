@@ -33,7 +33,6 @@ _FILTER: TypeAdapter[ComparisonFilter | CompoundFilter] = TypeAdapter(Comparison
 @dataclass(frozen=True)
 class FileSearchOptions:
     max_num_results: int = DEFAULT_MAX_RESULTS
-    ranker: str = "default_2024_08_21"
     score_threshold: float = 0.0
     ranking: Ranking = DEFAULT_RANKING
     filters: ComparisonFilter | CompoundFilter | None = None
@@ -44,10 +43,8 @@ class FileSearchOptions:
             if tool.get("type") == "file_search":
                 options = tool.get("file_search") or {}
                 ranking = options.get("ranking_options") or {}
-                ranker = ranking.get("ranker", "auto")
                 return cls(
                     max_num_results=options.get("max_num_results") or DEFAULT_MAX_RESULTS,
-                    ranker="default_2024_08_21" if ranker == "auto" else ranker,
                     score_threshold=ranking.get("score_threshold", 0.0),
                     ranking=Ranking.from_options(ranking),
                     filters=_FILTER.validate_python(options["filters"]) if options.get("filters") else None,
@@ -71,7 +68,9 @@ async def run_file_search(
     """Runs one call; returns (the step's ``file_search`` object, the text the model receives)."""
     query = query_of(arguments)
     step: dict[str, Any] = {
-        "ranking_options": {"ranker": options.ranker, "score_threshold": options.score_threshold},
+        # The Assistants API names one ranker, whatever chose the ranking ("auto", or a Responses
+        # request's "none"/"default-2024-11-15": see ``options.ranking``).
+        "ranking_options": {"ranker": "default_2024_08_21", "score_threshold": options.score_threshold},
         "results": [],
     }
     if query is None:
