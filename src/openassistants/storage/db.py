@@ -378,7 +378,7 @@ class Database:
         the loop's thread, like ``read``'s, without SQLAlchemy's checkout and per-statement work."""
         if not self.is_sqlite:
             async with self.read() as conn:
-                yield Runner.sqlalchemy(conn)
+                yield await runner_for(conn)
             return
         connection = self._raw_reads.pop() if self._raw_reads else self._open_raw_read()
 
@@ -491,9 +491,13 @@ class Database:
 
 async def runner_for(conn: AsyncConnection) -> Runner:
     """A ``Runner`` on ``conn``'s own connection and transaction: on SQLite its sqlite3 connection,
-    used where ``conn`` uses it (the writer's thread, or inline for reads)."""
+    used where ``conn`` uses it (the writer's thread, or inline for reads); on PostgreSQL its asyncpg
+    connection, through SQLAlchemy's adapter."""
     if conn.dialect.name != "sqlite":
-        return Runner.sqlalchemy(conn)
+        adapter = conn.info.get(_ADAPTER)
+        if adapter is None:
+            adapter = conn.info[_ADAPTER] = (await conn.get_raw_connection()).dbapi_connection
+        return Runner.asyncpg(conn, adapter)
     # Kept with the DBAPI connection (``info`` lives as long as it does): finding the driver's
     # connection costs more than a small statement.
     runner: Runner | None = conn.info.get(_RUNNER)
@@ -506,6 +510,7 @@ async def runner_for(conn: AsyncConnection) -> Runner:
 
 
 _RUNNER = "openassistants.runner"
+_ADAPTER = "openassistants.adapter"
 
 
 def _is_connectivity_error(exc: DBAPIError) -> bool:
