@@ -149,8 +149,10 @@ class Runner:
         call: Callable[..., Awaitable[Any]] | None = None,
         connection: AsyncConnection | None = None,
         adapter: Any = None,
+        begin: bool = True,
         json_loads: Callable[[str], Any] | None = None,
     ) -> None:
+        self._begin = begin
         self._json_loads = json_loads
         self._dialect = dialect
         self._call = call
@@ -158,9 +160,11 @@ class Runner:
         self._adapter = adapter
 
     @classmethod
-    def asyncpg(cls, connection: AsyncConnection, adapter: Any) -> Runner:
-        """On ``connection``, whose DBAPI connection is SQLAlchemy's asyncpg adapter ``adapter``."""
-        return cls(connection.dialect, connection=connection, adapter=adapter)
+    def asyncpg(cls, connection: AsyncConnection, adapter: Any, *, begin: bool = True) -> Runner:
+        """On ``connection``, whose DBAPI connection is SQLAlchemy's asyncpg adapter ``adapter``.
+        ``begin``: the first statement begins the connection's transaction, as SQLAlchemy's would;
+        False for reads, each a transaction of its own (``Database.reader``)."""
+        return cls(connection.dialect, connection=connection, adapter=adapter, begin=begin)
 
     @classmethod
     def sqlite(
@@ -187,7 +191,7 @@ class Runner:
         adapter, dialect = self._adapter, self._dialect
         try:
             async with adapter._execute_mutex:
-                if adapter._transaction is None:
+                if self._begin and adapter._transaction is None:
                     await adapter._start_transaction()
                 try:
                     driver_statement, attributes = await adapter._prepare(
