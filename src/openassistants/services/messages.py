@@ -22,8 +22,16 @@ from openassistants.services.lookup import load_thread
 from openassistants.services.runs import ACTIVE_RUNS, ensure_no_active_run
 from openassistants.storage import tables
 from openassistants.storage.db import Database, runner_for
+from openassistants.storage.group_commit import GroupCommit
 from openassistants.storage.prepared import Prepared, Row
-from openassistants.storage.queries import delete_remembering_cursors, find_row, get_row, list_body, page
+from openassistants.storage.queries import (
+    delete_remembering_cursors,
+    find_row,
+    get_row,
+    insert_rows,
+    list_body,
+    page,
+)
 
 T = tables.messages
 
@@ -101,18 +109,37 @@ _INSERT_UNLESS_RUN_ACTIVE = Prepared(
 
 
 async def create_message(db: Database, tenant: str, thread_id: str, body: MessageCreate) -> dict[str, Any]:
+    if db.is_sqlite:  # one writer, whose small transactions never wait: nothing to group
+        values = (await _add_messages((db, tenant, thread_id), [body]))[0]
+    else:
+        values = await _GROUPED.submit((db, tenant, thread_id), body)
+    return message_to_wire(values)  # type: ignore[arg-type]
+
+
+async def _add_messages(key: tuple[Database, str, str], bodies: list[MessageCreate]) -> list[dict[str, Any]]:
+    """Adds messages to a thread in one transaction; raises as adding any one of them would."""
+    db, tenant, thread_id = key
     # Inline: two small statements; attachments for file_search add a few more.
     async with db.write(inline=True) as conn:
         runner = await runner_for(conn)
         await load_thread(runner, tenant, thread_id, lock=True)
         # The clock is read under the thread's lock, so created_at rises with seq (the list order).
-        values = message_values(tenant, thread_id, body, int(time.time()))
-        if not await runner.execute(_INSERT_UNLESS_RUN_ACTIVE, values):
+        now = int(time.time())
+        rows = [message_values(tenant, thread_id, body, now) for body in bodies]
+        if len(rows) > 1:
+            await ensure_no_active_run(conn, thread_id, for_message=True)
+            await insert_rows(conn, [(T, row) for row in rows])
+        elif not await runner.execute(_INSERT_UNLESS_RUN_ACTIVE, rows[0]):
             # Under the thread's lock: the run that stopped the insert is still active.
             await ensure_no_active_run(conn, thread_id, for_message=True)
             raise AssertionError("the insert found an active run that ensure_no_active_run did not")
-        await index_attachments(conn, tenant, thread_id, [body])
-    return message_to_wire(values)  # type: ignore[arg-type]
+        await index_attachments(conn, tenant, thread_id, bodies)
+    return rows
+
+
+#: messages.create on PostgreSQL: concurrent ones on a thread wait for its lock, so they are added
+#: together (storage/group_commit.py), up to this many in one statement.
+_GROUPED = GroupCommit(_add_messages, most=32)
 
 
 async def get_message(db: Database, tenant: str, thread_id: str, message_id: str) -> dict[str, Any]:
