@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -261,3 +262,28 @@ async def test_invalid_message_is_400(
         await sdk.beta.threads.create(extra_body={"messages": [{"role": "user", "content": "ok"}, body]})
     assert_api_error(in_thread.value, 400, param=f"messages[1].{param}", code=code)
     assert (await sdk.beta.threads.messages.list(thread_id)).data == []
+
+
+async def test_concurrent_creates_on_one_thread_are_each_stored_once(
+    sdk: openai.AsyncOpenAI, other_tenant: openai.AsyncOpenAI, thread_id: str
+) -> None:
+    """Concurrent creates on a thread are written together on PostgreSQL (group commit): each still gets
+    its own message, stored once, in a list whose created_at never goes back; another tenant's creates
+    among them get 404 and store nothing."""
+    texts = [f"message {n}" for n in range(24)]
+    created, refused = await asyncio.gather(
+        asyncio.gather(*(sdk.beta.threads.messages.create(thread_id, role="user", content=t) for t in texts)),
+        asyncio.gather(
+            *(
+                other_tenant.beta.threads.messages.create(thread_id, role="user", content="x")
+                for _ in range(4)
+            ),
+            return_exceptions=True,
+        ),
+    )
+    assert [m.content[0].text.value for m in created] == texts  # type: ignore[union-attr]
+    assert all(isinstance(e, openai.NotFoundError) for e in refused)
+    listed = [m async for m in sdk.beta.threads.messages.list(thread_id, order="asc", limit=100)]
+    assert sorted(m.id for m in listed) == sorted(m.id for m in created)
+    assert {m.id: m for m in listed} == {m.id: m for m in created}
+    assert [m.created_at for m in listed] == sorted(m.created_at for m in listed)

@@ -163,15 +163,12 @@ def _transition_statement(
     return Prepared(statement.returning(*R.c) if returning else statement, column_keys=keys)
 
 
-#: Built once (storage/prepared.py): checked before every message and run is added to a thread.
-_ACTIVE_RUN = Prepared(
-    select(R.c.id)
-    .where(
-        R.c.thread_id == bindparam("thread_id"),
-        or_(*(R.c.status == s.value for s in sorted(ACTIVE_STATUSES))),
-    )
-    .limit(1)
+#: The active runs of thread ``thread_id`` (a parameter), which messages and runs wait for.
+ACTIVE_RUNS = select(R.c.id).where(
+    R.c.thread_id == bindparam("thread_id"), or_(*(R.c.status == s.value for s in sorted(ACTIVE_STATUSES)))
 )
+#: Built once (storage/prepared.py): checked before every run is added to a thread.
+_ACTIVE_RUN = Prepared(ACTIVE_RUNS.limit(1))
 
 
 async def active_run_id(conn: AsyncConnection, thread_id: str) -> str | None:
