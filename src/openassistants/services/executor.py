@@ -32,7 +32,8 @@ if TYPE_CHECKING:
     from openassistants.code_interpreter.manager import KernelManager
     from openassistants.services.search import Searcher
     from openassistants.storage.blobs import BlobStore
-from openassistants.services.runs import RunStatus, run_to_wire
+from openassistants.services.runs import run_to_wire
+from openassistants.statuses import RunStatus
 from openassistants.storage import run_claims, tables
 from openassistants.storage.db import Database
 from openassistants.storage.notify import RUN_CANCEL, RUNS_QUEUED, Notifier
@@ -149,7 +150,7 @@ class Executor:
         self._offered += 1
         now = int(time.time())
         return {
-            "status": RunStatus.in_progress.value,
+            "status": run_claims.CLAIMED,
             "started_at": now,
             "worker_id": self.worker_id,
             "lease_expires_at": run_claims.now_ms() + int(self.settings.run_lease_seconds * 1000),

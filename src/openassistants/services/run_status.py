@@ -10,9 +10,11 @@ from typing import Any
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from openassistants import run_events
 from openassistants.events import Event, EventBus
 from openassistants.services import run_records as records
-from openassistants.services.runs import RunStatus, run_to_wire, step_to_wire, transition_row
+from openassistants.services.runs import run_to_wire, step_to_wire, transition_row
+from openassistants.statuses import RunStatus
 from openassistants.storage import run_claims, tables
 from openassistants.storage.db import Database, runner_for
 from openassistants.storage.prepared import Prepared, Row
@@ -78,7 +80,7 @@ class RunStatusWriter:
         unless ``wait_for_lapse`` is False): the change then settles a dead executor's run.
         ``closing`` is applied whether or not the change is (a cancel may have come first).
         """
-        outcome = target.value if target.value in records.STEP_END else None
+        outcome = target if target in records.STEP_END else None
         await self.bus.flush(run_id)
         async with self.db.write(inline=True) as conn:
             if dead_worker is not None and not await run_claims.release_lapsed(
@@ -91,8 +93,8 @@ class RunStatusWriter:
             if row is not None:
                 if outcome is not None:
                     steps, messages = await records.close_open_work(conn, run_id, outcome)
-                    events += [Event.of("thread.message.incomplete", m) for m in messages]
-                    events += [Event.of(f"thread.run.step.{s['status']}", step_to_wire(s)) for s in steps]
+                    events += [run_events.message_moved(m) for m in messages]
+                    events += [run_events.step_moved(step_to_wire(s)) for s in steps]
                 events.append(Event.of(event_name, run_to_wire(row)))
             else:
                 row = await _load(conn, run_id)

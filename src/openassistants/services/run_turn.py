@@ -8,10 +8,11 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from openassistants import run_events
 from openassistants.events import Event
 from openassistants.ids import new_id
 from openassistants.metrics import time_upstream
@@ -34,6 +35,8 @@ from openassistants.services.responses.hooks import is_response_run
 from openassistants.services.run_context import BUILTIN_TOOLS, RunContext, load_run_context, offered_tools
 from openassistants.services.run_status import Closing
 from openassistants.services.runs import step_to_wire
+from openassistants.services.turn_host import TurnHost
+from openassistants.statuses import MessageStatus, StepStatus
 from openassistants.storage.queries import insert_rows
 from openassistants.tokens import count_text
 from openassistants.upstream.chat import (
@@ -44,9 +47,6 @@ from openassistants.upstream.chat import (
     UpstreamError,
     UsageReport,
 )
-
-if TYPE_CHECKING:
-    from openassistants.services.executor import Executor
 
 logger = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ class ModelTurn:
 
     def __init__(
         self,
-        executor: Executor,
+        executor: TurnHost,
         run: Mapping[str, Any],
         usage: dict[str, int],
         *,
@@ -160,8 +160,8 @@ class ModelTurn:
     def cancel(self) -> None:
         self.inbox.put_nowait(_CANCEL)
 
-    def _publish(self, name: str, payload: Any) -> None:
-        self.executor.bus.publish(self.run_id, Event.of(name, payload))
+    def _publish(self, event: Event) -> None:
+        self.executor.bus.publish(self.run_id, event)
 
     # --- the turn -----------------------------------------------------------------------------
 
@@ -311,10 +311,7 @@ class ModelTurn:
         annotations = self._settled_annotations(text)
         if annotations or not self.open.announced:
             part["text"]["annotations"] = annotations
-        delta = Event.of(
-            "thread.message.delta",
-            {"id": message["id"], "object": "thread.message.delta", "delta": {"content": [part]}},
-        )
+        delta = run_events.message_delta(message["id"], [part])
         if self.open.announced:
             self.executor.bus.publish(self.run_id, delta)
         else:
@@ -386,20 +383,12 @@ class ModelTurn:
         message, step = self.open.message, self.open.message_step
         assert message is not None and step is not None
         events = [
-            *Event.each(("thread.run.step.created", "thread.run.step.in_progress"), step_to_wire(step)),
-            *Event.each(
-                ("thread.message.created", "thread.message.in_progress"),
-                message_to_wire(message),  # type: ignore[arg-type]
-            ),
+            *run_events.step_created(step_to_wire(step)),
+            *run_events.message_created(message_to_wire(message)),  # type: ignore[arg-type]
         ]
         if self.images:
             parts = [{"index": i, **_image_part(f)} for i, f in enumerate(self.images)]
-            events.append(
-                Event.of(
-                    "thread.message.delta",
-                    {"id": message["id"], "object": "thread.message.delta", "delta": {"content": parts}},
-                )
-            )
+            events.append(run_events.message_delta(message["id"], parts))
         events.append(first_delta)
         self.open.announced = True
         if self.open.storing is not None:
@@ -438,8 +427,7 @@ class ModelTurn:
             rest = self._numbered(annotations, len(annotations))
             if rest:
                 part = {"index": len(self.images), "type": "text", "text": {"annotations": rest}}
-                delta = {"id": message["id"], "object": "thread.message.delta", "delta": {"content": [part]}}
-                last.append(Event.of("thread.message.delta", delta))
+                last.append(run_events.message_delta(message["id"], [part]))
         # Text that follows (after tool calls, say) starts a message of its own.
         self.closed_text += self.open.text
         self.open = _Open(tool_step=self.open.tool_step, calls=self.open.calls)
@@ -453,23 +441,24 @@ class ModelTurn:
             now = int(time.time())
             if incomplete_reason is None:
                 await records.update_message(
-                    conn, message, status="completed", completed_at=now, content=content
+                    conn, message, status=MessageStatus.completed.value, completed_at=now, content=content
                 )
             else:
                 await records.update_message(
                     conn,
                     message,
-                    status="incomplete",
+                    status=MessageStatus.incomplete.value,
                     incomplete_at=now,
                     incomplete_details={"reason": incomplete_reason},
                     content=content,
                 )
-            await records.update_step(conn, step, status="completed", completed_at=now, usage=usage)
-            name = "thread.message.completed" if incomplete_reason is None else "thread.message.incomplete"
+            await records.update_step(
+                conn, step, status=StepStatus.completed.value, completed_at=now, usage=usage
+            )
             return [
                 *last,
-                Event.of(name, message_to_wire(message)),  # type: ignore[arg-type]
-                Event.of("thread.run.step.completed", step_to_wire(step)),
+                run_events.message_moved(message_to_wire(message)),  # type: ignore[arg-type]
+                run_events.step_moved(step_to_wire(step)),
             ]
 
         return close
@@ -513,9 +502,7 @@ class ModelTurn:
             async with self.db.write(inline=True) as conn:
                 await records.insert_step(conn, step)
             self.open.tool_step = step
-            for event in Event.each(
-                ("thread.run.step.created", "thread.run.step.in_progress"), step_to_wire(step)
-            ):
+            for event in run_events.step_created(step_to_wire(step)):
                 self.executor.bus.publish(self.run_id, event)
         step = self.open.tool_step
         call = self.open.calls.get(delta.index)
@@ -554,14 +541,7 @@ class ModelTurn:
             elif delta.name:
                 call.name += delta.name
                 function["name"] = delta.name
-        self._publish(
-            "thread.run.step.delta",
-            {
-                "id": step["id"],
-                "object": "thread.run.step.delta",
-                "delta": {"step_details": {"type": "tool_calls", "tool_calls": [payload]}},
-            },
-        )
+        self._publish(run_events.step_delta(step["id"], [payload]))
 
     async def _finish(
         self, finish_reason: str, usage: dict[str, int], completion_budget: int | None
@@ -615,25 +595,13 @@ class ModelTurn:
         self.context.pending_images += outcome.images
         if outcome.outputs and self.open.tool_step is not None:
             outputs = [{"index": i, **o} for i, o in enumerate(outcome.outputs)]
-            self._publish(
-                "thread.run.step.delta",
-                {
-                    "id": self.open.tool_step["id"],
-                    "object": "thread.run.step.delta",
-                    "delta": {
-                        "step_details": {
-                            "type": "tool_calls",
-                            "tool_calls": [
-                                {
-                                    "index": index,
-                                    "type": "code_interpreter",
-                                    "code_interpreter": {"outputs": outputs},
-                                }
-                            ],
-                        }
-                    },
-                },
-            )
+            call_outputs = {
+                "index": index,
+                "type": "code_interpreter",
+                "code_interpreter": {"outputs": outputs},
+            }
+            step_id = self.open.tool_step["id"]
+            self._publish(run_events.step_delta(step_id, [call_outputs]))
 
     async def _complete_tool_step(self, usage: dict[str, int]) -> TurnOutcome:
         """Only built-in calls: the step is done, and the model goes on with their results."""
@@ -645,10 +613,10 @@ class ModelTurn:
                 step,
                 step_details=self._tool_call_details(),
                 usage=usage,
-                status="completed",
+                status=StepStatus.completed.value,
                 completed_at=int(time.time()),
             )
-        self._publish("thread.run.step.completed", step_to_wire(step))
+        self._publish(run_events.step_moved(step_to_wire(step)))
         return TurnOutcome("continue")
 
     def _require_action(self, usage: dict[str, int]) -> TurnOutcome:
@@ -662,9 +630,14 @@ class ModelTurn:
             async def complete_calls(conn: AsyncConnection) -> list[Event]:
                 now = int(time.time())
                 await records.update_step(
-                    conn, step, step_details=details, usage=usage, status="completed", completed_at=now
+                    conn,
+                    step,
+                    step_details=details,
+                    usage=usage,
+                    status=StepStatus.completed.value,
+                    completed_at=now,
                 )
-                return [Event.of("thread.run.step.completed", step_to_wire(step))]
+                return [run_events.step_moved(step_to_wire(step))]
 
             return TurnOutcome("completed", closing=complete_calls)
 
