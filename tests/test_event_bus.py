@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
-from openassistants.events import Event, InProcessEventBus
+from openassistants.events import EVENT_OVERHEAD_BYTES, Event, InProcessEventBus
 
 RETENTION = 0.05
 
@@ -59,3 +60,29 @@ async def test_only_runs_past_their_retention_are_forgotten() -> None:
     assert all([await bus.last_id(f"run_old_{n}") == 0 for n in range(1000)])
     assert await bus.last_id("run_new") == 1
     assert await bus.last_id("run_open") == 1
+
+
+async def test_ended_runs_logs_are_capped_in_bytes_oldest_first() -> None:
+    size = len(_event(0).data) + EVENT_OVERHEAD_BYTES
+    bus = InProcessEventBus(retention_seconds=3600, max_bytes=size * 10)
+    for n in range(30):
+        bus.publish(f"run_{n}", _event(0))
+        bus.close(f"run_{n}")
+    bus.publish("run_open", _event(0))  # a running run's log is never dropped for the cap
+    for n in range(20):
+        bus.publish("run_open", _event(n))
+    kept = [n for n in range(30) if await bus.last_id(f"run_{n}")]
+    assert kept == list(range(20, 30))
+    assert await bus.last_id("run_open") == 21
+
+
+async def test_a_subscriber_of_a_silent_run_leaves_nothing_behind() -> None:
+    bus = InProcessEventBus()
+    stream = bus.subscribe("run_gone", 0)
+    waiting = asyncio.ensure_future(anext(stream))
+    await asyncio.sleep(0)
+    waiting.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await waiting
+    await stream.aclose()  # type: ignore[attr-defined]
+    assert bus._logs == {}

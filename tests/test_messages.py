@@ -37,13 +37,16 @@ async def test_create_from_a_string(sdk: openai.AsyncOpenAI, thread_id: str) -> 
 
 
 async def test_create_from_parts(sdk: openai.AsyncOpenAI, thread_id: str) -> None:
+    # image_file parts must name the tenant's own files (tests/test_hardening.py: another's is a 404).
+    img = (await sdk.files.create(file=("img.png", b"\x89PNG\r\n\x1a\n"), purpose="vision")).id
+    hi = (await sdk.files.create(file=("hi.png", b"\x89PNG\r\n\x1a\n"), purpose="vision")).id
     message = await sdk.beta.threads.messages.create(
         thread_id,
         role="assistant",
         content=[
             {"type": "text", "text": "Look at these:"},
-            {"type": "image_file", "image_file": {"file_id": "file-img"}},
-            {"type": "image_file", "image_file": {"file_id": "file-hi", "detail": "high"}},
+            {"type": "image_file", "image_file": {"file_id": img}},
+            {"type": "image_file", "image_file": {"file_id": hi, "detail": "high"}},
             {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}},
             {"type": "image_url", "image_url": {"url": "https://example.com/dog.png", "detail": "low"}},
         ],
@@ -51,8 +54,8 @@ async def test_create_from_parts(sdk: openai.AsyncOpenAI, thread_id: str) -> Non
     assert message.role == "assistant"
     assert [c.model_dump(exclude_none=True) for c in message.content] == [
         {"type": "text", "text": {"value": "Look at these:", "annotations": []}},
-        {"type": "image_file", "image_file": {"file_id": "file-img", "detail": "auto"}},
-        {"type": "image_file", "image_file": {"file_id": "file-hi", "detail": "high"}},
+        {"type": "image_file", "image_file": {"file_id": img, "detail": "auto"}},
+        {"type": "image_file", "image_file": {"file_id": hi, "detail": "high"}},
         {"type": "image_url", "image_url": {"url": "https://example.com/cat.png", "detail": "auto"}},
         {"type": "image_url", "image_url": {"url": "https://example.com/dog.png", "detail": "low"}},
     ]

@@ -608,3 +608,17 @@ def test_prompt_objects_are_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         prompt.prompt_tokens = 0  # type: ignore[misc]
     assert count_chat_message(prompt.messages[0]) == prompt.prompt_tokens - 3
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"max_prompt_tokens": 500}, {"truncation_strategy": {"type": "last_messages", "last_messages": 7}}],
+    ids=["all", "max_prompt_tokens", "last_messages"],
+)
+def test_token_counts_given_by_the_caller_give_the_same_prompt(options: dict[str, Any]) -> None:
+    # services/run_context.py counts each message as it reads the thread; build_prompt reuses those.
+    thread = thread_of(40, words=20)
+    counts = [count_chat_message(message_to_chat(m)) for m in thread]
+    counted = build_prompt(prompt_input(thread_messages=thread, **options))
+    given = build_prompt(prompt_input(thread_messages=thread, thread_message_tokens=counts, **options))
+    assert given == counted

@@ -90,6 +90,15 @@ class Disconnect:
 
 
 @dataclass(frozen=True)
+class Endless:
+    """Stream ``chunk`` every ``delay`` seconds until the client leaves, whatever ``max_tokens`` says:
+    a model that never stops."""
+
+    chunk: str = "more "
+    delay: float = 0.001
+
+
+@dataclass(frozen=True)
 class Echo:
     """Reply ``echo: <last user message text>``, streamed in chunks."""
 
@@ -104,7 +113,7 @@ class Raw:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-Turn = Reply | ToolCalls | Fail | Hang | Disconnect | Echo | Raw
+Turn = Reply | ToolCalls | Fail | Hang | Disconnect | Echo | Raw | Endless
 
 
 class ScriptedDisconnect(Exception):
@@ -142,6 +151,7 @@ class ScriptedUpstream:
         self._turns: dict[str, deque[Turn]] = defaultdict(deque)
         self._requests: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self._calls_made: dict[str, int] = defaultdict(int)
+        self._endless_open: dict[str, int] = defaultdict(int)
         self.app = Starlette(
             routes=[
                 Route("/v1/chat/completions", self._chat_completions, methods=["POST"]),
@@ -160,6 +170,21 @@ class ScriptedUpstream:
         """The JSON bodies received for ``model``, in order (failed and retried ones included)."""
         with self._lock:
             return list(self._requests[model])
+
+    def endless_open(self, model: str) -> int:
+        """How many ``Endless`` replies to ``model`` are still streaming (their client has not left)."""
+        with self._lock:
+            return self._endless_open[model]
+
+    async def _endless(self, turn: Endless, model: str) -> AsyncIterator[bytes]:
+        with self._lock:
+            self._endless_open[model] += 1
+        try:
+            async for chunk in _endless(turn, model):
+                yield chunk
+        finally:
+            with self._lock:
+                self._endless_open[model] -= 1
 
     async def _models(self, request: Request) -> Response:
         with self._lock:
@@ -186,6 +211,8 @@ class ScriptedUpstream:
                 return Response(turn.body, turn.status, turn.headers, media_type=turn.content_type)
             case Hang():
                 return StreamingResponse(_silence(turn.seconds), media_type=media_type)
+            case Endless():
+                return StreamingResponse(self._endless(turn, model), media_type=media_type)
             case Disconnect():
                 answer = self._answer(Echo(), model, body)
                 cut = _sse(answer, model, body)
@@ -305,6 +332,17 @@ def _error(
         code = "rate_limit_exceeded"
     body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
     return JSONResponse(body, status, headers)
+
+
+async def _endless(turn: Endless, model: str) -> AsyncIterator[bytes]:
+    head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk", "model": model}
+    for delta in ({"role": "assistant", "content": ""}, {"content": turn.chunk}):
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}
+        chunk = f"data: {json.dumps({**head, 'created': int(time.time()), 'choices': [choice]})}\n\n"
+        yield chunk.encode()
+    while True:
+        await asyncio.sleep(turn.delay)
+        yield chunk.encode()
 
 
 async def _silence(seconds: float) -> AsyncIterator[bytes]:

@@ -169,6 +169,7 @@ def serve(
     # Imported here: every other command (backup, --version, …) starts without the server's stack.
     import uvicorn
 
+    from openassistants.api.read_timeouts import protocol_with_read_timeouts
     from openassistants.app import create_app
 
     app = create_app(settings)
@@ -178,7 +179,9 @@ def serve(
         host=host,
         port=port,
         loop="uvloop",
-        http="httptools",
+        http=protocol_with_read_timeouts(
+            settings.header_read_timeout_seconds, settings.body_read_timeout_seconds
+        ),
         access_log=False,
         log_level=settings.log_level,
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),

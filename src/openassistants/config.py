@@ -51,6 +51,18 @@ class Settings(BaseSettings):
         ge=1,
         description="Largest JSON request body accepted, in bytes (413 above).",
     )
+    header_read_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="A request's headers must arrive within this of its first byte (of the connection, "
+        "for its first request); slower clients get 408 and the connection is closed.",
+    )
+    body_read_timeout_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="Longest pause between two chunks of a request body while the server reads it; "
+        "then 408 and the connection is closed.",
+    )
     log_level: str = Field("info", description="Log level of the server's own loggers.")
     access_log: bool = Field(True, description="Write one structured (JSON) line per request.")
     metrics_enabled: bool = Field(
@@ -139,6 +151,12 @@ class Settings(BaseSettings):
     )
     event_retention_seconds: int = Field(
         86_400, ge=0, description="How long a run's stream events are kept for clients resuming a stream."
+    )
+    event_memory_mb: int = Field(
+        32,
+        ge=0,
+        description="SQLite (events in memory): the ended runs' stream events kept for resumes hold at "
+        "most this many MB in all; the oldest are forgotten first (and all after event_retention_seconds).",
     )
     shutdown_grace_seconds: float = Field(
         30.0,

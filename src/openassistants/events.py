@@ -21,6 +21,19 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from openassistants.statuses import STREAM_STOP_STATUSES
 
+#: The largest event id a client may resume after: ids are PostgreSQL ``bigint``s.
+MAX_EVENT_ID = 2**63 - 1
+
+
+def parse_event_id(value: str) -> int | None:
+    """A ``Last-Event-ID`` as an event id; None unless it is 1 to 19 ASCII digits up to MAX_EVENT_ID
+    (``str.isdigit`` also takes ``²``, which ``int`` does not)."""
+    value = value.strip()
+    if not (0 < len(value) <= len(str(MAX_EVENT_ID)) and value.isascii() and value.isdigit()):
+        return None
+    number = int(value)
+    return number if number <= MAX_EVENT_ID else None
+
 
 @dataclass(frozen=True, slots=True)
 class Event:
@@ -31,13 +44,20 @@ class Event:
 
     @classmethod
     def of(cls, name: str, payload: Any) -> Event:
-        return cls(name, orjson.dumps(payload))
+        return cls(name, _encode(payload))
 
     @classmethod
     def each(cls, names: tuple[str, ...], payload: Any) -> list[Event]:
         """One payload under several names (an object ``created``, then ``in_progress``), encoded once."""
-        data = orjson.dumps(payload)
+        data = _encode(payload)
         return [cls(name, data) for name in names]
+
+
+def _encode(payload: Any) -> bytes:
+    # orjson's bytes keep the buffer they were written in, 4 KiB at least: a log of a run's events
+    # (kept for resumes) held 4 KiB per 150-byte delta, 9/10 of a SQLite server's growth under load.
+    # An exact copy costs a memcpy of the payload.
+    return memoryview(orjson.dumps(payload)).tobytes()
 
 
 def encode_sse(event: Event, event_id: int | None) -> bytes:
@@ -94,19 +114,32 @@ class EventBus(Protocol):
     async def aclose(self) -> None: ...
 
 
+#: What an event costs in memory besides its payload (the Event, its list slot, the bytes header).
+EVENT_OVERHEAD_BYTES = 128
+
+
 @dataclass
 class _RunLog:
     events: list[Event] = field(default_factory=list)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     closed_at: float | None = None
+    #: Bytes its events hold, about (payloads plus EVENT_OVERHEAD_BYTES each).
+    size: int = 0
+    subscribers: int = 0
 
 
 class InProcessEventBus:
-    """Per-run logs in memory, kept ``retention_seconds`` after a run stops so reconnects can replay."""
+    """Per-run logs in memory. A run's log is kept while it runs; after it stops, so that a stream
+    can still be resumed, for ``retention_seconds`` at most and only while the stopped runs' logs
+    hold at most ``max_bytes`` in all (the oldest are forgotten first): memory, unlike a table, is
+    not a place to keep a day of every token (a resume after that replays nothing)."""
 
-    def __init__(self, retention_seconds: float = 300.0) -> None:
+    def __init__(self, retention_seconds: float = 300.0, max_bytes: int = 32 << 20) -> None:
         self._logs: dict[str, _RunLog] = {}
         self._retention = retention_seconds
+        self._max_bytes = max_bytes
+        #: Bytes held by the logs of stopped runs.
+        self._kept_bytes = 0
         #: (closed_at, run_id) in the order of closing, so that forgetting looks only at the oldest.
         #: Scanning every kept log on each close cost 67 µs a close with 1,000 logs kept, 133 µs with
         #: 2,000, and a busy server keeps retention x runs/s of them.
@@ -121,7 +154,10 @@ class InProcessEventBus:
     def publish(self, run_id: str, event: Event) -> None:
         log = self._log(run_id)
         log.events.append(event)
-        log.closed_at = None
+        if log.closed_at is not None:  # reopened (a run resumed): no longer a stopped run's log
+            self._kept_bytes -= log.size
+            log.closed_at = None
+        log.size += len(event.data) + EVENT_OVERHEAD_BYTES
         # Wake every waiter, then arm a fresh event for the next publish.
         log.changed.set()
         log.changed = asyncio.Event()
@@ -151,26 +187,35 @@ class InProcessEventBus:
 
     async def subscribe(self, run_id: str, after: int) -> AsyncIterator[list[tuple[int, Event]]]:
         log = self._log(run_id)
+        log.subscribers += 1
         position = after
-        while True:
-            if position < len(log.events):
-                batch: list[tuple[int, Event]] = []
-                while position < len(log.events):
-                    event = log.events[position]
-                    position += 1
-                    batch.append((position, event))
-                    if ends_stream(event):
-                        yield batch
-                        return
-                yield batch
-                continue
-            if log.closed_at is not None:
-                return
-            await log.changed.wait()
+        try:
+            while True:
+                if position < len(log.events):
+                    batch: list[tuple[int, Event]] = []
+                    while position < len(log.events):
+                        event = log.events[position]
+                        position += 1
+                        batch.append((position, event))
+                        if ends_stream(event):
+                            yield batch
+                            return
+                    yield batch
+                    continue
+                if log.closed_at is not None:
+                    return
+                await log.changed.wait()
+        finally:
+            log.subscribers -= 1
+            # A log made only for subscribers (of a run gone quiet: forgotten, or never here).
+            if not (log.events or log.subscribers) and self._logs.get(run_id) is log:
+                del self._logs[run_id]
 
     def close(self, run_id: str) -> None:
         log = self._logs.get(run_id)
         if log is not None:
+            if log.closed_at is None:
+                self._kept_bytes += log.size
             log.closed_at = time.monotonic()
             log.changed.set()
             log.changed = asyncio.Event()
@@ -179,9 +224,10 @@ class InProcessEventBus:
 
     def _forget_old(self) -> None:
         cutoff = time.monotonic() - self._retention
-        while self._closings and self._closings[0][0] < cutoff:
+        while self._closings and (self._closings[0][0] < cutoff or self._kept_bytes > self._max_bytes):
             closed_at, run_id = self._closings.popleft()
             log = self._logs.get(run_id)
             # Only if it stayed closed since: a publish reopens a log, a later close queues it again.
             if log is not None and log.closed_at == closed_at:
                 del self._logs[run_id]
+                self._kept_bytes -= log.size

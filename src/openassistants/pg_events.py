@@ -212,6 +212,15 @@ class PostgresEventBus:
         data = await self._notifier.pool.fetchval("SELECT data FROM run_events WHERE id = $1", event_id)
         return str(data).encode()
 
+    async def _stopped_by(self, run_id: str, after: int) -> bool:
+        """Whether the run's newest event, at or before ``after``, ended its stream."""
+        name = await self._notifier.pool.fetchval(
+            "SELECT name FROM run_events WHERE run_id = $1 AND id <= $2 ORDER BY id DESC LIMIT 1",
+            run_id,
+            after,
+        )
+        return name is not None and ends_stream(Event(str(name), b""))
+
     async def last_id(self, run_id: str) -> int:
         await self.flush(run_id)
         value = await self._notifier.pool.fetchval("SELECT max(id) FROM run_events WHERE run_id = $1", run_id)
@@ -236,6 +245,8 @@ class PostgresEventBus:
                     return
             if replayed:
                 yield replayed
+            elif after > 0 and await self._stopped_by(run_id, after):
+                return  # resumed past the run's last event, which ended it: nothing more will come
             position = 0
             while True:
                 batch: list[tuple[int, Event]] = []
@@ -243,6 +254,8 @@ class PostgresEventBus:
                     event_id, name, data = log.events[position]
                     position += 1
                     if event_id <= after or event_id in seen:
+                        if event_id <= after and ends_stream(Event(name, b"")):
+                            return  # the run stopped at or before the client's place: nothing to say
                         continue
                     seen.add(event_id)
                     event = Event(name, data if data is not None else await self._fetch_one(event_id))

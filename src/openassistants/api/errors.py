@@ -12,10 +12,12 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from openassistants.api.responses import JSONResponse
-from openassistants.errors import APIError, InvalidRequest, NotFound
+from openassistants.errors import APIError, InvalidRequest, NotFound, ServiceUnavailable
+from openassistants.storage.db import is_connectivity_error
 
 logger = logging.getLogger("openassistants.errors")
 
@@ -229,11 +231,32 @@ def _json_type(value: object) -> str:
     return "an object"
 
 
+#: ``retry-after`` on a 503: the database is restarting or briefly unreachable; the SDK waits this long.
+RETRY_AFTER_SECONDS = "1"
+
+
 def error_response(exc: APIError, headers: dict[str, str] | None = None) -> JSONResponse:
     body = exc.to_body()
     # Messages quote the user's input, which may hold what UTF-8 (and so orjson) cannot encode.
     body["error"] = {key: _encodable(value) for key, value in body["error"].items()}
+    if isinstance(exc, ServiceUnavailable):
+        headers = {**(headers or {}), "retry-after": RETRY_AFTER_SECONDS}
     return JSONResponse(body, status_code=exc.status_code, headers=headers)
+
+
+def as_api_error(exc: Exception) -> APIError:
+    """What a client is told about any exception: its own status for an APIError; 400 for a stray
+    pydantic ValidationError (a model a service builds from the request's values); 503 for a lost or
+    refused database connection, however the driver words it; 500, logged, for anything else."""
+    if isinstance(exc, APIError):
+        return exc
+    if isinstance(exc, ValidationError):
+        return translate_validation_error([dict(error) for error in exc.errors()])
+    if is_connectivity_error(exc):
+        logger.warning("database unreachable: %s: %s", type(exc).__name__, exc)
+        return ServiceUnavailable("The database is unavailable; retry shortly.")
+    logger.exception("unhandled error", exc_info=exc)
+    return APIError("The server had an error while processing your request. Sorry about that!")
 
 
 def _encodable(value: Any) -> Any:
@@ -278,13 +301,11 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-    logger.exception("unhandled error", exc_info=exc)
+    """The last resort, for an exception raised in middleware outside RequestContextMiddleware's guard
+    (which renders every other one with ``as_api_error`` and keeps the connection open)."""
     # Starlette runs this handler outside all middleware, past the one that adds x-request-id.
     request_id = request.scope.get("state", {}).get("request_id")
-    return error_response(
-        APIError("The server had an error while processing your request. Sorry about that!"),
-        headers={"x-request-id": request_id} if request_id else None,
-    )
+    return error_response(as_api_error(exc), headers={"x-request-id": request_id} if request_id else None)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -38,6 +38,8 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
         checks["database"] = f"down: no answer to SELECT 1 within {DATABASE_CHECK_TIMEOUT_SECONDS:g} s"
     except ServiceUnavailable as exc:
         checks["database"] = f"down: {exc.message}"
+    except Exception as exc:  # a probe reports what it saw; it never answers 500
+        checks["database"] = f"down: {type(exc).__name__}: {str(exc)[:200]}"
     else:
         checks["database"] = "ok"
     if not runtime.db.is_sqlite:

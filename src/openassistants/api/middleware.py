@@ -14,6 +14,7 @@ import uuid
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from openassistants.api.errors import as_api_error, error_response
 from openassistants.api.metrics import RequestTimer
 from openassistants.errors import (
     APIError,
@@ -80,11 +81,13 @@ class RequestContextMiddleware:
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
         status = 500
+        response_started = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, response_started
             if message["type"] == "http.response.start":
                 status = message["status"]
+                response_started = True
                 message["headers"] = [*message.get("headers", []), id_header]
             await send(message)
 
@@ -98,7 +101,14 @@ class RequestContextMiddleware:
             if null_error is not None:
                 await _send_error(send_with_id, null_error, [])
                 return
-            await self.app(scope, _limited(receive, limit), send_with_id)
+            try:
+                await self.app(scope, _limited(receive, limit), send_with_id)
+            except Exception as exc:
+                if response_started:
+                    raise  # half a response: only closing the connection tells the client
+                # Answered here rather than by Starlette's last-resort handler, which re-raises so
+                # that the server closes the connection, under a client's next request on it.
+                await error_response(as_api_error(exc))(scope, receive, send_with_id)
         finally:
             seconds = time.perf_counter() - started
             if self.timer is not None:

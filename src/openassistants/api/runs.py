@@ -13,6 +13,7 @@ from openassistants.api.deps import ListParamsDep, RuntimeDep, TenantDep
 from openassistants.api.responses import JSONResponse
 from openassistants.api.streaming import replayed_event_stream, run_event_stream
 from openassistants.errors import InvalidRequest
+from openassistants.events import MAX_EVENT_ID, parse_event_id
 from openassistants.schemas.runs import (
     FILE_SEARCH_CONTENT_INCLUDE,
     RunCreate,
@@ -114,15 +115,15 @@ async def stream_run_events(
     request: Request,
     rt: RuntimeDep,
     tenant: TenantDep,
-    after: Annotated[int | None, Query(ge=0)] = None,
+    after: Annotated[int | None, Query(ge=0, le=MAX_EVENT_ID)] = None,
 ) -> Response:
     """Resume a run's stream (an OpenAssistants extension): the events after ``Last-Event-ID`` (or
     ``?after=``), from any server process, then live ones until the run stops or needs action."""
     header = request.headers.get("last-event-id")
     if header is not None:
-        if not header.strip().isdigit():
+        after = parse_event_id(header)
+        if after is None:
             raise InvalidRequest("Invalid 'Last-Event-ID': expected an event id.", param="Last-Event-ID")
-        after = int(header)
     run = await service.get_run(rt, tenant, thread_id, run_id)
     if run["status"] in STREAM_STOP_STATUSES:
         return replayed_event_stream(await rt.bus.replay(run_id, after or 0))

@@ -35,5 +35,5 @@ async def modify_thread(thread_id: str, body: ThreadUpdate, db: DbDep, tenant: T
 
 
 @router.delete("/{thread_id}")
-async def delete_thread(thread_id: str, db: DbDep, tenant: TenantDep) -> JSONResponse:
-    return JSONResponse(await service.delete_thread(db, tenant, thread_id))
+async def delete_thread(thread_id: str, rt: RuntimeDep, tenant: TenantDep) -> JSONResponse:
+    return JSONResponse(await service.delete_thread(rt, tenant, thread_id))

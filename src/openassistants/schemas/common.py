@@ -179,7 +179,11 @@ def response_format_to_wire(value: object) -> Any:
     return value
 
 
-FileIds = Annotated[list[str], Field(max_length=20)]
+#: An object id in a request (``file-…``, ``vs_…``): ours are far shorter; the bound is the schema's, so
+#: that no service ever meets a value its own models would refuse.
+ObjectId = Annotated[str, Field(min_length=1, max_length=64)]
+
+FileIds = Annotated[list[ObjectId], Field(max_length=20)]
 
 
 class CodeInterpreterResources(RequestModel):
@@ -210,7 +214,7 @@ ChunkingStrategy = Annotated[AutoChunking | StaticChunking, Field(discriminator=
 
 
 class VectorStoreHelper(RequestModel):
-    file_ids: list[str] = Field(default_factory=list, max_length=10_000)
+    file_ids: list[ObjectId] = Field(default_factory=list, max_length=10_000)
     chunking_strategy: ChunkingStrategy | None = None
     metadata: Metadata
 
@@ -218,7 +222,7 @@ class VectorStoreHelper(RequestModel):
 
 
 class FileSearchResourcesCreate(RequestModel):
-    vector_store_ids: list[str] | None = Field(default=None, max_length=1)
+    vector_store_ids: list[ObjectId] | None = Field(default=None, max_length=1)
     vector_stores: list[VectorStoreHelper] | None = Field(default=None, max_length=1)
 
     @model_validator(mode="after")
@@ -229,7 +233,7 @@ class FileSearchResourcesCreate(RequestModel):
 
 
 class FileSearchResources(RequestModel):
-    vector_store_ids: list[str] = Field(default_factory=list, max_length=1)
+    vector_store_ids: list[ObjectId] = Field(default_factory=list, max_length=1)
 
 
 class ToolResourcesCreate(RequestModel):

@@ -6,13 +6,13 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
-from openassistants.schemas.common import Metadata, RequestModel, check_metadata
+from openassistants.schemas.common import Metadata, ObjectId, RequestModel, check_metadata
 
 MAX_TEXT_CHARS = 256_000
 
 
 class ImageFileRef(RequestModel):
-    file_id: str = Field(min_length=1)
+    file_id: ObjectId
     detail: Literal["auto", "low", "high"] = "auto"
 
 
@@ -51,7 +51,7 @@ class AttachmentTool(RequestModel):
 
 
 class Attachment(RequestModel):
-    file_id: str = Field(min_length=1)
+    file_id: ObjectId
     tools: list[AttachmentTool] = Field(default_factory=list)
 
 

@@ -6,7 +6,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from openassistants.schemas.common import ChunkingStrategy, Metadata, RequestModel, check_metadata
+from openassistants.schemas.common import (
+    ChunkingStrategy,
+    Metadata,
+    ObjectId,
+    RequestModel,
+    check_metadata,
+)
 
 MAX_ATTRIBUTES = 16
 
@@ -33,7 +39,7 @@ class ExpiresAfter(RequestModel):
 
 
 class VectorStoreCreate(RequestModel):
-    file_ids: list[str] = Field(default_factory=list, max_length=500)
+    file_ids: list[ObjectId] = Field(default_factory=list, max_length=500)
     name: str | None = Field(default=None, max_length=256)
     description: str | None = Field(default=None, max_length=512)
     expires_after: ExpiresAfter | None = None
@@ -52,7 +58,7 @@ class VectorStoreUpdate(RequestModel):
 
 
 class VectorStoreFileCreate(RequestModel):
-    file_id: str = Field(min_length=1, max_length=64)
+    file_id: ObjectId
     chunking_strategy: ChunkingStrategy | None = None
     attributes: Attributes
 
@@ -66,7 +72,7 @@ class VectorStoreFileUpdate(RequestModel):
 
 
 class BatchFile(RequestModel):
-    file_id: str = Field(min_length=1, max_length=64)
+    file_id: ObjectId
     chunking_strategy: ChunkingStrategy | None = None
     attributes: Attributes
 
@@ -74,7 +80,7 @@ class BatchFile(RequestModel):
 
 
 class FileBatchCreate(RequestModel):
-    file_ids: list[str] | None = Field(default=None, min_length=1, max_length=2000)
+    file_ids: list[ObjectId] | None = Field(default=None, min_length=1, max_length=2000)
     files: list[BatchFile] | None = Field(default=None, min_length=1, max_length=2000)
     chunking_strategy: ChunkingStrategy | None = None
     attributes: Attributes

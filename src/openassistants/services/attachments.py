@@ -10,8 +10,9 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from openassistants.schemas.common import ToolResources, ToolResourcesCreate
-from openassistants.schemas.messages import MessageCreate
+from openassistants.schemas.messages import ImageFilePart, MessageCreate
 from openassistants.schemas.vector_stores import ExpiresAfter
+from openassistants.services.files import load_file
 from openassistants.services.resources import check_tool_resources, tool_resources_to_stored
 from openassistants.services.vector_store_files import attach_files
 from openassistants.services.vector_stores import insert_vector_store
@@ -48,7 +49,9 @@ async def create_tool_resources(
 async def index_attachments(
     conn: AsyncConnection, tenant: str, thread_id: str, messages: list[MessageCreate]
 ) -> None:
-    """Puts files attached for file_search into the thread's vector store (creating it if needed)."""
+    """Checks that every file the messages name is the tenant's (NotFound otherwise), then puts files
+    attached for file_search into the thread's vector store (creating it if needed)."""
+    await check_message_files(conn, tenant, messages)
     file_ids = [
         a.file_id
         for m in messages
@@ -70,6 +73,18 @@ async def index_attachments(
         resources["file_search"] = {"vector_store_ids": [store_id]}
         await conn.execute(update(threads).where(threads.c.id == thread_id).values(tool_resources=resources))
     await attach_files(conn, tenant, store_id, [(f, None, None) for f in dict.fromkeys(file_ids)])
+
+
+async def check_message_files(conn: AsyncConnection, tenant: str, messages: list[MessageCreate]) -> None:
+    """Every file the messages name, attached for either tool or shown as an ``image_file`` part, is
+    one of the tenant's: an unknown or another tenant's id is a 404, as for file_search attachments,
+    rather than a reference stored to dangle (staging files for a run filters by tenant anyway)."""
+    named = [a.file_id for m in messages for a in m.attachments or []]
+    for m in messages:
+        if not isinstance(m.content, str):
+            named.extend(p.image_file.file_id for p in m.content if isinstance(p, ImageFilePart))
+    for file_id in dict.fromkeys(named):
+        await load_file(conn, tenant, file_id)
 
 
 def queues_ingestion(

@@ -4,7 +4,7 @@ Runs are claimed from the ``runs`` table (storage/run_claims.py) when a NOTIFY (
 a direct call) says new work is queued, and every ``queue_poll_seconds`` in case a wake-up was
 lost. Each claimed run gets one asyncio task; its model turns are in ``run_turn.py``. A heartbeat
 renews the claims' leases; every process also settles runs whose executor died (lapsed leases) and
-expires runs that waited too long for tool outputs.
+expires runs not finished by their ``expires_at`` (its own executing ones included).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from openassistants.config import Settings
 from openassistants.events import EventBus
 from openassistants.services.run_context import wait_for_stores
 from openassistants.services.run_records import Reply
-from openassistants.services.run_status import RunStatusWriter
+from openassistants.services.run_status import Closing, RunStatusWriter
 from openassistants.services.run_turn import ModelTurn, TurnOutcome
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ R = tables.runs
 COALESCE_SECONDS_PER_RUN = 0.0002
 COALESCE_MIN_SECONDS = 0.002
 COALESCE_MAX_SECONDS = 0.1
-#: How often runs waiting past their ``expires_at`` are looked for.
+#: How often runs past their ``expires_at`` are looked for.
 EXPIRY_SWEEP_SECONDS = 0.5
 LAPSED_MESSAGE = "The worker executing this run stopped responding; the run was ended."
 RESTART_MESSAGE = "The server restarted while this run was in progress."
@@ -93,6 +93,8 @@ class Executor:
         self._running: dict[str, asyncio.Task[None]] = {}
         self._turns: dict[str, ModelTurn] = {}
         self._cancel_requested: set[str] = set()
+        #: Runs executing here found past their ``expires_at``: stopped like a cancel, ended ``expired``.
+        self._expiring: set[str] = set()
         #: Claims offered to runs being created here, not adopted yet (they count against capacity).
         self._offered = 0
         self._wakeup = asyncio.Event()
@@ -185,6 +187,16 @@ class Executor:
         else:
             await self.notifier.notify(RUN_CANCEL, run_id)
 
+    async def stop_deleted(self, run_id: str, holder: str | None) -> None:
+        """The run was deleted with its thread: make the executor ``holder`` stop it (it finds the
+        run gone, and ends its stream), or end the stream here when nobody executes it."""
+        if run_id in self._running:
+            self._cancel_here(run_id)
+        elif holder is not None:
+            await self.notifier.notify(RUN_CANCEL, run_id)
+        else:
+            self.bus.close(run_id)
+
     def _on_cancel_notice(self, run_id: str) -> None:
         if run_id in self._running:
             self._cancel_here(run_id)
@@ -194,6 +206,20 @@ class Executor:
         turn = self._turns.get(run_id)
         if turn is not None:
             turn.cancel()
+
+    def _expire_here(self, run_id: str) -> None:
+        if run_id in self._expiring:
+            return
+        self._expiring.add(run_id)
+        turn = self._turns.get(run_id)
+        if turn is not None:
+            turn.cancel()
+
+    async def _expire(self, run_id: str, closing: Closing | None = None) -> None:
+        """Ends a run this executor stopped at its ``expires_at`` (or a cancel, if one came first)."""
+        await self.status.end(
+            run_id, {RunStatus.in_progress}, RunStatus.expired, "thread.run.expired", closing=closing
+        )
 
     async def _on_reconnect(self) -> None:
         self._wakeup.set()
@@ -272,19 +298,25 @@ class Executor:
                 logger.warning("run maintenance failed", exc_info=True)
 
     async def expire_overdue(self) -> None:
-        """Expire runs still queued or waiting for tool outputs after their ``expires_at``."""
+        """Expire runs not finished by their ``expires_at``: those nobody holds (queued, or waiting
+        for tool outputs) at once; those executing here by stopping them between two tokens (or
+        their tool call), as a cancel does. A run another process executes is that process's to
+        expire (its own sweep finds it), or, should it have died, its lapsed lease settles the run."""
         now = int(time.time())
-        waiting = [RunStatus.queued.value, RunStatus.requires_action.value]
+        unfinished = [RunStatus.queued.value, RunStatus.requires_action.value, RunStatus.in_progress.value]
         async with self.db.read() as conn:
             rows = (
                 await conn.execute(
-                    select(R.c.id, R.c.status).where(
-                        R.c.status.in_(waiting), R.c.expires_at <= now, R.c.worker_id.is_(None)
+                    select(R.c.id, R.c.status, R.c.worker_id).where(
+                        R.c.status.in_(unfinished), R.c.expires_at <= now
                     )
                 )
             ).all()
-        for run_id, status in rows:
-            await self.status.end(run_id, {RunStatus(status)}, RunStatus.expired, "thread.run.expired")
+        for run_id, status, worker in rows:
+            if worker is None and status != RunStatus.in_progress:
+                await self.status.end(run_id, {RunStatus(status)}, RunStatus.expired, "thread.run.expired")
+            elif worker == self.worker_id and run_id in self._running:
+                self._expire_here(run_id)
 
     async def settle_lapsed(self) -> None:
         """Settle the runs of executors that stopped renewing their leases (a dead worker)."""
@@ -336,6 +368,11 @@ class Executor:
                 )
             raise
         except Exception:
+            if not await self._exists(run_id):
+                # Its thread was deleted under it (a write into the thread failed): nothing to end.
+                logger.info("run %s stopped: its thread was deleted", run_id)
+                self.bus.close(run_id)
+                return
             logger.exception("run %s crashed", run_id)
             await self.status.fail(
                 run_id, "server_error", "The server had an error while processing the run."
@@ -343,6 +380,14 @@ class Executor:
         finally:
             self._turns.pop(run_id, None)
             self._cancel_requested.discard(run_id)
+            self._expiring.discard(run_id)
+
+    async def _exists(self, run_id: str) -> bool:
+        try:
+            async with self.db.read() as conn:
+                return (await conn.execute(select(R.c.id).where(R.c.id == run_id))).first() is not None
+        except Exception:
+            return True  # cannot tell: treat the failure as the run's own
 
     async def _execute_run(self, row: Mapping[str, Any], reply: Reply | None) -> None:
         # The claim moved the run to in_progress and returned its row (storage/run_claims.claim_runs);
@@ -358,6 +403,9 @@ class Executor:
                 # Cancelled before its first turn: the reply stored with it was never begun.
                 await self.status.finish_cancel(run_id, closing=reply.discard if reply else None)
                 return
+            if run_id in self._expiring:
+                await self._expire(run_id, closing=reply.discard if reply else None)
+                return
             turn = ModelTurn(self, row, usage, has_steps=has_steps, reply=reply)
             has_steps, reply = True, None
             self._turns[run_id] = turn
@@ -370,7 +418,9 @@ class Executor:
         """Apply one model turn's outcome to the run; True when the run goes on to another turn."""
         status = self.status
         closing = outcome.closing
-        if outcome.kind == "cancelled":
+        if outcome.kind == "cancelled" and run_id in self._expiring:
+            await self._expire(run_id)
+        elif outcome.kind == "cancelled":
             await status.finish_cancel(run_id)
         elif outcome.kind == "failed":
             await status.fail(run_id, outcome.error_code, outcome.error_message, usage=usage)

@@ -65,6 +65,8 @@ class PromptInput:
     max_prompt_tokens: int | None
     context_window: int
     completion_reserve: int  #: tokens kept free for the reply
+    #: Each thread message's tokens as a chat message, when the caller counted them already (in order).
+    thread_message_tokens: list[int] | None = None
 
 
 @dataclass(frozen=True)
@@ -90,9 +92,7 @@ def build_prompt(inp: PromptInput) -> Prompt:
     ``last_messages`` first keeps only the newest N thread messages; then, for both strategies, the
     oldest thread messages are dropped until the prompt fits. Raises ``PromptTooLarge`` when it cannot.
     """
-    budget = inp.context_window - inp.completion_reserve
-    if inp.max_prompt_tokens is not None:
-        budget = min(budget, inp.max_prompt_tokens)
+    budget = prompt_budget(inp.context_window, inp.completion_reserve, inp.max_prompt_tokens)
 
     system = _system_message(inp.instructions, inp.additional_instructions)
     head = [system] if system else []
@@ -104,18 +104,21 @@ def build_prompt(inp: PromptInput) -> Prompt:
     )
 
     candidates = inp.thread_messages
+    costs = inp.thread_message_tokens
     strategy = inp.truncation_strategy or {}
     last_n = strategy.get("last_messages")
     if strategy.get("type") == "last_messages" and last_n is not None:
         candidates = candidates[max(len(candidates) - last_n, 0) :]
+    if costs is not None:
+        costs = costs[len(costs) - len(candidates) :]
 
     # Newest first, each message converted and counted once, stopping at the first that does not fit:
     # a 10,000-message thread costs only the messages that end up in the prompt (plus one).
     kept: list[dict[str, Any]] = []
     total = fixed
-    for message in reversed(candidates):
-        chat = message_to_chat(message)
-        cost = count_chat_message(chat)
+    for position in range(len(candidates) - 1, -1, -1):
+        chat = message_to_chat(candidates[position])
+        cost = count_chat_message(chat) if costs is None else costs[position]
         if total + cost > budget:
             if not kept:
                 raise PromptTooLarge(total + cost, budget)
@@ -136,6 +139,13 @@ def build_prompt(inp: PromptInput) -> Prompt:
         prompt_tokens=total,
         dropped_messages=len(inp.thread_messages) - len(kept),
     )
+
+
+def prompt_budget(context_window: int, completion_reserve: int, max_prompt_tokens: int | None) -> int:
+    """The tokens a prompt may take: the context window less the reply's reserve, at most
+    ``max_prompt_tokens``."""
+    budget = context_window - completion_reserve
+    return budget if max_prompt_tokens is None else min(budget, max_prompt_tokens)
 
 
 def _system_message(instructions: str, additional: str | None) -> dict[str, Any] | None:

@@ -58,7 +58,10 @@ class RunStatusWriter:
             else:
                 events.append(Event.of(event_name, run_to_wire(row)))
             await self.bus.publish_in(conn, run_id, events)
-        if not changed and row is not None and row["status"] == RunStatus.cancelling:
+        if row is None:
+            self.bus.close(run_id)  # deleted with its thread: its log is freed as any ended run's
+            return False
+        if not changed and row["status"] == RunStatus.cancelling:
             await self.finish_cancel(run_id)
         return changed
 
@@ -100,6 +103,7 @@ class RunStatusWriter:
                 row = await _load(conn, run_id)
             await self.bus.publish_in(conn, run_id, events)
         if row is None:
+            self.bus.close(run_id)  # deleted with its thread: its log is freed as any ended run's
             return False
         if not changed:
             if row["status"] == RunStatus.cancelling and target != RunStatus.cancelled:

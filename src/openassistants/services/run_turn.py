@@ -4,9 +4,10 @@ messages, and publish each piece as it arrives."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -23,6 +24,7 @@ from openassistants.services.code_interpreter_tool import (
     file_path_annotations,
     run_code,
 )
+from openassistants.services.completion_budget import CompletionBudget
 from openassistants.services.file_search_tool import FileSearchOptions, citations, run_file_search
 from openassistants.services.messages import message_to_wire, text_part
 from openassistants.services.prompt import (
@@ -57,6 +59,10 @@ _END = object()
 def _is_piece(event: object) -> bool:
     """A piece of the reply a client sees: text, or a tool call's."""
     return isinstance(event, ToolCallDelta) or (isinstance(event, TextDelta) and bool(event.text))
+
+
+def _fit(budget: CompletionBudget | None, text: str) -> str:
+    return text if budget is None else budget.fit(text)
 
 
 def _stored() -> asyncio.Future[None]:
@@ -211,8 +217,9 @@ class ModelTurn:
             self.open.storing = asyncio.create_task(self._store_message(message, step))
         finish_reason = "stop"
         reported: dict[str, int] | None = None
+        budget = CompletionBudget(completion_budget) if completion_budget is not None else None
         try:
-            while True:
+            while budget is None or not budget.exhausted:
                 item = await self.inbox.get()
                 if item is _CANCEL:
                     await self._save_partial()
@@ -239,9 +246,15 @@ class ModelTurn:
                         text.append(event.text)
                         continue
                     if text:
-                        await self._on_text("".join(text))
+                        await self._on_text(_fit(budget, "".join(text)))
                         text = []
+                    if budget is not None and budget.exhausted:
+                        break
                     if isinstance(event, ToolCallDelta):
+                        if budget is not None:
+                            budget.fit((event.name or "") + event.arguments)
+                            if budget.exhausted:
+                                break  # the call ends where it was cut: the rest is not sent
                         await self._on_tool_call(event)
                     elif isinstance(event, Finish):
                         finish_reason = event.reason
@@ -251,11 +264,13 @@ class ModelTurn:
                             "completion_tokens": event.usage.completion_tokens,
                             "total_tokens": event.usage.total_tokens,
                         }
-                if text:
-                    await self._on_text("".join(text))
+                if text and not (budget is not None and budget.exhausted):
+                    await self._on_text(_fit(budget, "".join(text)))
         finally:
             if not reader.done():
-                reader.cancel()
+                reader.cancel()  # also ends the model's stream when it was cut at the budget
+        if budget is not None and budget.exhausted:
+            finish_reason = "length"
         turn_usage = self._add_usage(prompt, reported)
         return await self._finish(finish_reason, turn_usage, completion_budget)
 
@@ -359,11 +374,17 @@ class ModelTurn:
 
     def _new_message(self, reply: records.Reply | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
         """The message this turn's text goes to and its step, not stored yet (unless ``reply``, stored
-        with the run); images the run's code just made lead it, as with the hosted tool."""
+        with the run); images the run's code just made lead it, and the files it wrote are its
+        ``attachments``, as with the hosted tool (clients such as LangChain's assistant runnable
+        find generated files only there)."""
         reply = reply or records.Reply.new(self.run_row)
         message, step = reply.message, reply.step
         self.open.message, self.open.message_step = message, step
         self.images, self.context.pending_images = self.context.pending_images, []
+        files, self.context.pending_files = self.context.pending_files, []
+        if files:
+            tools = [{"type": "code_interpreter"}]
+            message["attachments"] = [{"file_id": file_id, "tools": tools} for file_id in files]
         return message, step
 
     async def _discard_reply(self) -> None:
@@ -550,7 +571,9 @@ class ModelTurn:
         if self.open.calls and not hit_limit:
             if self.open.message is not None:
                 await self._close_message(usage)
-            await self._run_builtin_calls()
+            if not await self._unless_stopped(self._run_builtin_calls()):
+                await self._save_partial()
+                return TurnOutcome("cancelled")
             if any(c.type == "function" for c in self.open.calls.values()):
                 return self._require_action(usage)
             return await self._complete_tool_step(usage)
@@ -558,8 +581,43 @@ class ModelTurn:
         await self._settle_storing()
         closing = self._message_closing(usage, incomplete_reason="max_tokens" if hit_limit else None)
         if hit_limit:
+            closing = self._cut_calls_closing(closing, usage)
             return TurnOutcome("incomplete", incomplete_reason="max_completion_tokens", closing=closing)
         return TurnOutcome("completed", closing=closing)
+
+    async def _unless_stopped(self, work: Coroutine[Any, Any, None]) -> bool:
+        """Does ``work`` (built-in tool calls, which may take long), unless the run is stopped (a
+        cancel, or its expiry) meanwhile: then ``work`` is cancelled (a code cell's kernel is
+        killed) and False returned. The model's stream has ended: only a stop can be in the inbox."""
+        task = asyncio.ensure_future(work)
+        stop = asyncio.ensure_future(self.inbox.get())
+        await asyncio.wait((task, stop), return_when=asyncio.FIRST_COMPLETED)
+        if not stop.done():
+            stop.cancel()
+            task.result()  # its exception, if it failed
+            return True
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return False
+
+    def _cut_calls_closing(self, closing: Closing, usage: dict[str, int]) -> Closing:
+        """``closing``, and the tool_calls step the limit cut short (if any) completed with the calls
+        as far as they came: the run ends ``incomplete``, and no step of it stays in progress."""
+        step = self.open.tool_step
+        if step is None:
+            return closing
+        details = self._tool_call_details()
+
+        async def close(conn: AsyncConnection) -> list[Event]:
+            events = await closing(conn)
+            now = int(time.time())
+            await records.update_step(
+                conn, step, step_details=details, usage=usage, status="completed", completed_at=now
+            )
+            return [*events, Event.of("thread.run.step.completed", step_to_wire(step))]
+
+        return close
 
     async def _run_builtin_calls(self) -> None:
         for index in sorted(self.open.calls):
@@ -593,6 +651,7 @@ class ModelTurn:
         call.files = outcome.files
         self.context.code_files.update(outcome.files)
         self.context.pending_images += outcome.images
+        self.context.pending_files += outcome.files.values()
         if outcome.outputs and self.open.tool_step is not None:
             outputs = [{"index": i, **o} for i, o in enumerate(outcome.outputs)]
             call_outputs = {

@@ -52,7 +52,7 @@ async def open_runtime(settings: Settings, *, execute: bool) -> AsyncIterator[Ru
     bus: EventBus
     if db.is_sqlite:
         notifier = InProcessNotifier()
-        bus = InProcessEventBus()
+        bus = InProcessEventBus(settings.event_retention_seconds, settings.event_memory_mb << 20)
     else:
         pg_notifier = PostgresNotifier(db.asyncpg_dsn)
         notifier = pg_notifier

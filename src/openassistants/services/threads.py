@@ -1,14 +1,16 @@
-"""Threads: create (with initial messages), retrieve, update, delete (cascading to its messages), list."""
+"""Threads: create (with initial messages), retrieve, update, delete (cascading to its messages and
+runs, an active run cancelled), list."""
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from openassistants import run_events
 from openassistants.ids import new_id
 from openassistants.schemas.common import ListParams
 from openassistants.schemas.threads import ThreadCreate, ThreadUpdate
@@ -16,10 +18,15 @@ from openassistants.services.attachments import create_tool_resources, index_att
 from openassistants.services.lookup import load_thread
 from openassistants.services.messages import message_values
 from openassistants.services.resources import check_tool_resources, tool_resources_to_stored
+from openassistants.services.runs import run_to_wire
+from openassistants.statuses import ACTIVE_STATUSES, RunStatus
 from openassistants.storage import tables
 from openassistants.storage.db import Database
 from openassistants.storage.prepared import Row
 from openassistants.storage.queries import delete_remembering_cursors, list_body, page
+
+if TYPE_CHECKING:
+    from openassistants.services.runtime import Runtime
 
 T = tables.threads
 
@@ -86,14 +93,42 @@ async def update_thread(db: Database, tenant: str, thread_id: str, body: ThreadU
     return thread_to_wire(row)
 
 
-async def delete_thread(db: Database, tenant: str, thread_id: str) -> dict[str, Any]:
-    async with db.write() as conn:
-        await load_thread(conn, tenant, thread_id)
+async def delete_thread(rt: Runtime, tenant: str, thread_id: str) -> dict[str, Any]:
+    """Deletes the thread with its messages and runs. A run still active on it is cancelled: its
+    streams get ``thread.run.cancelled`` (and end), and whoever executes it stops between two tokens
+    rather than write into a thread that is gone."""
+    async with rt.db.write() as conn:
+        # Locked (PostgreSQL) so that no run starts on the thread while it goes.
+        await load_thread(conn, tenant, thread_id, lock=True)
+        active = await _cancel_active_runs(rt, conn, thread_id)
         # Explicit rather than relying on ON DELETE CASCADE, which SQLite only honours per connection.
         await conn.execute(delete(tables.messages).where(tables.messages.c.thread_id == thread_id))
         # Remembered, so that the deleted thread's id still works as a cursor of GET /v1/threads.
         await delete_remembering_cursors(conn, T, T.c.id == thread_id)
+    for run_id, holder in active:
+        await rt.executor.stop_deleted(run_id, holder)
     return {"id": thread_id, "object": "thread.deleted", "deleted": True}
+
+
+async def _cancel_active_runs(
+    rt: Runtime, conn: AsyncConnection, thread_id: str
+) -> list[tuple[str, str | None]]:
+    """Publishes ``thread.run.cancelled`` for the thread's active runs, in the transaction deleting
+    them; returns them with the executor holding each (None when nobody executes it)."""
+    R = tables.runs
+    statuses = [s.value for s in ACTIVE_STATUSES]
+    rows = (
+        (await conn.execute(select(R).where(R.c.thread_id == thread_id, R.c.status.in_(statuses))))
+        .mappings()
+        .all()
+    )
+    now = int(time.time())
+    for row in rows:
+        cancelled = {**row, "status": RunStatus.cancelled.value, "cancelled_at": now, "required_action": None}
+        await rt.bus.publish_in(
+            conn, row["id"], [run_events.run_moved(RunStatus.cancelled, run_to_wire(cancelled))]
+        )
+    return [(row["id"], row["worker_id"]) for row in rows]
 
 
 async def list_threads(db: Database, tenant: str, params: ListParams) -> dict[str, Any]:

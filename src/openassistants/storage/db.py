@@ -18,6 +18,7 @@ import asyncio
 import json
 import logging
 import re
+import socket
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -26,14 +27,16 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
+import asyncpg
 import orjson
 from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from openassistants import jsonbytes
-from openassistants.errors import ServiceUnavailable
+from openassistants.errors import APIError, ServiceUnavailable
 from openassistants.storage.prepared import Runner
 
 logger = logging.getLogger("openassistants.db")
@@ -367,8 +370,9 @@ class Database:
             else:
                 async with self.read_engine.connect() as conn:
                     yield conn
-        except (OperationalError, DBAPIError) as exc:
-            if _is_connectivity_error(exc):
+        except Exception as exc:
+            # Not only DBAPIError: asyncpg's connect lets a refused socket's OSError through as is.
+            if not isinstance(exc, APIError) and is_connectivity_error(exc):
                 raise ServiceUnavailable("The database is unavailable; retry shortly.") from exc
             raise
 
@@ -448,8 +452,9 @@ class Database:
                         writer.inline = False
             # After the slot is free: other writes go on while the log is copied.
             await self._checkpoint_when_due()
-        except (OperationalError, DBAPIError) as exc:
-            if _is_connectivity_error(exc):
+        except Exception as exc:
+            # Not only DBAPIError: asyncpg's connect lets a refused socket's OSError through as is.
+            if not isinstance(exc, APIError) and is_connectivity_error(exc):
                 raise ServiceUnavailable("The database is unavailable; retry shortly.") from exc
             raise
 
@@ -508,15 +513,51 @@ async def runner_for(conn: AsyncConnection) -> Runner:
 _RUNNER = "openassistants.runner"
 
 
-def _is_connectivity_error(exc: DBAPIError) -> bool:
-    if exc.connection_invalidated or isinstance(exc, OperationalError):
-        return True
-    # asyncpg's refusals to connect (server full, starting or shutting down) are not OperationalErrors.
-    text = str(exc.orig if exc.orig is not None else exc).lower()
-    return any(
-        marker in text
-        for marker in ("too many clients", "cannot connect now", "connection refused", "shutting down")
-    )
+#: asyncpg's errors that say the server cannot be reached or is going away (not a query's failure;
+#: their parent OperatorInterventionError also holds a statement timeout's QueryCanceledError).
+_ASYNCPG_CONNECTIVITY: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.CannotConnectNowError,  # "the database system is starting up"
+    asyncpg.exceptions.AdminShutdownError,  # "terminating connection due to administrator command"
+    asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.PostgresConnectionError,  # SQLSTATE class 08
+    asyncpg.exceptions.TooManyConnectionsError,
+)
+#: How drivers word the same thing where the exception's class does not say it.
+_CONNECTIVITY_WORDS = (
+    "too many clients",
+    "cannot connect now",
+    "connection refused",
+    "connect call failed",
+    "the database system is",  # … starting up / shutting down / in recovery mode
+    "shutting down",
+    "connection is closed",
+    "connection was closed",
+    "terminating connection",
+)
+
+
+def is_connectivity_error(exc: BaseException) -> bool:
+    """True when ``exc``, or any exception behind it, says the database could not be reached: a
+    refused or lost connection, a server starting up or shutting down, no connection slot free.
+    However the driver words it, the client should hear 503 and retry, never 500."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ConnectionError | socket.gaierror | SQLAlchemyTimeoutError):
+            return True
+        if isinstance(current, DBAPIError) and (
+            current.connection_invalidated or isinstance(current, OperationalError)
+        ):
+            return True
+        if isinstance(current, _ASYNCPG_CONNECTIVITY):
+            return True
+        if isinstance(current, DBAPIError | OSError | asyncpg.PostgresError | asyncpg.InterfaceError):
+            text_ = str(current).lower()
+            if any(words in text_ for words in _CONNECTIVITY_WORDS):
+                return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def _upgrade_to_head(connection: Connection) -> None:

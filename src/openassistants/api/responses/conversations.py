@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
-from openassistants.api.deps import DbDep, TenantDep
+from openassistants.api.deps import DbDep, RuntimeDep, TenantDep
 from openassistants.api.responses import JSONResponse
 from openassistants.schemas.responses import (
     ConversationCreate,
@@ -40,8 +40,8 @@ async def update(
 
 
 @router.delete("/conversations/{conversation_id}")
-async def delete(conversation_id: str, db: DbDep, tenant: TenantDep) -> JSONResponse:
-    return JSONResponse(await service.delete_conversation(db, tenant, conversation_id))
+async def delete(conversation_id: str, rt: RuntimeDep, tenant: TenantDep) -> JSONResponse:
+    return JSONResponse(await service.delete_conversation(rt, tenant, conversation_id))
 
 
 @router.post("/conversations/{conversation_id}/items")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, select
 
@@ -23,6 +23,9 @@ from openassistants.services.threads import delete_thread, insert_thread, update
 from openassistants.storage import tables
 from openassistants.storage.db import Database
 from openassistants.storage.queries import list_body
+
+if TYPE_CHECKING:
+    from openassistants.services.runtime import Runtime
 
 M, S = tables.messages, tables.run_steps
 RESPONSES = tables.responses
@@ -90,10 +93,11 @@ async def update_conversation(
     return conversation_to_wire(thread)
 
 
-async def delete_conversation(db: Database, tenant: str, conversation: str) -> dict[str, Any]:
-    async with db.read() as conn:
+async def delete_conversation(rt: Runtime, tenant: str, conversation: str) -> dict[str, Any]:
+    """Deletes the conversation's thread; a response still running on it is cancelled, as for threads."""
+    async with rt.db.read() as conn:
         await _load(conn, tenant, conversation)
-    await delete_thread(db, tenant, thread_id_of(conversation))
+    await delete_thread(rt, tenant, thread_id_of(conversation))
     return {"id": conversation, "object": "conversation.deleted", "deleted": True}
 
 
