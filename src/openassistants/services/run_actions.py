@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from openassistants import run_events
 from openassistants.errors import InvalidRequest, not_found
+from openassistants.events import Event
 from openassistants.ids import new_id
 from openassistants.schemas.common import ListParams, response_format_to_wire, tool_to_wire
 from openassistants.schemas.runs import (
@@ -316,17 +317,15 @@ async def submit_tool_outputs(
             .first()
         )
         step = dict(step_row) if step_row is not None else None
+        events: list[Event] = []
         if step is not None:
             details = orjson.loads(orjson.dumps(step["step_details"]))
             for call in details["tool_calls"]:
                 if call.get("type") == "function" and call["id"] in outputs:
                     call["function"]["output"] = outputs[call["id"]]
-            await records.update_step(
-                conn, step, step_details=details, status=StepStatus.completed.value, completed_at=now
-            )
+            events = [await records.complete_step(conn, step, now=now, step_details=details)]
         row = await load_run(conn, tenant, thread_id, run_id)
         wire = run_to_wire(row)
-        events = [run_events.step_moved(step_to_wire(step))] if step is not None else []
         events.append(run_events.run_moved(RunStatus.queued, wire))
         await rt.bus.publish_in(conn, run_id, events)
     await _wake(rt)

@@ -4,7 +4,7 @@ executor, the cancel request, the expiry sweeper and the reaper of dead workers'
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from sqlalchemy import bindparam, select
@@ -34,15 +34,15 @@ class RunStatusWriter:
         self.db = db
         self.bus = bus
 
-    def publish(self, run_id: str, name: str, payload: Any) -> None:
-        self.bus.publish(run_id, Event.of(name, payload))
+    def publish(self, run_id: str, status: RunStatus, run: Mapping[str, Any]) -> None:
+        """The run's ``thread.run.<status>`` event, for a move made without this writer (a claim)."""
+        self.bus.publish(run_id, run_events.run_moved(status, run_to_wire(run)))
 
     async def change(
         self,
         run_id: str,
         sources: set[RunStatus],
         target: RunStatus,
-        event_name: str,
         *,
         closing: Closing | None = None,
         **fields: Any,
@@ -56,7 +56,7 @@ class RunStatusWriter:
             if row is None:
                 row = await _load(conn, run_id)
             else:
-                events.append(Event.of(event_name, run_to_wire(row)))
+                events.append(run_events.run_moved(target, run_to_wire(row)))
             await self.bus.publish_in(conn, run_id, events)
         if row is None:
             self.bus.close(run_id)  # deleted with its thread: its log is freed as any ended run's
@@ -70,7 +70,6 @@ class RunStatusWriter:
         run_id: str,
         sources: set[RunStatus],
         target: RunStatus,
-        event_name: str,
         *,
         dead_worker: str | None = None,
         wait_for_lapse: bool = True,
@@ -98,7 +97,7 @@ class RunStatusWriter:
                     steps, messages = await records.close_open_work(conn, run_id, outcome)
                     events += [run_events.message_moved(m) for m in messages]
                     events += [run_events.step_moved(step_to_wire(s)) for s in steps]
-                events.append(Event.of(event_name, run_to_wire(row)))
+                events.append(run_events.run_moved(target, run_to_wire(row)))
             else:
                 row = await _load(conn, run_id)
             await self.bus.publish_in(conn, run_id, events)
@@ -117,7 +116,6 @@ class RunStatusWriter:
             run_id,
             {RunStatus.cancelling},
             RunStatus.cancelled,
-            "thread.run.cancelled",
             closing=closing,
             **claim,
         )
@@ -136,7 +134,7 @@ class RunStatusWriter:
         if usage is not None:
             fields["usage"] = usage
         sources = {RunStatus.queued, RunStatus.in_progress, RunStatus.cancelling}
-        return await self.end(run_id, sources, RunStatus.failed, "thread.run.failed", **claim, **fields)
+        return await self.end(run_id, sources, RunStatus.failed, **claim, **fields)
 
 
 async def _load(conn: AsyncConnection, run_id: str) -> Row | None:

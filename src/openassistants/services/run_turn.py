@@ -38,7 +38,7 @@ from openassistants.services.run_context import BUILTIN_TOOLS, RunContext, load_
 from openassistants.services.run_status import Closing
 from openassistants.services.runs import step_to_wire
 from openassistants.services.turn_host import TurnHost
-from openassistants.statuses import MessageStatus, StepStatus
+from openassistants.statuses import MessageStatus
 from openassistants.storage.queries import insert_rows
 from openassistants.tokens import count_text
 from openassistants.upstream.chat import (
@@ -473,13 +473,11 @@ class ModelTurn:
                     incomplete_details={"reason": incomplete_reason},
                     content=content,
                 )
-            await records.update_step(
-                conn, step, status=StepStatus.completed.value, completed_at=now, usage=usage
-            )
+            step_completed = await records.complete_step(conn, step, now=now, usage=usage)
             return [
                 *last,
                 run_events.message_moved(message_to_wire(message)),  # type: ignore[arg-type]
-                run_events.step_moved(step_to_wire(step)),
+                step_completed,
             ]
 
         return close
@@ -611,11 +609,7 @@ class ModelTurn:
 
         async def close(conn: AsyncConnection) -> list[Event]:
             events = await closing(conn)
-            now = int(time.time())
-            await records.update_step(
-                conn, step, step_details=details, usage=usage, status="completed", completed_at=now
-            )
-            return [*events, Event.of("thread.run.step.completed", step_to_wire(step))]
+            return [*events, await records.complete_step(conn, step, step_details=details, usage=usage)]
 
         return close
 
@@ -667,15 +661,10 @@ class ModelTurn:
         step = self.open.tool_step
         assert step is not None
         async with self.db.write(inline=True) as conn:
-            await records.update_step(
-                conn,
-                step,
-                step_details=self._tool_call_details(),
-                usage=usage,
-                status=StepStatus.completed.value,
-                completed_at=int(time.time()),
+            completed = await records.complete_step(
+                conn, step, step_details=self._tool_call_details(), usage=usage
             )
-        self._publish(run_events.step_moved(step_to_wire(step)))
+        self._publish(completed)
         return TurnOutcome("continue")
 
     def _require_action(self, usage: dict[str, int]) -> TurnOutcome:
@@ -687,16 +676,7 @@ class ModelTurn:
         if is_response_run(self.run_row):
             # A response that calls functions is complete: their outputs come with the next one.
             async def complete_calls(conn: AsyncConnection) -> list[Event]:
-                now = int(time.time())
-                await records.update_step(
-                    conn,
-                    step,
-                    step_details=details,
-                    usage=usage,
-                    status=StepStatus.completed.value,
-                    completed_at=now,
-                )
-                return [run_events.step_moved(step_to_wire(step))]
+                return [await records.complete_step(conn, step, step_details=details, usage=usage)]
 
             return TurnOutcome("completed", closing=complete_calls)
 
