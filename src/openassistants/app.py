@@ -28,7 +28,7 @@ from openassistants.api.metrics import RequestTimer
 from openassistants.api.middleware import AuthMiddleware, RequestContextMiddleware
 from openassistants.api.openapi import install_openapi
 from openassistants.api.ratelimit import RateLimitMiddleware
-from openassistants.api.responses import conversations, responses
+from openassistants.api.responses import compact, conversations, responses, websocket
 from openassistants.config import Settings
 from openassistants.services.runtime import open_runtime
 
@@ -88,7 +88,8 @@ def _routers(settings: Settings) -> list[tuple[str, APIRouter]]:
         ("/v1", module.router)
         for module in (assistants, runs, threads, messages, files, vector_stores, models)
     ]
-    api += [("/v1", responses.router), ("/v1", conversations.router)]
+    api += [("/v1", responses.router), ("/v1", compact.router), ("/v1", conversations.router)]
+    api += [("/v1", websocket.router)]
     operations = [health.router, metrics.router] if settings.metrics_enabled else [health.router]
     return api + [("", router) for router in [*operations, console.router]]
 

@@ -185,12 +185,14 @@ class AuthMiddleware:
         self.keys = [(key.encode(), tenant_for_key(key)) for key in api_keys]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith("/v1"):
+        if scope["type"] not in ("http", "websocket") or not scope["path"].startswith("/v1"):
             await self.app(scope, receive, send)
             return
         tenant = self._tenant(scope)
         if isinstance(tenant, APIError):
-            await _send_error(send, tenant, [])
+            # A refused WebSocket handshake is answered as HTTP too (the ASGI extension every
+            # server we run on has): the same 401 body a client gets on any other request.
+            await _send_error(_handshake_response(send) if scope["type"] == "websocket" else send, tenant, [])
             return
         scope.setdefault("state", {})["tenant"] = tenant
         await self.app(scope, receive, send)
@@ -222,6 +224,15 @@ class AuthMiddleware:
                 code="invalid_api_key",
             )
         return match
+
+
+def _handshake_response(send: Send) -> Send:
+    """``send`` for an HTTP answer to a WebSocket handshake (``websocket.http.response.*``)."""
+
+    async def wrapped(message: Message) -> None:
+        await send({**message, "type": message["type"].replace("http.", "websocket.http.", 1)})
+
+    return wrapped
 
 
 def _redact(key: str) -> str:

@@ -10,6 +10,7 @@ from typing import Any
 
 from openassistants.errors import InvalidRequest
 from openassistants.services.messages import text_part
+from openassistants.services.responses.compaction import decode_summary
 
 _TEXT_PARTS = frozenset({"input_text", "output_text", "text"})
 _ITEM_TYPES = ("message", "function_call", "function_call_output")
@@ -86,6 +87,12 @@ def read_input(value: str | list[dict[str, Any]] | None, *, param: str = "input"
                     _string(item, "name", where),
                     _text(item.get("arguments"), f"{where}.arguments"),
                 )
+            )
+        elif kind == "compaction" and param == "input":
+            # POST /v1/responses/compact's summary of what came before; a conversation keeps
+            # messages, so among its items a compaction is an unknown type.
+            inputs.instructions.append(
+                decode_summary(item.get("encrypted_content"), f"{where}.encrypted_content")
             )
         elif kind in ("item_reference", "reasoning"):
             continue  # the hosted API resolves these to items it already has; ours are in the thread
