@@ -18,6 +18,7 @@ BENCHMARKS = [
     "bench.code_interpreter",
     "bench.vector_search",
     "bench.backup",
+    "bench.ingest_searchable",
 ]
 
 

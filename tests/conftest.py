@@ -14,6 +14,7 @@ import openai
 import pytest
 
 from tests import outside_reads
+from tests.leftover_mounts import unmount_leftovers
 from tests.servers import (
     make_settings,
     postgres_available,
@@ -25,6 +26,15 @@ from tests.upstream import ScriptedUpstream, scripted_upstream
 
 # Fail any test that reads beside the repository: a fresh clone has nothing there.
 outside_reads.install()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    unmount_leftovers()  # before pytest clears old temporary folders
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    unmount_leftovers()  # killed servers' kernel mounts, before pytest removes this run's folders
+
 
 TENANT_A_KEY = "sk-test-tenant-a"
 TENANT_B_KEY = "sk-test-tenant-b"

@@ -308,3 +308,16 @@ async def test_local_queries_do_not_wait_for_a_whole_file(local: LocalEmbedder) 
     assert query.shape == (1, LOCAL_DIMENSIONS)
     assert not ingesting.done()  # the query did not wait for all 8 passages (4 turns)
     assert (await ingesting).shape == (8, LOCAL_DIMENSIONS)
+
+
+async def test_local_queries_do_not_wait_behind_a_turn_of_passages(local: LocalEmbedder) -> None:
+    # One turn: two long passages (thousands of tokens), on the passages' engine; the query has its own.
+    passages = [
+        f"passage {i}: " + "a fairly long sentence about nothing in particular. " * 120 for i in range(2)
+    ]
+    ingesting = asyncio.create_task(local.embed(passages))
+    await asyncio.sleep(0.05)  # the passages have taken their engine
+    query = await local.embed(["what is in the passages"], kind="query")
+    assert query.shape == (1, LOCAL_DIMENSIONS)
+    assert not ingesting.done()
+    assert (await ingesting).shape == (2, LOCAL_DIMENSIONS)

@@ -139,3 +139,46 @@ async def test_file_search_filters_on_file_attributes(
     call = response.output[0]
     assert call.type == "file_search_call" and call.results
     assert {r.file_id for r in call.results} == {blue.id}
+
+
+@pytest.mark.parametrize(
+    "ranking",
+    [
+        {"ranker": "none"},
+        {"ranker": "auto", "hybrid_search": {"embedding_weight": 0.2, "text_weight": 1.0}},
+        {"ranker": "default-2024-11-15", "hybrid_search": {"embedding_weight": 1.0, "text_weight": 0.0}},
+    ],
+)
+async def test_file_search_ranking_options_reach_the_search(
+    client: openai.AsyncOpenAI, upstream: ScriptedUpstream, model: str, ranking: dict[str, object]
+) -> None:
+    store_id, fact_id = await _store_with_fact(client)
+    upstream.script(model, ToolCalls([("file_search", '{"query": "lighthouse keeper cats"}')]), Reply("ok"))
+    tool = {"type": "file_search", "vector_store_ids": [store_id], "ranking_options": ranking}
+    response = await client.responses.create(
+        model=model,
+        input="How many cats?",
+        tools=[tool],  # type: ignore[list-item]
+        include=["file_search_call.results"],
+    )
+    assert response.status == "completed"
+    call = response.output[0]
+    assert call.type == "file_search_call" and call.results
+    assert call.results[0].file_id == fact_id
+    echoed = response.tools[0].ranking_options  # type: ignore[union-attr]
+    assert echoed is not None and echoed.ranker == ranking["ranker"]
+
+
+async def test_file_search_ranking_weights_both_zero_are_a_400(
+    client: openai.AsyncOpenAI, model: str
+) -> None:
+    store_id, _ = await _store_with_fact(client)
+    weights = {"embedding_weight": 0, "text_weight": 0}
+    tool = {
+        "type": "file_search",
+        "vector_store_ids": [store_id],
+        "ranking_options": {"hybrid_search": weights},
+    }
+    with pytest.raises(openai.BadRequestError) as caught:
+        await client.responses.create(model=model, input="Hi", tools=[tool])  # type: ignore[list-item]
+    assert "hybrid_search" in str(caught.value.body)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -28,6 +29,7 @@ from openassistants.api.metrics import RequestTimer
 from openassistants.api.middleware import AuthMiddleware, RequestContextMiddleware
 from openassistants.api.openapi import install_openapi
 from openassistants.api.ratelimit import RateLimitMiddleware
+from openassistants.api.read_timeouts import protocol_with_read_timeouts
 from openassistants.api.responses import compact, conversations, responses, websocket
 from openassistants.config import Settings
 from openassistants.services.runtime import open_runtime
@@ -111,3 +113,10 @@ def _middleware(settings: Settings, routers: list[tuple[str, APIRouter]]) -> lis
         stack.append(Middleware(RateLimitMiddleware, per_minute=settings.rate_limit_per_minute))
     stack.append(Middleware(HotRoutes))
     return stack
+
+
+def http_protocol(settings: Settings) -> type[asyncio.Protocol]:
+    """The HTTP protocol ``serve`` runs the app on: uvicorn's, with the header and body read timeouts."""
+    return protocol_with_read_timeouts(
+        settings.header_read_timeout_seconds, settings.body_read_timeout_seconds
+    )

@@ -169,8 +169,7 @@ def serve(
     # Imported here: every other command (backup, --version, …) starts without the server's stack.
     import uvicorn
 
-    from openassistants.api.read_timeouts import protocol_with_read_timeouts
-    from openassistants.app import create_app
+    from openassistants.app import create_app, http_protocol
 
     app = create_app(settings)
     settle_gc()
@@ -179,9 +178,7 @@ def serve(
         host=host,
         port=port,
         loop="uvloop",
-        http=protocol_with_read_timeouts(
-            settings.header_read_timeout_seconds, settings.body_read_timeout_seconds
-        ),
+        http=http_protocol(settings),
         access_log=False,
         log_level=settings.log_level,
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),

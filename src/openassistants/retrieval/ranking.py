@@ -1,10 +1,13 @@
-"""Ranking chunks: dense top-k by cosine similarity, reciprocal rank fusion of rankings, and the 0..1 scores
-that vector-store search and file_search report (and that ``score_threshold`` is compared with).
+"""Ranking chunks: dense top-k by cosine similarity, reciprocal rank fusion of rankings, the 0..1 scores
+that vector-store search and file_search report (and that ``score_threshold`` is compared with), and
+``Ranking``, the API's ``ranking_options`` as search applies them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -15,6 +18,43 @@ RRF_K = 60
 #: In ``normalize_scores``: the summed weight of the rankers that must all rank a chunk first for it to
 #: score 1.0. Search fuses one lexical and one dense ranking per query, each of weight 1.
 FULL_SCORE_WEIGHT = 2.0
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """How a search orders its candidates, from the API's ``ranking_options``.
+
+    ``fuse`` False is ranker ``none``: no fusion, the embedding ranking alone, scored by cosine
+    similarity. Otherwise (``auto``, ``default-2024-11-15``, ``default_2024_08_21``) the lexical and
+    the embedding rankings are fused by RRF with ``hybrid_search``'s ``text_weight`` and
+    ``embedding_weight`` (1 and 1 when not given); a ranking of weight 0 is not computed at all.
+    """
+
+    fuse: bool = True
+    text_weight: float = 1.0
+    embedding_weight: float = 1.0
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any] | None) -> Ranking:
+        """From ``ranking_options`` already validated by the request schemas (or stored from them)."""
+        options = options or {}
+        weights = options.get("hybrid_search") or {}
+        return cls(
+            fuse=options.get("ranker") != "none",
+            text_weight=float(weights.get("text_weight", 1.0)),
+            embedding_weight=float(weights.get("embedding_weight", 1.0)),
+        )
+
+    @property
+    def uses_text(self) -> bool:
+        return self.fuse and self.text_weight > 0
+
+    @property
+    def uses_embeddings(self) -> bool:
+        return not self.fuse or self.embedding_weight > 0
+
+
+DEFAULT_RANKING = Ranking()
 
 
 @dataclass(frozen=True)

@@ -116,9 +116,23 @@ class CodeInterpreterTool(RequestModel):
     type: Literal["code_interpreter"]
 
 
+class HybridSearchOptions(RequestModel):
+    """RRF weights of the embedding and the text (lexical) rankings, as the Responses API's."""
+
+    embedding_weight: float = Field(ge=0, allow_inf_nan=False)
+    text_weight: float = Field(ge=0, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _one_ranking_counts(self) -> HybridSearchOptions:
+        if self.embedding_weight == 0 and self.text_weight == 0:
+            raise ValueError("embedding_weight and text_weight cannot both be 0")
+        return self
+
+
 class FileSearchRankingOptions(RequestModel):
     ranker: Literal["auto", "default_2024_08_21"] = "auto"
     score_threshold: float = Field(ge=0, le=1)
+    hybrid_search: HybridSearchOptions | None = None
 
 
 class FileSearchOptions(RequestModel):

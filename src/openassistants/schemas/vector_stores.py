@@ -8,6 +8,7 @@ from pydantic import Field, field_validator, model_validator
 
 from openassistants.schemas.common import (
     ChunkingStrategy,
+    HybridSearchOptions,
     Metadata,
     ObjectId,
     RequestModel,
@@ -117,6 +118,7 @@ class CompoundFilter(RequestModel):
 class SearchRankingOptions(RequestModel):
     ranker: Literal["none", "auto", "default-2024-11-15"] = "auto"
     score_threshold: float = Field(default=0.0, ge=0, le=1)
+    hybrid_search: HybridSearchOptions | None = None
 
 
 class SearchRequest(RequestModel):

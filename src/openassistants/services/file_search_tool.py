@@ -20,6 +20,7 @@ from openassistants.schemas.vector_stores import ComparisonFilter, CompoundFilte
 if TYPE_CHECKING:
     from openassistants.services.search import Searcher, SearchResult
 
+from openassistants.retrieval.ranking import DEFAULT_RANKING, Ranking
 
 DEFAULT_MAX_RESULTS = 20
 MARKER = re.compile(r"【(\d+):(\d+)†([^】]*)】")
@@ -32,8 +33,8 @@ _FILTER: TypeAdapter[ComparisonFilter | CompoundFilter] = TypeAdapter(Comparison
 @dataclass(frozen=True)
 class FileSearchOptions:
     max_num_results: int = DEFAULT_MAX_RESULTS
-    ranker: str = "default_2024_08_21"
     score_threshold: float = 0.0
+    ranking: Ranking = DEFAULT_RANKING
     filters: ComparisonFilter | CompoundFilter | None = None
 
     @classmethod
@@ -42,11 +43,10 @@ class FileSearchOptions:
             if tool.get("type") == "file_search":
                 options = tool.get("file_search") or {}
                 ranking = options.get("ranking_options") or {}
-                ranker = ranking.get("ranker", "auto")
                 return cls(
                     max_num_results=options.get("max_num_results") or DEFAULT_MAX_RESULTS,
-                    ranker="default_2024_08_21" if ranker == "auto" else ranker,
                     score_threshold=ranking.get("score_threshold", 0.0),
+                    ranking=Ranking.from_options(ranking),
                     filters=_FILTER.validate_python(options["filters"]) if options.get("filters") else None,
                 )
         return cls()
@@ -68,7 +68,9 @@ async def run_file_search(
     """Runs one call; returns (the step's ``file_search`` object, the text the model receives)."""
     query = query_of(arguments)
     step: dict[str, Any] = {
-        "ranking_options": {"ranker": options.ranker, "score_threshold": options.score_threshold},
+        # The Assistants API names one ranker, whatever chose the ranking ("auto", or a Responses
+        # request's "none"/"default-2024-11-15": see ``options.ranking``).
+        "ranking_options": {"ranker": "default_2024_08_21", "score_threshold": options.score_threshold},
         "results": [],
     }
     if query is None:
@@ -80,6 +82,7 @@ async def run_file_search(
         [query],
         max_results=options.max_num_results,
         score_threshold=options.score_threshold,
+        ranking=options.ranking,
         filters=options.filters,
     )
     step["results"] = [_result_to_step(r) for r in results]

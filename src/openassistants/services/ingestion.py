@@ -1,4 +1,12 @@
-"""Background ingestion of files into vector stores: parse → chunk → embed → index.
+"""Background ingestion of files into vector stores: parse → chunk → index, then embed.
+
+A file is ``completed`` as soon as its chunks are written: from then on search finds it through the
+full-text index. A small file's vectors are written with its chunks (``INLINE_VECTOR_TOKENS``); a
+larger file's chunks' vectors follow in the background (``_Vectorizer``), and search's dense
+ranking uses each chunk once its vector is stored (``embedding`` empty means pending). The local model
+embeds about a chunk a second at best, a 100-page PDF in minutes, where parsing and indexing take
+seconds; so a file is searchable at once, and ranked by both rankings when its vectors arrive. Chunks
+still pending when a process stops are found again when one starts (``files_pending_vectors``).
 
 Files waiting to be ingested are claimed from the ``vector_store_files`` table
 (storage/ingest_claims.py) when a NOTIFY (or, in one process, a direct call) says there is new
@@ -15,6 +23,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
 from typing import Any
 
 import numpy as np
@@ -31,8 +40,13 @@ from openassistants.storage.blobs import BlobStore
 from openassistants.storage.db import Database
 from openassistants.storage.ingest_claims import IngestJob
 from openassistants.storage.notify import INGEST_QUEUED, Notifier
-from openassistants.storage.search import bump_chunks_version
-from openassistants.upstream.embeddings import Embedder, EmbeddingError
+from openassistants.storage.search import (
+    bump_chunks_version,
+    chunks_pending_vectors,
+    files_pending_vectors,
+    set_vectors,
+)
+from openassistants.upstream.embeddings import Embedder, EmbeddingError, Vectors
 
 logger = logging.getLogger("openassistants.ingestion")
 
@@ -42,8 +56,14 @@ F = tables.files
 
 #: Files ingested at the same time by one process.
 CONCURRENT_INGESTIONS = 4
-#: Chunks embedded per call.
-EMBED_BATCH = 64
+#: While a file's vectors arrive, searches start using them at most this often (each time, every
+#: process reloads the store's matrix).
+PUBLISH_VECTORS_SECONDS = 10.0
+#: A file of at most this many tokens (over its chunks) gets its vectors before it is completed: a
+#: few seconds of the local model at most, so a small file is ranked by both rankings from the start.
+INLINE_VECTOR_TOKENS = 2000
+#: A file whose vectors failed (the embedder's own retries exhausted) is tried again after this long.
+RETRY_VECTORS_SECONDS = 30.0
 
 
 class Ingestor:
@@ -65,6 +85,7 @@ class Ingestor:
         self._running: dict[IngestJob, asyncio.Task[None]] = {}
         self._wakeup = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
+        self._vectorizer = _Vectorizer(db, embedder, RETRY_VECTORS_SECONDS)
         notifier.listen(INGEST_QUEUED, lambda _payload: self._wakeup.set())
         notifier.on_reconnect(self._on_reconnect)
 
@@ -79,6 +100,7 @@ class Ingestor:
         self._loops = [
             asyncio.create_task(self._dispatch(), name="ingest-dispatch"),
             asyncio.create_task(self._maintain(), name="ingest-maintenance"),
+            asyncio.create_task(self._vectorizer.run(), name="ingest-vectors"),
         ]
 
     async def stop(self) -> None:
@@ -134,8 +156,6 @@ class Ingestor:
             await self._run(tenant, store_id, file_id)
         except ParseError as exc:
             await self._fail(store_id, file_id, exc.code, exc.message)
-        except EmbeddingError as exc:
-            await self._fail(store_id, file_id, "server_error", f"Embedding failed: {exc.message}")
         except NotFound:
             await self._fail(
                 store_id, file_id, "invalid_file", "The file was deleted before it was processed."
@@ -166,11 +186,7 @@ class Ingestor:
         pieces = await asyncio.to_thread(
             chunk_text, text, static["max_chunk_size_tokens"], static["chunk_overlap_tokens"]
         )
-        vectors: list[np.ndarray[Any, Any]] = []
-        for start in range(0, len(pieces), EMBED_BATCH):
-            batch = [p.text for p in pieces[start : start + EMBED_BATCH]]
-            vectors.append(await self.embedder.embed(batch, kind="passage"))
-        matrix = np.vstack(vectors).astype(np.float32) if vectors else np.zeros((0, 0), np.float32)
+        vectors = await self._inline_vectors([p.text for p in pieces], sum(p.tokens for p in pieces))
         rows = [
             {
                 "tenant_id": tenant,
@@ -179,7 +195,8 @@ class Ingestor:
                 "chunk_index": piece.index,
                 "text": piece.text,
                 "tokens": piece.tokens,
-                "embedding": matrix[i].tobytes(),
+                # Empty: pending, the vectorizer fills it in.
+                "embedding": vectors[i].astype(np.float32).tobytes() if vectors is not None else b"",
             }
             for i, piece in enumerate(pieces)
         ]
@@ -202,7 +219,26 @@ class Ingestor:
                 )
             )
             await bump_chunks_version(conn, [store_id])
-        logger.info("ingested %s into %s: %d chunks", file_id, store_id, len(rows))
+        logger.info(
+            "indexed %s in %s: %d chunks, vectors %s",
+            file_id,
+            store_id,
+            len(rows),
+            "to follow" if vectors is None else "too",
+        )
+        if rows and vectors is None:
+            self._vectorizer.add(store_id, file_id)
+
+    async def _inline_vectors(self, texts: list[str], tokens: int) -> Vectors | None:
+        """A small file's vectors, computed before it is completed; None for a larger file (or when
+        embedding fails), whose vectors then follow in the background."""
+        if not texts or tokens > INLINE_VECTOR_TOKENS:
+            return None
+        try:
+            return await self.embedder.embed(texts, kind="passage")
+        except EmbeddingError as exc:
+            logger.warning("embedding failed, the vectors will follow: %s", exc.message)
+            return None
 
     async def _fail(self, store_id: str, file_id: str, code: str, message: str) -> None:
         async with self.db.write() as conn:
@@ -216,3 +252,68 @@ class Ingestor:
                     lease_expires_at=None,
                 )
             )
+
+
+class _Vectorizer:
+    """Embeds the chunks of completed files that wait for their vectors, one file at a time, first
+    come first served (the local model already uses every core).
+
+    Vectors are stored batch by batch, and published (the store's ``chunks_version`` bumped) at most
+    every ``PUBLISH_VECTORS_SECONDS`` and when the file is done. An embedding failure is retried after
+    ``retry_seconds``; the file stays searchable meanwhile. Several processes may find the same pending
+    file after a restart: they compute the same vectors, and only the first write of each is kept.
+    """
+
+    def __init__(self, db: Database, embedder: Embedder, retry_seconds: float) -> None:
+        self.db = db
+        self.embedder = embedder
+        self.retry_seconds = retry_seconds
+        self._queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+        self._queued: set[tuple[str, str]] = set()
+
+    def add(self, store_id: str, file_id: str) -> None:
+        if (store_id, file_id) not in self._queued:
+            self._queued.add((store_id, file_id))
+            self._queue.put_nowait((store_id, file_id))
+
+    async def run(self) -> None:
+        try:
+            async with self.db.read() as conn:
+                for store_id, file_id in await files_pending_vectors(conn):
+                    self.add(store_id, file_id)
+        except Exception:
+            logger.warning("could not look for chunks without vectors", exc_info=True)
+        while True:
+            job = await self._queue.get()
+            try:
+                await self._embed_file(*job)
+            except EmbeddingError as exc:
+                logger.warning("embedding %s failed, retrying in %.0f s: %s", job[1], self.retry_seconds, exc)
+                asyncio.get_running_loop().call_later(self.retry_seconds, self._queue.put_nowait, job)
+                continue
+            except Exception:
+                logger.exception("embedding %s in %s failed", job[1], job[0])
+            self._queued.discard(job)
+
+    async def _embed_file(self, store_id: str, file_id: str) -> None:
+        async with self.db.read() as conn:
+            pending = await chunks_pending_vectors(conn, store_id, file_id)
+        published = time.monotonic()
+        step = self.embedder.batch_size
+        for start in range(0, len(pending), step):
+            batch = pending[start : start + step]
+            vectors = await self.embedder.embed([text for _, text in batch], kind="passage")
+            publish = time.monotonic() - published >= PUBLISH_VECTORS_SECONDS or start + step >= len(pending)
+            async with self.db.write() as conn:
+                await set_vectors(
+                    conn,
+                    {
+                        chunk_id: vectors[i].astype(np.float32).tobytes()
+                        for i, (chunk_id, _) in enumerate(batch)
+                    },
+                )
+                if publish:
+                    await bump_chunks_version(conn, [store_id])
+            if publish:
+                published = time.monotonic()
+        logger.info("embedded %d chunks of %s in %s", len(pending), file_id, store_id)

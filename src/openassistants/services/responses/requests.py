@@ -45,8 +45,8 @@ def run_tools(tools: list[ToolParam]) -> list[dict[str, Any]]:
             if tool.max_num_results is not None:
                 options["max_num_results"] = tool.max_num_results
             if tool.ranking_options is not None:
-                # The engine ranks one way; the threshold is what a ranker choice changes here.
-                options["ranking_options"] = {"score_threshold": tool.ranking_options.score_threshold}
+                # ranker ("none": embeddings alone), hybrid_search weights and the threshold, as given.
+                options["ranking_options"] = tool.ranking_options.model_dump(exclude_none=True)
             if tool.filters is not None:
                 options["filters"] = tool.filters.model_dump()
             stored.append({"type": "file_search", "file_search": options})

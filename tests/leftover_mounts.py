@@ -1,0 +1,46 @@
+"""Unmounting what killed servers leave behind in pytest's temporary folders.
+
+As root, each code-interpreter kernel's ``/mnt/data`` is a size-limited tmpfs that its server mounts
+inside the data dir (code_interpreter/); a server killed with SIGKILL, as the scale-out tests do on
+purpose, never unmounts it. pytest then cannot remove those folders (EBUSY) when it clears old
+temporary folders, and its warning, an error under ``filterwarnings = error``, fails the run. The
+suite unmounts them when it starts and when it ends.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+
+def pytest_temp_root() -> Path:
+    return Path(tempfile.gettempdir()) / f"pytest-of-{getpass.getuser()}"
+
+
+def mounts_under(root: Path) -> list[str]:
+    """Mount points at or below ``root``, deepest first."""
+    prefix = str(root) + os.sep
+    try:
+        lines = Path("/proc/self/mounts").read_text().splitlines()
+    except OSError:
+        return []
+    points = []
+    for line in lines:
+        fields = line.split()
+        if len(fields) > 1:
+            # /proc/self/mounts escapes spaces and other bytes in octal.
+            point = fields[1].encode().decode("unicode_escape")
+            if point.startswith(prefix):
+                points.append(point)
+    return sorted(points, key=len, reverse=True)
+
+
+def unmount_leftovers(root: Path | None = None) -> None:
+    """Lazily unmount every mount under pytest's temporary root (only root may, and only root mounts)."""
+    if os.geteuid() != 0:
+        return
+    for point in mounts_under(root or pytest_temp_root()):
+        subprocess.run(["umount", "--lazy", point], check=False, capture_output=True)
