@@ -1,8 +1,8 @@
 """Imports go one way: ``api -> services -> storage``, and the boundaries never reach back up.
 
 Read from the source (``ast``), not by importing, so a forbidden import fails here even in a module no
-other test loads. Only the composition roots (``app.py``, ``cli.py``) may import the HTTP layer, and no
-two modules may import each other.
+other test loads. Only the composition root (``app.py``) may import the HTTP layer, and no two
+modules may import each other.
 """
 
 from __future__ import annotations
@@ -13,9 +13,8 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "src" / "openassistants"
 #: Packages below the services: they are called by services and never call them.
 BOUNDARIES = ("storage", "upstream", "tools", "retrieval", "bus", "code_interpreter")
-#: The only modules outside api/ allowed to import it: the app factory that mounts the routers, and
-#: the command line that starts the HTTP server (with the HTTP protocol's read timeouts).
-API_IMPORTERS = frozenset({"openassistants.app", "openassistants.cli"})
+#: The only modules outside api/ allowed to import it: the app factory that mounts the routers.
+API_IMPORTERS = frozenset({"openassistants.app"})
 
 
 def module_name(path: Path) -> str:
