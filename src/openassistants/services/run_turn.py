@@ -18,14 +18,9 @@ from openassistants.events import Event
 from openassistants.ids import new_id
 from openassistants.metrics import time_upstream
 from openassistants.services import run_records as records
-from openassistants.services.code_interpreter_tool import (
-    PartialCode,
-    code_of,
-    file_path_annotations,
-    run_code,
-)
+from openassistants.services.code_interpreter_tool import PartialCode, file_path_annotations
 from openassistants.services.completion_budget import CompletionBudget
-from openassistants.services.file_search_tool import FileSearchOptions, citations, run_file_search
+from openassistants.services.file_search_tool import citations
 from openassistants.services.messages import message_to_wire, text_part
 from openassistants.services.prompt import (
     Prompt,
@@ -37,6 +32,7 @@ from openassistants.services.responses.hooks import is_response_run
 from openassistants.services.run_context import BUILTIN_TOOLS, RunContext, load_run_context, offered_tools
 from openassistants.services.run_status import Closing
 from openassistants.services.runs import step_to_wire
+from openassistants.services.tool_calls import ToolCall, ToolContext, run_builtin_calls
 from openassistants.services.turn_host import TurnHost
 from openassistants.statuses import MessageStatus
 from openassistants.storage.queries import insert_rows
@@ -83,39 +79,6 @@ class TurnOutcome:
     closing: Closing | None = None
 
 
-_EMPTY_RESULTS: dict[str, dict[str, Any]] = {"code_interpreter": {"input": "", "outputs": []}}
-
-
-@dataclass
-class _ToolCall:
-    id: str
-    name: str = ""
-    arguments: str = ""
-    #: "function", or the built-in tool it calls ("file_search").
-    type: str = "function"
-    #: A built-in call's step object (e.g. its file_search results) and the text the model gets.
-    result: dict[str, Any] | None = None
-    output: str | None = None
-    #: Files a code_interpreter call produced: sandbox name → file id.
-    files: dict[str, str] = field(default_factory=dict)
-
-    def to_step(self) -> dict[str, Any]:
-        if self.type == "function":
-            function = {"name": self.name, "arguments": self.arguments, "output": None}
-            return {"id": self.id, "type": "function", "function": function}
-        # Keys with a leading underscore are ours: kept for the next prompt, never sent on the wire.
-        step: dict[str, Any] = {
-            "id": self.id,
-            "type": self.type,
-            self.type: self.result or _EMPTY_RESULTS.get(self.type, {}),
-            "_arguments": self.arguments,
-            "_output": self.output or "",
-        }
-        if self.files:
-            step["_files"] = self.files
-        return step
-
-
 @dataclass
 class _Open:
     """What the turn has open: at most one message (with its step) and one tool_calls step."""
@@ -130,7 +93,7 @@ class _Open:
     #: How many of the message's annotations went out in its deltas (a prefix of them, in order).
     annotated: int = 0
     tool_step: dict[str, Any] | None = None
-    calls: dict[int, _ToolCall] = field(default_factory=dict)
+    calls: dict[int, ToolCall] = field(default_factory=dict)
 
 
 class ModelTurn:
@@ -529,7 +492,7 @@ class ModelTurn:
         payload: dict[str, Any] = {"index": delta.index, "type": "function", "function": function}
         if call is None:
             builtin = delta.name if delta.name in self.builtins else None
-            call = _ToolCall(id=delta.id or new_id("call"), name=delta.name or "", type=builtin or "function")
+            call = ToolCall(id=delta.id or new_id("call"), name=delta.name or "", type=builtin or "function")
             self.open.calls[delta.index] = call
             call.arguments = delta.arguments
             if builtin == "code_interpreter":
@@ -614,47 +577,9 @@ class ModelTurn:
         return close
 
     async def _run_builtin_calls(self) -> None:
-        for index in sorted(self.open.calls):
-            call = self.open.calls[index]
-            if call.type == "file_search":
-                options = FileSearchOptions.from_tools(self.run_row["tools"])
-                call.result, call.output = await run_file_search(
-                    self.executor.searcher,
-                    self.context.vector_store_ids,
-                    call.arguments,
-                    options,
-                    self.context.file_searches,
-                )
-                self.context.file_searches += 1
-            elif call.type == "code_interpreter":
-                await self._run_code(index, call)
-
-    async def _run_code(self, index: int, call: _ToolCall) -> None:
-        code = code_of(call.arguments)
-        assert self.executor.blobs is not None, "an executing runtime always has a blob store"
-        outcome = await run_code(
-            self.executor.kernels,
-            self.db,
-            self.executor.blobs,
-            self.run_row,
-            code,
-            self.context.code_input_file_ids,
-        )
-        call.result = {"input": code, "outputs": outcome.outputs}
-        call.output = outcome.text_for_model
-        call.files = outcome.files
-        self.context.code_files.update(outcome.files)
-        self.context.pending_images += outcome.images
-        self.context.pending_files += outcome.files.values()
-        if outcome.outputs and self.open.tool_step is not None:
-            outputs = [{"index": i, **o} for i, o in enumerate(outcome.outputs)]
-            call_outputs = {
-                "index": index,
-                "type": "code_interpreter",
-                "code_interpreter": {"outputs": outputs},
-            }
-            step_id = self.open.tool_step["id"]
-            self._publish(run_events.step_delta(step_id, [call_outputs]))
+        step_id = self.open.tool_step["id"] if self.open.tool_step is not None else None
+        tools = ToolContext(self.executor, self.run_row, self.context, self._publish, step_id)
+        await run_builtin_calls(tools, self.open.calls)
 
     async def _complete_tool_step(self, usage: dict[str, int]) -> TurnOutcome:
         """Only built-in calls: the step is done, and the model goes on with their results."""
