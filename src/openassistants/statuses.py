@@ -10,7 +10,9 @@ The run lifecycle follows https://platform.openai.com/docs/assistants/deep-dive#
     queued | in_progress | requires_action ─► cancelling ─► cancelled
 
 Values are the wire spellings, and StrEnum members are ``str``: they compare equal to stored values
-and serialize as themselves. SQL parameters get ``.value`` so that drivers see a plain ``str``.
+and serialize as themselves. Each member's name is its value, so a member and its string hash alike
+(``Enum`` hashes the name): sets and dicts keyed by members are looked up with the strings read from
+the database. SQL parameters get ``.value`` so that drivers see a plain ``str``.
 """
 
 from __future__ import annotations
