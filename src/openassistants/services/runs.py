@@ -1,7 +1,7 @@
-"""Runs and run steps: the only writer of a run's status (``transition``, which keeps to the moves
-``statuses.ALLOWED`` allows), the one-active-run-per-thread check, and their wire shapes. The changes
-clients ask for (create, cancel, submit tool outputs) live in ``run_actions.py``; executing a run lives
-in ``executor.py``.
+"""Runs and run steps: the writer of a run's status (``transition``, which keeps to the moves
+``statuses.ALLOWED`` allows; only a claim, ``storage/run_claims.py``, starts a run without it), the
+one-active-run-per-thread check, and their wire shapes. The changes clients ask for (create, cancel,
+submit tool outputs) live in ``run_actions.py``; executing a run lives in ``executor.py``.
 """
 
 from __future__ import annotations
