@@ -1,7 +1,8 @@
 """Imports go one way: ``api -> services -> storage``, and the boundaries never reach back up.
 
 Read from the source (``ast``), not by importing, so a forbidden import fails here even in a module no
-other test loads. Only the composition root (``app.py``) may import the HTTP layer.
+other test loads. Only the composition root (``app.py``) may import the HTTP layer, and no two
+modules may import each other.
 """
 
 from __future__ import annotations
@@ -71,3 +72,58 @@ def test_the_scan_sees_relative_and_absolute_imports() -> None:
     assert all_imports()["openassistants.app"] & {
         name for name in all_imports() if name.startswith("openassistants.api")
     }
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan's algorithm): each is a
+    set of modules that import one another, directly or around a loop."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles: list[list[str]] = []
+
+    def visit(module: str) -> None:
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        on_stack.add(module)
+        for target in graph.get(module, ()):
+            if target not in graph:
+                continue  # an attribute (``from x import name``), not a module
+            if target not in index:
+                visit(target)
+                low[module] = min(low[module], low[target])
+            elif target in on_stack:
+                low[module] = min(low[module], index[target])
+        if low[module] == index[module]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == module:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for module in sorted(graph):
+        if module not in index:
+            visit(module)
+    return cycles
+
+
+def test_no_import_cycles() -> None:
+    """No two modules import each other, even around a loop or only for type checking: a loop means
+    neither can be understood, or changed, without the other."""
+    # A module's own packages are left out: ``from package import sibling`` names the package only to
+    # reach a sibling module, and Python initializes a module's packages before it in any case.
+    graph = {
+        module: {t for t in targets if t != module and not module.startswith(f"{t}.")}
+        for module, targets in all_imports().items()
+    }
+    assert import_cycles(graph) == []
+
+
+def test_the_cycle_check_sees_a_loop() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert import_cycles(graph) == [["a", "b", "c"]]

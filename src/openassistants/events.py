@@ -19,10 +19,7 @@ from typing import Any, Protocol
 import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-#: Run statuses after which a stream ends with ``done``.
-STREAM_STOP_STATUSES = frozenset(
-    {"requires_action", "completed", "incomplete", "failed", "cancelled", "expired"}
-)
+from openassistants.statuses import STREAM_STOP_STATUSES
 
 #: The largest event id a client may resume after: ids are PostgreSQL ``bigint``s.
 MAX_EVENT_ID = 2**63 - 1

@@ -13,7 +13,7 @@ from openassistants.api.deps import ListParamsDep, RuntimeDep, TenantDep
 from openassistants.api.responses import JSONResponse
 from openassistants.api.streaming import replayed_event_stream, run_event_stream
 from openassistants.errors import InvalidRequest
-from openassistants.events import MAX_EVENT_ID, STREAM_STOP_STATUSES, parse_event_id
+from openassistants.events import MAX_EVENT_ID, parse_event_id
 from openassistants.schemas.runs import (
     FILE_SEARCH_CONTENT_INCLUDE,
     RunCreate,
@@ -24,6 +24,7 @@ from openassistants.schemas.runs import (
 from openassistants.services import run_actions as service
 from openassistants.services.attachments import queues_ingestion
 from openassistants.services.runtime import Runtime
+from openassistants.statuses import STREAM_STOP_STATUSES
 
 router = APIRouter(tags=["runs"])
 

@@ -28,6 +28,7 @@ from typing import Any
 import orjson
 
 from openassistants.portability.records import MEMBERS, SAFE_ID, BadInput, Unit, check_row
+from openassistants.statuses import FileStatus
 from openassistants.storage.portable import TABLES, archived_columns
 
 THREAD_EXPORT = "assistants-thread-export/v1"
@@ -177,7 +178,7 @@ class WireSource:
                 )
                 continue
             # Hosted chunks cannot be exported: the file is chunked and embedded again here.
-            kept.append({**row, "status": "in_progress", "last_error": None})
+            kept.append({**row, "status": FileStatus.in_progress.value, "last_error": None})
         if kept:
             self.notes.append(
                 f"vector store {obj.get('id')}: {len(kept)} file(s) will be chunked and embedded here"

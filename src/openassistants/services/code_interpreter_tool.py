@@ -19,6 +19,7 @@ from openassistants.code_interpreter.manager import KernelManager, SandboxUnavai
 from openassistants.config import Settings
 from openassistants.ids import new_id
 from openassistants.services.files import blob_key, read_file_bytes
+from openassistants.statuses import StepStatus
 from openassistants.storage import tables
 from openassistants.storage.blobs import BlobStore
 from openassistants.storage.db import Database
@@ -185,7 +186,7 @@ async def _rebuild(
             .where(
                 steps.c.thread_id == run["thread_id"],
                 steps.c.type == "tool_calls",
-                steps.c.status == "completed",
+                steps.c.status == StepStatus.completed.value,
             )
             .order_by(steps.c.seq)
         )

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from openassistants.code_interpreter.manager import KernelManager
     from openassistants.services.search import Searcher
     from openassistants.storage.blobs import BlobStore
-from openassistants.services.runs import RunStatus, run_to_wire
+from openassistants.statuses import RunStatus
 from openassistants.storage import run_claims, tables
 from openassistants.storage.db import Database
 from openassistants.storage.notify import RUN_CANCEL, RUNS_QUEUED, Notifier
@@ -151,7 +151,7 @@ class Executor:
         self._offered += 1
         now = int(time.time())
         return {
-            "status": RunStatus.in_progress.value,
+            "status": run_claims.CLAIMED,
             "started_at": now,
             "worker_id": self.worker_id,
             "lease_expires_at": run_claims.now_ms() + int(self.settings.run_lease_seconds * 1000),
@@ -216,9 +216,7 @@ class Executor:
 
     async def _expire(self, run_id: str, closing: Closing | None = None) -> None:
         """Ends a run this executor stopped at its ``expires_at`` (or a cancel, if one came first)."""
-        await self.status.end(
-            run_id, {RunStatus.in_progress}, RunStatus.expired, "thread.run.expired", closing=closing
-        )
+        await self.status.end(run_id, {RunStatus.in_progress}, RunStatus.expired, closing=closing)
 
     async def _on_reconnect(self) -> None:
         self._wakeup.set()
@@ -313,7 +311,7 @@ class Executor:
             ).all()
         for run_id, status, worker in rows:
             if worker is None and status != RunStatus.in_progress:
-                await self.status.end(run_id, {RunStatus(status)}, RunStatus.expired, "thread.run.expired")
+                await self.status.end(run_id, {RunStatus(status)}, RunStatus.expired)
             elif worker == self.worker_id and run_id in self._running:
                 self._expire_here(run_id)
 
@@ -392,7 +390,7 @@ class Executor:
         # The claim moved the run to in_progress and returned its row (storage/run_claims.claim_runs);
         # a cancel since then is in _cancel_requested.
         run_id: str = row["id"]
-        self.status.publish(run_id, "thread.run.in_progress", run_to_wire(row))
+        self.status.publish(run_id, RunStatus.in_progress, row)
         await wait_for_stores(self.db, row)
         # A run that never ran has no usage yet, and no steps (a resumed one has both).
         has_steps = row["usage"] is not None
@@ -428,7 +426,6 @@ class Executor:
                 run_id,
                 {RunStatus.in_progress},
                 RunStatus.requires_action,
-                "thread.run.requires_action",
                 closing=closing,
                 required_action=outcome.required_action,
                 usage=usage,
@@ -438,7 +435,6 @@ class Executor:
                 run_id,
                 {RunStatus.in_progress},
                 RunStatus.incomplete,
-                "thread.run.incomplete",
                 closing=closing,
                 incomplete_details={"reason": outcome.incomplete_reason},
                 usage=usage,
@@ -450,7 +446,6 @@ class Executor:
                 run_id,
                 {RunStatus.in_progress},
                 RunStatus.completed,
-                "thread.run.completed",
                 closing=closing,
                 usage=usage,
             )

@@ -12,7 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from openassistants.errors import ServiceUnavailable
-from openassistants.services.runs import RunStatus
+from openassistants.statuses import RunStatus
 from openassistants.storage import tables
 from openassistants.storage.db import Database
 

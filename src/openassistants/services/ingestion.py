@@ -34,6 +34,7 @@ from openassistants.errors import NotFound
 from openassistants.retrieval.chunking import chunk_text
 from openassistants.retrieval.parsing import ParseError, parse_document
 from openassistants.services.files import read_file_bytes
+from openassistants.statuses import FileStatus
 from openassistants.storage import ingest_claims, tables
 from openassistants.storage.blobs import BlobStore
 from openassistants.storage.db import Database
@@ -167,7 +168,7 @@ class Ingestor:
         return (
             (VF.c.vector_store_id == store_id)
             & (VF.c.id == file_id)
-            & (VF.c.status == "in_progress")
+            & (VF.c.status == FileStatus.in_progress.value)
             & (VF.c.worker_id == self.worker_id)
         )
 
@@ -210,7 +211,12 @@ class Ingestor:
             await conn.execute(
                 update(VF)
                 .where(self._mine(store_id, file_id))
-                .values(status="completed", usage_bytes=usage, worker_id=None, lease_expires_at=None)
+                .values(
+                    status=FileStatus.completed.value,
+                    usage_bytes=usage,
+                    worker_id=None,
+                    lease_expires_at=None,
+                )
             )
             await bump_chunks_version(conn, [store_id])
         logger.info(
@@ -240,7 +246,7 @@ class Ingestor:
                 update(VF)
                 .where(self._mine(store_id, file_id))
                 .values(
-                    status="failed",
+                    status=FileStatus.failed.value,
                     last_error={"code": code, "message": message},
                     worker_id=None,
                     lease_expires_at=None,

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from openassistants.errors import not_found
 from openassistants.storage import tables
 from openassistants.storage.db import runner_for
 from openassistants.storage.prepared import Row, Runner
-from openassistants.storage.queries import find_row, select_by_id
+from openassistants.storage.queries import find_row, get_row, select_by_id
 
 
 async def load_thread(
@@ -32,4 +33,12 @@ async def load_assistant(conn: AsyncConnection | Runner, tenant: str, assistant_
     row = await find_row(runner, tables.assistants, tenant, assistant_id)
     if row is None:
         raise not_found("assistant", assistant_id)
+    return row
+
+
+async def load_vector_store(conn: AsyncConnection, tenant: str, vector_store_id: str) -> RowMapping:
+    """The tenant's vector store; raises NotFound otherwise."""
+    row = await get_row(conn, tables.vector_stores, tenant, vector_store_id)
+    if row is None:
+        raise not_found("vector store", vector_store_id)
     return row

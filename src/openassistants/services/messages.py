@@ -20,6 +20,7 @@ from openassistants.schemas.messages import (
 from openassistants.services.attachments import index_attachments
 from openassistants.services.lookup import load_thread
 from openassistants.services.runs import ACTIVE_RUNS, ensure_no_active_run
+from openassistants.statuses import MessageStatus
 from openassistants.storage import tables
 from openassistants.storage.db import Database, runner_for
 from openassistants.storage.group_commit import GroupCommit
@@ -65,7 +66,7 @@ def message_values(
         "thread_id": thread_id,
         "created_at": now,
         "role": body.role,
-        "status": "completed",
+        "status": MessageStatus.completed.value,
         "content": content_to_stored(body.content),
         "attachments": [a.model_dump() for a in body.attachments or []],
         "metadata": body.metadata or {},

@@ -15,6 +15,7 @@ import orjson
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from openassistants import run_events
 from openassistants.errors import InvalidRequest, not_found
 from openassistants.events import Event
 from openassistants.ids import new_id
@@ -35,9 +36,7 @@ from openassistants.services.resources import check_tool_resources, tool_resourc
 from openassistants.services.run_context import offered_tools
 from openassistants.services.run_records import Reply
 from openassistants.services.runs import (
-    RunStatus,
     ensure_no_active_run,
-    is_terminal,
     load_run,
     run_to_wire,
     step_to_wire,
@@ -45,6 +44,7 @@ from openassistants.services.runs import (
 )
 from openassistants.services.runtime import Runtime
 from openassistants.services.threads import insert_thread, thread_to_wire
+from openassistants.statuses import RunStatus, StepStatus, is_terminal
 from openassistants.storage import tables
 from openassistants.storage.queries import get_row, insert_rows, list_body, page, update_row
 
@@ -146,8 +146,8 @@ async def _announce(
 ) -> None:
     """A new run's first events, in the transaction that creates it: no executor can start the run,
     and so publish ``thread.run.in_progress``, before these are in the log."""
-    events = [Event.of("thread.created", thread)] if thread is not None else []
-    events += Event.each(("thread.run.created", "thread.run.queued"), run_to_wire(run))
+    events = [run_events.thread_created(thread)] if thread is not None else []
+    events += run_events.run_created(run_to_wire(run))
     await rt.bus.publish_in(conn, run["id"], events)
 
 
@@ -271,7 +271,7 @@ async def cancel_run(rt: Runtime, tenant: str, thread_id: str, run_id: str) -> d
             raise InvalidRequest(f"Cannot cancel run with status '{current['status']}'.")
         row = await load_run(conn, tenant, thread_id, run_id)
         wire = run_to_wire(row)
-        await rt.bus.publish_in(conn, run_id, [Event.of("thread.run.cancelling", wire)])
+        await rt.bus.publish_in(conn, run_id, [run_events.run_moved(RunStatus.cancelling, wire)])
     await rt.executor.request_cancel(run_id)
     return wire
 
@@ -304,7 +304,11 @@ async def submit_tool_outputs(
             (
                 await conn.execute(
                     select(S)
-                    .where(S.c.run_id == run_id, S.c.type == "tool_calls", S.c.status == "in_progress")
+                    .where(
+                        S.c.run_id == run_id,
+                        S.c.type == "tool_calls",
+                        S.c.status == StepStatus.in_progress.value,
+                    )
                     .order_by(S.c.seq.desc())
                     .limit(1)
                 )
@@ -313,16 +317,16 @@ async def submit_tool_outputs(
             .first()
         )
         step = dict(step_row) if step_row is not None else None
+        events: list[Event] = []
         if step is not None:
             details = orjson.loads(orjson.dumps(step["step_details"]))
             for call in details["tool_calls"]:
                 if call.get("type") == "function" and call["id"] in outputs:
                     call["function"]["output"] = outputs[call["id"]]
-            await records.update_step(conn, step, step_details=details, status="completed", completed_at=now)
+            events = [await records.complete_step(conn, step, now=now, step_details=details)]
         row = await load_run(conn, tenant, thread_id, run_id)
         wire = run_to_wire(row)
-        events = [Event.of("thread.run.step.completed", step_to_wire(step))] if step is not None else []
-        events.append(Event.of("thread.run.queued", wire))
+        events.append(run_events.run_moved(RunStatus.queued, wire))
         await rt.bus.publish_in(conn, run_id, events)
     await _wake(rt)
     return wire, start

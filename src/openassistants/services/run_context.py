@@ -17,6 +17,7 @@ from openassistants.services.messages import message_to_wire
 from openassistants.services.prompt import Prompt, PromptInput, build_prompt, message_to_chat, prompt_budget
 from openassistants.services.responses.hooks import is_replayed, is_response_run, thread_history
 from openassistants.services.vector_stores import usable_store_ids
+from openassistants.statuses import FileStatus, StepStatus
 from openassistants.storage import tables
 from openassistants.storage.db import Database
 from openassistants.storage.prepared import Prepared
@@ -97,7 +98,7 @@ async def wait_for_stores(db: Database, run: Mapping[str, Any]) -> None:
             waiting = (
                 await conn.execute(
                     select(func.count()).where(
-                        vf.c.vector_store_id.in_(store_ids), vf.c.status == "in_progress"
+                        vf.c.vector_store_id.in_(store_ids), vf.c.status == FileStatus.in_progress.value
                     )
                 )
             ).scalar()
@@ -262,7 +263,7 @@ def run_turns(steps: Any, own_messages: dict[str, Any]) -> list[dict[str, Any]]:
             if message is not None and message["content"]:
                 text = "".join(p["text"]["value"] for p in message["content"] if p.get("type") == "text")
                 turns.append({"role": "assistant", "content": text})
-        elif step["status"] == "completed" and details["tool_calls"]:
+        elif step["status"] == StepStatus.completed and details["tool_calls"]:
             calls = details["tool_calls"]
             turns.append(
                 {

@@ -12,8 +12,12 @@ import orjson
 from sqlalchemy import Table, delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from openassistants import run_events
+from openassistants.events import Event
 from openassistants.ids import new_id
 from openassistants.services.messages import message_to_wire
+from openassistants.services.runs import step_to_wire
+from openassistants.statuses import MessageStatus, RunStatus, StepStatus
 from openassistants.storage import tables
 from openassistants.storage.queries import insert_row, update_row
 
@@ -22,9 +26,9 @@ S = tables.run_steps
 
 #: How a stopped run closes what it left open: step status, its stamp, the message's reason.
 STEP_END = {
-    "cancelled": ("cancelled", "cancelled_at", "run_cancelled"),
-    "failed": ("failed", "failed_at", "run_failed"),
-    "expired": ("expired", "expired_at", "run_expired"),
+    RunStatus.cancelled: (StepStatus.cancelled.value, "cancelled_at", "run_cancelled"),
+    RunStatus.failed: (StepStatus.failed.value, "failed_at", "run_failed"),
+    RunStatus.expired: (StepStatus.expired.value, "expired_at", "run_expired"),
 }
 
 
@@ -37,7 +41,7 @@ def new_step(run: Mapping[str, Any], step_type: str, details: dict[str, Any]) ->
         "assistant_id": run["assistant_id"],
         "created_at": int(time.time()),
         "type": step_type,
-        "status": "in_progress",
+        "status": StepStatus.in_progress.value,
         "step_details": details,
         "last_error": None,
         "usage": None,
@@ -56,7 +60,7 @@ def new_assistant_message(run: Mapping[str, Any]) -> dict[str, Any]:
         "thread_id": run["thread_id"],
         "created_at": int(time.time()),
         "role": "assistant",
-        "status": "in_progress",
+        "status": MessageStatus.in_progress.value,
         "content": [],
         "attachments": [],
         "metadata": {},
@@ -106,47 +110,50 @@ async def update_step(conn: AsyncConnection, step: dict[str, Any], **changes: An
     await update_row(conn, S, step["id"], changes)
 
 
+async def complete_step(
+    conn: AsyncConnection, step: dict[str, Any], *, now: int | None = None, **changes: Any
+) -> Event:
+    """Completes ``step`` with ``changes`` (its final details, its usage); returns its event."""
+    completed_at = int(time.time()) if now is None else now
+    await update_step(conn, step, **changes, status=StepStatus.completed.value, completed_at=completed_at)
+    return run_events.step_moved(step_to_wire(step))
+
+
 async def update_message(conn: AsyncConnection, message: dict[str, Any], **changes: Any) -> None:
     message.update(changes)
     await update_row(conn, M, message["id"], changes)
 
 
 async def close_open_work(
-    conn: AsyncConnection, run_id: str, outcome: str
+    conn: AsyncConnection, run_id: str, outcome: RunStatus
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Ends the run's in-progress steps and messages for a run that stopped with ``outcome``
     (cancelled, failed or expired). Returns the closed steps and messages, for their events."""
     step_status, stamp, reason = STEP_END[outcome]
     now = int(time.time())
-    open_steps = (
-        (await conn.execute(select(S).where(S.c.run_id == run_id, S.c.status == "in_progress")))
-        .mappings()
-        .all()
-    )
     steps: list[dict[str, Any]] = []
-    for row in open_steps:
-        step = dict(row)
+    for step in await _in_progress(conn, S, run_id, StepStatus.in_progress.value):
         await update_step(conn, step, status=step_status, **{stamp: now})
         steps.append(step)
-    open_messages = (
-        (await conn.execute(select(M).where(M.c.run_id == run_id, M.c.status == "in_progress")))
-        .mappings()
-        .all()
-    )
     messages: list[dict[str, Any]] = []
-    for row in open_messages:
-        message = dict(row)
+    for message in await _in_progress(conn, M, run_id, MessageStatus.in_progress.value):
         content = message["content"] or await _streamed_content(conn, run_id, message["id"])
         await update_message(
             conn,
             message,
-            status="incomplete",
+            status=MessageStatus.incomplete.value,
             incomplete_at=now,
             incomplete_details={"reason": reason},
             content=content,
         )
         messages.append(message_to_wire(message))  # type: ignore[arg-type]
     return steps, messages
+
+
+async def _in_progress(conn: AsyncConnection, table: Table, run_id: str, status: str) -> list[dict[str, Any]]:
+    """The run's steps or messages still in ``status``, as dicts to update."""
+    rows = await conn.execute(select(table).where(table.c.run_id == run_id, table.c.status == status))
+    return [dict(row) for row in rows.mappings()]
 
 
 async def _streamed_content(conn: AsyncConnection, run_id: str, message_id: str) -> list[dict[str, Any]]:
@@ -156,7 +163,7 @@ async def _streamed_content(conn: AsyncConnection, run_id: str, message_id: str)
     events = tables.run_events
     rows = await conn.execute(
         select(events.c.data)
-        .where(events.c.run_id == run_id, events.c.name == "thread.message.delta")
+        .where(events.c.run_id == run_id, events.c.name == run_events.MESSAGE_DELTA)
         .order_by(events.c.id)
     )
     pieces = []

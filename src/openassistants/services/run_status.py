@@ -4,15 +4,17 @@ executor, the cancel request, the expiry sweeper and the reaper of dead workers'
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from openassistants import run_events
 from openassistants.events import Event, EventBus
 from openassistants.services import run_records as records
-from openassistants.services.runs import RunStatus, run_to_wire, step_to_wire, transition_row
+from openassistants.services.runs import run_to_wire, step_to_wire, transition_row
+from openassistants.statuses import RunStatus
 from openassistants.storage import run_claims, tables
 from openassistants.storage.db import Database, runner_for
 from openassistants.storage.prepared import Prepared, Row
@@ -32,15 +34,15 @@ class RunStatusWriter:
         self.db = db
         self.bus = bus
 
-    def publish(self, run_id: str, name: str, payload: Any) -> None:
-        self.bus.publish(run_id, Event.of(name, payload))
+    def publish(self, run_id: str, status: RunStatus, run: Mapping[str, Any]) -> None:
+        """The run's ``thread.run.<status>`` event, for a move made without this writer (a claim)."""
+        self.bus.publish(run_id, run_events.run_moved(status, run_to_wire(run)))
 
     async def change(
         self,
         run_id: str,
         sources: set[RunStatus],
         target: RunStatus,
-        event_name: str,
         *,
         closing: Closing | None = None,
         **fields: Any,
@@ -54,7 +56,7 @@ class RunStatusWriter:
             if row is None:
                 row = await _load(conn, run_id)
             else:
-                events.append(Event.of(event_name, run_to_wire(row)))
+                events.append(run_events.run_moved(target, run_to_wire(row)))
             await self.bus.publish_in(conn, run_id, events)
         if row is None:
             self.bus.close(run_id)  # deleted with its thread: its log is freed as any ended run's
@@ -68,7 +70,6 @@ class RunStatusWriter:
         run_id: str,
         sources: set[RunStatus],
         target: RunStatus,
-        event_name: str,
         *,
         dead_worker: str | None = None,
         wait_for_lapse: bool = True,
@@ -81,7 +82,7 @@ class RunStatusWriter:
         unless ``wait_for_lapse`` is False): the change then settles a dead executor's run.
         ``closing`` is applied whether or not the change is (a cancel may have come first).
         """
-        outcome = target.value if target.value in records.STEP_END else None
+        outcome = target if target in records.STEP_END else None
         await self.bus.flush(run_id)
         async with self.db.write(inline=True) as conn:
             if dead_worker is not None and not await run_claims.release_lapsed(
@@ -94,9 +95,9 @@ class RunStatusWriter:
             if row is not None:
                 if outcome is not None:
                     steps, messages = await records.close_open_work(conn, run_id, outcome)
-                    events += [Event.of("thread.message.incomplete", m) for m in messages]
-                    events += [Event.of(f"thread.run.step.{s['status']}", step_to_wire(s)) for s in steps]
-                events.append(Event.of(event_name, run_to_wire(row)))
+                    events += [run_events.message_moved(m) for m in messages]
+                    events += [run_events.step_moved(step_to_wire(s)) for s in steps]
+                events.append(run_events.run_moved(target, run_to_wire(row)))
             else:
                 row = await _load(conn, run_id)
             await self.bus.publish_in(conn, run_id, events)
@@ -115,7 +116,6 @@ class RunStatusWriter:
             run_id,
             {RunStatus.cancelling},
             RunStatus.cancelled,
-            "thread.run.cancelled",
             closing=closing,
             **claim,
         )
@@ -134,7 +134,7 @@ class RunStatusWriter:
         if usage is not None:
             fields["usage"] = usage
         sources = {RunStatus.queued, RunStatus.in_progress, RunStatus.cancelling}
-        return await self.end(run_id, sources, RunStatus.failed, "thread.run.failed", **claim, **fields)
+        return await self.end(run_id, sources, RunStatus.failed, **claim, **fields)
 
 
 async def _load(conn: AsyncConnection, run_id: str) -> Row | None:

@@ -9,22 +9,18 @@ import logging
 import time
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from openassistants import run_events
 from openassistants.events import Event
 from openassistants.ids import new_id
 from openassistants.metrics import time_upstream
 from openassistants.services import run_records as records
-from openassistants.services.code_interpreter_tool import (
-    PartialCode,
-    code_of,
-    file_path_annotations,
-    run_code,
-)
+from openassistants.services.code_interpreter_tool import PartialCode, file_path_annotations
 from openassistants.services.completion_budget import CompletionBudget
-from openassistants.services.file_search_tool import FileSearchOptions, citations, run_file_search
+from openassistants.services.file_search_tool import citations
 from openassistants.services.messages import message_to_wire, text_part
 from openassistants.services.prompt import (
     Prompt,
@@ -36,6 +32,9 @@ from openassistants.services.responses.hooks import is_response_run
 from openassistants.services.run_context import BUILTIN_TOOLS, RunContext, load_run_context, offered_tools
 from openassistants.services.run_status import Closing
 from openassistants.services.runs import step_to_wire
+from openassistants.services.tool_calls import ToolCall, ToolContext, run_builtin_calls
+from openassistants.services.turn_host import TurnHost
+from openassistants.statuses import MessageStatus
 from openassistants.storage.queries import insert_rows
 from openassistants.tokens import count_text
 from openassistants.upstream.chat import (
@@ -46,9 +45,6 @@ from openassistants.upstream.chat import (
     UpstreamError,
     UsageReport,
 )
-
-if TYPE_CHECKING:
-    from openassistants.services.executor import Executor
 
 logger = logging.getLogger(__name__)
 
@@ -83,39 +79,6 @@ class TurnOutcome:
     closing: Closing | None = None
 
 
-_EMPTY_RESULTS: dict[str, dict[str, Any]] = {"code_interpreter": {"input": "", "outputs": []}}
-
-
-@dataclass
-class _ToolCall:
-    id: str
-    name: str = ""
-    arguments: str = ""
-    #: "function", or the built-in tool it calls ("file_search").
-    type: str = "function"
-    #: A built-in call's step object (e.g. its file_search results) and the text the model gets.
-    result: dict[str, Any] | None = None
-    output: str | None = None
-    #: Files a code_interpreter call produced: sandbox name → file id.
-    files: dict[str, str] = field(default_factory=dict)
-
-    def to_step(self) -> dict[str, Any]:
-        if self.type == "function":
-            function = {"name": self.name, "arguments": self.arguments, "output": None}
-            return {"id": self.id, "type": "function", "function": function}
-        # Keys with a leading underscore are ours: kept for the next prompt, never sent on the wire.
-        step: dict[str, Any] = {
-            "id": self.id,
-            "type": self.type,
-            self.type: self.result or _EMPTY_RESULTS.get(self.type, {}),
-            "_arguments": self.arguments,
-            "_output": self.output or "",
-        }
-        if self.files:
-            step["_files"] = self.files
-        return step
-
-
 @dataclass
 class _Open:
     """What the turn has open: at most one message (with its step) and one tool_calls step."""
@@ -130,7 +93,7 @@ class _Open:
     #: How many of the message's annotations went out in its deltas (a prefix of them, in order).
     annotated: int = 0
     tool_step: dict[str, Any] | None = None
-    calls: dict[int, _ToolCall] = field(default_factory=dict)
+    calls: dict[int, ToolCall] = field(default_factory=dict)
 
 
 class ModelTurn:
@@ -139,7 +102,7 @@ class ModelTurn:
 
     def __init__(
         self,
-        executor: Executor,
+        executor: TurnHost,
         run: Mapping[str, Any],
         usage: dict[str, int],
         *,
@@ -166,8 +129,8 @@ class ModelTurn:
     def cancel(self) -> None:
         self.inbox.put_nowait(_CANCEL)
 
-    def _publish(self, name: str, payload: Any) -> None:
-        self.executor.bus.publish(self.run_id, Event.of(name, payload))
+    def _publish(self, event: Event) -> None:
+        self.executor.bus.publish(self.run_id, event)
 
     # --- the turn -----------------------------------------------------------------------------
 
@@ -326,10 +289,7 @@ class ModelTurn:
         annotations = self._settled_annotations(text)
         if annotations or not self.open.announced:
             part["text"]["annotations"] = annotations
-        delta = Event.of(
-            "thread.message.delta",
-            {"id": message["id"], "object": "thread.message.delta", "delta": {"content": [part]}},
-        )
+        delta = run_events.message_delta(message["id"], [part])
         if self.open.announced:
             self.executor.bus.publish(self.run_id, delta)
         else:
@@ -407,20 +367,12 @@ class ModelTurn:
         message, step = self.open.message, self.open.message_step
         assert message is not None and step is not None
         events = [
-            *Event.each(("thread.run.step.created", "thread.run.step.in_progress"), step_to_wire(step)),
-            *Event.each(
-                ("thread.message.created", "thread.message.in_progress"),
-                message_to_wire(message),  # type: ignore[arg-type]
-            ),
+            *run_events.step_created(step_to_wire(step)),
+            *run_events.message_created(message_to_wire(message)),  # type: ignore[arg-type]
         ]
         if self.images:
             parts = [{"index": i, **_image_part(f)} for i, f in enumerate(self.images)]
-            events.append(
-                Event.of(
-                    "thread.message.delta",
-                    {"id": message["id"], "object": "thread.message.delta", "delta": {"content": parts}},
-                )
-            )
+            events.append(run_events.message_delta(message["id"], parts))
         events.append(first_delta)
         self.open.announced = True
         if self.open.storing is not None:
@@ -459,8 +411,7 @@ class ModelTurn:
             rest = self._numbered(annotations, len(annotations))
             if rest:
                 part = {"index": len(self.images), "type": "text", "text": {"annotations": rest}}
-                delta = {"id": message["id"], "object": "thread.message.delta", "delta": {"content": [part]}}
-                last.append(Event.of("thread.message.delta", delta))
+                last.append(run_events.message_delta(message["id"], [part]))
         # Text that follows (after tool calls, say) starts a message of its own.
         self.closed_text += self.open.text
         self.open = _Open(tool_step=self.open.tool_step, calls=self.open.calls)
@@ -474,23 +425,22 @@ class ModelTurn:
             now = int(time.time())
             if incomplete_reason is None:
                 await records.update_message(
-                    conn, message, status="completed", completed_at=now, content=content
+                    conn, message, status=MessageStatus.completed.value, completed_at=now, content=content
                 )
             else:
                 await records.update_message(
                     conn,
                     message,
-                    status="incomplete",
+                    status=MessageStatus.incomplete.value,
                     incomplete_at=now,
                     incomplete_details={"reason": incomplete_reason},
                     content=content,
                 )
-            await records.update_step(conn, step, status="completed", completed_at=now, usage=usage)
-            name = "thread.message.completed" if incomplete_reason is None else "thread.message.incomplete"
+            step_completed = await records.complete_step(conn, step, now=now, usage=usage)
             return [
                 *last,
-                Event.of(name, message_to_wire(message)),  # type: ignore[arg-type]
-                Event.of("thread.run.step.completed", step_to_wire(step)),
+                run_events.message_moved(message_to_wire(message)),  # type: ignore[arg-type]
+                step_completed,
             ]
 
         return close
@@ -534,9 +484,7 @@ class ModelTurn:
             async with self.db.write(inline=True) as conn:
                 await records.insert_step(conn, step)
             self.open.tool_step = step
-            for event in Event.each(
-                ("thread.run.step.created", "thread.run.step.in_progress"), step_to_wire(step)
-            ):
+            for event in run_events.step_created(step_to_wire(step)):
                 self.executor.bus.publish(self.run_id, event)
         step = self.open.tool_step
         call = self.open.calls.get(delta.index)
@@ -544,7 +492,7 @@ class ModelTurn:
         payload: dict[str, Any] = {"index": delta.index, "type": "function", "function": function}
         if call is None:
             builtin = delta.name if delta.name in self.builtins else None
-            call = _ToolCall(id=delta.id or new_id("call"), name=delta.name or "", type=builtin or "function")
+            call = ToolCall(id=delta.id or new_id("call"), name=delta.name or "", type=builtin or "function")
             self.open.calls[delta.index] = call
             call.arguments = delta.arguments
             if builtin == "code_interpreter":
@@ -575,14 +523,7 @@ class ModelTurn:
             elif delta.name:
                 call.name += delta.name
                 function["name"] = delta.name
-        self._publish(
-            "thread.run.step.delta",
-            {
-                "id": step["id"],
-                "object": "thread.run.step.delta",
-                "delta": {"step_details": {"type": "tool_calls", "tool_calls": [payload]}},
-            },
-        )
+        self._publish(run_events.step_delta(step["id"], [payload]))
 
     async def _finish(
         self, finish_reason: str, usage: dict[str, int], completion_budget: int | None
@@ -631,83 +572,24 @@ class ModelTurn:
 
         async def close(conn: AsyncConnection) -> list[Event]:
             events = await closing(conn)
-            now = int(time.time())
-            await records.update_step(
-                conn, step, step_details=details, usage=usage, status="completed", completed_at=now
-            )
-            return [*events, Event.of("thread.run.step.completed", step_to_wire(step))]
+            return [*events, await records.complete_step(conn, step, step_details=details, usage=usage)]
 
         return close
 
     async def _run_builtin_calls(self) -> None:
-        for index in sorted(self.open.calls):
-            call = self.open.calls[index]
-            if call.type == "file_search":
-                options = FileSearchOptions.from_tools(self.run_row["tools"])
-                call.result, call.output = await run_file_search(
-                    self.executor.searcher,
-                    self.context.vector_store_ids,
-                    call.arguments,
-                    options,
-                    self.context.file_searches,
-                )
-                self.context.file_searches += 1
-            elif call.type == "code_interpreter":
-                await self._run_code(index, call)
-
-    async def _run_code(self, index: int, call: _ToolCall) -> None:
-        code = code_of(call.arguments)
-        assert self.executor.blobs is not None, "an executing runtime always has a blob store"
-        outcome = await run_code(
-            self.executor.kernels,
-            self.db,
-            self.executor.blobs,
-            self.run_row,
-            code,
-            self.context.code_input_file_ids,
-        )
-        call.result = {"input": code, "outputs": outcome.outputs}
-        call.output = outcome.text_for_model
-        call.files = outcome.files
-        self.context.code_files.update(outcome.files)
-        self.context.pending_images += outcome.images
-        self.context.pending_files += outcome.files.values()
-        if outcome.outputs and self.open.tool_step is not None:
-            outputs = [{"index": i, **o} for i, o in enumerate(outcome.outputs)]
-            self._publish(
-                "thread.run.step.delta",
-                {
-                    "id": self.open.tool_step["id"],
-                    "object": "thread.run.step.delta",
-                    "delta": {
-                        "step_details": {
-                            "type": "tool_calls",
-                            "tool_calls": [
-                                {
-                                    "index": index,
-                                    "type": "code_interpreter",
-                                    "code_interpreter": {"outputs": outputs},
-                                }
-                            ],
-                        }
-                    },
-                },
-            )
+        step_id = self.open.tool_step["id"] if self.open.tool_step is not None else None
+        tools = ToolContext(self.executor, self.run_row, self.context, self._publish, step_id)
+        await run_builtin_calls(tools, self.open.calls)
 
     async def _complete_tool_step(self, usage: dict[str, int]) -> TurnOutcome:
         """Only built-in calls: the step is done, and the model goes on with their results."""
         step = self.open.tool_step
         assert step is not None
         async with self.db.write(inline=True) as conn:
-            await records.update_step(
-                conn,
-                step,
-                step_details=self._tool_call_details(),
-                usage=usage,
-                status="completed",
-                completed_at=int(time.time()),
+            completed = await records.complete_step(
+                conn, step, step_details=self._tool_call_details(), usage=usage
             )
-        self._publish("thread.run.step.completed", step_to_wire(step))
+        self._publish(completed)
         return TurnOutcome("continue")
 
     def _require_action(self, usage: dict[str, int]) -> TurnOutcome:
@@ -719,11 +601,7 @@ class ModelTurn:
         if is_response_run(self.run_row):
             # A response that calls functions is complete: their outputs come with the next one.
             async def complete_calls(conn: AsyncConnection) -> list[Event]:
-                now = int(time.time())
-                await records.update_step(
-                    conn, step, step_details=details, usage=usage, status="completed", completed_at=now
-                )
-                return [Event.of("thread.run.step.completed", step_to_wire(step))]
+                return [await records.complete_step(conn, step, step_details=details, usage=usage)]
 
             return TurnOutcome("completed", closing=complete_calls)
 

@@ -1,14 +1,7 @@
-"""Runs and run steps: the state machine, and the changes clients ask for (create, cancel, submit
-tool outputs). Executing a run lives in ``executor.py``; every status change goes through
-``transition`` here.
-
-The run lifecycle follows https://platform.openai.com/docs/assistants/deep-dive#runs-and-run-steps:
-
-    queued ─► in_progress ─► completed | incomplete | failed | expired
-                  │  ▲
-                  ▼  │ (tool outputs submitted → queued)
-             requires_action ─► expired
-    queued | in_progress | requires_action ─► cancelling ─► cancelled
+"""Runs and run steps: the writer of a run's status (``transition``, which keeps to the moves
+``statuses.ALLOWED`` allows; only a claim, ``storage/run_claims.py``, starts a run without it), the
+one-active-run-per-thread check, and their wire shapes. The changes clients ask for (create, cancel,
+submit tool outputs) live in ``run_actions.py``; executing a run lives in ``executor.py``.
 """
 
 from __future__ import annotations
@@ -16,7 +9,6 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Mapping
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import bindparam, or_, select, update
@@ -24,6 +16,7 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from openassistants.errors import InvalidRequest, not_found
+from openassistants.statuses import ACTIVE_STATUSES, HELD, RunStatus, check_moves, is_terminal
 from openassistants.storage import tables
 from openassistants.storage.db import runner_for
 from openassistants.storage.prepared import Prepared, Row
@@ -33,48 +26,6 @@ R = tables.runs
 S = tables.run_steps
 
 
-class RunStatus(StrEnum):
-    queued = "queued"  #: created or resumed, waiting for the executor to pick it up
-    in_progress = "in_progress"  #: the executor is calling the model or running tools
-    requires_action = "requires_action"  #: waiting for the client's function-call outputs
-    cancelling = "cancelling"  #: cancel asked for; the executor has not stopped yet
-    cancelled = "cancelled"  #: stopped on request (terminal)
-    failed = "failed"  #: stopped by an error; see last_error (terminal)
-    completed = "completed"  #: the assistant finished its reply (terminal)
-    incomplete = "incomplete"  #: stopped by max_prompt_tokens / max_completion_tokens (terminal)
-    expired = "expired"  #: not finished before expires_at (terminal)
-
-
-ALLOWED: dict[RunStatus, frozenset[RunStatus]] = {
-    RunStatus.queued: frozenset(
-        {RunStatus.in_progress, RunStatus.cancelling, RunStatus.expired, RunStatus.failed}
-    ),
-    RunStatus.in_progress: frozenset(
-        {
-            RunStatus.requires_action,
-            RunStatus.completed,
-            RunStatus.incomplete,
-            RunStatus.failed,
-            RunStatus.cancelling,
-            RunStatus.expired,
-        }
-    ),
-    RunStatus.requires_action: frozenset({RunStatus.queued, RunStatus.cancelling, RunStatus.expired}),
-    RunStatus.cancelling: frozenset({RunStatus.cancelled, RunStatus.failed}),
-    RunStatus.cancelled: frozenset(),
-    RunStatus.failed: frozenset(),
-    RunStatus.completed: frozenset(),
-    RunStatus.incomplete: frozenset(),
-    RunStatus.expired: frozenset(),
-}
-
-ACTIVE_STATUSES = frozenset(
-    {RunStatus.queued, RunStatus.in_progress, RunStatus.requires_action, RunStatus.cancelling}
-)
-TERMINAL_STATUSES = frozenset(s for s, nxt in ALLOWED.items() if not nxt)
-#: Statuses in which an executor may hold the run (its claim and lease stay).
-HELD = frozenset({RunStatus.queued, RunStatus.in_progress, RunStatus.cancelling})
-
 #: The timestamp column each terminal status stamps.
 STAMPS = {
     RunStatus.cancelled: "cancelled_at",
@@ -82,10 +33,6 @@ STAMPS = {
     RunStatus.completed: "completed_at",
     RunStatus.incomplete: "incomplete_at",
 }
-
-
-def is_terminal(status: str) -> bool:
-    return status in TERMINAL_STATUSES
 
 
 async def transition(
@@ -128,9 +75,7 @@ def _transition(
     *,
     returning: bool,
 ) -> tuple[Prepared, dict[str, Any]]:
-    for source in sources:
-        if target not in ALLOWED[source]:
-            raise ValueError(f"illegal run transition {source} -> {target}")
+    check_moves(sources, target)
     stamp = STAMPS.get(target)
     if stamp is not None and stamp not in fields:
         fields[stamp] = int(time.time())

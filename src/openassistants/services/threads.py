@@ -10,7 +10,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from openassistants.events import Event
+from openassistants import run_events
 from openassistants.ids import new_id
 from openassistants.schemas.common import ListParams
 from openassistants.schemas.threads import ThreadCreate, ThreadUpdate
@@ -18,7 +18,8 @@ from openassistants.services.attachments import create_tool_resources, index_att
 from openassistants.services.lookup import load_thread
 from openassistants.services.messages import message_values
 from openassistants.services.resources import check_tool_resources, tool_resources_to_stored
-from openassistants.services.runs import ACTIVE_STATUSES, RunStatus, run_to_wire
+from openassistants.services.runs import run_to_wire
+from openassistants.statuses import ACTIVE_STATUSES, RunStatus
 from openassistants.storage import tables
 from openassistants.storage.db import Database
 from openassistants.storage.prepared import Row
@@ -124,7 +125,9 @@ async def _cancel_active_runs(
     now = int(time.time())
     for row in rows:
         cancelled = {**row, "status": RunStatus.cancelled.value, "cancelled_at": now, "required_action": None}
-        await rt.bus.publish_in(conn, row["id"], [Event.of("thread.run.cancelled", run_to_wire(cancelled))])
+        await rt.bus.publish_in(
+            conn, row["id"], [run_events.run_moved(RunStatus.cancelled, run_to_wire(cancelled))]
+        )
     return [(row["id"], row["worker_id"]) for row in rows]
 
 

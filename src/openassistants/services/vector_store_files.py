@@ -4,9 +4,10 @@ attributes, remove, read back as chunks; batch create, retrieve, cancel, list fi
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -20,7 +21,8 @@ from openassistants.schemas.vector_stores import (
     chunking_to_stored,
 )
 from openassistants.services.files import load_file
-from openassistants.services.vector_stores import file_stats, load_vector_store
+from openassistants.services.lookup import load_vector_store
+from openassistants.statuses import BatchStatus, FileStatus
 from openassistants.storage import tables
 from openassistants.storage.db import Database
 from openassistants.storage.queries import delete_remembering_cursors, list_body, page
@@ -29,6 +31,32 @@ from openassistants.storage.search import bump_chunks_version
 VF = tables.vector_store_files
 B = tables.file_batches
 C = tables.chunks
+FILE_STATUSES = tuple(status.value for status in FileStatus)
+
+
+def empty_counts() -> dict[str, int]:
+    return {**dict.fromkeys(FILE_STATUSES, 0), "total": 0}
+
+
+async def file_stats(
+    conn: AsyncConnection, column: Any, keys: Iterable[str]
+) -> dict[str, tuple[dict[str, int], int]]:
+    """(file_counts, usage_bytes) per vector store (or batch), from one GROUP BY."""
+    keys = list(keys)
+    stats: dict[str, tuple[dict[str, int], int]] = {k: (empty_counts(), 0) for k in keys}
+    if not keys:
+        return stats
+    rows = await conn.execute(
+        select(column, VF.c.status, func.count(), func.coalesce(func.sum(VF.c.usage_bytes), 0))
+        .where(column.in_(keys))
+        .group_by(column, VF.c.status)
+    )
+    for key, status, count, usage in rows:
+        counts, total_usage = stats[key]
+        counts[status] = int(count)
+        counts["total"] += int(count)
+        stats[key] = (counts, total_usage + int(usage))
+    return stats
 
 
 def vector_store_file_to_wire(row: RowMapping | dict[str, Any]) -> dict[str, Any]:
@@ -47,13 +75,13 @@ def vector_store_file_to_wire(row: RowMapping | dict[str, Any]) -> dict[str, Any
 
 def batch_to_wire(row: RowMapping | dict[str, Any], counts: dict[str, int]) -> dict[str, Any]:
     if row["cancelled"]:
-        status = "cancelled"
-    elif counts["in_progress"]:
-        status = "in_progress"
-    elif counts["total"] and counts["failed"] == counts["total"]:
-        status = "failed"
+        status = BatchStatus.cancelled.value
+    elif counts[FileStatus.in_progress]:
+        status = BatchStatus.in_progress.value
+    elif counts["total"] and counts[FileStatus.failed] == counts["total"]:
+        status = BatchStatus.failed.value
     else:
-        status = "completed"
+        status = BatchStatus.completed.value
     return {
         "id": row["id"],
         "object": "vector_store.files_batch",
@@ -91,7 +119,7 @@ async def attach_files(
                 vector_store_id=vector_store_id,
                 batch_id=batch_id,
                 created_at=now,
-                status="in_progress",
+                status=FileStatus.in_progress.value,
                 last_error=None,
                 chunking_strategy=chunking_to_stored(strategy),
                 attributes=attributes,
@@ -269,7 +297,7 @@ async def cancel_file_batch(db: Database, tenant: str, vector_store_id: str, bat
         await conn.execute(update(B).where(B.c.id == batch_id).values(cancelled=True))
         await conn.execute(
             update(VF)
-            .where(VF.c.batch_id == batch_id, VF.c.status == "in_progress")
-            .values(status="cancelled")
+            .where(VF.c.batch_id == batch_id, VF.c.status == FileStatus.in_progress.value)
+            .values(status=FileStatus.cancelled.value)
         )
         return await _batch_wire(conn, await _load_batch(conn, tenant, vector_store_id, batch_id))

@@ -8,8 +8,9 @@ from typing import Any
 from openassistants.errors import ServiceUnavailable
 from openassistants.retrieval.ranking import Ranking
 from openassistants.schemas.vector_stores import SearchRequest
+from openassistants.services.lookup import load_vector_store
 from openassistants.services.runtime import Runtime
-from openassistants.services.vector_stores import load_vector_store, touch
+from openassistants.services.vector_stores import touch
 from openassistants.upstream.embeddings import EmbeddingError
 
 #: A store's last_active_at moves at most this often: expiry counts in days, and a write per search

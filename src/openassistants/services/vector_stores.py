@@ -4,50 +4,25 @@ which are derived from their files' rows rather than kept as counters that could
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from openassistants.errors import not_found
 from openassistants.ids import new_id
 from openassistants.schemas.common import ListParams
 from openassistants.schemas.vector_stores import ExpiresAfter, VectorStoreCreate, VectorStoreUpdate
+from openassistants.services.lookup import load_vector_store
+from openassistants.services.vector_store_files import attach_files, file_stats
+from openassistants.statuses import FileStatus, VectorStoreStatus
 from openassistants.storage import tables
 from openassistants.storage.db import Database
-from openassistants.storage.queries import delete_remembering_cursors, get_row, list_body, page
+from openassistants.storage.queries import delete_remembering_cursors, list_body, page
 
 V = tables.vector_stores
 VF = tables.vector_store_files
 DAY = 86_400
-FILE_STATUSES = ("in_progress", "completed", "failed", "cancelled")
-
-
-def empty_counts() -> dict[str, int]:
-    return {"in_progress": 0, "completed": 0, "failed": 0, "cancelled": 0, "total": 0}
-
-
-async def file_stats(
-    conn: AsyncConnection, column: Any, keys: Iterable[str]
-) -> dict[str, tuple[dict[str, int], int]]:
-    """(file_counts, usage_bytes) per vector store (or batch), from one GROUP BY."""
-    keys = list(keys)
-    stats: dict[str, tuple[dict[str, int], int]] = {k: (empty_counts(), 0) for k in keys}
-    if not keys:
-        return stats
-    rows = await conn.execute(
-        select(column, VF.c.status, func.count(), func.coalesce(func.sum(VF.c.usage_bytes), 0))
-        .where(column.in_(keys))
-        .group_by(column, VF.c.status)
-    )
-    for key, status, count, usage in rows:
-        counts, total_usage = stats[key]
-        counts[status] = int(count)
-        counts["total"] += int(count)
-        stats[key] = (counts, total_usage + int(usage))
-    return stats
 
 
 def expires_at_for(expires_after: dict[str, Any] | None, last_active_at: int) -> int | None:
@@ -61,11 +36,11 @@ def vector_store_to_wire(
 ) -> dict[str, Any]:
     now = int(time.time())
     if row["expires_at"] is not None and row["expires_at"] <= now:
-        status = "expired"
-    elif counts["in_progress"]:
-        status = "in_progress"
+        status = VectorStoreStatus.expired.value
+    elif counts[FileStatus.in_progress]:
+        status = VectorStoreStatus.in_progress.value
     else:
-        status = "completed"
+        status = VectorStoreStatus.completed.value
     return {
         "id": row["id"],
         "object": "vector_store",
@@ -79,14 +54,6 @@ def vector_store_to_wire(
         "last_active_at": row["last_active_at"],
         "metadata": row["metadata"],
     }
-
-
-async def load_vector_store(conn: AsyncConnection, tenant: str, vector_store_id: str) -> RowMapping:
-    """The tenant's vector store; raises NotFound otherwise."""
-    row = await get_row(conn, V, tenant, vector_store_id)
-    if row is None:
-        raise not_found("vector store", vector_store_id)
-    return row
 
 
 async def wire_for(conn: AsyncConnection, row: RowMapping | dict[str, Any]) -> dict[str, Any]:
@@ -122,7 +89,6 @@ async def insert_vector_store(
 
 async def create_vector_store(db: Database, tenant: str, body: VectorStoreCreate) -> dict[str, Any]:
     """Creates the store with its files waiting for ingestion (the caller wakes the ingestor)."""
-    from openassistants.services.vector_store_files import attach_files
 
     async with db.write() as conn:
         store = await insert_vector_store(

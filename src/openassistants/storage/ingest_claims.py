@@ -7,6 +7,7 @@ from __future__ import annotations
 from sqlalchemy import and_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from openassistants.statuses import FileStatus
 from openassistants.storage import tables
 from openassistants.storage.run_claims import now_ms
 
@@ -23,7 +24,7 @@ async def claim_files(
         return []
     waiting = (
         select(VF.c.seq, VF.c.tenant_id, VF.c.vector_store_id, VF.c.id)
-        .where(VF.c.status == "in_progress", VF.c.worker_id.is_(None))
+        .where(VF.c.status == FileStatus.in_progress.value, VF.c.worker_id.is_(None))
         .order_by(VF.c.seq)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -52,7 +53,7 @@ async def renew_file_leases(
 
 async def release_lapsed_files(conn: AsyncConnection, *, only_lapsed: bool = True) -> int:
     """Frees the claims of processes that stopped renewing them; their files are ingested again."""
-    condition = and_(VF.c.worker_id.is_not(None), VF.c.status == "in_progress")
+    condition = and_(VF.c.worker_id.is_not(None), VF.c.status == FileStatus.in_progress.value)
     if only_lapsed:
         condition = and_(condition, VF.c.lease_expires_at < now_ms())
     result = await conn.execute(update(VF).where(condition).values(worker_id=None, lease_expires_at=None))

@@ -20,6 +20,7 @@ from sqlalchemy import JSON, Table, func, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from openassistants.statuses import EXECUTING
 from openassistants.storage import tables
 from openassistants.storage.db import Database
 
@@ -55,7 +56,6 @@ PARENT: dict[str, tuple[str, str]] = {
 #: ago), so that this deployment settles it as a dead executor's, on either database, instead of
 #: leaving it active (and its thread closed to new runs) for ever.
 EXPORTED_WORKER = "exported"
-_EXECUTING = ("in_progress", "cancelling")
 #: Rows fetched per round trip when looking up ids.
 LOOKUP_BATCH = 500
 #: Rows read per fetch while exporting (PostgreSQL streams them with a server-side cursor).
@@ -184,7 +184,7 @@ async def insert_units(db: Database, units: Sequence[Mapping[str, list[dict[str,
                 rows = [row for unit in units for row in unit.get(name, ())]
                 if rows:
                     await conn.execute(table.insert(), rows)
-            active = [r["id"] for unit in units for r in unit.get("runs", ()) if r["status"] in _EXECUTING]
+            active = [r["id"] for unit in units for r in unit.get("runs", ()) if r["status"] in EXECUTING]
             if active:
                 runs = tables.runs
                 lapsed = {"worker_id": EXPORTED_WORKER, "lease_expires_at": 0}

@@ -12,13 +12,18 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from openassistants.statuses import EXECUTING, HELD, RunStatus, check_moves
 from openassistants.storage import tables
 from openassistants.storage.prepared import Prepared, Runner
 
 R = tables.runs
 
-#: Statuses in which a run is held by an executor (and so carries a lease).
-HELD_STATUSES = ("queued", "in_progress", "cancelling")
+#: Statuses in which a run is held by an executor (and so carries a lease), as SQL parameters.
+HELD_STATUSES = tuple(sorted(status.value for status in HELD))
+EXECUTING_STATUSES = tuple(sorted(status.value for status in EXECUTING))
+#: The status a claim gives a run: claiming starts it (the state machine's first move, checked
+#: against its table once, here, rather than per claim).
+CLAIMED = check_moves({RunStatus.queued}, RunStatus.in_progress).value
 
 
 def now_ms() -> int:
@@ -29,7 +34,7 @@ def _waiting(now: Any) -> tuple[ColumnElement[bool], ...]:
     """What makes a run claimable: queued, held by nobody, and not past its ``expires_at`` (those are
     the expiry sweep's). One definition for the claim and the look before it: were they to differ, a
     run the look missed would never be claimed."""
-    return (R.c.status == "queued", R.c.worker_id.is_(None), R.c.expires_at > now)
+    return (R.c.status == RunStatus.queued.value, R.c.worker_id.is_(None), R.c.expires_at > now)
 
 
 _WAITING = Prepared(select(R.c.id).where(*_waiting(bindparam("now"))).limit(1))
@@ -56,9 +61,13 @@ async def claim_runs(
     )
     claimed = await conn.execute(
         update(R)
-        .where(R.c.id.in_(waiting.scalar_subquery()), R.c.worker_id.is_(None), R.c.status == "queued")
+        .where(
+            R.c.id.in_(waiting.scalar_subquery()),
+            R.c.worker_id.is_(None),
+            R.c.status == RunStatus.queued.value,
+        )
         .values(
-            status="in_progress",
+            status=CLAIMED,
             started_at=now,
             worker_id=worker_id,
             lease_expires_at=now_ms() + int(lease_seconds * 1000),
@@ -94,7 +103,7 @@ async def held_runs(conn: AsyncConnection) -> list[tuple[str, str, str | None]]:
     """(run id, status, worker id) of every run some executor holds or was executing."""
     rows = await conn.execute(
         select(R.c.id, R.c.status, R.c.worker_id).where(
-            (R.c.worker_id.is_not(None)) | (R.c.status.in_(("in_progress", "cancelling")))
+            (R.c.worker_id.is_not(None)) | (R.c.status.in_(EXECUTING_STATUSES))
         )
     )
     return [(r[0], r[1], r[2]) for r in rows]

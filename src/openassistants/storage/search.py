@@ -15,6 +15,7 @@ from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from openassistants.retrieval.lexical import LexicalQuery, TermSample
+from openassistants.statuses import FileStatus
 from openassistants.storage import tables
 
 C = tables.chunks
@@ -255,7 +256,7 @@ async def set_vectors(conn: AsyncConnection, vectors: dict[int, bytes]) -> None:
 async def file_attributes(conn: AsyncConnection, store_ids: list[str]) -> dict[str, dict[str, Any]]:
     rows = await conn.execute(
         select(VF.c.id, VF.c.attributes).where(
-            VF.c.vector_store_id.in_(store_ids), VF.c.status == "completed"
+            VF.c.vector_store_id.in_(store_ids), VF.c.status == FileStatus.completed.value
         )
     )
     return {r[0]: (r[1] or {}) for r in rows}

@@ -39,9 +39,10 @@ from openassistants.services.responses.inputs import (
 )
 from openassistants.services.responses.wire import message_item, response_to_wire
 from openassistants.services.run_actions import _announce, _reply_ahead, _starting
-from openassistants.services.runs import RunStatus, active_run_id
+from openassistants.services.runs import active_run_id
 from openassistants.services.runtime import Runtime
 from openassistants.services.threads import insert_thread
+from openassistants.statuses import RunStatus
 from openassistants.storage import tables
 from openassistants.storage.queries import insert_rows
 

@@ -17,8 +17,8 @@ from openassistants.services.responses.ids import response_not_found, run_id_of
 from openassistants.services.responses.stream import ResponseEvents, response_events
 from openassistants.services.responses.wire import output_items, response_to_wire
 from openassistants.services.run_actions import cancel_run
-from openassistants.services.runs import is_terminal
 from openassistants.services.runtime import Runtime
+from openassistants.statuses import is_terminal
 from openassistants.storage import tables
 from openassistants.storage.queries import list_body
 

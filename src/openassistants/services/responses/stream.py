@@ -15,6 +15,15 @@ from typing import Any
 import orjson
 
 from openassistants.events import Event
+from openassistants.run_events import (
+    MESSAGE_CREATED,
+    MESSAGE_DELTA,
+    MESSAGE_MOVED,
+    RUN_CREATED,
+    RUN_MOVED,
+    STEP_DELTA,
+    STEP_MOVED,
+)
 from openassistants.services.responses.ids import call_item_id
 from openassistants.services.responses.wire import (
     annotation_to_wire,
@@ -25,16 +34,18 @@ from openassistants.services.responses.wire import (
     output_text_part,
     response_status,
 )
+from openassistants.statuses import MessageStatus, RunStatus, StepStatus
 
 #: The run event → the response event that ends the stream.
 _ENDS = {
-    "thread.run.completed": "response.completed",
-    "thread.run.requires_action": "response.completed",
-    "thread.run.incomplete": "response.incomplete",
-    "thread.run.failed": "response.failed",
-    "thread.run.expired": "response.failed",
-    "thread.run.cancelled": None,
+    RUN_MOVED[RunStatus.completed]: "response.completed",
+    RUN_MOVED[RunStatus.requires_action]: "response.completed",
+    RUN_MOVED[RunStatus.incomplete]: "response.incomplete",
+    RUN_MOVED[RunStatus.failed]: "response.failed",
+    RUN_MOVED[RunStatus.expired]: "response.failed",
+    RUN_MOVED[RunStatus.cancelled]: None,
 }
+_MESSAGE_ENDS = (MESSAGE_MOVED[MessageStatus.completed], MESSAGE_MOVED[MessageStatus.incomplete])
 
 Render = Callable[[], Awaitable[dict[str, Any]]]
 
@@ -70,22 +81,22 @@ class ResponseEvents:
     async def render(self, event: Event) -> list[tuple[str, dict[str, Any]]]:
         name = event.name
         data = orjson.loads(event.data)
-        if name == "thread.run.created":
+        if name == RUN_CREATED:
             status = response_status(data, self.created["background"])
             return [self._event("response.created", response=self._response(status))]
-        if name == "thread.run.queued" and self.created["background"] and self.sequence == 1:
+        if name == RUN_MOVED[RunStatus.queued] and self.created["background"] and self.sequence == 1:
             return [self._event("response.queued", response=self._response("queued"))]
-        if name == "thread.run.in_progress":
+        if name == RUN_MOVED[RunStatus.in_progress]:
             return [self._event("response.in_progress", response=self._response("in_progress"))]
-        if name == "thread.message.created":
+        if name == MESSAGE_CREATED:
             return self._message_added(data)
-        if name == "thread.message.delta":
+        if name == MESSAGE_DELTA:
             return self._text_delta(data)
-        if name in ("thread.message.completed", "thread.message.incomplete"):
+        if name in _MESSAGE_ENDS:
             return self._message_done(data)
-        if name == "thread.run.step.delta":
+        if name == STEP_DELTA:
             return self._calls_delta(data)
-        if name == "thread.run.step.completed" and data["type"] == "tool_calls":
+        if name == STEP_MOVED[StepStatus.completed] and data["type"] == "tool_calls":
             return self._calls_done(data)
         if name in _ENDS:
             final = _ENDS[name]

@@ -9,19 +9,20 @@ from typing import Any
 import orjson
 
 from openassistants.services.responses.ids import call_item_id, conversation_id, response_id
+from openassistants.statuses import RunStatus
 
 #: Run status → response status; a run the executor has not picked up yet is ``queued`` only when
 #: the client asked for a background response (otherwise the hosted API says ``in_progress``).
 _STATUS = {
-    "queued": "in_progress",
-    "in_progress": "in_progress",
-    "cancelling": "in_progress",
-    "requires_action": "completed",
-    "completed": "completed",
-    "incomplete": "incomplete",
-    "failed": "failed",
-    "cancelled": "cancelled",
-    "expired": "failed",
+    RunStatus.queued: "in_progress",
+    RunStatus.in_progress: "in_progress",
+    RunStatus.cancelling: "in_progress",
+    RunStatus.requires_action: "completed",
+    RunStatus.completed: "completed",
+    RunStatus.incomplete: "incomplete",
+    RunStatus.failed: "failed",
+    RunStatus.cancelled: "cancelled",
+    RunStatus.expired: "failed",
 }
 #: The codes a response's ``error`` may carry (ResponseError.code); the engine's others are server errors.
 _ERROR_CODES = frozenset({"server_error", "rate_limit_exceeded", "invalid_prompt"})
@@ -30,7 +31,7 @@ _INCOMPLETE = {"max_completion_tokens": "max_output_tokens", "max_prompt_tokens"
 
 
 def response_status(run: Mapping[Any, Any], background: bool) -> str:
-    if background and run["status"] == "queued":
+    if background and run["status"] == RunStatus.queued:
         return "queued"
     return _STATUS.get(run["status"], "in_progress")
 
