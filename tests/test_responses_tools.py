@@ -16,7 +16,8 @@ async def test_file_search_tool_searches_the_given_stores_and_cites(
     client: openai.AsyncOpenAI, upstream: ScriptedUpstream, model: str
 ) -> None:
     store_id, fact_id = await _store_with_fact(client)
-    answer = f"The keeper feeds seventeen cats{MARKER}."
+    shown = "The keeper feeds seventeen cats"
+    answer = f"{shown}{MARKER}."
     upstream.script(model, ToolCalls([("file_search", '{"query": "lighthouse keeper cats"}')]), Reply(answer))
 
     response = await client.responses.create(
@@ -34,13 +35,43 @@ async def test_file_search_tool_searches_the_given_stores_and_cites(
     assert call.results[0].filename == "island.md" and FACT in (call.results[0].text or "")
     assert message.type == "message"
     [part] = message.content
-    assert part.type == "output_text" and part.text == answer
+    # As hosted: the text has no markers; the citation's index is where its marker was.
+    assert part.type == "output_text" and part.text == f"{shown}." == response.output_text
     [citation] = part.annotations
     assert citation.type == "file_citation" and citation.file_id == fact_id
-    assert citation.filename == "island.md"
+    assert citation.filename == "island.md" and citation.index == len(shown)
     assert response.tools[0].type == "file_search"
     without = await client.responses.retrieve(response.id)
     assert without.output[0].results is None  # type: ignore[union-attr]
+    assert without.output[1] == message
+
+
+async def test_citations_in_a_conversation_items_have_no_markers(
+    client: openai.AsyncOpenAI, upstream: ScriptedUpstream, model: str
+) -> None:
+    store_id, fact_id = await _store_with_fact(client)
+    upstream.script(
+        model,
+        ToolCalls([("file_search", '{"query": "cats"}')]),
+        Reply(f"Seventeen{MARKER} cats{MARKER}, not 【9:9†nowhere.txt】 nine."),
+    )
+    conversation = await client.conversations.create()
+    await client.responses.create(
+        model=model,
+        input="cats?",
+        conversation=conversation.id,
+        tools=[{"type": "file_search", "vector_store_ids": [store_id]}],
+    )
+
+    items = await client.conversations.items.list(conversation.id, order="asc")
+    message = items.data[-1]
+    assert message.type == "message" and message.role == "assistant"
+    [part] = message.content
+    assert part.type == "output_text" and part.text == "Seventeen cats, not  nine."
+    assert [(a.type, a.file_id, a.filename, a.index) for a in part.annotations] == [  # type: ignore[union-attr]
+        ("file_citation", fact_id, "island.md", len("Seventeen")),
+        ("file_citation", fact_id, "island.md", len("Seventeen cats")),
+    ]
 
 
 async def test_file_search_with_an_unknown_store_is_a_404(client: openai.AsyncOpenAI, model: str) -> None:
@@ -106,9 +137,25 @@ async def test_streamed_file_search_announces_the_call_and_the_citation(
     assert kinds.index("response.file_search_call.completed") < kinds.index("response.output_text.delta")
     [added] = [e for e in events if e.type == "response.output_text.annotation.added"]
     assert added.annotation_index == 0 and added.annotation.file_id == fact_id  # type: ignore[union-attr]
+    assert added.annotation.filename == "island.md"  # type: ignore[union-attr]
+    assert added.annotation.index == len("Seventeen")  # type: ignore[union-attr]
+    # The markers, split across the model's chunks, never reach the deltas.
+    shown = "Seventeen, not this one."
+    deltas = [e.delta for e in events if e.type == "response.output_text.delta"]  # type: ignore[union-attr]
+    assert "".join(deltas) == shown and not any("【" in d or "】" in d for d in deltas)
+    [done] = [e for e in events if e.type == "response.output_text.done"]
+    assert done.text == shown  # type: ignore[union-attr]
     call, message = final.output
     assert call.type == "file_search_call" and message.type == "message"
-    assert [a.file_id for a in message.content[0].annotations] == [fact_id]  # type: ignore[union-attr]
+    [part] = message.content  # type: ignore[union-attr]
+    assert part.type == "output_text" and part.text == shown
+    assert [(a.file_id, a.filename, a.index) for a in part.annotations] == [  # type: ignore[union-attr]
+        (fact_id, "island.md", len("Seventeen"))
+    ]
+    retrieved = (await client.responses.retrieve(final.id)).output[1]
+    assert retrieved.type == "message" and retrieved.content[0].to_dict() == {
+        k: v for k, v in part.to_dict().items() if k != "parsed"
+    }
 
 
 async def test_file_search_filters_on_file_attributes(

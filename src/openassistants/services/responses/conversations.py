@@ -17,6 +17,7 @@ from openassistants.services.responses.calls import answer_known_calls, input_po
 from openassistants.services.responses.create import message_row
 from openassistants.services.responses.ids import conversation_id, conversation_not_found, thread_id_of
 from openassistants.services.responses.inputs import FunctionOutput, NewMessage, read_input, read_message
+from openassistants.services.responses.read import cited_filenames
 from openassistants.services.responses.wire import call_items, call_output_item, message_item
 from openassistants.services.runs import ensure_no_active_run
 from openassistants.services.threads import delete_thread, insert_thread, update_thread
@@ -153,8 +154,9 @@ async def _items(conn: Any, thread_id: str, *, include_results: bool = False) ->
         else []
     )
     by_id = {m["id"]: m for m in messages}
+    names = await cited_filenames(conn, messages)
     keyed: list[tuple[tuple[int, ...], dict[str, Any]]] = [
-        ((m["seq"], 0, 0, 0), message_item(m)) for m in messages if m["run_id"] not in anchors
+        ((m["seq"], 0, 0, 0), message_item(m, names)) for m in messages if m["run_id"] not in anchors
     ]
     for step in steps:
         replayed = input_position(step)
@@ -162,7 +164,7 @@ async def _items(conn: Any, thread_id: str, *, include_results: bool = False) ->
         if step["type"] == "message_creation":
             message = by_id.get(step["step_details"]["message_creation"]["message_id"])
             if message is not None:
-                keyed.append(((anchor, 1, step["seq"], 0), message_item(message)))
+                keyed.append(((anchor, 1, step["seq"], 0), message_item(message, names)))
             continue
         for n, item in enumerate(call_items(step, include_results=include_results, replayed=True)):
             keyed.append(((anchor, 1, step["seq"], 2 * n), item))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -15,7 +15,7 @@ from openassistants.errors import InvalidRequest
 from openassistants.events import ends_stream
 from openassistants.services.responses.ids import response_not_found, run_id_of
 from openassistants.services.responses.stream import ResponseEvents, response_events
-from openassistants.services.responses.wire import output_items, response_to_wire
+from openassistants.services.responses.wire import cited_files, output_items, response_to_wire
 from openassistants.services.run_actions import cancel_run
 from openassistants.services.runtime import Runtime
 from openassistants.statuses import is_terminal
@@ -75,19 +75,20 @@ async def render(
     messages = {
         m["id"]: m for m in (await conn.execute(select(M).where(M.c.run_id == run["id"]))).mappings().all()
     }
-    filenames = await _filenames(conn, messages.values())
+    filenames = await cited_filenames(conn, messages.values())
     items = output_items(steps, messages, filenames=filenames, include_results=include_results)
     return response_to_wire(run, stored, items)
 
 
-async def _filenames(conn: AsyncConnection, messages: Any) -> dict[str, str]:
-    ids = set()
-    for message in messages:
-        for part in message["content"] or []:
-            for annotation in (part.get("text") or {}).get("annotations") or []:
-                for key in ("file_citation", "file_path"):
-                    if key in annotation:
-                        ids.add(annotation[key]["file_id"])
+async def cited_filenames(conn: AsyncConnection, messages: Iterable[Mapping[Any, Any]]) -> dict[str, str]:
+    """The filenames of the files the ``messages``' annotations name."""
+    parts = (part for message in messages for part in message["content"] or [])
+    return await filenames_of(
+        conn, cited_files(a for p in parts for a in (p.get("text") or {}).get("annotations") or [])
+    )
+
+
+async def filenames_of(conn: AsyncConnection, ids: set[str]) -> dict[str, str]:
     if not ids:
         return {}
     F = tables.files
@@ -188,7 +189,13 @@ def stream_of(
             run, stored = await load(conn, tenant, created["id"], unstored=True)
             return await render(conn, run, stored, include_results=_asked_results(stored))
 
-    events = ResponseEvents({**created, "output": [], "usage": None}, final)
+    async def filenames(ids: set[str]) -> dict[str, str]:
+        if not ids:
+            return {}
+        async with rt.db.read() as conn:
+            return await filenames_of(conn, ids)
+
+    events = ResponseEvents({**created, "output": [], "usage": None}, final, filenames)
     stream = response_events(rt.bus.subscribe(run_id, 0), events, starting_after=starting_after)
     return stream if created["store"] else _forgetting(rt, tenant, created["id"], stream)
 

@@ -27,12 +27,14 @@ from openassistants.run_events import (
 from openassistants.services.responses.ids import call_item_id
 from openassistants.services.responses.wire import (
     annotation_to_wire,
+    cited_files,
     code_interpreter_item,
     file_search_item,
     function_call_item,
     message_item,
     output_text_part,
     response_status,
+    settled_text,
 )
 from openassistants.statuses import MessageStatus, RunStatus, StepStatus
 
@@ -48,6 +50,8 @@ _ENDS = {
 _MESSAGE_ENDS = (MESSAGE_MOVED[MessageStatus.completed], MESSAGE_MOVED[MessageStatus.incomplete])
 
 Render = Callable[[], Awaitable[dict[str, Any]]]
+#: The filenames of some file ids (those it knows).
+Filenames = Callable[[set[str]], Awaitable[dict[str, str]]]
 
 
 @dataclass
@@ -55,6 +59,8 @@ class _Item:
     index: int
     item: dict[str, Any]
     text: str = ""
+    #: How much of a message's text (without its citation markers) the deltas have sent.
+    shown: int = 0
     #: The message's text part was announced (content_part.added).
     part_open: bool = False
 
@@ -66,6 +72,7 @@ class ResponseEvents:
 
     created: dict[str, Any]
     final: Render
+    filenames: Filenames
     sequence: int = 0
     items: dict[str, _Item] = field(default_factory=dict)
     next_index: int = 0
@@ -91,9 +98,9 @@ class ResponseEvents:
         if name == MESSAGE_CREATED:
             return self._message_added(data)
         if name == MESSAGE_DELTA:
-            return self._text_delta(data)
+            return await self._text_delta(data)
         if name in _MESSAGE_ENDS:
-            return self._message_done(data)
+            return await self._message_done(data)
         if name == STEP_DELTA:
             return self._calls_delta(data)
         if name == STEP_MOVED[StepStatus.completed] and data["type"] == "tool_calls":
@@ -130,7 +137,7 @@ class ResponseEvents:
             )
         ]
 
-    def _text_delta(self, delta: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    async def _text_delta(self, delta: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
         entry = self.items.get(delta["id"])
         if entry is None:
             return []
@@ -141,18 +148,11 @@ class ResponseEvents:
             text = part["text"].get("value")
             if text:
                 entry.text += text
-                events.append(
-                    self._event(
-                        "response.output_text.delta",
-                        item_id=entry.item["id"],
-                        output_index=entry.index,
-                        content_index=0,
-                        delta=text,
-                        logprobs=[],
-                    )
-                )
-            for annotation in part["text"].get("annotations") or []:
-                wire = annotation_to_wire(annotation, {})
+                events += self._shown_delta(entry, settled_text(entry.text))
+            annotations = part["text"].get("annotations") or []
+            names = await self.filenames(cited_files(annotations))
+            for annotation in annotations:
+                wire = annotation_to_wire(annotation, names, entry.text)
                 if wire is not None:
                     events.append(
                         self._event(
@@ -166,13 +166,39 @@ class ResponseEvents:
                     )
         return events
 
-    def _message_done(self, message: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    def _shown_delta(self, entry: _Item, shown: str) -> list[tuple[str, dict[str, Any]]]:
+        """The delta of the message's text (as shown, without markers) the client has not seen."""
+        if len(shown) <= entry.shown:
+            return []
+        delta, entry.shown = shown[entry.shown :], len(shown)
+        return [
+            self._event(
+                "response.output_text.delta",
+                item_id=entry.item["id"],
+                output_index=entry.index,
+                content_index=0,
+                delta=delta,
+                logprobs=[],
+            )
+        ]
+
+    async def _message_done(self, message: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
         entry = self.items.get(message["id"])
         if entry is None:
             return []
-        item = message_item(message)
+        names = await self.filenames(
+            cited_files(
+                a for p in message["content"] or [] for a in (p.get("text") or {}).get("annotations") or []
+            )
+        )
+        item = message_item(message, names)
         events = self._open_part(entry)
-        part = next((p for p in item["content"] if p["type"] == "output_text"), output_text_part(entry.text))
+        part = next(
+            (p for p in item["content"] if p["type"] == "output_text"),
+            output_text_part(settled_text(entry.text)),
+        )
+        # The end of the text a delta held back (an unclosed 【 that never became a citation).
+        events += self._shown_delta(entry, part["text"])
         common = {"item_id": item["id"], "output_index": entry.index, "content_index": 0}
         events.append(self._event("response.output_text.done", **common, text=part["text"], logprobs=[]))
         events.append(self._event("response.content_part.done", **common, part=part))

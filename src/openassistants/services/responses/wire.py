@@ -3,11 +3,13 @@ and call items, usage. Pure functions over rows; loading them is read.py's job."
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import orjson
 
+from openassistants.services.file_search_tool import MARKER
 from openassistants.services.responses.ids import call_item_id, conversation_id, response_id
 from openassistants.statuses import RunStatus
 
@@ -106,15 +108,47 @@ def output_text_part(text: str, annotations: list[dict[str, Any]] | None = None)
     return {"type": "output_text", "text": text, "annotations": annotations or [], "logprobs": []}
 
 
-def annotation_to_wire(annotation: Mapping[Any, Any], filenames: Mapping[str, str]) -> dict[str, Any] | None:
-    """An Assistants text annotation as the Responses API's; ``index`` is where the citation was."""
+def without_markers(text: str) -> str:
+    """A message's text as the Responses API shows it: without the model's ``【n:m†file】`` citation
+    markers (its ``file_citation`` annotations say where they were)."""
+    return MARKER.sub("", text)
+
+
+def shown_offset(text: str, offset: int) -> int:
+    """Where ``offset`` in ``text`` falls in ``without_markers(text)``."""
+    removed = 0
+    for match in MARKER.finditer(text, 0, offset):
+        removed += min(match.end(), offset) - match.start()
+    return offset - removed
+
+
+#: The start of a citation marker ``text`` ends with, not closed yet (a stream holds it back).
+_OPEN_MARKER = re.compile(r"【(?:\d+(?::(?:\d+(?:†[^】]*)?)?)?)?$")
+
+
+def settled_text(text: str) -> str:
+    """``without_markers(text)`` short of an unclosed marker at its end, which more text may close."""
+    pending = _OPEN_MARKER.search(text)
+    return without_markers(text if pending is None else text[: pending.start()])
+
+
+def cited_files(annotations: Iterable[Mapping[Any, Any]]) -> set[str]:
+    """The ids of the files Assistants text ``annotations`` name."""
+    return {a[key]["file_id"] for a in annotations for key in ("file_citation", "file_path") if key in a}
+
+
+def annotation_to_wire(
+    annotation: Mapping[Any, Any], filenames: Mapping[str, str], text: str
+) -> dict[str, Any] | None:
+    """An Assistants text annotation (its offsets into the message's ``text``) as the Responses
+    API's, whose text has no markers: a citation's ``index`` is where its marker was."""
     if annotation["type"] == "file_citation":
         file_id = annotation["file_citation"]["file_id"]
         return {
             "type": "file_citation",
             "file_id": file_id,
             "filename": filenames.get(file_id, ""),
-            "index": annotation["end_index"],
+            "index": shown_offset(text, annotation["start_index"]),
         }
     if annotation["type"] == "file_path":
         file_id = annotation["file_path"]["file_id"]
@@ -123,8 +157,8 @@ def annotation_to_wire(annotation: Mapping[Any, Any], filenames: Mapping[str, st
             "container_id": "",
             "file_id": file_id,
             "filename": filenames.get(file_id, ""),
-            "start_index": annotation["start_index"],
-            "end_index": annotation["end_index"],
+            "start_index": shown_offset(text, annotation["start_index"]),
+            "end_index": shown_offset(text, annotation["end_index"]),
         }
     return None
 
@@ -138,8 +172,8 @@ def message_item(message: Mapping[Any, Any], filenames: Mapping[str, str] | None
         if kind == "text":
             value = part["text"]["value"]
             if role == "assistant":
-                annotations = [annotation_to_wire(a, filenames or {}) for a in part["text"]["annotations"]]
-                content.append(output_text_part(value, [a for a in annotations if a is not None]))
+                wires = [annotation_to_wire(a, filenames or {}, value) for a in part["text"]["annotations"]]
+                content.append(output_text_part(without_markers(value), [a for a in wires if a is not None]))
             else:
                 content.append({"type": "input_text", "text": value})
         elif role == "assistant":
