@@ -11,7 +11,7 @@ import openai
 import pydantic
 import pytest
 
-from tests.conftest import Server
+from tests.conftest import Server, ServerFactory, sdk_client
 from tests.upstream import Reply, ScriptedUpstream
 
 
@@ -254,3 +254,44 @@ async def test_an_unstored_response_leaves_nothing_behind(
         assert plain.output_text == "Gone." and streamed[-1].type == "response.completed"
         threads = await client.get("/threads", cast_to=httpx.Response)
         assert threads.json()["data"] == []
+
+
+async def test_truncation_disabled_refuses_input_beyond_the_context_window_and_auto_drops_the_oldest(
+    server_factory: ServerFactory, upstream: ScriptedUpstream, model: str
+) -> None:
+    long = "lighthouse " * 120
+    with server_factory(model_context_windows={model: 300}, completion_reserve_tokens=100) as server:
+        async with sdk_client(server) as client:
+            upstream.script(model, Reply("first"), Reply("auto"), Reply("never"))
+            conversation = await client.conversations.create()
+            first = await client.responses.create(
+                model=model, input=f"one {long}", conversation=conversation.id
+            )
+            assert first.status == "completed" and first.truncation == "disabled"
+
+            # Both long messages exceed the window: as hosted, the default (disabled) is a 400.
+            with pytest.raises(openai.BadRequestError) as refused:
+                await client.responses.create(model=model, input=f"two {long}", conversation=conversation.id)
+            assert refused.value.code == "context_length_exceeded" and refused.value.param == "input"
+            assert "context window" in refused.value.message
+            assert len(upstream.requests(model)) == 1
+
+            # auto drops the oldest items until the input fits.
+            auto = await client.responses.create(
+                model=model, input=f"three {long}", conversation=conversation.id, truncation="auto"
+            )
+            assert auto.status == "completed" and auto.truncation == "auto" and auto.output_text == "auto"
+            sent = upstream.requests(model)[-1]["messages"]
+            assert [m["content"][:5] for m in sent if m["role"] == "user"] == ["three"]
+
+            # Streamed, the response fails with the same error.
+            async with client.responses.stream(
+                model=model, input=f"four {long}", previous_response_id=first.id
+            ) as stream:
+                events = [event async for event in stream]
+            failed = events[-1]
+            assert failed.type == "response.failed"
+            assert (
+                failed.response.error is not None and failed.response.error.code == "context_length_exceeded"
+            )
+            assert len(upstream.requests(model)) == 2

@@ -61,7 +61,9 @@ class PromptInput:
     thread_messages: list[dict[str, Any]]  #: ``thread.message`` wire dicts, oldest first
     run_turns: list[dict[str, Any]]  #: chat messages produced inside this run; never truncated
     tools: list[dict[str, Any]]  #: assistant tool wire dicts
-    truncation_strategy: dict[str, Any] | None  #: ``{"type": "auto"|"last_messages", ...}``; None = auto
+    #: ``{"type": "auto"|"last_messages", ...}``; None = auto; ``disabled`` (a response's
+    #: ``truncation``): the prompt keeps every thread message or is too large.
+    truncation_strategy: dict[str, Any] | None
     max_prompt_tokens: int | None
     context_window: int
     completion_reserve: int  #: tokens kept free for the reply
@@ -77,13 +79,19 @@ class Prompt:
     dropped_messages: int  #: thread messages left out by truncation
 
 
-class PromptTooLarge(Exception):
-    """Even the system message, the newest thread message and the run's turns exceed the budget."""
+#: A run's ``last_error.code`` when its truncation ``disabled`` left the prompt too large.
+CONTEXT_LENGTH_EXCEEDED = "context_length_exceeded"
 
-    def __init__(self, needed: int, budget: int) -> None:
+
+class PromptTooLarge(Exception):
+    """Even the system message, the newest thread message and the run's turns exceed the budget
+    (``untruncated``: the thread's messages, which its truncation ``disabled`` may not drop)."""
+
+    def __init__(self, needed: int, budget: int, *, untruncated: bool = False) -> None:
         super().__init__(f"the prompt needs at least {needed} tokens but its budget is {budget}")
         self.needed = needed
         self.budget = budget
+        self.untruncated = untruncated
 
 
 def build_prompt(inp: PromptInput) -> Prompt:
@@ -120,6 +128,10 @@ def build_prompt(inp: PromptInput) -> Prompt:
         chat = message_to_chat(candidates[position])
         cost = count_chat_message(chat) if costs is None else costs[position]
         if total + cost > budget:
+            if strategy.get("type") == "disabled":
+                older = costs[:position] if costs is not None else [_cost(m) for m in candidates[:position]]
+                needed = total + cost + sum(older)
+                raise PromptTooLarge(needed, budget, untruncated=True)
             if not kept:
                 raise PromptTooLarge(total + cost, budget)
             break
@@ -139,6 +151,10 @@ def build_prompt(inp: PromptInput) -> Prompt:
         prompt_tokens=total,
         dropped_messages=len(inp.thread_messages) - len(kept),
     )
+
+
+def _cost(message: dict[str, Any]) -> int:
+    return count_chat_message(message_to_chat(message))
 
 
 def prompt_budget(context_window: int, completion_reserve: int, max_prompt_tokens: int | None) -> int:

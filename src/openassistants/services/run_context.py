@@ -125,12 +125,15 @@ async def load_run_context(
         own_rows = await runner.rows(_OWN_MESSAGES, {"thread_id": run["thread_id"], "run_id": run["id"]})
         steps: Sequence[Any] = await runner.rows(_RUN_STEPS, {"run_id": run["id"]}) if has_steps else []
     thread_message_tokens: list[int] | None = None
+    truncation_strategy = run["truncation_strategy"]
     if is_response_run(run):
         # A response's history spans its chain's threads and the calls a client replayed
         # (services/responses/hooks.py): read whole, as it places steps among the messages.
         async with db.reader() as runner:
             rows = await runner.rows(_THREAD_MESSAGES, {"thread_id": run["thread_id"]})
-        thread_messages = await thread_history(db, run, rows)
+        thread_messages, truncation = await thread_history(db, run, rows)
+        if truncation == "disabled":
+            truncation_strategy = {"type": "disabled"}
         steps = [s for s in steps if not is_replayed(s)]
     else:
         thread_messages, thread_message_tokens = await _thread_messages(db, run, budget)
@@ -149,7 +152,7 @@ async def load_run_context(
         thread_messages=thread_messages,
         run_turns=run_turns(steps, own),
         tools=offered_tools(run),
-        truncation_strategy=run["truncation_strategy"],
+        truncation_strategy=truncation_strategy,
         max_prompt_tokens=run["max_prompt_tokens"],
         context_window=context_window,
         completion_reserve=reserve,

@@ -23,6 +23,7 @@ from openassistants.services.completion_budget import CompletionBudget
 from openassistants.services.file_search_tool import citations
 from openassistants.services.messages import message_to_wire, text_part
 from openassistants.services.prompt import (
+    CONTEXT_LENGTH_EXCEEDED,
     Prompt,
     PromptTooLarge,
     response_format_for_model,
@@ -148,6 +149,13 @@ class ModelTurn:
             await self._discard_reply()
             if run["max_prompt_tokens"] is not None:
                 return TurnOutcome("incomplete", incomplete_reason="max_prompt_tokens")
+            if exc.untruncated:
+                return TurnOutcome(
+                    "failed",
+                    error_code=CONTEXT_LENGTH_EXCEEDED,
+                    error_message="Your input exceeds the context window of this model. Please adjust your "
+                    f"input and try again (it needs {exc.needed} tokens; the model allows {exc.budget}).",
+                )
             return TurnOutcome(
                 "failed",
                 error_code="invalid_prompt",

@@ -40,15 +40,19 @@ def is_replayed(step: Mapping[Any, Any]) -> bool:
 
 async def thread_history(
     db: Database, run: Mapping[Any, Any], messages: Sequence[Mapping[Any, Any]]
-) -> list[dict[str, Any]]:
+) -> tuple[list[dict[str, Any]], str]:
     """``thread.message`` dicts, oldest first, the earlier responses' calls among them as entries
     that carry their Chat Completions form (``chat``; services/prompt.message_to_chat). A response
     continuing a chain (``previous_response_id`` without a conversation) has the chain's threads'
-    items first."""
+    items first. With it, the response's ``truncation`` (``auto`` or ``disabled``)."""
     R = tables.responses
     async with db.read() as conn:
-        chain = (await conn.execute(select(R.c.chain_thread_ids).where(R.c.run_id == run["id"]))).scalar()
-    return await chain_history(db, [*(chain or []), run["thread_id"]], run["id"], messages)
+        row = (
+            await conn.execute(select(R.c.chain_thread_ids, R.c.request).where(R.c.run_id == run["id"]))
+        ).first()
+    chain, request = (row[0], row[1]) if row is not None else (None, None)
+    truncation = str((request or {}).get("truncation") or "disabled")
+    return await chain_history(db, [*(chain or []), run["thread_id"]], run["id"], messages), truncation
 
 
 async def chain_history(

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from openassistants.errors import InvalidRequest
 from openassistants.events import ends_stream
+from openassistants.services.prompt import CONTEXT_LENGTH_EXCEEDED
 from openassistants.services.responses.ids import response_not_found, run_id_of
 from openassistants.services.responses.stream import ResponseEvents, response_events
 from openassistants.services.responses.wire import cited_files, output_items, response_to_wire
@@ -123,6 +124,10 @@ async def finished_response(rt: Runtime, tenant: str, response_id: str) -> dict[
         run, stored = await load(conn, tenant, response_id, unstored=True)
         response = await render(conn, run, stored, include_results=_asked_results(stored))
     await forget_unstored(rt, stored)
+    error = response["error"]
+    if error is not None and error["code"] == CONTEXT_LENGTH_EXCEEDED:
+        # Its ``truncation`` is ``disabled``: as hosted, the request is refused.
+        raise InvalidRequest(error["message"], param="input", code=CONTEXT_LENGTH_EXCEEDED)
     return response
 
 

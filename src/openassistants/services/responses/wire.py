@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 
 from openassistants.services.file_search_tool import MARKER
+from openassistants.services.prompt import CONTEXT_LENGTH_EXCEEDED
 from openassistants.services.responses.ids import call_item_id, conversation_id, response_id
 from openassistants.statuses import RunStatus
 
@@ -27,7 +28,7 @@ _STATUS = {
     RunStatus.expired: "failed",
 }
 #: The codes a response's ``error`` may carry (ResponseError.code); the engine's others are server errors.
-_ERROR_CODES = frozenset({"server_error", "rate_limit_exceeded", "invalid_prompt"})
+_ERROR_CODES = frozenset({"server_error", "rate_limit_exceeded", "invalid_prompt", CONTEXT_LENGTH_EXCEEDED})
 _OMITTED_WHEN_NULL = frozenset({"user"})
 _INCOMPLETE = {"max_completion_tokens": "max_output_tokens", "max_prompt_tokens": "max_output_tokens"}
 
