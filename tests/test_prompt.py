@@ -175,6 +175,22 @@ def test_auto_truncation_one_token_short_drops_one_more() -> None:
     assert build_prompt(inp).dropped_messages == 7
 
 
+def test_disabled_truncation_keeps_every_message_or_says_what_the_whole_thread_needs() -> None:
+    thread = thread_of(10)
+    disabled = {"type": "disabled"}
+    whole = prompt_input(
+        thread_messages=thread,
+        context_window=budget_for(thread),
+        completion_reserve=0,
+        truncation_strategy=disabled,
+    )
+    assert build_prompt(whole).dropped_messages == 0
+    with pytest.raises(PromptTooLarge) as refused:
+        build_prompt(dataclasses.replace(whole, context_window=budget_for(thread) - 1))
+    assert refused.value.untruncated and refused.value.needed == budget_for(thread)
+    assert refused.value.budget == budget_for(thread) - 1
+
+
 def test_completion_reserve_is_kept_free() -> None:
     thread = thread_of(10)
     window = budget_for(thread)

@@ -275,6 +275,11 @@ async def test_truncation_disabled_refuses_input_beyond_the_context_window_and_a
             assert refused.value.code == "context_length_exceeded" and refused.value.param == "input"
             assert "context window" in refused.value.message
             assert len(upstream.requests(model)) == 1
+            # The Assistants API shows the same run failed with a code of its own.
+            thread = "thread_" + conversation.id.removeprefix("conv_")
+            runs = await client.beta.threads.runs.list(thread, order="desc", limit=1)
+            assert runs.data[0].status == "failed" and runs.data[0].last_error is not None
+            assert runs.data[0].last_error.code == "invalid_prompt"
 
             # auto drops the oldest items until the input fits.
             auto = await client.responses.create(

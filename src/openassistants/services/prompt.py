@@ -138,7 +138,7 @@ def build_prompt(inp: PromptInput) -> Prompt:
         kept.append(chat)
         total += cost
     if total > budget:  # no thread message at all, and the rest alone is too large
-        raise PromptTooLarge(total, budget)
+        raise PromptTooLarge(total, budget, untruncated=strategy.get("type") == "disabled")
     kept.reverse()
 
     # Thread messages are user/assistant text today, so this drops nothing until they carry tool turns.

@@ -138,6 +138,16 @@ async def load_run(conn: AsyncConnection, tenant: str, thread_id: str, run_id: s
     return row
 
 
+#: The codes of a response's run that the Assistants API's ``last_error`` has not: theirs there.
+_ASSISTANTS_CODES = {"context_length_exceeded": "invalid_prompt"}
+
+
+def _assistants_error(error: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    if error is None or error.get("code") not in _ASSISTANTS_CODES:
+        return error
+    return {**error, "code": _ASSISTANTS_CODES[error["code"]]}
+
+
 def run_to_wire(row: RowMapping | Mapping[str, Any]) -> dict[str, Any]:
     """The ``thread.run`` object; every field the SDK types declare, null where the API had null."""
     return {
@@ -153,7 +163,7 @@ def run_to_wire(row: RowMapping | Mapping[str, Any]) -> dict[str, Any]:
         "failed_at": row["failed_at"],
         "completed_at": row["completed_at"],
         "required_action": row["required_action"],
-        "last_error": row["last_error"],
+        "last_error": _assistants_error(row["last_error"]),
         "model": row["model"],
         "instructions": row["instructions"],
         "tools": row["tools"],
