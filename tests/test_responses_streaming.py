@@ -306,3 +306,21 @@ async def test_max_output_tokens_makes_an_incomplete_response(
         response.incomplete_details is not None and response.incomplete_details.reason == "max_output_tokens"
     )
     assert response.output[0].status == "incomplete"  # type: ignore[union-attr]
+
+
+async def test_stream_holds_back_a_marker_until_it_closes_and_sends_one_that_never_does(
+    client: openai.AsyncOpenAI, upstream: ScriptedUpstream, model: str
+) -> None:
+    # The Responses text shows no 【n:m†file】 marker; the start of one that never closes is text.
+    upstream.script(model, Reply("See【0:1†a.md】 it【2:", chunks=["See【0", ":1†a", ".md】 it【", "2:"]))
+
+    async with client.responses.stream(model=model, input="Hi") as stream:
+        events = [event async for event in stream]
+        final = await stream.get_final_response()
+
+    deltas = [e.delta for e in events if e.type == "response.output_text.delta"]
+    # However the chunks batch, the open 【2: goes out only when the message ends.
+    assert "".join(deltas) == "See it【2:" and deltas[-1] == "【2:"
+    assert not any("†" in d or "】" in d for d in deltas)
+    [done] = [e for e in events if e.type == "response.output_text.done"]
+    assert done.text == "See it【2:" == final.output_text
