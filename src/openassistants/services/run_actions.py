@@ -92,16 +92,7 @@ def _run_values(rt: Runtime, tenant: str, thread_id: str, assistant: Any, body: 
         "parallel_tool_calls": body.parallel_tool_calls,
         "response_format": response_format,
         "reasoning_effort": getattr(body, "reasoning_effort", None) or assistant["reasoning_effort"],
-        "required_action": None,
-        "last_error": None,
-        "incomplete_details": None,
-        "usage": None,
-        "started_at": None,
-        "expires_at": now + rt.settings.run_expiry_seconds,
-        "cancelled_at": None,
-        "failed_at": None,
-        "completed_at": None,
-        "incomplete_at": None,
+        **unstarted_run_fields(now, rt.settings.run_expiry_seconds),
     }
 
 
@@ -350,3 +341,19 @@ async def get_step(
     if row is None:
         raise not_found("run step", step_id)
     return step_to_wire(row, include_content=include_content)
+
+
+def unstarted_run_fields(now: int, expiry_seconds: int) -> dict[str, Any]:
+    """The fields of a run row that nothing has happened to yet (a run and a response alike)."""
+    return {
+        "required_action": None,
+        "last_error": None,
+        "incomplete_details": None,
+        "usage": None,
+        "started_at": None,
+        "expires_at": now + expiry_seconds,
+        "cancelled_at": None,
+        "failed_at": None,
+        "completed_at": None,
+        "incomplete_at": None,
+    }

@@ -16,6 +16,7 @@ from openassistants.config import Settings
 from openassistants.services.messages import message_to_wire
 from openassistants.services.prompt import Prompt, PromptInput, build_prompt, message_to_chat, prompt_budget
 from openassistants.services.responses.hooks import is_replayed, is_response_run, thread_history
+from openassistants.services.tool_turns import call_output, tool_calls_turn
 from openassistants.services.vector_stores import usable_store_ids
 from openassistants.statuses import FileStatus, StepStatus
 from openassistants.storage import tables
@@ -268,35 +269,8 @@ def run_turns(steps: Any, own_messages: dict[str, Any]) -> list[dict[str, Any]]:
                 turns.append({"role": "assistant", "content": text})
         elif step["status"] == StepStatus.completed and details["tool_calls"]:
             calls = details["tool_calls"]
-            turns.append(
-                {
-                    "role": "assistant",
-                    "content": None,
-                    "tool_calls": [
-                        {
-                            "id": c["id"],
-                            "type": "function",
-                            "function": {"name": _name(c), "arguments": _arguments(c)},
-                        }
-                        for c in calls
-                    ],
-                }
+            turns.append(tool_calls_turn(calls))
+            turns.extend(
+                {"role": "tool", "tool_call_id": c["id"], "content": call_output(c) or ""} for c in calls
             )
-            turns.extend({"role": "tool", "tool_call_id": c["id"], "content": _output(c)} for c in calls)
     return turns
-
-
-def _name(call: dict[str, Any]) -> str:
-    return str(call["function"]["name"]) if call["type"] == "function" else str(call["type"])
-
-
-def _arguments(call: dict[str, Any]) -> str:
-    if call["type"] == "function":
-        return str(call["function"]["arguments"])
-    return str(call.get("_arguments", "{}"))
-
-
-def _output(call: dict[str, Any]) -> str:
-    if call["type"] == "function":
-        return str(call["function"]["output"] or "")
-    return str(call.get("_output", ""))

@@ -38,7 +38,7 @@ from openassistants.services.responses.inputs import (
     read_input,
 )
 from openassistants.services.responses.wire import message_item, response_to_wire
-from openassistants.services.run_actions import _announce, _reply_ahead, _starting
+from openassistants.services.run_actions import _announce, _reply_ahead, _starting, unstarted_run_fields
 from openassistants.services.runs import active_run_id
 from openassistants.services.runtime import Runtime
 from openassistants.services.threads import insert_thread
@@ -222,16 +222,7 @@ def _run_values(
         "parallel_tool_calls": body.parallel_tool_calls is not False,
         "response_format": requests.run_response_format(body),
         "reasoning_effort": None,
-        "required_action": None,
-        "last_error": None,
-        "incomplete_details": None,
-        "usage": None,
-        "started_at": None,
-        "expires_at": now + rt.settings.run_expiry_seconds,
-        "cancelled_at": None,
-        "failed_at": None,
-        "completed_at": None,
-        "incomplete_at": None,
+        **unstarted_run_fields(now, rt.settings.run_expiry_seconds),
     }
 
 

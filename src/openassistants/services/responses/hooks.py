@@ -22,6 +22,7 @@ from sqlalchemy import select
 
 from openassistants.services.messages import message_to_wire
 from openassistants.services.responses.calls import input_position
+from openassistants.services.tool_turns import call_output, tool_calls_turn
 from openassistants.storage import tables
 from openassistants.storage.db import Database
 
@@ -101,24 +102,13 @@ async def chain_history(
             if message is not None and message["content"]:
                 keyed.append(((place, anchor, 1, step["seq"], 0), message_to_wire(message)))  # type: ignore[arg-type]
             continue
-        calls = [c for c in details.get("tool_calls") or [] if _output(c) is not None]
+        calls = [c for c in details.get("tool_calls") or [] if call_output(c) is not None]
         if not calls:
             continue
-        turn = {
-            "role": "assistant",
-            "content": None,
-            "tool_calls": [
-                {
-                    "id": c["id"],
-                    "type": "function",
-                    "function": {"name": _name(c), "arguments": _arguments(c)},
-                }
-                for c in calls
-            ],
-        }
+        turn = tool_calls_turn(calls)
         keyed.append(((place, anchor, 1, step["seq"], 0), _entry(turn)))
         for n, call in enumerate(calls, start=1):
-            result = {"role": "tool", "tool_call_id": call["id"], "content": _output(call)}
+            result = {"role": "tool", "tool_call_id": call["id"], "content": call_output(call)}
             keyed.append(((place, anchor, 1, step["seq"], n), _entry(result)))
     keyed.sort(key=lambda pair: pair[0])
     return [entry for _, entry in keyed]
@@ -126,18 +116,3 @@ async def chain_history(
 
 def _entry(chat: dict[str, Any]) -> dict[str, Any]:
     return {"role": chat["role"], "content": [], "chat": chat}
-
-
-def _name(call: Mapping[Any, Any]) -> str:
-    return str(call["function"]["name"]) if call["type"] == "function" else str(call["type"])
-
-
-def _arguments(call: Mapping[Any, Any]) -> str:
-    return str(call["function"]["arguments"] if call["type"] == "function" else call.get("_arguments", "{}"))
-
-
-def _output(call: Mapping[Any, Any]) -> str | None:
-    if call["type"] == "function":
-        output = call["function"].get("output")
-        return None if output is None else str(output)
-    return str(call.get("_output", ""))
