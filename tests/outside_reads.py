@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = str(Path(__file__).resolve().parent.parent)
 PARENT = os.path.dirname(ROOT)
+#: Where the suite's own temporary folders live (pytest's, the servers' data): allowed even when the
+#: repository itself sits in it, as a clone under /tmp does; a ``shared`` folder there is still not.
+TEMP = os.path.abspath(tempfile.gettempdir())
+FORBIDDEN_SIBLINGS = frozenset({"shared"})
 WATCHED_EVENTS = frozenset({"open", "os.listdir", "os.scandir"})
 
 
@@ -30,9 +35,13 @@ def is_outside_repository(path: object) -> bool:
     except TypeError:
         return False
     absolute = os.path.abspath(text)
-    inside_parent = absolute == PARENT or absolute.startswith(PARENT + os.sep)
-    inside_root = absolute == ROOT or absolute.startswith(ROOT + os.sep)
-    return inside_parent and not inside_root
+    if absolute == PARENT:
+        return PARENT != TEMP
+    if not absolute.startswith(PARENT + os.sep) or absolute == ROOT or absolute.startswith(ROOT + os.sep):
+        return False
+    sibling = absolute[len(PARENT) + 1 :].split(os.sep, 1)[0]
+    in_temp = absolute == TEMP or absolute.startswith(TEMP + os.sep)
+    return sibling in FORBIDDEN_SIBLINGS or not in_temp
 
 
 def _audit(event: str, args: tuple[object, ...]) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.outside_reads import PARENT, ROOT, OutsideRepositoryRead, is_outside_repository
+from tests.outside_reads import PARENT, ROOT, TEMP, OutsideRepositoryRead, is_outside_repository
 
 # A path built to reach out of the repository: "../shared", or ROOT.parent / "something".
 OUTWARD = re.compile(r"""\.\./(?:shared|spec)\b|\.parent\s*/\s*["']shared""")
@@ -17,8 +17,9 @@ OUTWARD = re.compile(r"""\.\./(?:shared|spec)\b|\.parent\s*/\s*["']shared""")
 def test_a_read_beside_the_repository_fails_the_test() -> None:
     with pytest.raises(OutsideRepositoryRead):
         open(Path(PARENT) / "shared" / "spec" / "openapi.yaml", "rb")  # noqa: SIM115
-    with pytest.raises(OutsideRepositoryRead):
-        list(Path(PARENT).iterdir())
+    if PARENT != TEMP:  # a clone in the temp folder lists that folder as every test's tmp_path does
+        with pytest.raises(OutsideRepositoryRead):
+            list(Path(PARENT).iterdir())
 
 
 def test_reads_inside_the_repository_and_elsewhere_are_allowed() -> None:
@@ -26,6 +27,8 @@ def test_reads_inside_the_repository_and_elsewhere_are_allowed() -> None:
     assert not is_outside_repository("/usr/lib/os-release")
     assert not is_outside_repository(3)  # a file descriptor
     assert is_outside_repository(Path(ROOT) / ".." / "shared")
+    # The suite's temporary folders are its own, even when the clone itself lies in the temp folder.
+    assert not is_outside_repository(Path(TEMP) / "pytest-of-root" / "x" / "data")
 
 
 def test_no_tracked_file_names_a_path_beside_the_repository() -> None:
