@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from fastapi import APIRouter
 
-from fastapi import APIRouter, Query
-
-from openassistants.api.deps import DbDep, RuntimeDep, TenantDep
+from openassistants.api.deps import DbDep, IncludeQuery, ItemPageDep, RuntimeDep, TenantDep
 from openassistants.api.responses import JSONResponse
 from openassistants.schemas.responses import (
     ConversationCreate,
     ConversationUpdate,
-    ItemListParams,
     ItemsCreate,
 )
 from openassistants.services.responses import conversations as service
 from openassistants.services.responses.read import check_include
 
 router = APIRouter(tags=["conversations"])
-
-IncludeQuery = Annotated[list[str] | None, Query(alias="include[]")]
 
 
 @router.post("/conversations")
@@ -57,14 +52,11 @@ async def list_items(
     conversation_id: str,
     db: DbDep,
     tenant: TenantDep,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    order: Literal["asc", "desc"] = "desc",
-    after: Annotated[str | None, Query(max_length=128)] = None,
+    page: ItemPageDep,
     include: IncludeQuery = None,
 ) -> JSONResponse:
     results = check_include(include)
-    params = ItemListParams(limit=limit, order=order, after=after)
-    return JSONResponse(await service.list_items(db, tenant, conversation_id, params, results))
+    return JSONResponse(await service.list_items(db, tenant, conversation_id, page, results))
 
 
 @router.get("/conversations/{conversation_id}/items/{item_id}")

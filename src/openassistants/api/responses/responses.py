@@ -3,12 +3,12 @@ its stream), delete, cancel, input items, input token counts."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 from starlette.responses import Response
 
-from openassistants.api.deps import RuntimeDep, TenantDep
+from openassistants.api.deps import IncludeQuery, ItemPageDep, RuntimeDep, TenantDep
 from openassistants.api.responses import JSONResponse
 from openassistants.api.responses.sse import response_event_stream
 from openassistants.schemas.responses import InputTokensCount, ResponseCreate
@@ -17,8 +17,6 @@ from openassistants.services.responses.create import create_response
 from openassistants.services.responses.tokens import count_input_tokens
 
 router = APIRouter(tags=["responses"])
-
-IncludeQuery = Annotated[list[str] | None, Query(alias="include[]")]
 
 
 @router.post("/responses")
@@ -68,11 +66,11 @@ async def input_items(
     response_id: str,
     rt: RuntimeDep,
     tenant: TenantDep,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    order: Literal["asc", "desc"] = "desc",
-    after: Annotated[str | None, Query(max_length=128)] = None,
+    page: ItemPageDep,
     include: IncludeQuery = None,
 ) -> JSONResponse:
     read.check_include(include)
-    page = await read.list_input_items(rt, tenant, response_id, limit=limit, order=order, after=after)
-    return JSONResponse(page)
+    items = await read.list_input_items(
+        rt, tenant, response_id, limit=page.limit, order=page.order, after=page.after
+    )
+    return JSONResponse(items)
