@@ -146,6 +146,12 @@ class Settings(BaseSettings):
         description="A worker renews its claim on a run every third of this; a claim not renewed for "
         "this long is taken to belong to a dead worker, whose runs are then settled by another.",
     )
+    ingest_lease_seconds: float = Field(
+        15.0,
+        gt=0,
+        description="As `run_lease_seconds`, for a file being ingested into a vector store: a claim not "
+        "renewed for this long is taken to belong to a dead process, and the file is ingested by another.",
+    )
     queue_poll_seconds: float = Field(
         2.0, gt=0, description="Fallback check for queued runs, should a LISTEN/NOTIFY wake-up be lost."
     )
@@ -162,6 +168,12 @@ class Settings(BaseSettings):
         30.0,
         ge=0,
         description="On SIGTERM, how long in-flight runs may take to finish before they are failed.",
+    )
+    ingest_shutdown_grace_seconds: float = Field(
+        5.0,
+        ge=0,
+        description="On SIGTERM, how long files being ingested may take to finish; then their claims are "
+        "given up, and another process ingests them.",
     )
     rate_limit_per_minute: int | None = Field(
         None,

@@ -26,7 +26,9 @@ async def run_worker(settings: Settings) -> None:
         with _metrics_server(settings):
             logger.info("worker %s executing runs", runtime.executor.worker_id)
             await stop.wait()
-            logger.info("worker %s stopping: no new runs, finishing running ones", runtime.executor.worker_id)
+            logger.info(
+                "worker %s stopping: no new work, finishing what is running", runtime.executor.worker_id
+            )
 
 
 @contextmanager

@@ -8,16 +8,13 @@ from openassistants.api.deps import DbDep, ListParamsDep, RuntimeDep, TenantDep
 from openassistants.api.responses import JSONResponse
 from openassistants.schemas.assistants import AssistantCreate, AssistantUpdate
 from openassistants.services import assistants as service
-from openassistants.services.attachments import queues_ingestion
 
 router = APIRouter(prefix="/assistants", tags=["assistants"])
 
 
 @router.post("")
 async def create_assistant(body: AssistantCreate, rt: RuntimeDep, tenant: TenantDep) -> JSONResponse:
-    assistant = await service.create_assistant(rt.db, tenant, body)
-    if queues_ingestion(body.tool_resources):
-        await rt.ingestor.wake()
+    assistant = await service.create_assistant(rt.db, tenant, body, ingestion=rt.ingestor)
     return JSONResponse(assistant)
 
 

@@ -29,7 +29,6 @@ from openassistants.schemas.common import LIST_CURSOR_MAX_LENGTH, LIST_LIMIT_MAX
 from openassistants.schemas.messages import MessageCreate
 from openassistants.schemas.runs import RunCreate
 from openassistants.services import assistants, messages
-from openassistants.services.attachments import queues_ingestion
 from openassistants.services.runtime import Runtime
 
 _ASSISTANT = re.compile(r"/v1/assistants/([^/]+)")
@@ -145,10 +144,9 @@ async def _list_messages(
 
 async def _create(scope: Scope, thread_id: str, body: MessageCreate) -> dict[str, Any]:
     runtime = _runtime(scope)
-    message = await messages.create_message(runtime.db, scope["state"]["tenant"], thread_id, body)
-    if queues_ingestion(messages=[body]):
-        await runtime.ingestor.wake()
-    return message
+    return await messages.create_message(
+        runtime.db, scope["state"]["tenant"], thread_id, body, ingestion=runtime.ingestor
+    )
 
 
 def _list_params(query_string: bytes) -> tuple[ListParams, str | None] | None:

@@ -11,7 +11,6 @@ from openassistants.api.responses import JSONResponse
 from openassistants.schemas.common import LIST_CURSOR_MAX_LENGTH
 from openassistants.schemas.messages import MessageCreate, MessageUpdate
 from openassistants.services import messages as service
-from openassistants.services.attachments import queues_ingestion
 
 router = APIRouter(prefix="/threads/{thread_id}/messages", tags=["messages"])
 
@@ -20,9 +19,7 @@ router = APIRouter(prefix="/threads/{thread_id}/messages", tags=["messages"])
 async def create_message(
     thread_id: str, body: MessageCreate, rt: RuntimeDep, tenant: TenantDep
 ) -> JSONResponse:
-    message = await service.create_message(rt.db, tenant, thread_id, body)
-    if queues_ingestion(messages=[body]):
-        await rt.ingestor.wake()
+    message = await service.create_message(rt.db, tenant, thread_id, body, ingestion=rt.ingestor)
     return JSONResponse(message)
 
 

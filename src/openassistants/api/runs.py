@@ -22,7 +22,6 @@ from openassistants.schemas.runs import (
     ThreadAndRunCreate,
 )
 from openassistants.services import run_actions as service
-from openassistants.services.attachments import queues_ingestion
 from openassistants.services.runtime import Runtime
 from openassistants.statuses import STREAM_STOP_STATUSES
 
@@ -54,8 +53,6 @@ def _run_response(run: dict[str, object]) -> JSONResponse:
 @router.post("/threads/runs")
 async def create_thread_and_run(body: ThreadAndRunCreate, rt: RuntimeDep, tenant: TenantDep) -> Response:
     run, start = await service.create_thread_and_run(rt, tenant, body)
-    if body.thread is not None and queues_ingestion(body.thread.tool_resources, body.thread.messages):
-        await rt.ingestor.wake()
     if body.stream:
         return run_event_stream(rt.bus, run["id"], start)
     return _run_response(run)
@@ -76,8 +73,6 @@ async def create_run(
 async def respond_to_new_run(rt: Runtime, tenant: str, thread_id: str, body: RunCreate) -> Response:
     """Creates the run; the answer is its event stream, or the run. Also served by api/hot.py."""
     run, start = await service.create_run(rt, tenant, thread_id, body)
-    if queues_ingestion(messages=body.additional_messages):
-        await rt.ingestor.wake()
     if body.stream:
         return run_event_stream(rt.bus, run["id"], start)
     return _run_response(run)

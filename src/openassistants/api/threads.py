@@ -8,7 +8,6 @@ from openassistants.api.deps import DbDep, RuntimeDep, TenantDep
 from openassistants.api.responses import JSONResponse
 from openassistants.schemas.threads import ThreadCreate, ThreadUpdate
 from openassistants.services import threads as service
-from openassistants.services.attachments import queues_ingestion
 
 router = APIRouter(prefix="/threads", tags=["threads"])
 
@@ -18,9 +17,7 @@ async def create_thread(
     rt: RuntimeDep, tenant: TenantDep, body: ThreadCreate | None = Body(None)
 ) -> JSONResponse:
     body = body or ThreadCreate.model_validate({})
-    thread = await service.create_thread(rt.db, tenant, body)
-    if queues_ingestion(body.tool_resources, body.messages):
-        await rt.ingestor.wake()
+    thread = await service.create_thread(rt.db, tenant, body, ingestion=rt.ingestor)
     return JSONResponse(thread)
 
 

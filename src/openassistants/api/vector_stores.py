@@ -32,9 +32,7 @@ FileStatusFilter = Annotated[
 
 @router.post("")
 async def create_vector_store(body: VectorStoreCreate, rt: RuntimeDep, tenant: TenantDep) -> JSONResponse:
-    store = await stores.create_vector_store(rt.db, tenant, body)
-    await rt.ingestor.wake()
-    return JSONResponse(store)
+    return JSONResponse(await stores.create_vector_store(rt.db, tenant, body, ingestion=rt.ingestor))
 
 
 @router.get("")
@@ -70,8 +68,9 @@ async def search(
 async def create_vector_store_file(
     vector_store_id: str, body: VectorStoreFileCreate, rt: RuntimeDep, tenant: TenantDep
 ) -> JSONResponse:
-    vs_file = await files.create_vector_store_file(rt.db, tenant, vector_store_id, body)
-    await rt.ingestor.wake()
+    vs_file = await files.create_vector_store_file(
+        rt.db, tenant, vector_store_id, body, ingestion=rt.ingestor
+    )
     return JSONResponse(vs_file, headers=POLL_AFTER)
 
 
@@ -120,8 +119,7 @@ async def vector_store_file_content(
 async def create_file_batch(
     vector_store_id: str, body: FileBatchCreate, rt: RuntimeDep, tenant: TenantDep
 ) -> JSONResponse:
-    batch = await files.create_file_batch(rt.db, tenant, vector_store_id, body)
-    await rt.ingestor.wake()
+    batch = await files.create_file_batch(rt.db, tenant, vector_store_id, body, ingestion=rt.ingestor)
     return JSONResponse(batch, headers=POLL_AFTER)
 
 

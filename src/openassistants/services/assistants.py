@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import update
 from sqlalchemy.engine import RowMapping
@@ -12,7 +12,7 @@ from openassistants.errors import not_found
 from openassistants.ids import new_id
 from openassistants.schemas.assistants import AssistantCreate, AssistantUpdate
 from openassistants.schemas.common import ListParams, response_format_to_wire, tool_to_wire
-from openassistants.services.attachments import create_tool_resources
+from openassistants.services.attachments import create_tool_resources, queues_ingestion
 from openassistants.services.lookup import load_assistant
 from openassistants.services.resources import check_tool_resources, tool_resources_to_stored
 from openassistants.storage import tables
@@ -25,6 +25,9 @@ from openassistants.storage.queries import (
     page,
     take_turns_creating,
 )
+
+if TYPE_CHECKING:
+    from openassistants.services.claim_loop import Wakeable
 
 T = tables.assistants
 
@@ -48,7 +51,9 @@ def assistant_to_wire(row: RowMapping | Row) -> dict[str, Any]:
     }
 
 
-async def create_assistant(db: Database, tenant: str, body: AssistantCreate) -> dict[str, Any]:
+async def create_assistant(
+    db: Database, tenant: str, body: AssistantCreate, *, ingestion: Wakeable
+) -> dict[str, Any]:
     values = {
         "id": new_id("assistant"),
         "tenant_id": tenant,
@@ -68,6 +73,8 @@ async def create_assistant(db: Database, tenant: str, body: AssistantCreate) -> 
         await take_turns_creating(conn, T, tenant)
         values["created_at"] = int(time.time())
         await conn.execute(T.insert().values(values))
+    if queues_ingestion(body.tool_resources):
+        await ingestion.wake()
     return assistant_to_wire(values)  # type: ignore[arg-type]
 
 

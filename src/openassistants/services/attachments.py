@@ -1,6 +1,6 @@
 """What a message's attachments and a tool_resources ``vector_stores`` helper set up: files given for
 file_search go into a vector store (the thread's own, made on first need, as the hosted API does),
-where they wait to be ingested (the API layer then wakes the ingestor)."""
+where they wait to be ingested (the service that created them then wakes the ingestors)."""
 
 from __future__ import annotations
 

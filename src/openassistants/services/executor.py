@@ -1,10 +1,10 @@
 """The executor: claims queued runs, executes them, and keeps them from getting stuck.
 
-Runs are claimed from the ``runs`` table (storage/run_claims.py) when a NOTIFY (or, in one process,
-a direct call) says new work is queued, and every ``queue_poll_seconds`` in case a wake-up was
-lost. Each claimed run gets one asyncio task; its model turns are in ``run_turn.py``. A heartbeat
-renews the claims' leases; every process also settles runs whose executor died (lapsed leases) and
-expires runs not finished by their ``expires_at`` (its own executing ones included).
+Runs are claimed from the ``runs`` table (storage/run_claims.py) by a claim loop
+(services/claim_loop.py: wake-ups, polling, leases, shutdown grace). Each claimed run gets one
+asyncio task; its model turns are in ``run_turn.py``. Every process also settles runs whose executor
+died (lapsed leases) and expires runs not finished by their ``expires_at`` (its own executing ones
+included).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from sqlalchemy import select
 
 from openassistants.config import Settings
 from openassistants.events import EventBus
+from openassistants.services.claim_loop import ClaimLoop, ClaimSettings, ClaimWork
 from openassistants.services.run_context import wait_for_stores
 from openassistants.services.run_records import Reply
 from openassistants.services.run_status import Closing, RunStatusWriter
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
     from openassistants.services.search import Searcher
     from openassistants.storage.blobs import BlobStore
 from openassistants.statuses import RunStatus
-from openassistants.storage import run_claims, tables
+from openassistants.storage import claims, run_claims, tables
 from openassistants.storage.db import Database
 from openassistants.storage.notify import RUN_CANCEL, RUNS_QUEUED, Notifier
 from openassistants.tokens import count_text
@@ -52,6 +53,8 @@ R = tables.runs
 COALESCE_SECONDS_PER_RUN = 0.0002
 COALESCE_MIN_SECONDS = 0.002
 COALESCE_MAX_SECONDS = 0.1
+#: A run to execute: its row as claimed, and its reply's message and step when stored with it.
+RunJob = tuple[Mapping[str, Any], Reply | None]
 #: How often runs past their ``expires_at`` are looked for.
 EXPIRY_SWEEP_SECONDS = 0.5
 LAPSED_MESSAGE = "The worker executing this run stopped responding; the run was ended."
@@ -89,17 +92,32 @@ class Executor:
         self.execute = execute
         self.worker_id = new_worker_id()
         self.status = RunStatusWriter(db, bus)
-        self._running: dict[str, asyncio.Task[None]] = {}
+        self.claims: ClaimLoop[RunJob, str] = ClaimLoop(
+            "run",
+            logger,
+            notifier,
+            RUNS_QUEUED,
+            ClaimSettings(
+                lease_seconds=settings.run_lease_seconds,
+                shutdown_grace_seconds=settings.shutdown_grace_seconds,
+                poll_seconds=settings.queue_poll_seconds,
+                capacity=settings.max_concurrent_runs,
+            ),
+            ClaimWork(
+                claim=self._claim,
+                run=lambda job: self._execute(*job),
+                key=lambda job: str(job[0]["id"]),
+                renew=self._renew,
+                sweep=self.settle_lapsed,
+            ),
+        )
+        #: The runs executing here, by id (the claim loop's).
+        self._running = self.claims.running
         self._turns: dict[str, ModelTurn] = {}
         self._cancel_requested: set[str] = set()
         #: Runs executing here found past their ``expires_at``: stopped like a cancel, ended ``expired``.
         self._expiring: set[str] = set()
-        #: Claims offered to runs being created here, not adopted yet (they count against capacity).
-        self._offered = 0
-        self._wakeup = asyncio.Event()
-        self._dispatcher: asyncio.Task[None] | None = None
         self._loops: list[asyncio.Task[None]] = []
-        notifier.listen(RUNS_QUEUED, lambda _payload: self._wakeup.set())
         notifier.listen(RUN_CANCEL, self._on_cancel_notice)
         notifier.on_reconnect(self._on_reconnect)
 
@@ -109,14 +127,11 @@ class Executor:
         if self.db.is_sqlite:
             # The embedded database has one process: whatever a run was held by is gone.
             await self.settle_orphans()
-        self._loops = [asyncio.create_task(self._maintain(), name="run-maintenance")]
+        self.claims.start(dispatch=self.execute)
+        self._loops = [asyncio.create_task(self._expire_loop(), name="run-expiry")]
         if self.execute:
-            self._dispatcher = asyncio.create_task(self._dispatch(), name="run-dispatch")
-            self._loops += [
-                asyncio.create_task(self._heartbeat(), name="run-heartbeat"),
-                # Load the tokenizer's tables (1-2 s) in the background rather than in the first run.
-                asyncio.create_task(self._warm_tokenizer(), name="tokenizer-warmup"),
-            ]
+            # Load the tokenizer's tables (1-2 s) in the background rather than in the first run.
+            self._loops.append(asyncio.create_task(self._warm_tokenizer(), name="tokenizer-warmup"))
 
     @staticmethod
     async def _warm_tokenizer() -> None:
@@ -124,17 +139,7 @@ class Executor:
 
     async def stop(self) -> None:
         """Stop claiming; give running runs ``shutdown_grace_seconds`` to finish, then fail them."""
-        if self._dispatcher is not None:
-            self._dispatcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._dispatcher
-        running = list(self._running.values())
-        if running:
-            logger.info("waiting for %d running runs to finish", len(running))
-            await asyncio.wait(running, timeout=self.settings.shutdown_grace_seconds)
-        for task in self._running.values():
-            task.cancel()
-        await asyncio.gather(*self._running.values(), return_exceptions=True)
+        await self.claims.stop()
         for task in self._loops:
             task.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
@@ -144,25 +149,22 @@ class Executor:
         it at once: the run is then stored already claimed and ``in_progress``, and ``adopt``ed when
         its transaction commits, with no claim transaction or wake-up between. None otherwise (the
         run is stored ``queued`` for any executor)."""
-        if not self.execute or self._dispatcher is None or self._dispatcher.done():
+        if not self.execute or not self.claims.dispatching or self.claims.free() <= 0:
             return None
-        if len(self._running) + self._offered >= self.settings.max_concurrent_runs:
-            return None
-        self._offered += 1
-        now = int(time.time())
+        self.claims.reserved += 1
         return {
             "status": run_claims.CLAIMED,
-            "started_at": now,
+            "started_at": int(time.time()),
             "worker_id": self.worker_id,
-            "lease_expires_at": run_claims.now_ms() + int(self.settings.run_lease_seconds * 1000),
+            "lease_expires_at": claims.lease_until(self.settings.run_lease_seconds),
         }
 
     def adopt(self, row: Mapping[str, Any] | None, reply: Reply | None = None) -> None:
         """Start executing a run stored with ``offer_claim``'s columns (None: it was not stored), and
         with its reply's message and step when those were stored with it."""
-        self._offered -= 1
+        self.claims.reserved -= 1
         if row is not None:
-            self._start(row, reply)
+            self.claims.spawn((row, reply))
 
     def coalescing_pause(self) -> float:
         """Seconds a model stream's reader waits before its next read (see COALESCE_SECONDS_PER_RUN)."""
@@ -171,7 +173,7 @@ class Executor:
 
     async def wake(self) -> None:
         """Tell executors (here or in other processes) that a run was queued."""
-        await self.notifier.notify(RUNS_QUEUED, "")
+        await self.claims.wake()
 
     async def request_cancel(self, run_id: str) -> None:
         """The run is already ``cancelling`` in the database; make whoever holds it stop."""
@@ -219,7 +221,6 @@ class Executor:
         await self.status.end(run_id, {RunStatus.in_progress}, RunStatus.expired, closing=closing)
 
     async def _on_reconnect(self) -> None:
-        self._wakeup.set()
         for run_id in list(self._running):
             # A cancel notice may have been missed while disconnected.
             async with self.db.read() as conn:
@@ -229,23 +230,7 @@ class Executor:
 
     # --- background loops -------------------------------------------------------------------
 
-    async def _dispatch(self) -> None:
-        while True:
-            self._wakeup.clear()
-            free = self.settings.max_concurrent_runs - len(self._running)
-            try:
-                claimed = await self._claim(free)
-            except Exception:
-                logger.warning("could not claim runs", exc_info=True)
-                claimed = []
-            for row in claimed:
-                self._start(row)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), self.settings.queue_poll_seconds)
-
-    async def _claim(self, free: int) -> list[dict[str, Any]]:
-        if free <= 0:
-            return []
+    async def _claim(self, free: int) -> list[RunJob]:
         # Looked for first, with a read: this runs on every wake-up (each run that ends, every poll),
         # and a claim is a write transaction that, on SQLite, holds the one writer slot across its
         # hand-offs to the writer thread. Under a burst of runs each hand-off waits a whole turn of
@@ -254,45 +239,22 @@ class Executor:
             if not await run_claims.any_waiting(reader):
                 return []
         async with self.db.write() as conn:
-            return await run_claims.claim_runs(conn, self.worker_id, free, self.settings.run_lease_seconds)
+            rows = await run_claims.claim_runs(conn, self.worker_id, free, self.settings.run_lease_seconds)
+        return [(row, None) for row in rows]
 
-    def _start(self, row: Mapping[str, Any], reply: Reply | None = None) -> None:
-        run_id = row["id"]
-        task = asyncio.create_task(self._execute(row, reply), name=f"run-{run_id}")
-        self._running[run_id] = task
-        task.add_done_callback(self._forget_task)
+    async def _renew(self, run_ids: list[str]) -> None:
+        # Inline (SQLite): one UPDATE, which on the writer's thread would hold the writer slot across
+        # hand-offs that, on a busy loop, take far longer than the statement.
+        async with self.db.write(inline=True) as conn:
+            await run_claims.renew_leases(conn, self.worker_id, run_ids, self.settings.run_lease_seconds)
 
-    def _forget_task(self, task: asyncio.Task[None]) -> None:
-        self._running.pop(task.get_name().removeprefix("run-"), None)
-        self._wakeup.set()  # capacity freed
-
-    async def _heartbeat(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.run_lease_seconds / 3)
-            if not self._running:
-                continue
-            try:
-                # Inline (SQLite): one UPDATE, which on the writer's thread would hold the writer slot
-                # across hand-offs that, on a busy loop, take far longer than the statement.
-                async with self.db.write(inline=True) as conn:
-                    await run_claims.renew_leases(
-                        conn, self.worker_id, list(self._running), self.settings.run_lease_seconds
-                    )
-            except Exception:
-                logger.warning("could not renew run leases", exc_info=True)
-
-    async def _maintain(self) -> None:
-        lease_check_every = max(1, int(self.settings.run_lease_seconds / 3 / EXPIRY_SWEEP_SECONDS))
-        ticks = 0
+    async def _expire_loop(self) -> None:
         while True:
             await asyncio.sleep(EXPIRY_SWEEP_SECONDS)
-            ticks += 1
             try:
                 await self.expire_overdue()
-                if ticks % lease_check_every == 0:
-                    await self.settle_lapsed()
             except Exception:
-                logger.warning("run maintenance failed", exc_info=True)
+                logger.warning("could not expire overdue runs", exc_info=True)
 
     async def expire_overdue(self) -> None:
         """Expire runs not finished by their ``expires_at``: those nobody holds (queued, or waiting

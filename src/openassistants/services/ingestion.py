@@ -9,11 +9,11 @@ seconds; so a file is searchable at once, and ranked by both rankings when its v
 still pending when a process stops are found again when one starts (``files_pending_vectors``).
 
 Files waiting to be ingested are claimed from the ``vector_store_files`` table
-(storage/ingest_claims.py) when a NOTIFY (or, in one process, a direct call) says there is new
-work, and every ``queue_poll_seconds`` in case a wake-up was lost. A few files are ingested at a
-time; parsing and chunking run in threads, embedding through the embedder boundary. Writing the
-chunks is idempotent (a file's old chunks are replaced) and conditional on the file still being
-``in_progress`` and claimed by this process, so a file removed or a batch cancelled meanwhile is
+(storage/ingest_claims.py) by a claim loop (services/claim_loop.py: wake-ups, polling, leases of
+``ingest_lease_seconds``, ``ingest_shutdown_grace_seconds``). A few files are ingested at a time;
+parsing and chunking run in threads, embedding through the embedder boundary. Writing the chunks is
+idempotent (a file's old chunks are replaced) and conditional on the file still being ``in_progress``
+and claimed by this process, so a file removed or a batch cancelled meanwhile is
 left alone, and a file retried after a crash does no harm.
 """
 
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import time
 from typing import Any
@@ -33,6 +32,7 @@ from openassistants.config import Settings
 from openassistants.errors import NotFound
 from openassistants.retrieval.chunking import chunk_text
 from openassistants.retrieval.parsing import ParseError, parse_document
+from openassistants.services.claim_loop import ClaimLoop, ClaimSettings, ClaimWork
 from openassistants.services.files import read_file_bytes
 from openassistants.statuses import FileStatus
 from openassistants.storage import ingest_claims, tables
@@ -82,78 +82,76 @@ class Ingestor:
         self.embedder = embedder
         self.notifier = notifier
         self.worker_id = worker_id
-        self._running: dict[IngestJob, asyncio.Task[None]] = {}
-        self._wakeup = asyncio.Event()
-        self._loops: list[asyncio.Task[None]] = []
+        self.claims: ClaimLoop[IngestJob, IngestJob] = ClaimLoop(
+            "ingest",
+            logger,
+            notifier,
+            INGEST_QUEUED,
+            ClaimSettings(
+                lease_seconds=settings.ingest_lease_seconds,
+                shutdown_grace_seconds=settings.ingest_shutdown_grace_seconds,
+                poll_seconds=settings.queue_poll_seconds,
+                capacity=CONCURRENT_INGESTIONS,
+            ),
+            ClaimWork(
+                claim=self._claim,
+                run=self._ingest,
+                key=lambda job: job,
+                renew=self._renew,
+                sweep=self._release_lapsed,
+            ),
+        )
+        self._vectors: asyncio.Task[None] | None = None
         self._vectorizer = _Vectorizer(db, embedder, RETRY_VECTORS_SECONDS)
-        notifier.listen(INGEST_QUEUED, lambda _payload: self._wakeup.set())
-        notifier.on_reconnect(self._on_reconnect)
-
-    async def _on_reconnect(self) -> None:
-        self._wakeup.set()
 
     async def start(self) -> None:
         if self.db.is_sqlite:
             # One process: files a previous one was ingesting are simply taken again.
             async with self.db.write() as conn:
                 await ingest_claims.release_lapsed_files(conn, only_lapsed=False)
-        self._loops = [
-            asyncio.create_task(self._dispatch(), name="ingest-dispatch"),
-            asyncio.create_task(self._maintain(), name="ingest-maintenance"),
-            asyncio.create_task(self._vectorizer.run(), name="ingest-vectors"),
-        ]
+        self.claims.start(dispatch=True)
+        self._vectors = asyncio.create_task(self._vectorizer.run(), name="ingest-vectors")
 
     async def stop(self) -> None:
-        for task in [*self._loops, *self._running.values()]:
-            task.cancel()
-        await asyncio.gather(*self._loops, *self._running.values(), return_exceptions=True)
+        """Stop claiming; files being ingested get ``ingest_shutdown_grace_seconds`` to finish, then
+        their claims are given up (``_ingest``), for another process to take at once."""
+        await self.claims.stop()
+        if self._vectors is not None:
+            self._vectors.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._vectors
 
     async def wake(self) -> None:
-        """Tell ingestors (here or elsewhere) that files wait to be ingested."""
-        await self.notifier.notify(INGEST_QUEUED, "")
+        """Tell ingestors (here or elsewhere) that files wait to be ingested (never raises)."""
+        await self.claims.wake()
 
-    async def _dispatch(self) -> None:
-        while True:
-            self._wakeup.clear()
-            free = CONCURRENT_INGESTIONS - len(self._running)
-            try:
-                async with self.db.write() as conn:
-                    jobs = await ingest_claims.claim_files(
-                        conn, self.worker_id, free, self.settings.run_lease_seconds
-                    )
-            except Exception:
-                logger.warning("could not claim files to ingest", exc_info=True)
-                jobs = []
-            for job in jobs:
-                task = asyncio.create_task(self._ingest(job), name=f"ingest-{job[2]}")
-                self._running[job] = task
-                task.add_done_callback(functools.partial(self._finished, job))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), self.settings.queue_poll_seconds)
+    async def _claim(self, free: int) -> list[IngestJob]:
+        async with self.db.write() as conn:
+            return await ingest_claims.claim_files(
+                conn, self.worker_id, free, self.settings.ingest_lease_seconds
+            )
 
-    def _finished(self, job: IngestJob, _task: asyncio.Task[None]) -> None:
-        self._running.pop(job, None)
-        self._wakeup.set()
+    async def _renew(self, jobs: list[IngestJob]) -> None:
+        async with self.db.write() as conn:
+            await ingest_claims.renew_file_leases(
+                conn, self.worker_id, jobs, self.settings.ingest_lease_seconds
+            )
 
-    async def _maintain(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.run_lease_seconds / 3)
-            try:
-                async with self.db.write() as conn:
-                    if self._running:
-                        await ingest_claims.renew_file_leases(
-                            conn, self.worker_id, list(self._running), self.settings.run_lease_seconds
-                        )
-                    released = await ingest_claims.release_lapsed_files(conn)
-                if released:
-                    await self.wake()
-            except Exception:
-                logger.warning("ingestion maintenance failed", exc_info=True)
+    async def _release_lapsed(self) -> None:
+        async with self.db.write() as conn:
+            released = await ingest_claims.release_lapsed_files(conn)
+        if released:
+            await self.wake()
 
     async def _ingest(self, job: IngestJob) -> None:
         tenant, store_id, file_id = job
         try:
             await self._run(tenant, store_id, file_id)
+        except asyncio.CancelledError:
+            # Stopping past the grace: give the file up now rather than when its lease lapses.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._give_up(job))
+            raise
         except ParseError as exc:
             await self._fail(store_id, file_id, exc.code, exc.message)
         except NotFound:
@@ -163,6 +161,12 @@ class Ingestor:
         except Exception:
             logger.exception("ingesting %s into %s failed", file_id, store_id)
             await self._fail(store_id, file_id, "server_error", "The file could not be processed.")
+
+    async def _give_up(self, job: IngestJob) -> None:
+        async with self.db.write() as conn:
+            released = await ingest_claims.release_file(conn, self.worker_id, job)
+        if released:
+            await self.wake()
 
     def _mine(self, store_id: str, file_id: str) -> Any:
         return (

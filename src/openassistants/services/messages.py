@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import RowMapping
@@ -17,7 +17,7 @@ from openassistants.schemas.messages import (
     MessageCreate,
     MessageUpdate,
 )
-from openassistants.services.attachments import index_attachments
+from openassistants.services.attachments import index_attachments, queues_ingestion
 from openassistants.services.lookup import load_thread
 from openassistants.services.runs import ACTIVE_RUNS, ensure_no_active_run
 from openassistants.statuses import MessageStatus
@@ -33,6 +33,9 @@ from openassistants.storage.queries import (
     list_body,
     page,
 )
+
+if TYPE_CHECKING:
+    from openassistants.services.claim_loop import Wakeable
 
 T = tables.messages
 
@@ -109,11 +112,15 @@ _INSERT_UNLESS_RUN_ACTIVE = Prepared(
 )
 
 
-async def create_message(db: Database, tenant: str, thread_id: str, body: MessageCreate) -> dict[str, Any]:
+async def create_message(
+    db: Database, tenant: str, thread_id: str, body: MessageCreate, *, ingestion: Wakeable
+) -> dict[str, Any]:
     if db.is_sqlite:  # one writer, whose small transactions never wait: nothing to group
         values = (await _add_messages((db, tenant, thread_id), [body]))[0]
     else:
         values = await _GROUPED.submit((db, tenant, thread_id), body)
+    if queues_ingestion(messages=[body]):
+        await ingestion.wake()
     return message_to_wire(values)  # type: ignore[arg-type]
 
 

@@ -29,7 +29,7 @@ from openassistants.schemas.runs import (
 )
 from openassistants.schemas.threads import ThreadCreate
 from openassistants.services import run_records as records
-from openassistants.services.attachments import index_attachments
+from openassistants.services.attachments import index_attachments, queues_ingestion
 from openassistants.services.lookup import load_assistant, load_thread
 from openassistants.services.messages import message_values
 from openassistants.services.resources import check_tool_resources, tool_resources_to_stored
@@ -202,6 +202,8 @@ async def create_run(rt: Runtime, tenant: str, thread_id: str, body: RunCreate) 
             run, reply = await _insert_run(conn, rt, tenant, thread_id, body, start.claim)
             await _announce(conn, rt, run)
         start.run, start.reply = run, reply
+    if queues_ingestion(messages=body.additional_messages):
+        await rt.ingestor.wake()
     return run_to_wire(run), 0
 
 
@@ -224,6 +226,8 @@ async def create_thread_and_run(
             run, reply = await _insert_run(conn, rt, tenant, thread["id"], body, start.claim)
             await _announce(conn, rt, run, thread=thread_to_wire(thread))  # type: ignore[arg-type]
         start.run, start.reply = run, reply
+    if queues_ingestion(thread_body.tool_resources, thread_body.messages):
+        await rt.ingestor.wake()
     return run_to_wire(run), 0
 
 

@@ -95,8 +95,8 @@ async def open_runtime(settings: Settings, *, execute: bool) -> AsyncIterator[Ru
             kernels_starting.cancel()
             await asyncio.gather(kernels_starting, return_exceptions=True)
             await kernels.close()
-        await ingestor.stop()
-        await executor.stop()
+        # Together: each waits out its own shutdown grace for the work it is doing.
+        await asyncio.gather(ingestor.stop(), executor.stop())
         await bus.aclose()
         await notifier.close()
         await chat.aclose()

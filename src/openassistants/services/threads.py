@@ -14,7 +14,7 @@ from openassistants import run_events
 from openassistants.ids import new_id
 from openassistants.schemas.common import ListParams
 from openassistants.schemas.threads import ThreadCreate, ThreadUpdate
-from openassistants.services.attachments import create_tool_resources, index_attachments
+from openassistants.services.attachments import create_tool_resources, index_attachments, queues_ingestion
 from openassistants.services.lookup import load_thread
 from openassistants.services.messages import message_values
 from openassistants.services.resources import check_tool_resources, tool_resources_to_stored
@@ -26,6 +26,7 @@ from openassistants.storage.prepared import Row
 from openassistants.storage.queries import delete_remembering_cursors, list_body, page
 
 if TYPE_CHECKING:
+    from openassistants.services.claim_loop import Wakeable
     from openassistants.services.runtime import Runtime
 
 T = tables.threads
@@ -66,9 +67,13 @@ async def insert_thread(conn: AsyncConnection, tenant: str, body: ThreadCreate) 
     return values
 
 
-async def create_thread(db: Database, tenant: str, body: ThreadCreate) -> dict[str, Any]:
+async def create_thread(
+    db: Database, tenant: str, body: ThreadCreate, *, ingestion: Wakeable
+) -> dict[str, Any]:
     async with db.write() as conn:
         values = await insert_thread(conn, tenant, body)
+    if queues_ingestion(body.tool_resources, body.messages):
+        await ingestion.wake()
     return thread_to_wire(values)  # type: ignore[arg-type]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.engine import RowMapping
@@ -27,6 +27,9 @@ from openassistants.storage import tables
 from openassistants.storage.db import Database
 from openassistants.storage.queries import delete_remembering_cursors, list_body, page
 from openassistants.storage.search import bump_chunks_version
+
+if TYPE_CHECKING:
+    from openassistants.services.claim_loop import Wakeable
 
 VF = tables.vector_store_files
 B = tables.file_batches
@@ -150,7 +153,7 @@ async def _load_store_file(
 
 
 async def create_vector_store_file(
-    db: Database, tenant: str, vector_store_id: str, body: VectorStoreFileCreate
+    db: Database, tenant: str, vector_store_id: str, body: VectorStoreFileCreate, *, ingestion: Wakeable
 ) -> dict[str, Any]:
     async with db.write() as conn:
         await load_vector_store(conn, tenant, vector_store_id)
@@ -158,6 +161,7 @@ async def create_vector_store_file(
             conn, tenant, vector_store_id, [(body.file_id, body.chunking_strategy, body.attributes)]
         )
         row = await _load_store_file(conn, tenant, vector_store_id, body.file_id)
+    await ingestion.wake()
     return vector_store_file_to_wire(row)
 
 
@@ -265,7 +269,7 @@ async def _batch_wire(conn: AsyncConnection, row: RowMapping) -> dict[str, Any]:
 
 
 async def create_file_batch(
-    db: Database, tenant: str, vector_store_id: str, body: FileBatchCreate
+    db: Database, tenant: str, vector_store_id: str, body: FileBatchCreate, *, ingestion: Wakeable
 ) -> dict[str, Any]:
     batch_id = new_id("file_batch")
     async with db.write() as conn:
@@ -282,6 +286,7 @@ async def create_file_batch(
         entries = [(e.file_id, e.chunking_strategy, e.attributes) for e in body.entries()]
         await attach_files(conn, tenant, vector_store_id, entries, batch_id=batch_id)
         wire = await _batch_wire(conn, await _load_batch(conn, tenant, vector_store_id, batch_id))
+    await ingestion.wake()
     return wire
 
 

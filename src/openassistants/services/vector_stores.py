@@ -4,7 +4,7 @@ which are derived from their files' rows rather than kept as counters that could
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.engine import RowMapping
@@ -19,6 +19,9 @@ from openassistants.statuses import FileStatus, VectorStoreStatus
 from openassistants.storage import tables
 from openassistants.storage.db import Database
 from openassistants.storage.queries import delete_remembering_cursors, list_body, page
+
+if TYPE_CHECKING:
+    from openassistants.services.claim_loop import Wakeable
 
 V = tables.vector_stores
 VF = tables.vector_store_files
@@ -87,8 +90,10 @@ async def insert_vector_store(
     return values
 
 
-async def create_vector_store(db: Database, tenant: str, body: VectorStoreCreate) -> dict[str, Any]:
-    """Creates the store with its files waiting for ingestion (the caller wakes the ingestor)."""
+async def create_vector_store(
+    db: Database, tenant: str, body: VectorStoreCreate, *, ingestion: Wakeable
+) -> dict[str, Any]:
+    """Creates the store with its files waiting for ingestion, and wakes the ingestors."""
 
     async with db.write() as conn:
         store = await insert_vector_store(
@@ -103,6 +108,8 @@ async def create_vector_store(db: Database, tenant: str, body: VectorStoreCreate
             conn, tenant, store["id"], [(f, body.chunking_strategy, None) for f in body.file_ids]
         )
         wire = await wire_for(conn, store)
+    if body.file_ids:
+        await ingestion.wake()
     return wire
 
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, bindparam, select, update
+from sqlalchemy import ColumnElement, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from openassistants.statuses import EXECUTING, HELD, RunStatus, check_moves
-from openassistants.storage import tables
+from openassistants.storage import claims, tables
 from openassistants.storage.prepared import Prepared, Runner
 
 R = tables.runs
@@ -24,10 +24,6 @@ EXECUTING_STATUSES = tuple(sorted(status.value for status in EXECUTING))
 #: The status a claim gives a run: claiming starts it (the state machine's first move, checked
 #: against its table once, here, rather than per claim).
 CLAIMED = check_moves({RunStatus.queued}, RunStatus.in_progress).value
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def _waiting(now: Any) -> tuple[ColumnElement[bool], ...]:
@@ -70,7 +66,7 @@ async def claim_runs(
             status=CLAIMED,
             started_at=now,
             worker_id=worker_id,
-            lease_expires_at=now_ms() + int(lease_seconds * 1000),
+            lease_expires_at=claims.lease_until(lease_seconds),
         )
         .returning(*R.c)
     )
@@ -80,22 +76,13 @@ async def claim_runs(
 async def renew_leases(
     conn: AsyncConnection, worker_id: str, run_ids: list[str], lease_seconds: float
 ) -> None:
-    """Renews the leases of the runs this worker is executing right now (and only those: a run
-    whose task ended without settling it must lapse, so that another process settles it)."""
-    await conn.execute(
-        update(R)
-        .where(R.c.worker_id == worker_id, R.c.id.in_(run_ids), R.c.status.in_(HELD_STATUSES))
-        .values(lease_expires_at=now_ms() + int(lease_seconds * 1000))
-    )
+    """Renews the leases of the runs this worker is executing right now."""
+    await claims.renew(conn, R, worker_id, run_ids, lease_seconds, R.c.status.in_(HELD_STATUSES))
 
 
 async def lapsed_runs(conn: AsyncConnection) -> list[tuple[str, str, str]]:
     """(run id, status, worker id) of runs whose executor stopped renewing its lease."""
-    rows = await conn.execute(
-        select(R.c.id, R.c.status, R.c.worker_id).where(
-            R.c.lease_expires_at < now_ms(), R.c.worker_id.is_not(None)
-        )
-    )
+    rows = await conn.execute(select(R.c.id, R.c.status, R.c.worker_id).where(claims.lapsed(R)))
     return [(r[0], r[1], r[2]) for r in rows]
 
 
@@ -114,11 +101,10 @@ async def release_lapsed(
 ) -> bool:
     """Frees a dead worker's claim, if it is still that worker's (and, unless ``require_lapsed`` is
     False, still unrenewed); True when this caller freed it."""
-    condition = and_(R.c.id == run_id, R.c.worker_id == worker_id)
+    condition = [R.c.id == run_id, R.c.worker_id == worker_id]
     if require_lapsed:
-        condition = and_(condition, R.c.lease_expires_at < now_ms())
-    result = await conn.execute(update(R).where(condition).values(worker_id=None, lease_expires_at=None))
-    return result.rowcount == 1
+        condition.append(claims.lapsed(R))
+    return await claims.release(conn, R, *condition) == 1
 
 
 async def owner(conn: AsyncConnection, run_id: str) -> str | None:

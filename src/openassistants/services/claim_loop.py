@@ -1,0 +1,169 @@
+"""One leased-claim loop, for every queue kept in a table: runs (services/executor.py) and files to
+ingest (services/ingestion.py).
+
+Work is claimed when a NOTIFY on the queue's channel (or, in one process, a direct call) says some is
+waiting, when a job ends (capacity freed), and every ``queue_poll_seconds`` in case a wake-up was lost.
+Each claimed job gets one asyncio task. A heartbeat renews the leases of the jobs running here every
+third of the lease; every process also sweeps for lapsed leases (a dead claimer's) as often. On
+stop, claiming stops first, running jobs get the queue's shutdown grace to finish, and are then
+cancelled (each job decides what a cancel leaves behind).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from collections.abc import Awaitable, Callable, Coroutine, Hashable
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
+
+from openassistants.storage.notify import Notifier
+
+Job = TypeVar("Job")
+Key = TypeVar("Key", bound=Hashable)
+
+
+@dataclass(frozen=True)
+class ClaimSettings:
+    """One queue's timings: how long a claim lasts unrenewed, how long its jobs may take to finish
+    at shutdown, how often it is looked at without a wake-up, and how many jobs run at once here."""
+
+    lease_seconds: float
+    shutdown_grace_seconds: float
+    poll_seconds: float
+    capacity: int
+
+
+@dataclass(frozen=True)
+class ClaimWork(Generic[Job, Key]):
+    """What a queue does, the loop deciding when: ``claim`` up to n jobs (in a transaction of its own);
+    ``run`` one; ``key`` names a running job; ``renew`` the leases of the running ones; ``sweep``
+    settles or frees lapsed claims."""
+
+    claim: Callable[[int], Awaitable[list[Job]]]
+    run: Callable[[Job], Coroutine[Any, Any, None]]
+    key: Callable[[Job], Key]
+    renew: Callable[[list[Key]], Awaitable[None]]
+    sweep: Callable[[], Awaitable[None]]
+
+
+class ClaimLoop(Generic[Job, Key]):
+    """Claims and runs one queue's jobs in this process (``name`` prefixes its tasks' names)."""
+
+    def __init__(
+        self,
+        name: str,
+        logger: logging.Logger,
+        notifier: Notifier,
+        channel: str,
+        settings: ClaimSettings,
+        work: ClaimWork[Job, Key],
+    ) -> None:
+        self.name = name
+        self.notifier = notifier
+        self.channel = channel
+        self.settings = settings
+        self.work = work
+        self.running: dict[Key, asyncio.Task[None]] = {}
+        #: Places promised to jobs claimed elsewhere and not started yet (they count against capacity).
+        self.reserved = 0
+        self._logger = logger
+        self._wakeup = asyncio.Event()
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._loops: list[asyncio.Task[None]] = []
+        notifier.listen(channel, lambda _payload: self._wakeup.set())
+        notifier.on_reconnect(self._on_reconnect)
+
+    async def _on_reconnect(self) -> None:
+        self._wakeup.set()  # a wake-up may have been missed while disconnected
+
+    @property
+    def dispatching(self) -> bool:
+        return self._dispatcher is not None and not self._dispatcher.done()
+
+    def free(self) -> int:
+        return self.settings.capacity - len(self.running) - self.reserved
+
+    def start(self, *, dispatch: bool) -> None:
+        """Sweep for lapsed claims (always); and, when ``dispatch``, claim, run and renew jobs."""
+        self._loops = [asyncio.create_task(self._sweep(), name=f"{self.name}-sweep")]
+        if dispatch:
+            self._dispatcher = asyncio.create_task(self._dispatch(), name=f"{self.name}-dispatch")
+            self._loops.append(asyncio.create_task(self._heartbeat(), name=f"{self.name}-heartbeat"))
+
+    async def stop(self) -> None:
+        """Stop claiming; give running jobs the shutdown grace to finish, then cancel them."""
+        if self._dispatcher is not None:
+            self._dispatcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._dispatcher
+        running = list(self.running.values())
+        if running and self.settings.shutdown_grace_seconds > 0:
+            self._logger.info("waiting for %d running jobs to finish", len(running))
+            await asyncio.wait(running, timeout=self.settings.shutdown_grace_seconds)
+        for task in self.running.values():
+            task.cancel()
+        await asyncio.gather(*self.running.values(), return_exceptions=True)
+        for task in self._loops:
+            task.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+
+    async def wake(self) -> None:
+        """Tell this queue's claimers, here or in other processes, that work is waiting. The work is
+        already committed, so a failed wake-up costs only time: every claimer also polls."""
+        try:
+            await self.notifier.notify(self.channel, "")
+        except Exception:
+            self._logger.warning("could not send a wake-up; the work is found by polling", exc_info=True)
+
+    def spawn(self, job: Job) -> None:
+        """Run a job claimed by this process (by the dispatcher, or with the row that created it)."""
+        key = self.work.key(job)
+        task = asyncio.create_task(self.work.run(job), name=f"{self.name}-{key}")
+        self.running[key] = task
+        task.add_done_callback(functools.partial(self._finished, key))
+
+    def _finished(self, key: Key, _task: asyncio.Task[None]) -> None:
+        self.running.pop(key, None)
+        self._wakeup.set()  # capacity freed
+
+    async def _dispatch(self) -> None:
+        while True:
+            self._wakeup.clear()
+            free = self.free()
+            try:
+                jobs = await self.work.claim(free) if free > 0 else []
+            except Exception:
+                self._logger.warning("could not claim work", exc_info=True)
+                jobs = []
+            for job in jobs:
+                self.spawn(job)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), self.settings.poll_seconds)
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.lease_seconds / 3)
+            if not self.running:
+                continue
+            try:
+                await self.work.renew(list(self.running))
+            except Exception:
+                self._logger.warning("could not renew leases", exc_info=True)
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.lease_seconds / 3)
+            try:
+                await self.work.sweep()
+            except Exception:
+                self._logger.warning("could not settle lapsed claims", exc_info=True)
+
+
+class Wakeable(Protocol):
+    """A queue's claimers (services/executor.py, services/ingestion.py), told by whoever commits new
+    work that some is waiting: the service that creates the work, never the HTTP layer."""
+
+    async def wake(self) -> None: ...
