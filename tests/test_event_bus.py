@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from openassistants.events import EVENT_OVERHEAD_BYTES, Event, InProcessEventBus
+from openassistants.bus.memory import EVENT_OVERHEAD_BYTES, InProcessEventBus
+from openassistants.events import Event
 
 RETENTION = 0.05
 

@@ -11,7 +11,8 @@ from alembic.config import Config
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine
 
-from openassistants.storage.db import MIGRATIONS_DIR, Database
+from openassistants.storage.db import Database
+from openassistants.storage.migrate import MIGRATIONS_DIR
 from openassistants.storage.tables import metadata
 
 

@@ -13,7 +13,8 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from openassistants.events import DONE, Event, EventBus, encode_sse, error_event
+from openassistants.bus.base import EventBus
+from openassistants.events import DONE, Event, encode_sse, error_event
 from openassistants.metrics import count_stream
 
 logger = logging.getLogger("openassistants.streaming")

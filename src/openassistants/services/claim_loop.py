@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Hashable
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
-from openassistants.storage.notify import Notifier
+from openassistants.bus.notify import Notifier
 
 Job = TypeVar("Job")
 Key = TypeVar("Key", bound=Hashable)

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
+from openassistants.bus.base import EventBus
 from openassistants.config import Settings
-from openassistants.events import EventBus
 from openassistants.services.claim_loop import ClaimLoop, ClaimSettings, ClaimWork
 from openassistants.services.run_context import wait_for_stores
 from openassistants.services.run_records import Reply
@@ -33,10 +33,10 @@ if TYPE_CHECKING:
     from openassistants.code_interpreter.manager import KernelManager
     from openassistants.services.search import Searcher
     from openassistants.storage.blobs import BlobStore
+from openassistants.bus.notify import RUN_CANCEL, RUNS_QUEUED, Notifier
 from openassistants.statuses import RunStatus
 from openassistants.storage import claims, run_claims, tables
 from openassistants.storage.db import Database
-from openassistants.storage.notify import RUN_CANCEL, RUNS_QUEUED, Notifier
 from openassistants.tokens import count_text
 from openassistants.upstream.chat import ChatClient
 

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import delete, select, update
 
+from openassistants.bus.notify import INGEST_QUEUED, Notifier
 from openassistants.config import Settings
 from openassistants.errors import NotFound
 from openassistants.retrieval.chunking import chunk_text
@@ -39,7 +40,6 @@ from openassistants.storage import ingest_claims, tables
 from openassistants.storage.blobs import BlobStore
 from openassistants.storage.db import Database
 from openassistants.storage.ingest_claims import IngestJob
-from openassistants.storage.notify import INGEST_QUEUED, Notifier
 from openassistants.storage.search import (
     bump_chunks_version,
     chunks_pending_vectors,

@@ -11,7 +11,8 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from openassistants import run_events
-from openassistants.events import Event, EventBus
+from openassistants.bus.base import EventBus
+from openassistants.events import Event
 from openassistants.services import run_records as records
 from openassistants.services.runs import run_to_wire, step_to_wire, transition_row
 from openassistants.statuses import RunStatus

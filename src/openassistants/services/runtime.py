@@ -8,17 +8,18 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from openassistants.bus.base import EventBus
+from openassistants.bus.memory import InProcessEventBus
+from openassistants.bus.notify import InProcessNotifier, Notifier, PostgresNotifier
+from openassistants.bus.postgres import PostgresEventBus
 from openassistants.code_interpreter.manager import KernelManager
 from openassistants.config import Settings
-from openassistants.events import EventBus, InProcessEventBus
-from openassistants.pg_events import PostgresEventBus
 from openassistants.services.executor import Executor
 from openassistants.services.ingestion import Ingestor
 from openassistants.services.models import ModelCatalog
 from openassistants.services.search import Searcher
 from openassistants.storage.blobs import BlobStore, LocalBlobStore
 from openassistants.storage.db import Database
-from openassistants.storage.notify import InProcessNotifier, Notifier, PostgresNotifier
 from openassistants.upstream.chat import ChatClient
 from openassistants.upstream.embeddings import Embedder, create_embedder
 from openassistants.upstream.models import ModelLister
@@ -49,7 +50,7 @@ async def open_runtime(settings: Settings, *, execute: bool) -> AsyncIterator[Ru
     await db.migrate()
     blobs = LocalBlobStore(settings.data_dir / "files")
     notifier: Notifier
-    bus: EventBus
+    bus: InProcessEventBus | PostgresEventBus
     if db.is_sqlite:
         notifier = InProcessNotifier()
         bus = InProcessEventBus(settings.event_retention_seconds, settings.event_memory_mb << 20)

@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from openassistants.bus.base import EventBus
     from openassistants.code_interpreter.manager import KernelManager
     from openassistants.config import Settings
-    from openassistants.events import EventBus
     from openassistants.services.search import Searcher
     from openassistants.storage.blobs import BlobStore
     from openassistants.storage.db import Database

@@ -1,4 +1,4 @@
-"""The database: engines, short transactions, migrations at start-up.
+"""The database: engines, read connections and short write transactions.
 
 SQLite allows one writer at a time. Rather than meet that as ``database is locked`` under load, every
 write transaction in this process takes the writer's slot (``WriteSlot``) first and runs on the one
@@ -7,9 +7,8 @@ disk, or on another process's lock) never stalls the event loop; small ones run 
 run on WAL snapshots, which never wait for a writer, directly on the event loop's thread. On
 PostgreSQL one asyncpg engine serves both, and there is no slot.
 
-Both SQLite engines run on ``SQLiteConnection`` rather than on aiosqlite's connection: SQLAlchemy's
-aiosqlite adapter drives it unchanged, but a statement costs one thread hand-off (writer) or none
-(reads) where aiosqlite takes four or five, and on a busy machine each hand-off is a wait for the GIL.
+Both SQLite engines run on ``SQLiteConnection`` (storage/sqlite_driver.py) rather than on aiosqlite's
+connection. The schema is brought to head at start-up by ``migrate`` (storage/migrate.py).
 """
 
 from __future__ import annotations
@@ -17,11 +16,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 import socket
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
@@ -29,23 +26,24 @@ from typing import Any, TypeVar
 
 import asyncpg
 import orjson
-from sqlalchemy import event, inspect, text
-from sqlalchemy.engine import Connection
+from sqlalchemy import event, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from openassistants import jsonbytes
 from openassistants.errors import APIError, ServiceUnavailable
+from openassistants.storage.migrate import MIGRATE_WAIT_SECONDS, MIGRATION_LOCK_KEY, upgrade_to_head
 from openassistants.storage.prepared import Runner
+from openassistants.storage.sqlite_driver import (
+    SQLiteConnection,
+    checkpoint,
+    sqlite_read_pragmas,
+    sqlite_writer_pragmas,
+)
 
 logger = logging.getLogger("openassistants.db")
 
-MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-#: How long start-up waits for an unreachable PostgreSQL before giving up.
-MIGRATE_WAIT_SECONDS = 60.0
-#: Advisory lock id serializing migrations between processes sharing one PostgreSQL database.
-MIGRATION_LOCK_KEY = 0x0A551574
 #: Read connections kept open. Each read holds one only while it runs, but a read may await something
 #: else in its block; an overflow connection is closed on return, and a new connection rereads the
 #: schema on its first statement.
@@ -73,173 +71,6 @@ def _loads_json(text: str) -> Any:
 def _dumps_json(value: Any) -> str:
     """JSON columns (a run's row has a dozen), with orjson (``jsonbytes``)."""
     return jsonbytes.dumps(value).decode()
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.close()
-
-
-def _sqlite_writer_pragmas(dbapi_connection: Any, record: Any) -> None:
-    _sqlite_pragmas(dbapi_connection, record)
-    cursor = dbapi_connection.cursor()
-    # A commit never checkpoints (it may run on the loop's thread): Database.write does, on the thread.
-    cursor.execute("PRAGMA wal_autocheckpoint=0")
-    cursor.close()
-
-
-def _sqlite_read_pragmas(dbapi_connection: Any, record: Any) -> None:
-    _sqlite_pragmas(dbapi_connection, record)
-    cursor = dbapi_connection.cursor()
-    # A write here would bypass the single writer (and could wait on the loop's thread): refuse it.
-    cursor.execute("PRAGMA query_only=ON")
-    cursor.close()
-
-
-_Outcome = tuple[Any, int, int | None, list[Any]]
-
-
-def _execute(connection: sqlite3.Connection, sql: str, parameters: Any, many: bool) -> _Outcome:
-    """Run one statement and fetch all its rows (SQLAlchemy's adapter buffers them all anyway)."""
-    cursor = connection.executemany(sql, parameters) if many else connection.execute(sql, parameters)
-    try:
-        rows = cursor.fetchall() if cursor.description else []
-        return cursor.description, cursor.rowcount, cursor.lastrowid, rows
-    finally:
-        cursor.close()
-
-
-def _checkpoint(connection: sqlite3.Connection) -> None:
-    # PASSIVE: copies what it can without waiting for readers; never blocks anyone.
-    connection.execute("PRAGMA wal_checkpoint(PASSIVE)").close()
-
-
-class SQLiteCursor:
-    """aiosqlite's cursor interface; each ``execute`` is one call on the connection's thread."""
-
-    arraysize = 1
-
-    def __init__(self, connection: SQLiteConnection) -> None:
-        self._connection = connection
-        self._rows: list[Any] = []
-        self.description: Any = None
-        self.rowcount = -1
-        self.lastrowid: int | None = None
-
-    async def __aenter__(self) -> SQLiteCursor:
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        await self.close()
-
-    async def execute(self, sql: str, parameters: Any = ()) -> SQLiteCursor:
-        return self._took(await self._connection.run(_execute, sql, parameters, False))
-
-    async def executemany(self, sql: str, parameters: Sequence[Any]) -> SQLiteCursor:
-        return self._took(await self._connection.run(_execute, sql, parameters, True))
-
-    def _took(self, outcome: _Outcome) -> SQLiteCursor:
-        self.description, self.rowcount, self.lastrowid, self._rows = outcome
-        return self
-
-    async def fetchone(self) -> Any:
-        return self._rows.pop(0) if self._rows else None
-
-    async def fetchmany(self, size: int | None = None) -> list[Any]:
-        count = self.arraysize if size is None else size
-        rows, self._rows = self._rows[:count], self._rows[count:]
-        return rows
-
-    async def fetchall(self) -> list[Any]:
-        rows, self._rows = self._rows, []
-        return rows
-
-    async def close(self) -> None:
-        self._rows = []
-
-
-class SQLiteConnection:
-    """aiosqlite's connection interface over sqlite3, run on one given thread or on the caller's.
-
-    ``thread`` None: every call runs (and completes) where it is made; used for reads on the event
-    loop's thread. Otherwise every call is one hand-off to that single thread.
-    """
-
-    def __init__(self, connection: sqlite3.Connection, thread: ThreadPoolExecutor | None) -> None:
-        self._connection: sqlite3.Connection | None = connection
-        self._thread = thread
-        #: Run calls where they are made even though the connection has a thread (``Database.write``).
-        self.inline = False
-
-    @classmethod
-    async def open(cls, path: str, *, own_thread: bool) -> SQLiteConnection:
-        if not own_thread:
-            return cls(sqlite3.connect(path), None)
-        thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
-        # Used from the loop's thread too, for inline writes; the write lock keeps uses one at a time.
-        connect = partial(sqlite3.connect, path, check_same_thread=False)
-        connection = await asyncio.get_running_loop().run_in_executor(thread, connect)
-        return cls(connection, thread)
-
-    @property
-    def total_changes(self) -> int:
-        return self._connection.total_changes if self._connection is not None else 0
-
-    async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        if self._connection is None:
-            raise ValueError("no active connection")
-        if self._thread is None or self.inline:
-            return fn(self._connection, *args)
-        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, self._connection, *args)
-
-    async def on_thread(self, fn: Callable[[], T]) -> T:
-        """``fn()`` on the connection's thread, without the connection (which may be in use inline)."""
-        if self._thread is None:
-            return fn()
-        return await asyncio.get_running_loop().run_in_executor(self._thread, fn)
-
-    @property
-    def isolation_level(self) -> str | None:
-        return self._connection.isolation_level if self._connection is not None else None
-
-    def cursor(self) -> SQLiteCursor:
-        return SQLiteCursor(self)
-
-    # sqlite3 itself skips COMMIT and ROLLBACK outside a transaction; skipping them here also saves the
-    # hand-off, e.g. for the pool's rollback-on-return after every committed write.
-    async def commit(self) -> None:
-        if self._connection is not None and self._connection.in_transaction:
-            await self.run(sqlite3.Connection.commit)
-
-    async def rollback(self) -> None:
-        if self._connection is not None and self._connection.in_transaction:
-            await self.run(sqlite3.Connection.rollback)
-
-    async def create_function(self, name: str, num_params: int, func: Callable[..., Any], **kw: Any) -> None:
-        def create(connection: sqlite3.Connection) -> None:
-            connection.create_function(name, num_params, func, **kw)
-
-        await self.run(create)
-
-    async def close(self) -> None:
-        if self._connection is not None:
-            await self.run(sqlite3.Connection.close)
-        self.stop()
-
-    def stop(self) -> None:
-        """Close without waiting (SQLAlchemy's terminate)."""
-        connection, self._connection = self._connection, None
-        if self._thread is None:
-            if connection is not None:
-                connection.close()
-            return
-        if connection is not None:
-            self._thread.submit(connection.close)
-        self._thread.shutdown(wait=False)
 
 
 class WriteSlot:
@@ -291,7 +122,7 @@ class Database:
                 pool_size=1,
                 max_overflow=0,
             )
-            event.listen(self.engine.sync_engine, "connect", _sqlite_writer_pragmas)
+            event.listen(self.engine.sync_engine, "connect", sqlite_writer_pragmas)
             self.read_engine = create_async_engine(
                 url,
                 json_deserializer=_loads_json,
@@ -300,7 +131,7 @@ class Database:
                 pool_size=SQLITE_READ_POOL_SIZE,
                 max_overflow=SQLITE_READ_POOL_SIZE,
             )
-            event.listen(self.read_engine.sync_engine, "connect", _sqlite_read_pragmas)
+            event.listen(self.read_engine.sync_engine, "connect", sqlite_read_pragmas)
         else:
             # PostgreSQL allows 100 connections by default, shared by every process of a deployment.
             self.engine = create_async_engine(
@@ -347,7 +178,7 @@ class Database:
                         await conn.execute(
                             text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
                         )
-                    await conn.run_sync(_upgrade_to_head)
+                    await conn.run_sync(upgrade_to_head)
                 return
             except (OperationalError, DBAPIError, OSError) as exc:
                 if self.is_sqlite or asyncio.get_running_loop().time() + delay > deadline:
@@ -413,7 +244,7 @@ class Database:
 
     def _open_raw_read(self) -> sqlite3.Connection:
         connection = sqlite3.connect(self._sqlite_path)
-        _sqlite_read_pragmas(connection, None)
+        sqlite_read_pragmas(connection, None)
         return connection
 
     async def _open_writer(self) -> SQLiteConnection:
@@ -490,7 +321,7 @@ class Database:
         transaction on the loop's thread meanwhile (a PASSIVE checkpoint never waits for it)."""
         if self._checkpointer is None:
             self._checkpointer = sqlite3.connect(self._sqlite_path, check_same_thread=False)
-        _checkpoint(self._checkpointer)
+        checkpoint(self._checkpointer)
 
     async def close(self) -> None:
         if self._writer_conn is not None:
@@ -575,81 +406,3 @@ def is_connectivity_error(exc: BaseException) -> bool:
                 return True
         current = current.__cause__ or current.__context__
     return False
-
-
-def _upgrade_to_head(connection: Connection) -> None:
-    applied, heads = _applied_revisions(connection), _head_revisions()
-    if applied == heads != set():
-        # Already at head: skip importing Alembic, which on SQLite is about a seventh of the start-up.
-        return
-    if (
-        not applied
-        and heads
-        and connection.dialect.name == "sqlite"
-        and not inspect(connection).get_table_names()
-    ):
-        _create_at_head(connection, heads)
-        return
-    from alembic import command
-    from alembic.config import Config
-
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    config.attributes["connection"] = connection
-    command.upgrade(config, "head")
-
-
-#: What the migrations create by hand on SQLite, beyond storage/tables.py (0004: the chunks' full-text
-#: index). tests/test_migrations.py checks that a database made by ``_create_at_head`` is the one the
-#: migrations make.
-SQLITE_EXTRA_DDL = (
-    "CREATE VIRTUAL TABLE chunks_fts USING fts5("
-    "text, content='chunks', content_rowid='id', tokenize='porter unicode61')",
-    "CREATE TRIGGER chunks_fts_insert AFTER INSERT ON chunks BEGIN "
-    "INSERT INTO chunks_fts(rowid, text) VALUES (new.id, new.text); END",
-    "CREATE TRIGGER chunks_fts_delete AFTER DELETE ON chunks BEGIN "
-    "INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.id, old.text); END",
-    "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, "
-    "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))",
-)
-
-
-def _create_at_head(connection: Connection, heads: set[str]) -> None:
-    """A new, empty SQLite database: the schema at head made directly, and stamped so, rather than by
-    replaying every migration (importing Alembic and running them was most of a first start's work)."""
-    from openassistants.storage.tables import metadata
-
-    metadata.create_all(connection)
-    for statement in SQLITE_EXTRA_DDL:
-        connection.exec_driver_sql(statement)
-    for head in sorted(heads):
-        connection.execute(text("INSERT INTO alembic_version (version_num) VALUES (:head)"), {"head": head})
-
-
-_REVISION = re.compile(r"^revision\s*(?::[^=]*)?=\s*['\"]([^'\"]+)['\"]", re.MULTILINE)
-_DOWN_REVISION = re.compile(r"^down_revision\s*(?::[^=]*)?=(.*)$", re.MULTILINE)
-
-
-def _head_revisions() -> set[str]:
-    """The revisions no other migration builds on, read from the files as Alembic reads them.
-
-    Empty when a file does not read as expected: the caller then lets Alembic decide.
-    """
-    revisions: set[str] = set()
-    parents: set[str] = set()
-    for path in (MIGRATIONS_DIR / "versions").glob("*.py"):
-        if path.name == "__init__.py":
-            continue
-        source = path.read_text()
-        revision, down = _REVISION.search(source), _DOWN_REVISION.search(source)
-        if revision is None or down is None:
-            return set()
-        revisions.add(revision.group(1))
-        parents.update(re.findall(r"['\"]([^'\"]+)['\"]", down.group(1)))
-    return revisions - parents
-
-
-def _applied_revisions(connection: Connection) -> set[str]:
-    if not inspect(connection).has_table("alembic_version"):
-        return set()
-    return set(connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalars())

@@ -12,7 +12,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from openassistants.storage.db import _applied_revisions, _head_revisions
+from openassistants.storage.migrate import applied_revisions, head_revisions
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ async def schema_state(url: str, *, timeout: float) -> SchemaState | None:
     """The schema's state; None when the SQLite file does not exist yet. Raises what connecting raises
     (the driver's own error, a TimeoutError after ``timeout`` seconds, ImportError for a URL whose driver
     is not installed, sqlalchemy's ArgumentError for an unparsable URL)."""
-    heads = frozenset(_head_revisions())
+    heads = frozenset(head_revisions())
     path = sqlite_path(url)
     if path is not None:
         if not path.exists():
@@ -50,7 +50,7 @@ async def schema_state(url: str, *, timeout: float) -> SchemaState | None:
     engine = create_async_engine(url, pool_size=1, max_overflow=0)
     try:
         async with asyncio.timeout(timeout), engine.connect() as conn:
-            applied = await conn.run_sync(_applied_revisions)
+            applied = await conn.run_sync(applied_revisions)
     finally:
         await engine.dispose()
     return SchemaState(frozenset(applied), heads)

@@ -27,7 +27,7 @@ RUNS_QUEUED = "oa_runs_queued"
 RUN_CANCEL = "oa_run_cancel"
 #: Files wait to be ingested into vector stores.
 INGEST_QUEUED = "oa_ingest_queued"
-#: New stream events (payload: see events.PostgresEventBus).
+#: New stream events (payload: see bus.postgres.PostgresEventBus).
 RUN_EVENTS = "oa_run_events"
 
 RECONNECT_BACKOFF_SECONDS = (0.1, 0.25, 0.5, 1.0, 2.0)

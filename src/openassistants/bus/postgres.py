@@ -18,10 +18,9 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
+from openassistants.bus.base import Transaction
+from openassistants.bus.notify import RUN_EVENTS, PostgresNotifier
 from openassistants.events import Event, ends_stream
-from openassistants.storage.notify import RUN_EVENTS, PostgresNotifier
 
 logger = logging.getLogger("openassistants.events")
 
@@ -113,7 +112,7 @@ class PostgresEventBus:
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush_all(), name="run-events-flush")
 
-    async def publish_in(self, conn: AsyncConnection, run_id: str, events: list[Event]) -> None:
+    async def publish_in(self, conn: Transaction, run_id: str, events: list[Event]) -> None:
         if not events:
             return
         await self.flush(run_id)  # the run's earlier events first: they must get lower ids
@@ -153,7 +152,7 @@ class PostgresEventBus:
                     delay = min(delay * 2, 2.0)
 
     async def _write(self, batch: list[tuple[str, Event]]) -> None:
-        # The notifier's pool commits without waiting for a WAL flush (storage/notify.py).
+        # The notifier's pool commits without waiting for a WAL flush (bus/notify.py).
         await self._notifier.pool.execute(_WRITE, *_columns(batch))
 
     # --- receiving --------------------------------------------------------------------------
