@@ -17,7 +17,7 @@ from openassistants.events import Event
 from openassistants.metrics import time_upstream
 from openassistants.services import run_records as records
 from openassistants.services.completion_budget import CompletionBudget
-from openassistants.services.messages import message_to_wire, text_part
+from openassistants.services.messages import message_to_wire
 from openassistants.services.prompt import (
     CONTEXT_LENGTH_EXCEEDED,
     Prompt,
@@ -30,12 +30,12 @@ from openassistants.services.run_context import RunContext, load_run_context
 from openassistants.services.run_status import Closing
 from openassistants.services.runs import step_to_wire
 from openassistants.services.tool_host import ServicesToolHost
-from openassistants.services.turn_calls import TurnCalls, unless_stopped
+from openassistants.services.turn_calls import TurnCalls, both, unless_stopped
 from openassistants.services.turn_host import TurnHost
+from openassistants.services.turn_message import OpenMessage, image_part
 from openassistants.statuses import MessageStatus
 from openassistants.storage.queries import insert_rows
 from openassistants.tokens import count_text
-from openassistants.tools.registry import TOOLS
 from openassistants.upstream.chat import (
     ChatRequest,
     Finish,
@@ -61,7 +61,7 @@ def _fit(budget: CompletionBudget | None, text: str) -> str:
 
 
 def _stored() -> asyncio.Future[None]:
-    """What ``_Open.storing`` holds for a message stored before the turn began."""
+    """What ``OpenMessage.storing`` holds for a message stored before the turn began."""
     done = asyncio.get_running_loop().create_future()
     done.set_result(None)
     return done
@@ -76,21 +76,6 @@ class TurnOutcome:
     error_message: str = ""
     #: Writes that go in the transaction applying the outcome (completing the turn's message).
     closing: Closing | None = None
-
-
-@dataclass
-class _Open:
-    """The message the turn has open, if any (with its step)."""
-
-    message: dict[str, Any] | None = None
-    message_step: dict[str, Any] | None = None
-    #: Whether the message's events went out (its text began).
-    announced: bool = False
-    #: Storing the message and its step ahead of the reply's text, when the turn does that.
-    storing: asyncio.Future[None] | None = None
-    text: str = ""
-    #: How many of the message's annotations went out in its deltas (a prefix of them, in order).
-    annotated: int = 0
 
 
 class ModelTurn:
@@ -117,9 +102,7 @@ class ModelTurn:
         self.inbox: asyncio.Queue[object] = asyncio.Queue()
         self.tool_host = ServicesToolHost.of(executor)
         self.calls = TurnCalls(self.db, run, self.tool_host, self._publish)
-        #: Images shown at the start of the message this turn writes (content index of its text).
-        self.images: list[str] = []
-        self.open = _Open()
+        self.open = OpenMessage()
         #: Text of the messages this turn already closed, for usage when the upstream reports none.
         self.closed_text = ""
 
@@ -141,21 +124,7 @@ class ModelTurn:
             self.context = await load_run_context(self.tool_host, run, has_steps=self.has_steps)
         except PromptTooLarge as exc:
             await self._discard_reply()
-            if run["max_prompt_tokens"] is not None:
-                return TurnOutcome("incomplete", incomplete_reason="max_prompt_tokens")
-            if exc.untruncated:
-                return TurnOutcome(
-                    "failed",
-                    error_code=CONTEXT_LENGTH_EXCEEDED,
-                    error_message="Your input exceeds the context window of this model. Please adjust your "
-                    f"input and try again (it needs {exc.needed} tokens; the model allows {exc.budget}).",
-                )
-            return TurnOutcome(
-                "failed",
-                error_code="invalid_prompt",
-                error_message=f"The thread's newest message needs {exc.needed} prompt tokens; the "
-                f"model's context allows {exc.budget}.",
-            )
+            return _too_large(run, exc)
         prompt = self.context.prompt
         request = ChatRequest(
             model=run["model"],
@@ -287,8 +256,8 @@ class ModelTurn:
         if message is None:
             message, _ = self._new_message()
         self.open.text += text
-        part: dict[str, Any] = {"index": len(self.images), "type": "text", "text": {"value": text}}
-        annotations = self._settled_annotations(text)
+        part: dict[str, Any] = {"index": len(self.open.images), "type": "text", "text": {"value": text}}
+        annotations = self.open.settled_annotations(self.context.tools, text)
         if annotations or not self.open.announced:
             part["text"]["annotations"] = annotations
         delta = run_events.message_delta(message["id"], [part])
@@ -296,47 +265,6 @@ class ModelTurn:
             self.executor.bus.publish(self.run_id, delta)
         else:
             await self._announce_message(delta)
-
-    def _settled_annotations(self, piece: str) -> list[dict[str, Any]]:
-        """The annotations the text just streamed (``piece``) settled, numbered by their place among
-        the completed message's annotations, for its delta (as the hosted API streamed them).
-
-        Annotations go out in order, each once (the SDKs add up a re-sent one's offsets), and only
-        once nothing streamed later can move or change them: a citation when its closing 】 arrives;
-        a ``sandbox:`` link once a character after it ends it; neither while an unclosed 【 before
-        it could still become a citation that sorts first. The rest go out when the message closes.
-        """
-        text = self.open.text
-        states = self.context.tools.by_type
-        if not any(TOOLS[kind].streams_annotations(state, piece, text) for kind, state in states.items()):
-            return []
-        annotations = self._annotations()
-        boundary = min(
-            (TOOLS[kind].unsettled_from(state, text) for kind, state in states.items()), default=len(text)
-        )
-        settled = 0
-        for annotation in annotations:
-            if annotation["start_index"] >= boundary:
-                break
-            settled += 1
-        return self._numbered(annotations, settled)
-
-    def _numbered(self, annotations: list[dict[str, Any]], settled: int) -> list[dict[str, Any]]:
-        """``annotations[annotated:settled]`` with their delta ``index``; marks them sent."""
-        start = self.open.annotated
-        if settled <= start:
-            return []
-        self.open.annotated = settled
-        return [{"index": i, **annotations[i]} for i in range(start, settled)]
-
-    def _annotations(self) -> list[dict[str, Any]]:
-        """The open message's annotations, in the order its text has them."""
-        annotations = [
-            annotation
-            for kind, state in self.context.tools.by_type.items()
-            for annotation in TOOLS[kind].annotations(state, self.open.text)
-        ]
-        return sorted(annotations, key=lambda a: a["start_index"])
 
     def _new_message(self, reply: records.Reply | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
         """The message this turn's text goes to and its step, not stored yet (unless ``reply``, stored
@@ -347,7 +275,7 @@ class ModelTurn:
         message, step = reply.message, reply.step
         self.open.message, self.open.message_step = message, step
         tools = self.context.tools
-        self.images, tools.pending_images = tools.pending_images, []
+        self.open.images, tools.pending_images = tools.pending_images, []
         if tools.pending_attachments:
             message["attachments"], tools.pending_attachments = tools.pending_attachments, []
         return message, step
@@ -372,8 +300,8 @@ class ModelTurn:
             *run_events.step_created(step_to_wire(step)),
             *run_events.message_created(message_to_wire(message)),  # type: ignore[arg-type]
         ]
-        if self.images:
-            parts = [{"index": i, **_image_part(f)} for i, f in enumerate(self.images)]
+        if self.open.images:
+            parts = [{"index": i, **image_part(f)} for i, f in enumerate(self.open.images)]
             events.append(run_events.message_delta(message["id"], parts))
         events.append(first_delta)
         self.open.announced = True
@@ -407,16 +335,16 @@ class ModelTurn:
         content: list[dict[str, Any]] = []
         last: list[Event] = []
         if announced and message is not None:
-            content = self._content()
+            content = self.open.content(self.context.tools)
             # Annotations the deltas could not settle yet (a link ending the text) go out last.
             annotations = content[-1]["text"]["annotations"]
-            rest = self._numbered(annotations, len(annotations))
+            rest = self.open.numbered(annotations, len(annotations))
             if rest:
-                part = {"index": len(self.images), "type": "text", "text": {"annotations": rest}}
+                part = {"index": len(self.open.images), "type": "text", "text": {"annotations": rest}}
                 last.append(run_events.message_delta(message["id"], [part]))
         # Text that follows (after tool calls, say) starts a message of its own.
         self.closed_text += self.open.text
-        self.open = _Open()
+        self.open = OpenMessage()
 
         async def close(conn: AsyncConnection) -> list[Event]:
             if message is None or step is None or not stored:
@@ -460,15 +388,9 @@ class ModelTurn:
             return
         async with self.db.write(inline=True) as conn:
             if message is not None:
-                await records.update_message(conn, message, content=self._content())
+                await records.update_message(conn, message, content=self.open.content(self.context.tools))
             if step is not None:
                 await records.update_step(conn, step, step_details=self.calls.details())
-
-    def _content(self) -> list[dict[str, Any]]:
-        """The message's content: images first, then the text with its annotations."""
-        text = text_part(self.open.text)
-        text["text"]["annotations"] = self._annotations()
-        return [_image_part(f) for f in self.images] + [text]
 
     async def _on_tool_call(self, delta: ToolCallDelta) -> None:
         if self.open.message is not None:
@@ -492,68 +414,44 @@ class ModelTurn:
                 return TurnOutcome("cancelled")
             if self.calls.for_client():
                 return self._require_action(usage)
-            return await self._complete_tool_step(usage)
+            # Only calls the server ran: the step is done, and the model goes on with their results.
+            async with self.db.write(inline=True) as conn:
+                completed = await self.calls.completing(usage)(conn)
+            for event in completed:
+                self._publish(event)
+            return TurnOutcome("continue")
         # The message is completed in the transaction that ends the run: one commit fewer.
         await self._settle_storing()
         closing = self._message_closing(usage, incomplete_reason="max_tokens" if hit_limit else None)
         if hit_limit:
-            closing = self._cut_calls_closing(closing, usage)
+            # The tool_calls step the limit cut short (if any) completes with the calls as far as
+            # they came: the run ends ``incomplete``, and no step of it stays in progress.
+            closing = both(closing, self.calls.completing(usage))
             return TurnOutcome("incomplete", incomplete_reason="max_completion_tokens", closing=closing)
         return TurnOutcome("completed", closing=closing)
 
-    def _cut_calls_closing(self, closing: Closing, usage: dict[str, int]) -> Closing:
-        """``closing``, and the tool_calls step the limit cut short (if any) completed with the calls
-        as far as they came: the run ends ``incomplete``, and no step of it stays in progress."""
-        step = self.calls.step
-        if step is None:
-            return closing
-        details = self.calls.details()
-
-        async def close(conn: AsyncConnection) -> list[Event]:
-            events = await closing(conn)
-            return [*events, await records.complete_step(conn, step, step_details=details, usage=usage)]
-
-        return close
-
-    async def _complete_tool_step(self, usage: dict[str, int]) -> TurnOutcome:
-        """Only built-in calls: the step is done, and the model goes on with their results."""
-        step = self.calls.step
-        assert step is not None
-        async with self.db.write(inline=True) as conn:
-            completed = await records.complete_step(
-                conn, step, step_details=self.calls.details(), usage=usage
-            )
-        self._publish(completed)
-        return TurnOutcome("continue")
-
     def _require_action(self, usage: dict[str, int]) -> TurnOutcome:
-        step = self.calls.step
-        assert step is not None
-        calls = self.calls.for_client()
-        details = self.calls.details()
-
         if is_response_run(self.run_row):
             # A response that calls functions is complete: their outputs come with the next one.
-            async def complete_calls(conn: AsyncConnection) -> list[Event]:
-                return [await records.complete_step(conn, step, step_details=details, usage=usage)]
-
-            return TurnOutcome("completed", closing=complete_calls)
-
-        async def record_calls(conn: AsyncConnection) -> list[Event]:
-            await records.update_step(conn, step, step_details=details, usage=usage)
-            return []
-
-        required = {
-            "type": "submit_tool_outputs",
-            "submit_tool_outputs": {
-                "tool_calls": [
-                    {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
-                    for c in calls
-                ]
-            },
-        }
-        return TurnOutcome("requires_action", required_action=required, closing=record_calls)
+            return TurnOutcome("completed", closing=self.calls.completing(usage))
+        required = self.calls.required_action()
+        return TurnOutcome("requires_action", required_action=required, closing=self.calls.recording(usage))
 
 
-def _image_part(file_id: str) -> dict[str, Any]:
-    return {"type": "image_file", "image_file": {"file_id": file_id, "detail": "auto"}}
+def _too_large(run: Mapping[str, Any], exc: PromptTooLarge) -> TurnOutcome:
+    """The outcome of a turn whose prompt cannot fit."""
+    if run["max_prompt_tokens"] is not None:
+        return TurnOutcome("incomplete", incomplete_reason="max_prompt_tokens")
+    if exc.untruncated:
+        return TurnOutcome(
+            "failed",
+            error_code=CONTEXT_LENGTH_EXCEEDED,
+            error_message="Your input exceeds the context window of this model. Please adjust your "
+            f"input and try again (it needs {exc.needed} tokens; the model allows {exc.budget}).",
+        )
+    return TurnOutcome(
+        "failed",
+        error_code="invalid_prompt",
+        error_message=f"The thread's newest message needs {exc.needed} prompt tokens; the "
+        f"model's context allows {exc.budget}.",
+    )

@@ -10,11 +10,14 @@ import contextlib
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from openassistants import run_events
 from openassistants.events import Event
 from openassistants.ids import new_id
 from openassistants.services import run_records as records
 from openassistants.services.run_context import RunContext
+from openassistants.services.run_status import Closing
 from openassistants.services.runs import step_to_wire
 from openassistants.storage.db import Database
 from openassistants.tools.base import ToolCall, ToolContext, ToolHost
@@ -84,6 +87,45 @@ class TurnCalls:
                 state = context.tools.by_type.get(call.type)
                 tool_context = ToolContext(self.host, self.run, state, context.tools, step_delta)
                 await tool.execute(tool_context, index, call)
+
+    def completing(self, usage: dict[str, int]) -> Closing:
+        """Completes the step (if the turn has one) with its calls as far as they came."""
+        step, details = self.step, self.details()
+
+        async def complete(conn: AsyncConnection) -> list[Event]:
+            if step is None:
+                return []
+            return [await records.complete_step(conn, step, step_details=details, usage=usage)]
+
+        return complete
+
+    def recording(self, usage: dict[str, int]) -> Closing:
+        """Records the calls in the step, which stays open for the client's outputs."""
+        step, details = self.step, self.details()
+        assert step is not None
+
+        async def record(conn: AsyncConnection) -> list[Event]:
+            await records.update_step(conn, step, step_details=details, usage=usage)
+            return []
+
+        return record
+
+    def required_action(self) -> dict[str, Any]:
+        """The run's ``required_action``: the calls the client is to run."""
+        calls = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in self.for_client()
+        ]
+        return {"type": "submit_tool_outputs", "submit_tool_outputs": {"tool_calls": calls}}
+
+
+def both(first: Closing, second: Closing) -> Closing:
+    """One closing doing ``first``, then ``second``."""
+
+    async def close(conn: AsyncConnection) -> list[Event]:
+        return [*await first(conn), *await second(conn)]
+
+    return close
 
 
 async def unless_stopped(work: Awaitable[None], stop: Awaitable[object]) -> bool:
