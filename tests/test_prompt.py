@@ -10,8 +10,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from openassistants.services.prompt import (
-    CODE_INTERPRETER_FUNCTION,
-    FILE_SEARCH_FUNCTION,
     Prompt,
     PromptInput,
     PromptTooLarge,
@@ -23,6 +21,19 @@ from openassistants.services.prompt import (
     tools_for_model,
 )
 from openassistants.tokens import count_chat_message, count_chat_messages, count_tools
+from openassistants.tools.code_interpreter import CodeInterpreter
+from openassistants.tools.file_search import FileSearch
+
+FILE_SEARCH_FUNCTION = {
+    "name": "file_search",
+    "description": FileSearch.description,
+    "parameters": FileSearch.parameters,
+}
+CODE_INTERPRETER_FUNCTION = {
+    "name": "code_interpreter",
+    "description": CodeInterpreter.description,
+    "parameters": CodeInterpreter.parameters,
+}
 
 
 def wire_message(role: str, *parts: dict[str, Any], attachments: list[Any] | None = None) -> dict[str, Any]:

@@ -10,6 +10,8 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
     field_validator,
     model_validator,
 )
@@ -145,10 +147,35 @@ class FileSearchTool(RequestModel):
     file_search: FileSearchOptions | None = None
 
 
-Tool = Annotated[FunctionTool | CodeInterpreterTool | FileSearchTool, Field(discriminator="type")]
+#: Request bodies of tools registered beyond the built-in ones (``tools/base.Registry.register``), by
+#: type. Empty unless a deployment or a test adds a tool: then the wire, its errors and the OpenAPI
+#: document are exactly the built-in ``Tool`` union's.
+_REGISTERED_TOOLS: dict[str, type[RequestModel]] = {}
 
 
-def tool_to_wire(tool: FunctionTool | CodeInterpreterTool | FileSearchTool) -> dict[str, Any]:
+def accept_tool_schema(kind: str, model: type[RequestModel]) -> None:
+    _REGISTERED_TOOLS[kind] = model
+
+
+def refuse_tool_schema(kind: str) -> None:
+    _REGISTERED_TOOLS.pop(kind, None)
+
+
+def _registered_tool(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    """A registered tool's body by its own model; any other by the built-in union (and its errors)."""
+    if _REGISTERED_TOOLS and isinstance(value, dict) and value.get("type") in _REGISTERED_TOOLS:
+        return _REGISTERED_TOOLS[value["type"]].model_validate(value)
+    return handler(value)
+
+
+Tool = Annotated[
+    FunctionTool | CodeInterpreterTool | FileSearchTool,
+    Field(discriminator="type"),
+    WrapValidator(_registered_tool),
+]
+
+
+def tool_to_wire(tool: RequestModel) -> dict[str, Any]:
     """The stored and echoed form of a tool: what was sent, without nulls, ``strict`` defaulted."""
     wire = tool.model_dump(exclude_none=True)
     if isinstance(tool, FunctionTool):

@@ -17,6 +17,7 @@ from openassistants.services.resources import check_tool_resources, tool_resourc
 from openassistants.services.vector_store_files import attach_files
 from openassistants.services.vector_stores import insert_vector_store
 from openassistants.storage import tables
+from openassistants.tools.registry import TOOLS
 
 #: Vector stores made for a thread's attachments expire a week after the thread last used them.
 THREAD_STORE_EXPIRY = ExpiresAfter(anchor="last_active_at", days=7)
@@ -50,29 +51,39 @@ async def index_attachments(
     conn: AsyncConnection, tenant: str, thread_id: str, messages: list[MessageCreate]
 ) -> None:
     """Checks that every file the messages name is the tenant's (NotFound otherwise), then puts files
-    attached for file_search into the thread's vector store (creating it if needed)."""
+    attached for a tool that searches vector stores (file_search) into the thread's vector store
+    for it (creating it if needed)."""
     await check_message_files(conn, tenant, messages)
-    file_ids = [
-        a.file_id
-        for m in messages
-        for a in m.attachments or []
-        if any(t.type == "file_search" for t in a.tools)
+    for kind, key in _store_tools():
+        file_ids = [
+            a.file_id for m in messages for a in m.attachments or [] if any(t.type == kind for t in a.tools)
+        ]
+        if file_ids:
+            store_id = await _thread_store(conn, tenant, thread_id, kind, key)
+            await attach_files(conn, tenant, store_id, [(f, None, None) for f in dict.fromkeys(file_ids)])
+
+
+def _store_tools() -> list[tuple[str, str]]:
+    """The tool types whose tool_resources are vector stores, and their key."""
+    return [
+        (kind, resource.key) for kind, resource in TOOLS.with_resources() if resource.kind == "vector_store"
     ]
-    if not file_ids:
-        return
+
+
+async def _thread_store(conn: AsyncConnection, tenant: str, thread_id: str, kind: str, key: str) -> str:
+    """The thread's vector store for the tool ``kind``: its first, or a new one (expiring a week
+    after the thread last used it)."""
     threads = tables.threads
     resources = dict(
         (await conn.execute(select(threads.c.tool_resources).where(threads.c.id == thread_id))).scalar() or {}
     )
-    store_ids = list((resources.get("file_search") or {}).get("vector_store_ids") or [])
+    store_ids = list((resources.get(kind) or {}).get(key) or [])
     if store_ids:
-        store_id = store_ids[0]
-    else:
-        store = await insert_vector_store(conn, tenant, name=None, expires_after=THREAD_STORE_EXPIRY)
-        store_id = store["id"]
-        resources["file_search"] = {"vector_store_ids": [store_id]}
-        await conn.execute(update(threads).where(threads.c.id == thread_id).values(tool_resources=resources))
-    await attach_files(conn, tenant, store_id, [(f, None, None) for f in dict.fromkeys(file_ids)])
+        return str(store_ids[0])
+    store = await insert_vector_store(conn, tenant, name=None, expires_after=THREAD_STORE_EXPIRY)
+    resources[kind] = {key: [store["id"]]}
+    await conn.execute(update(threads).where(threads.c.id == thread_id).values(tool_resources=resources))
+    return str(store["id"])
 
 
 async def check_message_files(conn: AsyncConnection, tenant: str, messages: list[MessageCreate]) -> None:
@@ -95,6 +106,8 @@ def queues_ingestion(
     file_search = tool_resources.file_search if tool_resources is not None else None
     if file_search is not None and getattr(file_search, "vector_stores", None):
         return True
-    return any(
-        any(t.type == "file_search" for t in a.tools) for m in messages or [] for a in m.attachments or []
-    )
+    attachments = [a for m in messages or [] for a in m.attachments or []]
+    if not attachments:
+        return False
+    kinds = {kind for kind, _ in _store_tools()}
+    return any(t.type in kinds for a in attachments for t in a.tools)

@@ -24,7 +24,7 @@ from sqlalchemy import select
 from openassistants.bus.base import EventBus
 from openassistants.config import Settings
 from openassistants.services.claim_loop import ClaimLoop, ClaimSettings, ClaimWork
-from openassistants.services.run_context import wait_for_stores
+from openassistants.services.run_context import wait_for_tools
 from openassistants.services.run_records import Reply
 from openassistants.services.run_status import Closing, RunStatusWriter
 from openassistants.services.run_turn import ModelTurn, TurnOutcome
@@ -353,7 +353,7 @@ class Executor:
         # a cancel since then is in _cancel_requested.
         run_id: str = row["id"]
         self.status.publish(run_id, RunStatus.in_progress, row)
-        await wait_for_stores(self.db, row)
+        await wait_for_tools(self.db, row)
         # A run that never ran has no usage yet, and no steps (a resumed one has both).
         has_steps = row["usage"] is not None
         usage = dict(row["usage"] or {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0})

@@ -5,53 +5,11 @@ Pure functions over wire dicts; loading the thread and calling the model are the
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Any
 
 from openassistants.tokens import REPLY_PRIMING_TOKENS, count_chat_message, count_tools
-
-# The built-in tools as the model sees them. Their names and parameters are a fixed interface: the
-# executor routes a call named "file_search" or "code_interpreter" to that tool with these arguments.
-FILE_SEARCH_FUNCTION: dict[str, Any] = {
-    "name": "file_search",
-    "description": (
-        "Search the files the user has uploaded or attached to this conversation and return the most "
-        "relevant passages. Use it whenever the answer may be in those files, and cite what you use."
-    ),
-    "parameters": {
-        "type": "object",
-        "properties": {
-            "query": {
-                "type": "string",
-                "description": "What to look for, as a self-contained natural-language search query.",
-            }
-        },
-        "required": ["query"],
-    },
-}
-CODE_INTERPRETER_FUNCTION: dict[str, Any] = {
-    "name": "code_interpreter",
-    "description": (
-        "Run Python code in a sandbox without network access and return its output (stdout, errors, "
-        "images). State is kept between calls in this conversation. Files the user attached and files "
-        "you create are under /mnt/data. Use it for calculations, data analysis and making charts or files."
-    ),
-    "parameters": {
-        "type": "object",
-        "properties": {
-            "code": {
-                "type": "string",
-                "description": "The Python code to run; the value of the last expression is shown.",
-            }
-        },
-        "required": ["code"],
-    },
-}
-BUILTIN_FUNCTIONS: dict[str, dict[str, Any]] = {
-    "file_search": FILE_SEARCH_FUNCTION,
-    "code_interpreter": CODE_INTERPRETER_FUNCTION,
-}
+from openassistants.tools.registry import TOOLS
 
 
 @dataclass(frozen=True)
@@ -234,23 +192,14 @@ def _attachments_note(attachments: list[dict[str, Any]]) -> str:
 
 
 def tools_for_model(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Assistant tools as Chat Completions function tools; built-in tools become fixed functions."""
+    """Assistant tools as Chat Completions function tools (``tools/``: each tool says how)."""
     functions: list[dict[str, Any]] = []
     for tool in tools:
         kind = tool["type"]
-        if kind == "function":
-            function = {
-                key: value
-                for key, value in tool["function"].items()
-                if key in ("name", "description", "parameters", "strict") and value is not None
-            }
-            if not function.get("strict"):
-                function.pop("strict", None)
-            functions.append({"type": "function", "function": function})
-        elif kind in BUILTIN_FUNCTIONS:
-            functions.append({"type": "function", "function": copy.deepcopy(BUILTIN_FUNCTIONS[kind])})
-        else:
+        found = TOOLS.get(kind)
+        if found is None:
             raise ValueError(f"unknown tool type {kind!r}")
+        functions.append(found.for_model(tool))
     return functions
 
 
@@ -267,9 +216,10 @@ def tool_choice_for_model(tool_choice: str | dict[str, Any] | None) -> str | dic
         if not function:
             return "required"
         return {"type": "function", "function": {"name": function["name"]}}
-    if kind in BUILTIN_FUNCTIONS:
-        return {"type": "function", "function": {"name": kind}}
-    raise ValueError(f"unknown tool_choice type {kind!r}")
+    found = TOOLS.get(kind)
+    if found is None:
+        raise ValueError(f"unknown tool_choice type {kind!r}")
+    return {"type": "function", "function": {"name": found.call_name(tool_choice)}}
 
 
 def response_format_for_model(response_format: str | dict[str, Any] | None) -> dict[str, Any] | None:

@@ -10,6 +10,7 @@ from openassistants.errors import InvalidRequest
 from openassistants.schemas.common import ToolResources, ToolResourcesCreate
 from openassistants.services.files import load_file
 from openassistants.services.lookup import load_vector_store
+from openassistants.tools.registry import TOOLS
 
 
 def tool_resources_to_stored(value: ToolResources | ToolResourcesCreate | None) -> dict[str, Any]:
@@ -31,10 +32,14 @@ def tool_resources_to_stored(value: ToolResources | ToolResourcesCreate | None) 
     return stored
 
 
+#: How a tool's resource ids are checked, by their kind (``tools/base.Resource.kind``).
+_LOADERS = {"file": load_file, "vector_store": load_vector_store}
+
+
 async def check_tool_resources(conn: AsyncConnection, tenant: str, stored: dict[str, Any]) -> None:
     """Every id in stored tool_resources names one of the tenant's files or vector stores: an unknown
     id is a 404 now (as for a message's attachments), not a tool that finds nothing at run time."""
-    for file_id in (stored.get("code_interpreter") or {}).get("file_ids") or []:
-        await load_file(conn, tenant, file_id)
-    for store_id in (stored.get("file_search") or {}).get("vector_store_ids") or []:
-        await load_vector_store(conn, tenant, store_id)
+    for kind, resource in TOOLS.with_resources():
+        load = _LOADERS[resource.kind]
+        for resource_id in (stored.get(kind) or {}).get(resource.key) or []:
+            await load(conn, tenant, resource_id)

@@ -1,49 +1,36 @@
 """What one model turn of a run needs to know, loaded fresh before each turn: the prompt (thread
-messages plus this run's own messages and answered tool calls), the vector stores file_search may
-search, and the sources earlier file_search calls returned (for citations)."""
+messages plus this run's own messages and answered tool calls), and what the run's tools read from
+their tool_resources and kept from the run's earlier calls (``tools/base.RunToolState``)."""
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, select
 
-from openassistants.config import Settings
 from openassistants.services.messages import message_to_wire
 from openassistants.services.prompt import Prompt, PromptInput, build_prompt, message_to_chat, prompt_budget
 from openassistants.services.responses.hooks import is_replayed, is_response_run, thread_history
 from openassistants.services.tool_turns import call_output, tool_calls_turn
-from openassistants.services.vector_stores import usable_store_ids
-from openassistants.statuses import FileStatus, StepStatus
+from openassistants.statuses import StepStatus
 from openassistants.storage import tables
 from openassistants.storage.db import Database
 from openassistants.storage.prepared import Prepared
 from openassistants.tokens import count_chat_message
-
-#: Built-in tools this server executes itself (others are offered only once implemented).
-BUILTIN_TOOLS = frozenset({"file_search", "code_interpreter"})
+from openassistants.tools.base import RunToolState, Tool, ToolHost
+from openassistants.tools.registry import TOOLS
 
 
 @dataclass
 class RunContext:
     prompt: Prompt
-    vector_store_ids: list[str]
-    #: (file_search ordinal, result index) → file id, for the markers the model cites.
-    sources: dict[tuple[int, int], str] = field(default_factory=dict)
-    #: How many file_search calls the run has made so far (the next call's ordinal).
-    file_searches: int = 0
-    #: Files this run's code produced: sandbox name → file id (for file_path annotations).
-    code_files: dict[str, str] = field(default_factory=dict)
-    #: Images this run's code produced since its last message: shown in the next one.
-    pending_images: list[str] = field(default_factory=list)
-    #: Files this run's code produced since its last message: that message's attachments.
-    pending_files: list[str] = field(default_factory=list)
-    #: Files the code interpreter gets: the assistant's, the thread's and attached ones.
-    code_input_file_ids: list[str] = field(default_factory=list)
+    #: The offered tools by the name the model's calls give (``tools/base.Registry.by_call_name``).
+    tools_by_call_name: dict[str, Tool]
+    #: What the run's tools keep across its turns.
+    tools: RunToolState = field(default_factory=RunToolState)
 
 
 M = tables.messages
@@ -80,42 +67,22 @@ _RUN_STEPS = Prepared(
 #: Prompts up to this many characters are built on the event loop (tokenizing them takes well under
 #: a millisecond), longer ones in a thread.
 INLINE_PROMPT_CHARS = 8000
-#: How long a run waits for its vector stores' files to finish ingesting before it searches them.
-STORE_READY_TIMEOUT_SECONDS = 60.0
 
 
-async def wait_for_stores(db: Database, run: Mapping[str, Any]) -> None:
-    """Files just attached may still be ingesting; as the hosted API does, a run with file_search
-    waits (a bounded time) until its vector stores are ready, so a search sees every file."""
-    if not _has_tool(run, "file_search"):
-        return
-    vf = tables.vector_store_files
-    deadline = time.monotonic() + STORE_READY_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        async with db.read() as conn:
-            store_ids = await _store_ids(conn, run)
-            if not store_ids:
-                return
-            waiting = (
-                await conn.execute(
-                    select(func.count()).where(
-                        vf.c.vector_store_id.in_(store_ids), vf.c.status == FileStatus.in_progress.value
-                    )
-                )
-            ).scalar()
-        if not waiting:
-            return
-        await asyncio.sleep(0.2)
+async def wait_for_tools(db: Database, run: Mapping[str, Any]) -> None:
+    """Before a run's first turn: each offered tool waits (a bounded time) until its resources are
+    usable (file_search: until files just attached finished ingesting, as the hosted API does)."""
+    for definition in TOOLS.offered(run["tools"]):
+        await TOOLS[definition["type"]].wait_ready(db, run)
 
 
 def offered_tools(run: Mapping[str, Any]) -> list[dict[str, Any]]:
-    return [t for t in run["tools"] if t.get("type") == "function" or t.get("type") in BUILTIN_TOOLS]
+    return TOOLS.offered(run["tools"])
 
 
-async def load_run_context(
-    db: Database, settings: Settings, run: Mapping[str, Any], *, has_steps: bool = True
-) -> RunContext:
+async def load_run_context(host: ToolHost, run: Mapping[str, Any], *, has_steps: bool = True) -> RunContext:
     """``has_steps`` False: the run has none yet (its first turn), so they are not queried."""
+    db, settings = host.db, host.settings
     max_completion = run["max_completion_tokens"]
     reserve = settings.completion_reserve_tokens
     if max_completion is not None:
@@ -138,21 +105,20 @@ async def load_run_context(
         steps = [s for s in steps if not is_replayed(s)]
     else:
         thread_messages, thread_message_tokens = await _thread_messages(db, run, budget)
-    store_ids: list[str] = []
-    code_inputs: list[str] = []
-    if _has_tool(run, "file_search") or _has_tool(run, "code_interpreter"):
+    offered = offered_tools(run)
+    state = RunToolState({d["type"]: TOOLS[d["type"]].new_state() for d in offered})
+    with_resources = [d["type"] for d in offered if TOOLS[d["type"]].resource is not None]
+    if with_resources:
         async with db.read() as conn:
-            if _has_tool(run, "file_search"):
-                store_ids = await usable_store_ids(conn, run["tenant_id"], await _store_ids(conn, run))
-            if _has_tool(run, "code_interpreter"):
-                code_inputs = await _code_file_ids(conn, run)
+            for kind in with_resources:
+                await TOOLS[kind].prepare(host, conn, run, state.by_type[kind])
     own = {m["id"]: m for m in own_rows}
     prompt_input = PromptInput(
         instructions=run["instructions"],
         additional_instructions=run["additional_instructions"],
         thread_messages=thread_messages,
         run_turns=run_turns(steps, own),
-        tools=offered_tools(run),
+        tools=offered,
         truncation_strategy=truncation_strategy,
         max_prompt_tokens=run["max_prompt_tokens"],
         context_window=context_window,
@@ -165,22 +131,16 @@ async def load_run_context(
         prompt = build_prompt(prompt_input)
     else:
         prompt = await asyncio.to_thread(build_prompt, prompt_input)
-    context = RunContext(prompt=prompt, vector_store_ids=store_ids, code_input_file_ids=code_inputs)
     for step in steps:
         if step["type"] == "message_creation":
-            context.pending_images, context.pending_files = [], []
+            # What the tools made before a message went with it.
+            state.pending_images, state.pending_attachments = [], []
             continue
         for call in step["step_details"]["tool_calls"]:
-            if call.get("type") == "file_search":
-                for index, result in enumerate(call["file_search"].get("results") or []):
-                    context.sources[(context.file_searches, index)] = result["file_id"]
-                context.file_searches += 1
-            elif call.get("type") == "code_interpreter":
-                context.code_files.update(call.get("_files") or {})
-                context.pending_files += (call.get("_files") or {}).values()
-                outputs = call["code_interpreter"].get("outputs") or []
-                context.pending_images += [o["image"]["file_id"] for o in outputs if o["type"] == "image"]
-    return context
+            tool = TOOLS.get(call.get("type"))
+            if tool is not None and call.get("type") in state.by_type:
+                tool.replay(call, state.by_type[call["type"]], state)
+    return RunContext(prompt=prompt, tools_by_call_name=TOOLS.by_call_name(offered), tools=state)
 
 
 async def _thread_messages(
@@ -227,34 +187,6 @@ def _text_size(prompt: PromptInput) -> int:
     for turn in prompt.run_turns:
         size += len(str(turn.get("content") or "")) + len(str(turn.get("tool_calls") or ""))
     return size
-
-
-async def _store_ids(conn: Any, run: Mapping[str, Any]) -> list[str]:
-    """The assistant's and the thread's file_search vector stores."""
-    ids: list[str] = []
-    for table, key in ((tables.assistants, run["assistant_id"]), (tables.threads, run["thread_id"])):
-        resources = (await conn.execute(select(table.c.tool_resources).where(table.c.id == key))).scalar()
-        ids.extend(((resources or {}).get("file_search") or {}).get("vector_store_ids") or [])
-    return list(dict.fromkeys(ids))
-
-
-def _has_tool(run: Mapping[str, Any], kind: str) -> bool:
-    return any(t.get("type") == kind for t in run["tools"])
-
-
-async def _code_file_ids(conn: Any, run: Mapping[str, Any]) -> list[str]:
-    """The assistant's and the thread's code_interpreter files, and files attached for it."""
-    ids: list[str] = []
-    for table, key in ((tables.assistants, run["assistant_id"]), (tables.threads, run["thread_id"])):
-        resources = (await conn.execute(select(table.c.tool_resources).where(table.c.id == key))).scalar()
-        ids.extend(((resources or {}).get("code_interpreter") or {}).get("file_ids") or [])
-    m = tables.messages
-    rows = await conn.execute(select(m.c.attachments).where(m.c.thread_id == run["thread_id"]))
-    for (attachments,) in rows:
-        for attachment in attachments or []:
-            if any(t.get("type") == "code_interpreter" for t in attachment.get("tools") or []):
-                ids.append(attachment["file_id"])
-    return list(dict.fromkeys(ids))
 
 
 def run_turns(steps: Any, own_messages: dict[str, Any]) -> list[dict[str, Any]]:

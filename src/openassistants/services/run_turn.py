@@ -4,24 +4,20 @@ messages, and publish each piece as it arrives."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import Coroutine, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from openassistants import run_events
 from openassistants.events import Event
-from openassistants.ids import new_id
 from openassistants.metrics import time_upstream
 from openassistants.services import run_records as records
-from openassistants.services.code_interpreter_tool import PartialCode, file_path_annotations
 from openassistants.services.completion_budget import CompletionBudget
-from openassistants.services.file_search_tool import citations
-from openassistants.services.messages import message_to_wire, text_part
+from openassistants.services.messages import message_to_wire
 from openassistants.services.prompt import (
     CONTEXT_LENGTH_EXCEEDED,
     Prompt,
@@ -30,11 +26,13 @@ from openassistants.services.prompt import (
     tool_choice_for_model,
 )
 from openassistants.services.responses.hooks import is_response_run
-from openassistants.services.run_context import BUILTIN_TOOLS, RunContext, load_run_context, offered_tools
+from openassistants.services.run_context import RunContext, load_run_context
 from openassistants.services.run_status import Closing
 from openassistants.services.runs import step_to_wire
-from openassistants.services.tool_calls import ToolCall, ToolContext, run_builtin_calls
+from openassistants.services.tool_host import ServicesToolHost
+from openassistants.services.turn_calls import TurnCalls, both, unless_stopped
 from openassistants.services.turn_host import TurnHost
+from openassistants.services.turn_message import OpenMessage, image_part
 from openassistants.statuses import MessageStatus
 from openassistants.storage.queries import insert_rows
 from openassistants.tokens import count_text
@@ -63,7 +61,7 @@ def _fit(budget: CompletionBudget | None, text: str) -> str:
 
 
 def _stored() -> asyncio.Future[None]:
-    """What ``_Open.storing`` holds for a message stored before the turn began."""
+    """What ``OpenMessage.storing`` holds for a message stored before the turn began."""
     done = asyncio.get_running_loop().create_future()
     done.set_result(None)
     return done
@@ -78,23 +76,6 @@ class TurnOutcome:
     error_message: str = ""
     #: Writes that go in the transaction applying the outcome (completing the turn's message).
     closing: Closing | None = None
-
-
-@dataclass
-class _Open:
-    """What the turn has open: at most one message (with its step) and one tool_calls step."""
-
-    message: dict[str, Any] | None = None
-    message_step: dict[str, Any] | None = None
-    #: Whether the message's events went out (its text began).
-    announced: bool = False
-    #: Storing the message and its step ahead of the reply's text, when the turn does that.
-    storing: asyncio.Future[None] | None = None
-    text: str = ""
-    #: How many of the message's annotations went out in its deltas (a prefix of them, in order).
-    annotated: int = 0
-    tool_step: dict[str, Any] | None = None
-    calls: dict[int, ToolCall] = field(default_factory=dict)
 
 
 class ModelTurn:
@@ -119,11 +100,9 @@ class ModelTurn:
         self.usage = usage
         self.has_steps = has_steps
         self.inbox: asyncio.Queue[object] = asyncio.Queue()
-        self.builtins = {t["type"] for t in offered_tools(run)} & BUILTIN_TOOLS
-        self.code_inputs: dict[int, PartialCode] = {}
-        #: Images shown at the start of the message this turn writes (content index of its text).
-        self.images: list[str] = []
-        self.open = _Open()
+        self.tool_host = ServicesToolHost.of(executor)
+        self.calls = TurnCalls(self.db, run, self.tool_host, self._publish)
+        self.open = OpenMessage()
         #: Text of the messages this turn already closed, for usage when the upstream reports none.
         self.closed_text = ""
 
@@ -142,26 +121,10 @@ class ModelTurn:
             await self._discard_reply()
             return TurnOutcome("incomplete", incomplete_reason="max_completion_tokens")
         try:
-            self.context = await load_run_context(
-                self.db, self.executor.settings, run, has_steps=self.has_steps
-            )
+            self.context = await load_run_context(self.tool_host, run, has_steps=self.has_steps)
         except PromptTooLarge as exc:
             await self._discard_reply()
-            if run["max_prompt_tokens"] is not None:
-                return TurnOutcome("incomplete", incomplete_reason="max_prompt_tokens")
-            if exc.untruncated:
-                return TurnOutcome(
-                    "failed",
-                    error_code=CONTEXT_LENGTH_EXCEEDED,
-                    error_message="Your input exceeds the context window of this model. Please adjust your "
-                    f"input and try again (it needs {exc.needed} tokens; the model allows {exc.budget}).",
-                )
-            return TurnOutcome(
-                "failed",
-                error_code="invalid_prompt",
-                error_message=f"The thread's newest message needs {exc.needed} prompt tokens; the "
-                f"model's context allows {exc.budget}.",
-            )
+            return _too_large(run, exc)
         prompt = self.context.prompt
         request = ChatRequest(
             model=run["model"],
@@ -270,7 +233,7 @@ class ModelTurn:
     def _add_usage(self, prompt: Prompt, reported: dict[str, int] | None) -> dict[str, int]:
         if reported is None:
             # Upstreams that don't report usage: count it ourselves with the same tokenizer.
-            calls = "".join(c.name + c.arguments for c in self.open.calls.values())
+            calls = "".join(c.name + c.arguments for c in self.calls.calls.values())
             produced = self.closed_text + self.open.text + calls
             completion = count_text(produced)
             reported = {
@@ -293,8 +256,8 @@ class ModelTurn:
         if message is None:
             message, _ = self._new_message()
         self.open.text += text
-        part: dict[str, Any] = {"index": len(self.images), "type": "text", "text": {"value": text}}
-        annotations = self._settled_annotations(text)
+        part: dict[str, Any] = {"index": len(self.open.images), "type": "text", "text": {"value": text}}
+        annotations = self.open.settled_annotations(self.context.tools, text)
         if annotations or not self.open.announced:
             part["text"]["annotations"] = annotations
         delta = run_events.message_delta(message["id"], [part])
@@ -302,46 +265,6 @@ class ModelTurn:
             self.executor.bus.publish(self.run_id, delta)
         else:
             await self._announce_message(delta)
-
-    def _settled_annotations(self, piece: str) -> list[dict[str, Any]]:
-        """The annotations the text just streamed (``piece``) settled, numbered by their place among
-        the completed message's annotations, for its delta (as the hosted API streamed them).
-
-        Annotations go out in order, each once (the SDKs add up a re-sent one's offsets), and only
-        once nothing streamed later can move or change them: a citation when its closing 】 arrives;
-        a ``sandbox:`` link once a character after it ends it; neither while an unclosed 【 before
-        it could still become a citation that sorts first. The rest go out when the message closes.
-        """
-        text = self.open.text
-        cited = bool(self.context.sources) and "】" in piece
-        linked = bool(self.context.code_files) and "sandbox:" in text
-        if not (cited or linked):
-            return []
-        annotations = self._annotations()
-        # A citation yet to close starts at the first 【 after the last 】.
-        pending = text.find("【", text.rfind("】") + 1)
-        boundary = len(text) if pending < 0 else pending
-        settled = 0
-        for annotation in annotations:
-            done = annotation["type"] == "file_citation" or annotation["end_index"] < len(text)
-            if annotation["start_index"] >= boundary or not done:
-                break
-            settled += 1
-        return self._numbered(annotations, settled)
-
-    def _numbered(self, annotations: list[dict[str, Any]], settled: int) -> list[dict[str, Any]]:
-        """``annotations[annotated:settled]`` with their delta ``index``; marks them sent."""
-        start = self.open.annotated
-        if settled <= start:
-            return []
-        self.open.annotated = settled
-        return [{"index": i, **annotations[i]} for i in range(start, settled)]
-
-    def _annotations(self) -> list[dict[str, Any]]:
-        """The open message's annotations, in the order its text has them."""
-        annotations = citations(self.open.text, self.context.sources)
-        annotations += file_path_annotations(self.open.text, self.context.code_files)
-        return sorted(annotations, key=lambda a: a["start_index"])
 
     def _new_message(self, reply: records.Reply | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
         """The message this turn's text goes to and its step, not stored yet (unless ``reply``, stored
@@ -351,11 +274,10 @@ class ModelTurn:
         reply = reply or records.Reply.new(self.run_row)
         message, step = reply.message, reply.step
         self.open.message, self.open.message_step = message, step
-        self.images, self.context.pending_images = self.context.pending_images, []
-        files, self.context.pending_files = self.context.pending_files, []
-        if files:
-            tools = [{"type": "code_interpreter"}]
-            message["attachments"] = [{"file_id": file_id, "tools": tools} for file_id in files]
+        tools = self.context.tools
+        self.open.images, tools.pending_images = tools.pending_images, []
+        if tools.pending_attachments:
+            message["attachments"], tools.pending_attachments = tools.pending_attachments, []
         return message, step
 
     async def _discard_reply(self) -> None:
@@ -378,8 +300,8 @@ class ModelTurn:
             *run_events.step_created(step_to_wire(step)),
             *run_events.message_created(message_to_wire(message)),  # type: ignore[arg-type]
         ]
-        if self.images:
-            parts = [{"index": i, **_image_part(f)} for i, f in enumerate(self.images)]
+        if self.open.images:
+            parts = [{"index": i, **image_part(f)} for i, f in enumerate(self.open.images)]
             events.append(run_events.message_delta(message["id"], parts))
         events.append(first_delta)
         self.open.announced = True
@@ -413,16 +335,16 @@ class ModelTurn:
         content: list[dict[str, Any]] = []
         last: list[Event] = []
         if announced and message is not None:
-            content = self._content()
+            content = self.open.content(self.context.tools)
             # Annotations the deltas could not settle yet (a link ending the text) go out last.
             annotations = content[-1]["text"]["annotations"]
-            rest = self._numbered(annotations, len(annotations))
+            rest = self.open.numbered(annotations, len(annotations))
             if rest:
-                part = {"index": len(self.images), "type": "text", "text": {"annotations": rest}}
+                part = {"index": len(self.open.images), "type": "text", "text": {"annotations": rest}}
                 last.append(run_events.message_delta(message["id"], [part]))
         # Text that follows (after tool calls, say) starts a message of its own.
         self.closed_text += self.open.text
-        self.open = _Open(tool_step=self.open.tool_step, calls=self.open.calls)
+        self.open = OpenMessage()
 
         async def close(conn: AsyncConnection) -> list[Event]:
             if message is None or step is None or not stored:
@@ -456,7 +378,7 @@ class ModelTurn:
     async def _save_partial(self) -> None:
         """Store what streamed so far, so the run's end closes the message and step with it."""
         await self._settle_storing()
-        message, step = self.open.message, self.open.tool_step
+        message, step = self.open.message, self.calls.step
         if message is not None and not self.open.announced:
             # Stored ahead, never begun: the run's end must not find it open.
             async with self.db.write(inline=True) as conn:
@@ -466,19 +388,9 @@ class ModelTurn:
             return
         async with self.db.write(inline=True) as conn:
             if message is not None:
-                await records.update_message(conn, message, content=self._content())
+                await records.update_message(conn, message, content=self.open.content(self.context.tools))
             if step is not None:
-                await records.update_step(conn, step, step_details=self._tool_call_details())
-
-    def _content(self) -> list[dict[str, Any]]:
-        """The message's content: images first, then the text with its annotations."""
-        text = text_part(self.open.text)
-        text["text"]["annotations"] = self._annotations()
-        return [_image_part(f) for f in self.images] + [text]
-
-    def _tool_call_details(self) -> dict[str, Any]:
-        calls = [self.open.calls[i] for i in sorted(self.open.calls)]
-        return {"type": "tool_calls", "tool_calls": [c.to_step() for c in calls]}
+                await records.update_step(conn, step, step_details=self.calls.details())
 
     async def _on_tool_call(self, delta: ToolCallDelta) -> None:
         if self.open.message is not None:
@@ -487,147 +399,59 @@ class ModelTurn:
             await self._close_message(
                 {"prompt_tokens": 0, "completion_tokens": produced, "total_tokens": produced}
             )
-        if self.open.tool_step is None:
-            step = records.new_step(self.run_row, "tool_calls", {"type": "tool_calls", "tool_calls": []})
-            async with self.db.write(inline=True) as conn:
-                await records.insert_step(conn, step)
-            self.open.tool_step = step
-            for event in run_events.step_created(step_to_wire(step)):
-                self.executor.bus.publish(self.run_id, event)
-        step = self.open.tool_step
-        call = self.open.calls.get(delta.index)
-        function: dict[str, Any] = {"arguments": delta.arguments}
-        payload: dict[str, Any] = {"index": delta.index, "type": "function", "function": function}
-        if call is None:
-            builtin = delta.name if delta.name in self.builtins else None
-            call = ToolCall(id=delta.id or new_id("call"), name=delta.name or "", type=builtin or "function")
-            self.open.calls[delta.index] = call
-            call.arguments = delta.arguments
-            if builtin == "code_interpreter":
-                # The code streams as the step's input, decoded from the JSON arguments as they come.
-                decoder = self.code_inputs[delta.index] = PartialCode()
-                details = {"input": decoder.feed(delta.arguments), "outputs": []}
-                payload = {"index": delta.index, "id": call.id, "type": builtin, builtin: details}
-            elif builtin is not None:
-                # file_search is announced once; its arguments are ours to run, not to stream.
-                payload = {"index": delta.index, "id": call.id, "type": builtin, builtin: {}}
-            else:
-                payload["id"] = call.id
-                function["name"] = call.name
-                function["output"] = None
-        else:
-            call.arguments += delta.arguments
-            if call.type == "code_interpreter":
-                piece = self.code_inputs[delta.index].feed(delta.arguments)
-                if not piece:
-                    return
-                payload = {
-                    "index": delta.index,
-                    "type": "code_interpreter",
-                    "code_interpreter": {"input": piece},
-                }
-            elif call.type != "function":
-                return
-            elif delta.name:
-                call.name += delta.name
-                function["name"] = delta.name
-        self._publish(run_events.step_delta(step["id"], [payload]))
+        await self.calls.on_delta(self.context, delta)
 
     async def _finish(
         self, finish_reason: str, usage: dict[str, int], completion_budget: int | None
     ) -> TurnOutcome:
         hit_limit = finish_reason == "length" and completion_budget is not None
-        if self.open.calls and not hit_limit:
+        if self.calls.calls and not hit_limit:
             if self.open.message is not None:
                 await self._close_message(usage)
-            if not await self._unless_stopped(self._run_builtin_calls()):
+            # The model's stream has ended: only a stop can be in the inbox.
+            if not await unless_stopped(self.calls.run_on_server(self.context), self.inbox.get()):
                 await self._save_partial()
                 return TurnOutcome("cancelled")
-            if any(c.type == "function" for c in self.open.calls.values()):
+            if self.calls.for_client():
                 return self._require_action(usage)
-            return await self._complete_tool_step(usage)
+            # Only calls the server ran: the step is done, and the model goes on with their results.
+            async with self.db.write(inline=True) as conn:
+                completed = await self.calls.completing(usage)(conn)
+            for event in completed:
+                self._publish(event)
+            return TurnOutcome("continue")
         # The message is completed in the transaction that ends the run: one commit fewer.
         await self._settle_storing()
         closing = self._message_closing(usage, incomplete_reason="max_tokens" if hit_limit else None)
         if hit_limit:
-            closing = self._cut_calls_closing(closing, usage)
+            # The tool_calls step the limit cut short (if any) completes with the calls as far as
+            # they came: the run ends ``incomplete``, and no step of it stays in progress.
+            closing = both(closing, self.calls.completing(usage))
             return TurnOutcome("incomplete", incomplete_reason="max_completion_tokens", closing=closing)
         return TurnOutcome("completed", closing=closing)
 
-    async def _unless_stopped(self, work: Coroutine[Any, Any, None]) -> bool:
-        """Does ``work`` (built-in tool calls, which may take long), unless the run is stopped (a
-        cancel, or its expiry) meanwhile: then ``work`` is cancelled (a code cell's kernel is
-        killed) and False returned. The model's stream has ended: only a stop can be in the inbox."""
-        task = asyncio.ensure_future(work)
-        stop = asyncio.ensure_future(self.inbox.get())
-        await asyncio.wait((task, stop), return_when=asyncio.FIRST_COMPLETED)
-        if not stop.done():
-            stop.cancel()
-            task.result()  # its exception, if it failed
-            return True
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        return False
-
-    def _cut_calls_closing(self, closing: Closing, usage: dict[str, int]) -> Closing:
-        """``closing``, and the tool_calls step the limit cut short (if any) completed with the calls
-        as far as they came: the run ends ``incomplete``, and no step of it stays in progress."""
-        step = self.open.tool_step
-        if step is None:
-            return closing
-        details = self._tool_call_details()
-
-        async def close(conn: AsyncConnection) -> list[Event]:
-            events = await closing(conn)
-            return [*events, await records.complete_step(conn, step, step_details=details, usage=usage)]
-
-        return close
-
-    async def _run_builtin_calls(self) -> None:
-        step_id = self.open.tool_step["id"] if self.open.tool_step is not None else None
-        tools = ToolContext(self.executor, self.run_row, self.context, self._publish, step_id)
-        await run_builtin_calls(tools, self.open.calls)
-
-    async def _complete_tool_step(self, usage: dict[str, int]) -> TurnOutcome:
-        """Only built-in calls: the step is done, and the model goes on with their results."""
-        step = self.open.tool_step
-        assert step is not None
-        async with self.db.write(inline=True) as conn:
-            completed = await records.complete_step(
-                conn, step, step_details=self._tool_call_details(), usage=usage
-            )
-        self._publish(completed)
-        return TurnOutcome("continue")
-
     def _require_action(self, usage: dict[str, int]) -> TurnOutcome:
-        step = self.open.tool_step
-        assert step is not None
-        calls = [self.open.calls[i] for i in sorted(self.open.calls) if self.open.calls[i].type == "function"]
-        details = self._tool_call_details()
-
         if is_response_run(self.run_row):
             # A response that calls functions is complete: their outputs come with the next one.
-            async def complete_calls(conn: AsyncConnection) -> list[Event]:
-                return [await records.complete_step(conn, step, step_details=details, usage=usage)]
-
-            return TurnOutcome("completed", closing=complete_calls)
-
-        async def record_calls(conn: AsyncConnection) -> list[Event]:
-            await records.update_step(conn, step, step_details=details, usage=usage)
-            return []
-
-        required = {
-            "type": "submit_tool_outputs",
-            "submit_tool_outputs": {
-                "tool_calls": [
-                    {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
-                    for c in calls
-                ]
-            },
-        }
-        return TurnOutcome("requires_action", required_action=required, closing=record_calls)
+            return TurnOutcome("completed", closing=self.calls.completing(usage))
+        required = self.calls.required_action()
+        return TurnOutcome("requires_action", required_action=required, closing=self.calls.recording(usage))
 
 
-def _image_part(file_id: str) -> dict[str, Any]:
-    return {"type": "image_file", "image_file": {"file_id": file_id, "detail": "auto"}}
+def _too_large(run: Mapping[str, Any], exc: PromptTooLarge) -> TurnOutcome:
+    """The outcome of a turn whose prompt cannot fit."""
+    if run["max_prompt_tokens"] is not None:
+        return TurnOutcome("incomplete", incomplete_reason="max_prompt_tokens")
+    if exc.untruncated:
+        return TurnOutcome(
+            "failed",
+            error_code=CONTEXT_LENGTH_EXCEEDED,
+            error_message="Your input exceeds the context window of this model. Please adjust your "
+            f"input and try again (it needs {exc.needed} tokens; the model allows {exc.budget}).",
+        )
+    return TurnOutcome(
+        "failed",
+        error_code="invalid_prompt",
+        error_message=f"The thread's newest message needs {exc.needed} prompt tokens; the "
+        f"model's context allows {exc.budget}.",
+    )

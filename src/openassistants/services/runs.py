@@ -21,6 +21,8 @@ from openassistants.storage import tables
 from openassistants.storage.db import runner_for
 from openassistants.storage.prepared import Prepared, Row
 from openassistants.storage.queries import get_row
+from openassistants.tools.base import without_private
+from openassistants.tools.registry import TOOLS
 
 R = tables.runs
 S = tables.run_steps
@@ -206,19 +208,10 @@ def step_to_wire(row: RowMapping | dict[str, Any], *, include_content: bool = Fa
 
 
 def _public_tool_calls(details: dict[str, Any], include_content: bool) -> dict[str, Any]:
-    """Tool calls as the API shows them: without our private ``_`` keys, and file_search result
-    content only when asked for with ``include[]``."""
+    """Tool calls as the API shows them, as each call's tool shows it (without our private ``_``
+    keys; file_search's result content only when asked for with ``include[]``)."""
     calls = []
     for call in details.get("tool_calls", []):
-        call = {k: v for k, v in call.items() if not k.startswith("_")}
-        results = call.get("file_search", {}).get("results")
-        if call.get("type") == "file_search" and results and not include_content:
-            call = {
-                **call,
-                "file_search": {
-                    **call["file_search"],
-                    "results": [{k: v for k, v in r.items() if k != "content"} for r in results],
-                },
-            }
-        calls.append(call)
+        tool = TOOLS.get(call.get("type"))
+        calls.append(tool.public(call, include_content=include_content) if tool else without_private(call))
     return {**details, "tool_calls": calls}

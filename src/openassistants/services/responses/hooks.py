@@ -10,7 +10,7 @@
   Chat Completions form, which services/prompt.message_to_chat passes through.
 
 Besides these, the engine learned one thing for the Responses API that is not about responses: the
-file_search tool applies a stored attribute filter (services/file_search_tool.py).
+file_search tool applies a stored attribute filter (tools/file_search.py).
 """
 
 from __future__ import annotations

@@ -9,10 +9,10 @@ from typing import Any
 
 import orjson
 
-from openassistants.services.file_search_tool import MARKER
 from openassistants.services.prompt import CONTEXT_LENGTH_EXCEEDED
 from openassistants.services.responses.ids import call_item_id, conversation_id, response_id
 from openassistants.statuses import RunStatus
+from openassistants.tools.file_search import MARKER
 
 #: Run status → response status; a run the executor has not picked up yet is ``queued`` only when
 #: the client asked for a background response (otherwise the hosted API says ``in_progress``).

@@ -8,28 +8,135 @@ from __future__ import annotations
 import json
 import re
 import tempfile
-import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import func, select
 
 from openassistants.code_interpreter.manager import KernelManager, SandboxUnavailable
 from openassistants.config import Settings
-from openassistants.ids import new_id
-from openassistants.services.files import blob_key, read_file_bytes
 from openassistants.statuses import StepStatus
 from openassistants.storage import tables
-from openassistants.storage.blobs import BlobStore
 from openassistants.storage.db import Database
-from openassistants.storage.queries import take_turns_creating
+from openassistants.tools.base import (
+    Resource,
+    RunToolState,
+    ServerTool,
+    ToolCall,
+    ToolContext,
+    ToolHost,
+    resource_ids,
+)
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
 #: At most this many earlier cells are run again to rebuild a thread's session elsewhere.
 REBUILD_CELLS = 50
 SANDBOX_PATH = re.compile(r"sandbox:/mnt/data/([^\s)\]\"'`]+)")
 _CODE_START = re.compile(r'"code"\s*:\s*"')
 _ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
+
+
+@dataclass
+class CodeState:
+    """What a run's code_interpreter keeps across its turns."""
+
+    #: Files the code gets: the assistant's, the thread's and attached ones.
+    input_file_ids: list[str] = field(default_factory=list)
+    #: Files this run's code produced: sandbox name → file id (for file_path annotations).
+    files: dict[str, str] = field(default_factory=dict)
+
+
+class CodeInterpreter(ServerTool):
+    type = "code_interpreter"
+    resource: ClassVar[Resource | None] = Resource(key="file_ids", kind="file")
+    description = (
+        "Run Python code in a sandbox without network access and return its output (stdout, errors, "
+        "images). State is kept between calls in this conversation. Files the user attached and files "
+        "you create are under /mnt/data. Use it for calculations, data analysis and making charts or files."
+    )
+    parameters: ClassVar[dict[str, Any]] = {
+        "type": "object",
+        "properties": {
+            "code": {
+                "type": "string",
+                "description": "The Python code to run; the value of the last expression is shown.",
+            }
+        },
+        "required": ["code"],
+    }
+    empty_result: ClassVar[dict[str, Any]] = {"input": "", "outputs": []}
+
+    def new_state(self) -> CodeState:
+        return CodeState()
+
+    async def prepare(
+        self, host: ToolHost, conn: AsyncConnection, run: Mapping[str, Any], state: CodeState
+    ) -> None:
+        """The assistant's and the thread's code_interpreter files, and files attached for it."""
+        ids = await resource_ids(conn, run, self.type, "file_ids")
+        m = tables.messages
+        rows = await conn.execute(select(m.c.attachments).where(m.c.thread_id == run["thread_id"]))
+        for (attachments,) in rows:
+            for attachment in attachments or []:
+                if any(t.get("type") == self.type for t in attachment.get("tools") or []):
+                    ids.append(attachment["file_id"])
+        state.input_file_ids = list(dict.fromkeys(ids))
+
+    def replay(self, recorded: Mapping[str, Any], state: CodeState, run_state: RunToolState) -> None:
+        files = recorded.get("_files") or {}
+        state.files.update(files)
+        run_state.pending_attachments += [_attachment(file_id) for file_id in files.values()]
+        outputs = recorded["code_interpreter"].get("outputs") or []
+        run_state.pending_images += [o["image"]["file_id"] for o in outputs if o["type"] == "image"]
+
+    def announce(self, index: int, call: ToolCall) -> dict[str, Any]:
+        # The code streams as the step's input, decoded from the JSON arguments as they come.
+        decoder = call.streaming = PartialCode()
+        details = {"input": decoder.feed(call.arguments), "outputs": []}
+        return {"index": index, "id": call.id, "type": self.type, self.type: details}
+
+    def stream(self, index: int, call: ToolCall, fragment: str, name: str | None) -> dict[str, Any] | None:
+        piece = call.streaming.feed(fragment)
+        if not piece:
+            return None
+        return {"index": index, "type": self.type, self.type: {"input": piece}}
+
+    async def execute(self, context: ToolContext, index: int, call: ToolCall) -> None:
+        state: CodeState = context.state
+        code = code_of(call.arguments)
+        outcome = await run_code(context.host, context.run, code, state.input_file_ids)
+        call.result = {"input": code, "outputs": outcome.outputs}
+        call.output = outcome.text_for_model
+        if outcome.files:
+            call.private["files"] = outcome.files
+        state.files.update(outcome.files)
+        context.run_state.pending_images += outcome.images
+        context.run_state.pending_attachments += [_attachment(f) for f in outcome.files.values()]
+        if outcome.outputs:
+            outputs = [{"index": i, **o} for i, o in enumerate(outcome.outputs)]
+            context.step_delta([{"index": index, "type": self.type, self.type: {"outputs": outputs}}])
+
+    def annotations(self, state: CodeState, text: str) -> list[dict[str, Any]]:
+        return file_path_annotations(text, state.files)
+
+    def streams_annotations(self, state: CodeState, piece: str, text: str) -> bool:
+        return bool(state.files) and "sandbox:" in text
+
+    def unsettled_from(self, state: CodeState, text: str) -> int:
+        # A link is settled once a character after it ends it.
+        for annotation in file_path_annotations(text, state.files):
+            if annotation["end_index"] >= len(text):
+                return int(annotation["start_index"])
+        return len(text)
+
+
+def _attachment(file_id: str) -> dict[str, Any]:
+    """A file the run's code wrote, as an attachment of the message that follows."""
+    return {"file_id": file_id, "tools": [{"type": "code_interpreter"}]}
 
 
 class PartialCode:
@@ -99,21 +206,15 @@ class CodeRun:
     images: list[str] = field(default_factory=list)
 
 
-async def run_code(
-    kernels: KernelManager | None,
-    db: Database,
-    blobs: BlobStore,
-    run: Any,
-    code: str,
-    input_file_ids: list[str],
-) -> CodeRun:
+async def run_code(host: ToolHost, run: Mapping[str, Any], code: str, input_file_ids: list[str]) -> CodeRun:
     result = CodeRun()
+    kernels, db = host.kernels, host.db
     if kernels is None or not kernels.available:
         reason = kernels.unavailable_reason if kernels is not None else "no kernels in this process"
         return _unavailable(result, reason)
     session = f"{run['tenant_id']}:{run['thread_id']}"
     with tempfile.TemporaryDirectory(prefix="oa-ci-in-") as staging:
-        inputs = await _stage_inputs(db, blobs, run["tenant_id"], input_file_ids, Path(staging))
+        inputs = await _stage_inputs(host, run["tenant_id"], input_file_ids, Path(staging))
         try:
             if not kernels.has_session(session):
                 await _rebuild(kernels, db, run, session, inputs)
@@ -137,7 +238,7 @@ async def run_code(
             )
             continue
         files_left, bytes_left = files_left - 1, bytes_left - produced.size
-        file_id = await _store_output(db, blobs, run["tenant_id"], produced.path, produced.name)
+        file_id = await host.create_output_file(run["tenant_id"], produced.path, produced.name)
         result.files[produced.name] = file_id
         if produced.is_image:
             result.images.append(file_id)
@@ -174,7 +275,7 @@ async def _tenant_room(db: Database, settings: Settings, tenant: str) -> tuple[i
 
 
 async def _rebuild(
-    kernels: KernelManager, db: Database, run: Any, session: str, inputs: list[tuple[str, Path]]
+    kernels: KernelManager, db: Database, run: Mapping[str, Any], session: str, inputs: list[tuple[str, Path]]
 ) -> None:
     """A thread's session lives in the process that ran its code. When a run lands in another
     process (or this one restarted), the session is rebuilt by running the thread's earlier cells
@@ -201,12 +302,12 @@ async def _rebuild(
 
 
 async def _stage_inputs(
-    db: Database, blobs: BlobStore, tenant: str, file_ids: list[str], staging: Path
+    host: ToolHost, tenant: str, file_ids: list[str], staging: Path
 ) -> list[tuple[str, Path]]:
     if not file_ids:
         return []
     files = tables.files
-    async with db.read() as conn:
+    async with host.db.read() as conn:
         rows = (
             await conn.execute(
                 select(files.c.id, files.c.filename).where(
@@ -217,36 +318,9 @@ async def _stage_inputs(
     staged = []
     for file_id, name in rows:
         target = staging / file_id
-        target.write_bytes(await read_file_bytes(blobs, tenant, file_id))
+        target.write_bytes(await host.read_file(tenant, file_id))
         staged.append((str(name), target))
     return staged
-
-
-async def _store_output(db: Database, blobs: BlobStore, tenant: str, path: Path, name: str) -> str:
-    """Copies a produced file into the blob store as a File with purpose ``assistants_output``."""
-    file_id = new_id("file")
-    async with blobs.stage() as staged:
-        with path.open("rb") as handle:
-            while chunk := handle.read(1 << 20):
-                await staged.write(chunk)
-        size = staged.size
-        await staged.commit(blob_key(tenant, file_id))
-    async with db.write() as conn:
-        await take_turns_creating(conn, tables.files, tenant)
-        await conn.execute(
-            tables.files.insert().values(
-                id=file_id,
-                tenant_id=tenant,
-                created_at=int(time.time()),
-                bytes=size,
-                filename=Path(name).name,
-                purpose="assistants_output",
-                status="processed",
-                status_details=None,
-                expires_at=None,
-            )
-        )
-    return file_id
 
 
 def file_path_annotations(text: str, files: dict[str, str]) -> list[dict[str, Any]]:
