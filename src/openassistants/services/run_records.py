@@ -146,7 +146,7 @@ async def close_open_work(
             incomplete_details={"reason": reason},
             content=content,
         )
-        messages.append(message_to_wire(message))  # type: ignore[arg-type]
+        messages.append(message_to_wire(message))
     return steps, messages
 
 

@@ -18,17 +18,15 @@ from openassistants.schemas.responses import (
     ResponseCreate,
 )
 from openassistants.schemas.threads import ThreadCreate
-from openassistants.services.lookup import load_thread
+from openassistants.services.lookup import load_conversation, load_thread
 from openassistants.services.resources import check_tool_resources
 from openassistants.services.responses import requests
 from openassistants.services.responses.calls import answer_known_calls, replayed_steps
 from openassistants.services.responses.hooks import NO_ASSISTANT
 from openassistants.services.responses.ids import (
     call_item_id,
-    conversation_not_found,
     response_not_found,
     run_id_of,
-    thread_id_of,
 )
 from openassistants.services.responses.inputs import (
     FunctionCall,
@@ -146,10 +144,7 @@ async def _thread_for(
         return str(thread["id"]), False, [*row["chain_thread_ids"], row["thread_id"]]
     conversation = body.conversation_id
     if conversation is not None:
-        try:
-            existing = await load_thread(conn, tenant, thread_id_of(conversation), lock=True)
-        except NotFound:
-            raise conversation_not_found(conversation) from None
+        existing = await load_conversation(conn, tenant, conversation, lock=True)
         return str(existing["id"]), True, []
     thread = await insert_thread(conn, tenant, ThreadCreate.model_validate({}))
     return str(thread["id"]), False, []

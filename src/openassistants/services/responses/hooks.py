@@ -86,7 +86,7 @@ async def chain_history(
     everything = [*earlier, *messages]
     by_id = {m["id"]: m for m in everything}
     keyed: list[tuple[tuple[int, ...], dict[str, Any]]] = [
-        ((rank[m["thread_id"]], m["seq"], 0, 0, 0), message_to_wire(m))  # type: ignore[arg-type]
+        ((rank[m["thread_id"]], m["seq"], 0, 0, 0), message_to_wire(m))
         for m in everything
         if m["run_id"] != run_id and m["run_id"] not in anchors
     ]
@@ -100,7 +100,7 @@ async def chain_history(
         if step["type"] == "message_creation":
             message = by_id.get(details["message_creation"]["message_id"])
             if message is not None and message["content"]:
-                keyed.append(((place, anchor, 1, step["seq"], 0), message_to_wire(message)))  # type: ignore[arg-type]
+                keyed.append(((place, anchor, 1, step["seq"], 0), message_to_wire(message)))
             continue
         calls = [c for c in details.get("tool_calls") or [] if call_output(c) is not None]
         if not calls:
