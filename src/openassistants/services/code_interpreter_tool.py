@@ -19,7 +19,7 @@ from openassistants.code_interpreter.manager import KernelManager, SandboxUnavai
 from openassistants.config import Settings
 from openassistants.ids import new_id
 from openassistants.services.files import blob_key, read_file_bytes
-from openassistants.statuses import StepStatus
+from openassistants.statuses import StepStatus, UploadStatus
 from openassistants.storage import tables
 from openassistants.storage.blobs import BlobStore
 from openassistants.storage.db import Database
@@ -241,7 +241,7 @@ async def _store_output(db: Database, blobs: BlobStore, tenant: str, path: Path,
                 bytes=size,
                 filename=Path(name).name,
                 purpose="assistants_output",
-                status="processed",
+                status=UploadStatus.processed.value,
                 status_details=None,
                 expires_at=None,
             )

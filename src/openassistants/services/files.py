@@ -20,6 +20,7 @@ from openassistants.errors import InvalidRequest
 from openassistants.ids import new_id
 from openassistants.schemas.files import FileCreate
 from openassistants.services.lookup import file_not_found, is_expired
+from openassistants.statuses import UploadStatus
 from openassistants.storage import tables
 from openassistants.storage.blobs import BlobStore, StagedBlob
 from openassistants.storage.db import Database
@@ -88,7 +89,7 @@ async def create_file(
         "bytes": staged.size,
         "filename": sanitize_filename(filename),
         "purpose": body.purpose,
-        "status": "processed",
+        "status": UploadStatus.processed.value,
         "status_details": None,
     }
     # Blob first, then the row: a crash in between leaves an orphan blob, never a file without bytes.

@@ -35,12 +35,12 @@ from openassistants.services.responses.inputs import (
     NewMessage,
     read_input,
 )
-from openassistants.services.responses.wire import message_item, response_to_wire
+from openassistants.services.responses.wire import ItemStatus, message_item, response_to_wire
 from openassistants.services.run_actions import _announce, _reply_ahead, _starting, unstarted_run_fields
 from openassistants.services.runs import active_run_id
 from openassistants.services.runtime import Runtime
 from openassistants.services.threads import insert_thread
-from openassistants.statuses import RunStatus
+from openassistants.statuses import MessageStatus, RunStatus
 from openassistants.storage import tables
 from openassistants.storage.queries import insert_rows
 
@@ -228,7 +228,7 @@ def message_row(tenant: str, thread_id: str, message: NewMessage, now: int) -> d
         "thread_id": thread_id,
         "created_at": now,
         "role": message.role,
-        "status": "completed",
+        "status": MessageStatus.completed.value,
         "content": message.content,
         "attachments": [],
         "metadata": {},
@@ -277,7 +277,7 @@ def _input_items(
                     "call_id": item.call_id,
                     "name": item.name,
                     "arguments": item.arguments,
-                    "status": "completed",
+                    "status": ItemStatus.completed,
                 }
             )
         elif isinstance(item, FunctionOutput):
@@ -287,7 +287,7 @@ def _input_items(
                     "type": "function_call_output",
                     "call_id": item.call_id,
                     "output": item.output,
-                    "status": "completed",
+                    "status": ItemStatus.completed,
                 }
             )
     return items
