@@ -8,7 +8,9 @@ existence is the caller's to check first, when the 404 must name the parent.
 from __future__ import annotations
 
 import time
+from typing import Any
 
+from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from openassistants.errors import NotFound, not_found
@@ -20,20 +22,31 @@ from openassistants.storage.queries import find_row
 Connection = AsyncConnection | Runner
 
 
-async def load_assistant(conn: Connection, tenant: str, assistant_id: str) -> Row:
-    row = await find_row(conn, tables.assistants, tenant, assistant_id)
+async def _found(
+    conn: Connection,
+    table: Table,
+    kind: str,
+    tenant: str,
+    object_id: str,
+    *,
+    lock: bool = False,
+    **scope: Any,
+) -> Row:
+    """The row ``find_row`` finds, or the API's 404 naming it as ``kind``."""
+    row = await find_row(conn, table, tenant, object_id, lock=lock, **scope)
     if row is None:
-        raise not_found("assistant", assistant_id)
+        raise not_found(kind, object_id)
     return row
+
+
+async def load_assistant(conn: Connection, tenant: str, assistant_id: str) -> Row:
+    return await _found(conn, tables.assistants, "assistant", tenant, assistant_id)
 
 
 async def load_thread(conn: Connection, tenant: str, thread_id: str, *, lock: bool = False) -> Row:
     """``lock`` takes the thread's row lock (PostgreSQL; SQLite's single writer already serializes)
     so that "no active run" checks and the run or message they guard commit as one."""
-    row = await find_row(conn, tables.threads, tenant, thread_id, lock=lock)
-    if row is None:
-        raise not_found("thread", thread_id)
-    return row
+    return await _found(conn, tables.threads, "thread", tenant, thread_id, lock=lock)
 
 
 async def load_conversation(conn: Connection, tenant: str, conversation: str, *, lock: bool = False) -> Row:
@@ -45,24 +58,15 @@ async def load_conversation(conn: Connection, tenant: str, conversation: str, *,
 
 
 async def load_message(conn: Connection, tenant: str, thread_id: str, message_id: str) -> Row:
-    row = await find_row(conn, tables.messages, tenant, message_id, thread_id=thread_id)
-    if row is None:
-        raise not_found("message", message_id)
-    return row
+    return await _found(conn, tables.messages, "message", tenant, message_id, thread_id=thread_id)
 
 
 async def load_run(conn: Connection, tenant: str, thread_id: str, run_id: str) -> Row:
-    row = await find_row(conn, tables.runs, tenant, run_id, thread_id=thread_id)
-    if row is None:
-        raise not_found("run", run_id)
-    return row
+    return await _found(conn, tables.runs, "run", tenant, run_id, thread_id=thread_id)
 
 
 async def load_step(conn: Connection, tenant: str, run_id: str, step_id: str) -> Row:
-    row = await find_row(conn, tables.run_steps, tenant, step_id, run_id=run_id)
-    if row is None:
-        raise not_found("run step", step_id)
-    return row
+    return await _found(conn, tables.run_steps, "run step", tenant, step_id, run_id=run_id)
 
 
 def file_not_found(file_id: str) -> NotFound:
@@ -85,21 +89,16 @@ async def load_file(conn: Connection, tenant: str, file_id: str) -> Row:
 
 
 async def load_vector_store(conn: Connection, tenant: str, vector_store_id: str) -> Row:
-    row = await find_row(conn, tables.vector_stores, tenant, vector_store_id)
-    if row is None:
-        raise not_found("vector store", vector_store_id)
-    return row
+    return await _found(conn, tables.vector_stores, "vector store", tenant, vector_store_id)
 
 
 async def load_vector_store_file(conn: Connection, tenant: str, vector_store_id: str, file_id: str) -> Row:
-    row = await find_row(conn, tables.vector_store_files, tenant, file_id, vector_store_id=vector_store_id)
-    if row is None:
-        raise not_found("vector store file", file_id)
-    return row
+    return await _found(
+        conn, tables.vector_store_files, "vector store file", tenant, file_id, vector_store_id=vector_store_id
+    )
 
 
 async def load_file_batch(conn: Connection, tenant: str, vector_store_id: str, batch_id: str) -> Row:
-    row = await find_row(conn, tables.file_batches, tenant, batch_id, vector_store_id=vector_store_id)
-    if row is None:
-        raise not_found("file batch", batch_id)
-    return row
+    return await _found(
+        conn, tables.file_batches, "file batch", tenant, batch_id, vector_store_id=vector_store_id
+    )

@@ -15,6 +15,7 @@ from openassistants.schemas.threads import ThreadCreate, ThreadUpdate
 from openassistants.services.lookup import load_conversation
 from openassistants.services.responses.calls import answer_known_calls, input_position
 from openassistants.services.responses.create import message_row
+from openassistants.services.responses.hooks import anchored_steps
 from openassistants.services.responses.ids import conversation_id, thread_id_of
 from openassistants.services.responses.inputs import FunctionOutput, NewMessage, read_input, read_message
 from openassistants.services.responses.read import cited_filenames
@@ -28,8 +29,7 @@ from openassistants.storage.queries import list_body
 if TYPE_CHECKING:
     from openassistants.services.runtime import Runtime
 
-M, S = tables.messages, tables.run_steps
-RESPONSES = tables.responses
+M = tables.messages
 
 
 def conversation_to_wire(thread: Mapping[str, Any]) -> dict[str, Any]:
@@ -132,20 +132,7 @@ async def _items(conn: Any, thread_id: str, *, include_results: bool = False) ->
     messages = (
         (await conn.execute(select(M).where(M.c.thread_id == thread_id).order_by(M.c.seq))).mappings().all()
     )
-    anchors = dict(
-        (
-            await conn.execute(
-                select(RESPONSES.c.run_id, RESPONSES.c.anchor_seq).where(RESPONSES.c.thread_id == thread_id)
-            )
-        ).all()
-    )
-    steps = (
-        (await conn.execute(select(S).where(S.c.run_id.in_(list(anchors))).order_by(S.c.seq)))
-        .mappings()
-        .all()
-        if anchors
-        else []
-    )
+    anchors, steps = await anchored_steps(conn, [thread_id])
     by_id = {m["id"]: m for m in messages}
     names = await cited_filenames(conn, messages)
     keyed: list[tuple[tuple[int, ...], dict[str, Any]]] = [
@@ -169,12 +156,18 @@ async def _items(conn: Any, thread_id: str, *, include_results: bool = False) ->
     return [item for _, item in keyed]
 
 
+async def _conversation_items(
+    db: Database, tenant: str, conversation: str, include_results: bool
+) -> list[dict[str, Any]]:
+    async with db.read() as conn:
+        thread = await load_conversation(conn, tenant, conversation)
+        return await _items(conn, thread["id"], include_results=include_results)
+
+
 async def list_items(
     db: Database, tenant: str, conversation: str, params: ItemListParams, include_results: bool
 ) -> dict[str, Any]:
-    async with db.read() as conn:
-        thread = await load_conversation(conn, tenant, conversation)
-        items = await _items(conn, thread["id"], include_results=include_results)
+    items = await _conversation_items(db, tenant, conversation, include_results)
     if params.order == "desc":
         items.reverse()
     if params.after is not None:
@@ -186,10 +179,7 @@ async def list_items(
 async def get_item(
     db: Database, tenant: str, conversation: str, item_id: str, include_results: bool
 ) -> dict[str, Any]:
-    async with db.read() as conn:
-        thread = await load_conversation(conn, tenant, conversation)
-        items = await _items(conn, thread["id"], include_results=include_results)
-    for item in items:
+    for item in await _conversation_items(db, tenant, conversation, include_results):
         if item["id"] == item_id:
             return item
     raise NotFound(f"Item with id '{item_id}' not found.", param=None)
