@@ -19,6 +19,7 @@ from sqlalchemy import func, insert, select, update
 from openassistants.errors import NotFound
 from openassistants.schemas.files import FileCreate, FileExpiresAfter
 from openassistants.services import files as service
+from openassistants.services.lookup import load_file
 from openassistants.storage import tables
 from openassistants.storage.blobs import CHUNK_BYTES, STALE_STAGING_SECONDS, LocalBlobStore
 from openassistants.storage.db import Database
@@ -589,8 +590,8 @@ async def test_an_expired_file_is_gone_and_its_bytes_removed_on_access(
     assert [f["id"] for f in page["data"]] == [live]
     async with db.read() as conn:
         with pytest.raises(NotFound):
-            await service.load_file(conn, tenant, expired)
-        assert (await service.load_file(conn, tenant, live))["id"] == live
+            await load_file(conn, tenant, expired)
+        assert (await load_file(conn, tenant, live))["id"] == live
     with pytest.raises(NotFound) as caught:
         await service.get_file(db, blobs, tenant, expired)
     assert caught.value.message == f"No such File object: {expired}"
@@ -607,9 +608,9 @@ async def test_load_file_is_scoped_by_tenant(db: Database, blobs: LocalBlobStore
     tenant, other = f"t_{uuid.uuid4().hex}", f"t_{uuid.uuid4().hex}"
     file_id = (await create(db, blobs, tenant))["id"]
     async with db.read() as conn:
-        assert (await service.load_file(conn, tenant, file_id))["bytes"] == 4
+        assert (await load_file(conn, tenant, file_id))["bytes"] == 4
         with pytest.raises(NotFound):
-            await service.load_file(conn, other, file_id)
+            await load_file(conn, other, file_id)
     with pytest.raises(NotFound):
         await service.read_file_bytes(blobs, other, file_id)
 

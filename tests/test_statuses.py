@@ -13,6 +13,7 @@ ENUMS = (
     statuses.RunStatus,
     statuses.StepStatus,
     statuses.MessageStatus,
+    statuses.UploadStatus,
     statuses.FileStatus,
     statuses.BatchStatus,
     statuses.VectorStoreStatus,

@@ -1,5 +1,5 @@
 """Every status the server stores, defined once: runs (with the moves allowed between them), run steps,
-messages, vector store files and file batches, and vector stores.
+messages, uploaded files, vector store files and file batches, and vector stores.
 
 The run lifecycle follows https://platform.openai.com/docs/assistants/deep-dive#runs-and-run-steps:
 
@@ -93,6 +93,12 @@ class MessageStatus(StrEnum):
     in_progress = "in_progress"  #: the assistant is still writing it
     completed = "completed"  #: written in full (every user message is stored completed)
     incomplete = "incomplete"  #: cut off: the run stopped or hit a token limit; see incomplete_details
+
+
+class UploadStatus(StrEnum):
+    """A File's ``status`` (a field OpenAI deprecated): an upload is stored whole or not at all."""
+
+    processed = "processed"  #: its bytes are in the blob store
 
 
 class FileStatus(StrEnum):

@@ -28,7 +28,7 @@ from typing import Any
 import orjson
 
 from openassistants.portability.records import MEMBERS, SAFE_ID, BadInput, Unit, check_row
-from openassistants.statuses import FileStatus
+from openassistants.statuses import FileStatus, UploadStatus
 from openassistants.storage.portable import TABLES, archived_columns
 
 THREAD_EXPORT = "assistants-thread-export/v1"
@@ -55,7 +55,7 @@ _DEFAULTS: dict[str, Any] = {
     "parallel_tool_calls": True,
     "chunking_strategy": {"type": "other"},
     "usage_bytes": 0,
-    "status": "processed",
+    "status": UploadStatus.processed.value,
 }
 
 

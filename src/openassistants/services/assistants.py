@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import update
-from sqlalchemy.engine import RowMapping
 
 from openassistants.errors import not_found
 from openassistants.ids import new_id
@@ -17,10 +17,8 @@ from openassistants.services.lookup import load_assistant
 from openassistants.services.resources import check_tool_resources, tool_resources_to_stored
 from openassistants.storage import tables
 from openassistants.storage.db import Database
-from openassistants.storage.prepared import Row
 from openassistants.storage.queries import (
     delete_remembering_cursors,
-    get_row,
     list_body,
     page,
     take_turns_creating,
@@ -32,7 +30,7 @@ if TYPE_CHECKING:
 T = tables.assistants
 
 
-def assistant_to_wire(row: RowMapping | Row) -> dict[str, Any]:
+def assistant_to_wire(row: Mapping[str, Any]) -> dict[str, Any]:
     """The ``assistant`` object exactly as the hosted API returned it."""
     return {
         "id": row["id"],
@@ -75,7 +73,7 @@ async def create_assistant(
         await conn.execute(T.insert().values(values))
     if queues_ingestion(body.tool_resources):
         await ingestion.wake()
-    return assistant_to_wire(values)  # type: ignore[arg-type]
+    return assistant_to_wire(values)
 
 
 async def get_assistant(db: Database, tenant: str, assistant_id: str) -> dict[str, Any]:
@@ -110,9 +108,7 @@ async def update_assistant(
             await conn.execute(
                 update(T).where(T.c.id == assistant_id, T.c.tenant_id == tenant).values(changes)
             )
-        row = await get_row(conn, T, tenant, assistant_id)
-    if row is None:
-        raise not_found("assistant", assistant_id)
+        row = await load_assistant(conn, tenant, assistant_id)
     return assistant_to_wire(row)
 
 

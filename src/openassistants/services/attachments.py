@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from openassistants.schemas.common import ToolResources, ToolResourcesCreate
 from openassistants.schemas.messages import ImageFilePart, MessageCreate
 from openassistants.schemas.vector_stores import ExpiresAfter
-from openassistants.services.files import load_file
+from openassistants.services.lookup import load_file
 from openassistants.services.resources import check_tool_resources, tool_resources_to_stored
 from openassistants.services.vector_store_files import attach_files
 from openassistants.services.vector_stores import insert_vector_store

@@ -1,6 +1,6 @@
 """Files: upload, retrieve, list, delete and download, with their bytes in the blob store.
 
-Other services reach a file through ``load_file`` (its row, inside their transaction) and
+Other services reach a file through ``lookup.load_file`` (its row, inside their transaction) and
 ``read_file_bytes`` (its content). A file past its ``expires_at`` is gone: every lookup answers 404,
 and the file's own endpoints delete what is left of it when they meet it.
 """
@@ -15,18 +15,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import bindparam, delete, or_
-from sqlalchemy.engine import RowMapping
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from openassistants.errors import InvalidRequest, NotFound
+from openassistants.errors import InvalidRequest
 from openassistants.ids import new_id
 from openassistants.schemas.files import FileCreate
+from openassistants.services.lookup import file_not_found, is_expired
+from openassistants.statuses import UploadStatus
 from openassistants.storage import tables
 from openassistants.storage.blobs import BlobStore, StagedBlob
 from openassistants.storage.db import Database
+from openassistants.storage.prepared import Row
 from openassistants.storage.queries import (
     delete_remembering_cursors,
-    get_row,
+    find_row,
     list_body,
     page,
     take_turns_creating,
@@ -45,7 +46,7 @@ FALLBACK_FILENAME = "file"
 _MAX_EXTENSION_CHARS = 16
 
 
-def file_to_wire(row: RowMapping | Mapping[str, Any]) -> dict[str, Any]:
+def file_to_wire(row: Mapping[str, Any]) -> dict[str, Any]:
     """The ``file`` object exactly as the hosted API returned it."""
     return {
         "id": row["id"],
@@ -58,11 +59,6 @@ def file_to_wire(row: RowMapping | Mapping[str, Any]) -> dict[str, Any]:
         "status": row["status"],
         "status_details": row["status_details"],
     }
-
-
-def file_not_found(file_id: str) -> NotFound:
-    """OpenAI's wording for an unknown (or another tenant's, or expired) file."""
-    return NotFound(f"No such File object: {file_id}", param="id")
 
 
 def sanitize_filename(raw: str | None) -> str:
@@ -93,7 +89,7 @@ async def create_file(
         "bytes": staged.size,
         "filename": sanitize_filename(filename),
         "purpose": body.purpose,
-        "status": "processed",
+        "status": UploadStatus.processed.value,
         "status_details": None,
     }
     # Blob first, then the row: a crash in between leaves an orphan blob, never a file without bytes.
@@ -110,14 +106,6 @@ async def create_file(
         await blobs.delete(key)
         raise
     return file_to_wire(values)
-
-
-async def load_file(conn: AsyncConnection, tenant: str, file_id: str) -> RowMapping:
-    """The tenant's file row; raises NotFound for an unknown, another tenant's or an expired file."""
-    row = await get_row(conn, T, tenant, file_id)
-    if row is None or _is_expired(row, int(time.time())):
-        raise file_not_found(file_id)
-    return row
 
 
 async def get_file(db: Database, blobs: BlobStore, tenant: str, file_id: str) -> dict[str, Any]:
@@ -147,7 +135,7 @@ async def list_files(
 async def delete_file(db: Database, blobs: BlobStore, tenant: str, file_id: str) -> dict[str, Any]:
     """Deletes the file, its bytes, and its place in every vector store; raises NotFound."""
     row = await _remove_file(db, blobs, tenant, file_id)
-    if row is None or _is_expired(row, int(time.time())):
+    if row is None or is_expired(row, int(time.time())):
         raise file_not_found(file_id)
     return {"id": file_id, "object": "file", "deleted": True}
 
@@ -180,22 +168,23 @@ async def read_file_bytes(blobs: BlobStore, tenant: str, file_id: str) -> bytes:
         raise file_not_found(file_id) from None
 
 
-async def _load_live_file(db: Database, blobs: BlobStore, tenant: str, file_id: str) -> RowMapping:
-    async with db.read() as conn:
-        row = await get_row(conn, T, tenant, file_id)
+async def _load_live_file(db: Database, blobs: BlobStore, tenant: str, file_id: str) -> Row:
+    """The file's row; an expired one is deleted (with its bytes) and raises NotFound."""
+    async with db.reader() as reader:
+        row = await find_row(reader, T, tenant, file_id)
     if row is None:
         raise file_not_found(file_id)
-    if _is_expired(row, int(time.time())):
+    if is_expired(row, int(time.time())):
         await _remove_file(db, blobs, tenant, file_id)
         raise file_not_found(file_id)
     return row
 
 
-async def _remove_file(db: Database, blobs: BlobStore, tenant: str, file_id: str) -> RowMapping | None:
+async def _remove_file(db: Database, blobs: BlobStore, tenant: str, file_id: str) -> Row | None:
     """Deletes the file's row and its vector-store rows in one transaction, then its blob."""
     vector_store_files, chunks = tables.vector_store_files, tables.chunks
     async with db.write() as conn:
-        row = await get_row(conn, T, tenant, file_id)
+        row = await find_row(conn, T, tenant, file_id)
         # Of two deletes racing on PostgreSQL, only the one that removed the row goes on.
         if row is None or not await delete_remembering_cursors(
             conn, T, T.c.id == file_id, T.c.tenant_id == tenant
@@ -217,8 +206,3 @@ async def _remove_file(db: Database, blobs: BlobStore, tenant: str, file_id: str
 def blob_key(tenant: str, file_id: str) -> str:
     """Where a file's bytes are in the blob store: under its tenant, so a key never crosses tenants."""
     return f"{tenant}/{file_id}"
-
-
-def _is_expired(row: RowMapping, now: int) -> bool:
-    expires_at = row["expires_at"]
-    return expires_at is not None and expires_at <= now

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, select, update
-from sqlalchemy.engine import RowMapping
 
 from openassistants.errors import not_found
 from openassistants.ids import new_id
@@ -18,17 +18,15 @@ from openassistants.schemas.messages import (
     MessageUpdate,
 )
 from openassistants.services.attachments import index_attachments, queues_ingestion
-from openassistants.services.lookup import load_thread
+from openassistants.services.lookup import load_message, load_thread
 from openassistants.services.runs import ACTIVE_RUNS, ensure_no_active_run
 from openassistants.statuses import MessageStatus
 from openassistants.storage import tables
 from openassistants.storage.db import Database, runner_for
 from openassistants.storage.group_commit import GroupCommit
-from openassistants.storage.prepared import Prepared, Row
+from openassistants.storage.prepared import Prepared
 from openassistants.storage.queries import (
     delete_remembering_cursors,
-    find_row,
-    get_row,
     insert_rows,
     list_body,
     page,
@@ -81,7 +79,7 @@ def message_values(
     }
 
 
-def message_to_wire(row: RowMapping | Row) -> dict[str, Any]:
+def message_to_wire(row: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "id": row["id"],
         "object": "thread.message",
@@ -121,7 +119,7 @@ async def create_message(
         values = await _GROUPED.submit((db, tenant, thread_id), body)
     if queues_ingestion(messages=[body]):
         await ingestion.wake()
-    return message_to_wire(values)  # type: ignore[arg-type]
+    return message_to_wire(values)
 
 
 async def _add_messages(key: tuple[Database, str, str], bodies: list[MessageCreate]) -> list[dict[str, Any]]:
@@ -152,10 +150,7 @@ _GROUPED = GroupCommit(_add_messages, most=32)
 
 async def get_message(db: Database, tenant: str, thread_id: str, message_id: str) -> dict[str, Any]:
     async with db.reader() as reader:
-        row = await find_row(reader, T, tenant, message_id, thread_id=thread_id)
-    if row is None:
-        raise not_found("message", message_id)
-    return message_to_wire(row)
+        return message_to_wire(await load_message(reader, tenant, thread_id, message_id))
 
 
 async def update_message(
@@ -165,10 +160,7 @@ async def update_message(
     async with db.write() as conn:
         if "metadata" in body.model_fields_set:
             await conn.execute(update(T).where(*scope).values(metadata=body.metadata or {}))
-        row = await get_row(conn, T, tenant, message_id, T.c.thread_id == thread_id)
-    if row is None:
-        raise not_found("message", message_id)
-    return message_to_wire(row)
+        return message_to_wire(await load_message(conn, tenant, thread_id, message_id))
 
 
 async def delete_message(db: Database, tenant: str, thread_id: str, message_id: str) -> dict[str, Any]:

@@ -8,8 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from openassistants.errors import InvalidRequest
 from openassistants.schemas.common import ToolResources, ToolResourcesCreate
-from openassistants.services.files import load_file
-from openassistants.services.lookup import load_vector_store
+from openassistants.services.lookup import load_file, load_vector_store
 from openassistants.tools.registry import TOOLS
 
 

@@ -16,7 +16,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from openassistants import run_events
-from openassistants.errors import InvalidRequest, not_found
+from openassistants.errors import InvalidRequest
 from openassistants.events import Event
 from openassistants.ids import new_id
 from openassistants.schemas.common import ListParams, response_format_to_wire, tool_to_wire
@@ -30,14 +30,13 @@ from openassistants.schemas.runs import (
 from openassistants.schemas.threads import ThreadCreate
 from openassistants.services import run_records as records
 from openassistants.services.attachments import index_attachments, queues_ingestion
-from openassistants.services.lookup import load_assistant, load_thread
+from openassistants.services.lookup import load_assistant, load_run, load_step, load_thread
 from openassistants.services.messages import message_values
 from openassistants.services.resources import check_tool_resources, tool_resources_to_stored
 from openassistants.services.run_context import offered_tools
 from openassistants.services.run_records import Reply
 from openassistants.services.runs import (
     ensure_no_active_run,
-    load_run,
     run_to_wire,
     step_to_wire,
     transition,
@@ -46,7 +45,7 @@ from openassistants.services.runtime import Runtime
 from openassistants.services.threads import insert_thread, thread_to_wire
 from openassistants.statuses import RunStatus, StepStatus, is_terminal
 from openassistants.storage import tables
-from openassistants.storage.queries import get_row, insert_rows, list_body, page, update_row
+from openassistants.storage.queries import insert_rows, list_body, page, update_row
 
 logger = logging.getLogger("openassistants.runs")
 
@@ -224,7 +223,7 @@ async def create_thread_and_run(
                     .values(tool_resources=thread["tool_resources"])
                 )
             run, reply = await _insert_run(conn, rt, tenant, thread["id"], body, start.claim)
-            await _announce(conn, rt, run, thread=thread_to_wire(thread))  # type: ignore[arg-type]
+            await _announce(conn, rt, run, thread=thread_to_wire(thread))
         start.run, start.reply = run, reply
     if queues_ingestion(thread_body.tool_resources, thread_body.messages):
         await rt.ingestor.wake()
@@ -341,9 +340,7 @@ async def get_step(
 ) -> dict[str, Any]:
     async with rt.db.read() as conn:
         await load_run(conn, tenant, thread_id, run_id)
-        row = await get_row(conn, S, tenant, step_id, S.c.run_id == run_id)
-    if row is None:
-        raise not_found("run step", step_id)
+        row = await load_step(conn, tenant, run_id, step_id)
     return step_to_wire(row, include_content=include_content)
 
 

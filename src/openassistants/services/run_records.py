@@ -124,6 +124,31 @@ async def update_message(conn: AsyncConnection, message: dict[str, Any], **chang
     await update_row(conn, M, message["id"], changes)
 
 
+async def finish_message(
+    conn: AsyncConnection,
+    message: dict[str, Any],
+    content: list[dict[str, Any]],
+    *,
+    now: int,
+    incomplete_reason: str | None = None,
+) -> None:
+    """Closes an assistant message with its final ``content``: completed, or incomplete for
+    ``incomplete_reason`` (a token limit, or the run stopping under it)."""
+    if incomplete_reason is None:
+        await update_message(
+            conn, message, status=MessageStatus.completed.value, completed_at=now, content=content
+        )
+    else:
+        await update_message(
+            conn,
+            message,
+            status=MessageStatus.incomplete.value,
+            incomplete_at=now,
+            incomplete_details={"reason": incomplete_reason},
+            content=content,
+        )
+
+
 async def close_open_work(
     conn: AsyncConnection, run_id: str, outcome: RunStatus
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -138,15 +163,8 @@ async def close_open_work(
     messages: list[dict[str, Any]] = []
     for message in await _in_progress(conn, M, run_id, MessageStatus.in_progress.value):
         content = message["content"] or await _streamed_content(conn, run_id, message["id"])
-        await update_message(
-            conn,
-            message,
-            status=MessageStatus.incomplete.value,
-            incomplete_at=now,
-            incomplete_details={"reason": reason},
-            content=content,
-        )
-        messages.append(message_to_wire(message))  # type: ignore[arg-type]
+        await finish_message(conn, message, content, now=now, incomplete_reason=reason)
+        messages.append(message_to_wire(message))
     return steps, messages
 
 

@@ -298,7 +298,7 @@ class ModelTurn:
         assert message is not None and step is not None
         events = [
             *run_events.step_created(step_to_wire(step)),
-            *run_events.message_created(message_to_wire(message)),  # type: ignore[arg-type]
+            *run_events.message_created(message_to_wire(message)),
         ]
         if self.open.images:
             parts = [{"index": i, **image_part(f)} for i, f in enumerate(self.open.images)]
@@ -369,7 +369,7 @@ class ModelTurn:
             step_completed = await records.complete_step(conn, step, now=now, usage=usage)
             return [
                 *last,
-                run_events.message_moved(message_to_wire(message)),  # type: ignore[arg-type]
+                run_events.message_moved(message_to_wire(message)),
                 step_completed,
             ]
 

@@ -12,15 +12,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import bindparam, or_, select, update
-from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from openassistants.errors import InvalidRequest, not_found
+from openassistants.errors import InvalidRequest
 from openassistants.statuses import ACTIVE_STATUSES, HELD, RunStatus, check_moves, is_terminal
 from openassistants.storage import tables
 from openassistants.storage.db import runner_for
 from openassistants.storage.prepared import Prepared, Row
-from openassistants.storage.queries import get_row
 from openassistants.tools.base import without_private
 from openassistants.tools.registry import TOOLS
 
@@ -133,13 +131,6 @@ async def ensure_no_active_run(conn: AsyncConnection, thread_id: str, *, for_mes
     raise InvalidRequest(f"Thread {thread_id} already has an active run {run_id}.")
 
 
-async def load_run(conn: AsyncConnection, tenant: str, thread_id: str, run_id: str) -> RowMapping:
-    row = await get_row(conn, R, tenant, run_id, R.c.thread_id == thread_id)
-    if row is None:
-        raise not_found("run", run_id)
-    return row
-
-
 #: The codes of a response's run that the Assistants API's ``last_error`` has not: theirs there.
 _ASSISTANTS_CODES = {"context_length_exceeded": "invalid_prompt"}
 
@@ -150,7 +141,7 @@ def _assistants_error(error: Mapping[str, Any] | None) -> Mapping[str, Any] | No
     return {**error, "code": _ASSISTANTS_CODES[error["code"]]}
 
 
-def run_to_wire(row: RowMapping | Mapping[str, Any]) -> dict[str, Any]:
+def run_to_wire(row: Mapping[str, Any]) -> dict[str, Any]:
     """The ``thread.run`` object; every field the SDK types declare, null where the API had null."""
     return {
         "id": row["id"],
@@ -183,7 +174,7 @@ def run_to_wire(row: RowMapping | Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def step_to_wire(row: RowMapping | dict[str, Any], *, include_content: bool = False) -> dict[str, Any]:
+def step_to_wire(row: Mapping[str, Any], *, include_content: bool = False) -> dict[str, Any]:
     details = row["step_details"]
     if details.get("type") == "tool_calls":
         details = _public_tool_calls(details, include_content)

@@ -4,10 +4,10 @@ runs, an active run cancelled), list."""
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, select, update
-from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from openassistants import run_events
@@ -22,7 +22,6 @@ from openassistants.services.runs import run_to_wire
 from openassistants.statuses import ACTIVE_STATUSES, RunStatus
 from openassistants.storage import tables
 from openassistants.storage.db import Database
-from openassistants.storage.prepared import Row
 from openassistants.storage.queries import delete_remembering_cursors, list_body, page
 
 if TYPE_CHECKING:
@@ -32,7 +31,7 @@ if TYPE_CHECKING:
 T = tables.threads
 
 
-def thread_to_wire(row: RowMapping | Row) -> dict[str, Any]:
+def thread_to_wire(row: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "id": row["id"],
         "object": "thread",
@@ -74,7 +73,7 @@ async def create_thread(
         values = await insert_thread(conn, tenant, body)
     if queues_ingestion(body.tool_resources, body.messages):
         await ingestion.wake()
-    return thread_to_wire(values)  # type: ignore[arg-type]
+    return thread_to_wire(values)
 
 
 async def get_thread(db: Database, tenant: str, thread_id: str) -> dict[str, Any]:

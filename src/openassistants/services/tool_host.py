@@ -17,6 +17,7 @@ from openassistants.ids import new_id
 from openassistants.services.files import blob_key, read_file_bytes
 from openassistants.services.turn_host import TurnHost
 from openassistants.services.vector_stores import usable_store_ids
+from openassistants.statuses import UploadStatus
 from openassistants.storage import tables
 from openassistants.storage.blobs import BlobStore
 from openassistants.storage.db import Database
@@ -62,7 +63,7 @@ class ServicesToolHost:
                     bytes=size,
                     filename=Path(name).name,
                     purpose="assistants_output",
-                    status="processed",
+                    status=UploadStatus.processed.value,
                     status_details=None,
                     expires_at=None,
                 )

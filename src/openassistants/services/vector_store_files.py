@@ -4,14 +4,12 @@ attributes, remove, read back as chunks; batch create, retrieve, cancel, list fi
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, func, select, update
-from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from openassistants.errors import not_found
 from openassistants.ids import new_id
 from openassistants.schemas.common import ListParams
 from openassistants.schemas.vector_stores import (
@@ -20,8 +18,12 @@ from openassistants.schemas.vector_stores import (
     VectorStoreFileUpdate,
     chunking_to_stored,
 )
-from openassistants.services.files import load_file
-from openassistants.services.lookup import load_vector_store
+from openassistants.services.lookup import (
+    load_file,
+    load_file_batch,
+    load_vector_store,
+    load_vector_store_file,
+)
 from openassistants.statuses import BatchStatus, FileStatus
 from openassistants.storage import tables
 from openassistants.storage.db import Database
@@ -62,7 +64,7 @@ async def file_stats(
     return stats
 
 
-def vector_store_file_to_wire(row: RowMapping | dict[str, Any]) -> dict[str, Any]:
+def vector_store_file_to_wire(row: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "id": row["id"],
         "object": "vector_store.file",
@@ -76,7 +78,7 @@ def vector_store_file_to_wire(row: RowMapping | dict[str, Any]) -> dict[str, Any
     }
 
 
-def batch_to_wire(row: RowMapping | dict[str, Any], counts: dict[str, int]) -> dict[str, Any]:
+def batch_to_wire(row: Mapping[str, Any], counts: dict[str, int]) -> dict[str, Any]:
     if row["cancelled"]:
         status = BatchStatus.cancelled.value
     elif counts[FileStatus.in_progress]:
@@ -133,25 +135,6 @@ async def attach_files(
     return added
 
 
-async def _load_store_file(
-    conn: AsyncConnection, tenant: str, vector_store_id: str, file_id: str
-) -> RowMapping:
-    row = (
-        (
-            await conn.execute(
-                select(VF).where(
-                    VF.c.vector_store_id == vector_store_id, VF.c.id == file_id, VF.c.tenant_id == tenant
-                )
-            )
-        )
-        .mappings()
-        .first()
-    )
-    if row is None:
-        raise not_found("vector store file", file_id)
-    return row
-
-
 async def create_vector_store_file(
     db: Database, tenant: str, vector_store_id: str, body: VectorStoreFileCreate, *, ingestion: Wakeable
 ) -> dict[str, Any]:
@@ -160,7 +143,7 @@ async def create_vector_store_file(
         await attach_files(
             conn, tenant, vector_store_id, [(body.file_id, body.chunking_strategy, body.attributes)]
         )
-        row = await _load_store_file(conn, tenant, vector_store_id, body.file_id)
+        row = await load_vector_store_file(conn, tenant, vector_store_id, body.file_id)
     await ingestion.wake()
     return vector_store_file_to_wire(row)
 
@@ -170,7 +153,7 @@ async def get_vector_store_file(
 ) -> dict[str, Any]:
     async with db.read() as conn:
         await load_vector_store(conn, tenant, vector_store_id)
-        return vector_store_file_to_wire(await _load_store_file(conn, tenant, vector_store_id, file_id))
+        return vector_store_file_to_wire(await load_vector_store_file(conn, tenant, vector_store_id, file_id))
 
 
 async def update_vector_store_file(
@@ -178,13 +161,13 @@ async def update_vector_store_file(
 ) -> dict[str, Any]:
     async with db.write() as conn:
         await load_vector_store(conn, tenant, vector_store_id)
-        await _load_store_file(conn, tenant, vector_store_id, file_id)
+        await load_vector_store_file(conn, tenant, vector_store_id, file_id)
         await conn.execute(
             update(VF)
             .where(VF.c.vector_store_id == vector_store_id, VF.c.id == file_id)
             .values(attributes=body.attributes)
         )
-        return vector_store_file_to_wire(await _load_store_file(conn, tenant, vector_store_id, file_id))
+        return vector_store_file_to_wire(await load_vector_store_file(conn, tenant, vector_store_id, file_id))
 
 
 async def delete_vector_store_file(
@@ -193,7 +176,7 @@ async def delete_vector_store_file(
     """Removes the file from the store (the File itself is kept); its chunks leave results at once."""
     async with db.write() as conn:
         await load_vector_store(conn, tenant, vector_store_id)
-        await _load_store_file(conn, tenant, vector_store_id, file_id)
+        await load_vector_store_file(conn, tenant, vector_store_id, file_id)
         await conn.execute(delete(C).where(C.c.vector_store_id == vector_store_id, C.c.file_id == file_id))
         await delete_remembering_cursors(
             conn, VF, VF.c.vector_store_id == vector_store_id, VF.c.id == file_id
@@ -216,7 +199,7 @@ async def list_vector_store_files(
     async with db.read() as conn:
         await load_vector_store(conn, tenant, vector_store_id)
         if batch_id is not None:
-            await _load_batch(conn, tenant, vector_store_id, batch_id)
+            await load_file_batch(conn, tenant, vector_store_id, batch_id)
             scope["batch_id"] = batch_id
         rows, has_more = await page(conn, VF, scope, **params.model_dump())
     return list_body([vector_store_file_to_wire(r) for r in rows], has_more)
@@ -228,7 +211,7 @@ async def vector_store_file_content(
     """The parsed text of the file as it was chunked (chunks without their overlap repeated)."""
     async with db.read() as conn:
         await load_vector_store(conn, tenant, vector_store_id)
-        await _load_store_file(conn, tenant, vector_store_id, file_id)
+        await load_vector_store_file(conn, tenant, vector_store_id, file_id)
         rows = await conn.execute(
             select(C.c.text)
             .where(C.c.vector_store_id == vector_store_id, C.c.file_id == file_id)
@@ -246,24 +229,7 @@ async def vector_store_file_content(
 # --- batches ----------------------------------------------------------------------------------
 
 
-async def _load_batch(conn: AsyncConnection, tenant: str, vector_store_id: str, batch_id: str) -> RowMapping:
-    row = (
-        (
-            await conn.execute(
-                select(B).where(
-                    B.c.id == batch_id, B.c.vector_store_id == vector_store_id, B.c.tenant_id == tenant
-                )
-            )
-        )
-        .mappings()
-        .first()
-    )
-    if row is None:
-        raise not_found("file batch", batch_id)
-    return row
-
-
-async def _batch_wire(conn: AsyncConnection, row: RowMapping) -> dict[str, Any]:
+async def _batch_wire(conn: AsyncConnection, row: Mapping[str, Any]) -> dict[str, Any]:
     counts, _ = (await file_stats(conn, VF.c.batch_id, [row["id"]]))[row["id"]]
     return batch_to_wire(row, counts)
 
@@ -285,24 +251,24 @@ async def create_file_batch(
         )
         entries = [(e.file_id, e.chunking_strategy, e.attributes) for e in body.entries()]
         await attach_files(conn, tenant, vector_store_id, entries, batch_id=batch_id)
-        wire = await _batch_wire(conn, await _load_batch(conn, tenant, vector_store_id, batch_id))
+        wire = await _batch_wire(conn, await load_file_batch(conn, tenant, vector_store_id, batch_id))
     await ingestion.wake()
     return wire
 
 
 async def get_file_batch(db: Database, tenant: str, vector_store_id: str, batch_id: str) -> dict[str, Any]:
     async with db.read() as conn:
-        return await _batch_wire(conn, await _load_batch(conn, tenant, vector_store_id, batch_id))
+        return await _batch_wire(conn, await load_file_batch(conn, tenant, vector_store_id, batch_id))
 
 
 async def cancel_file_batch(db: Database, tenant: str, vector_store_id: str, batch_id: str) -> dict[str, Any]:
     """Files of the batch not yet ingested become ``cancelled``; finished ones stay."""
     async with db.write() as conn:
-        await _load_batch(conn, tenant, vector_store_id, batch_id)
+        await load_file_batch(conn, tenant, vector_store_id, batch_id)
         await conn.execute(update(B).where(B.c.id == batch_id).values(cancelled=True))
         await conn.execute(
             update(VF)
             .where(VF.c.batch_id == batch_id, VF.c.status == FileStatus.in_progress.value)
             .values(status=FileStatus.cancelled.value)
         )
-        return await _batch_wire(conn, await _load_batch(conn, tenant, vector_store_id, batch_id))
+        return await _batch_wire(conn, await load_file_batch(conn, tenant, vector_store_id, batch_id))

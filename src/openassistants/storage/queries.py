@@ -1,4 +1,11 @@
-"""Queries shared by every resource: load one object for a tenant, and cursor-paginated lists."""
+"""The queries every resource shares, each built once per table and shape (storage/prepared.py):
+
+- ``find_row``: load one of a tenant's objects by id (the loaders of services/lookup.py use it);
+- ``page``: one page of a cursor-paginated list, and ``list_body`` its OpenAI envelope;
+- ``insert_row``, ``insert_rows``, ``update_row``: write rows;
+- ``take_turns_creating``: keep a list's ``created_at`` in its ``seq`` order while inserting;
+- ``delete_remembering_cursors``: delete rows whose ids stay valid as list cursors.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +14,7 @@ import time
 import zlib
 from typing import Any
 
-from sqlalchemy import ColumnElement, Insert, Select, Table, bindparam, delete, func, insert, select, update
-from sqlalchemy.engine import RowMapping
+from sqlalchemy import ColumnElement, Insert, Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from openassistants.errors import InvalidRequest
@@ -17,83 +23,10 @@ from openassistants.storage.db import runner_for
 from openassistants.storage.prepared import Prepared, Row, Runner
 
 
-async def get_row(
-    conn: AsyncConnection, table: Table, tenant_id: str, object_id: str, *scope: ColumnElement[bool]
-) -> RowMapping | None:
-    """The tenant's object with this id (and matching ``scope``), or None."""
-    stmt = _select_by_id(table)
-    if scope:
-        stmt = stmt.where(*scope)
-    result = await conn.execute(stmt, {"get_row_id": object_id, "get_row_tenant_id": tenant_id})
-    row: RowMapping | None = result.mappings().first()
-    return row
-
-
 @functools.cache
-def _select_by_id(table: Table) -> Select[Any]:
-    # Built once per table, so that SQLAlchemy neither rebuilds the statement nor recomputes its
-    # cache key on every call (the values travel as parameters); about half of a lookup's cost.
-    return select(table).where(
-        table.c.id == bindparam("get_row_id"), table.c.tenant_id == bindparam("get_row_tenant_id")
-    )
-
-
-@functools.cache
-def _insert(table: Table, keys: tuple[str, ...]) -> Prepared:
-    return Prepared(table.insert(), column_keys=keys)
-
-
-async def insert_rows(conn: AsyncConnection, rows: list[tuple[Table, dict[str, Any]]]) -> None:
-    """Inserts several rows (a table and its values each) as ``insert_row`` does, in one statement on
-    PostgreSQL: the later rows as data-modifying CTEs of the first, so one round trip for all (foreign
-    keys between them are checked when the statement ends). Elsewhere one by one: on SQLite there is
-    no round trip to save."""
-    if conn.dialect.name != "postgresql" or len(rows) < 2:
-        for table, values in rows:
-            await insert_row(conn, table, values)
-        return
-    statement = _insert_together(tuple((table, tuple(values)) for table, values in rows))
-    parameters = {f"r{n}_{key}": value for n, (_, values) in enumerate(rows) for key, value in values.items()}
-    await (await runner_for(conn)).execute(statement, parameters)
-
-
-@functools.cache
-def _insert_together(shape: tuple[tuple[Table, tuple[str, ...]], ...]) -> Prepared:
-    def insert_of(n: int, table: Table, keys: tuple[str, ...]) -> Insert:
-        return insert(table).values({key: bindparam(f"r{n}_{key}", type_=table.c[key].type) for key in keys})
-
-    (first, first_keys), *rest = shape
-    statement = insert_of(0, first, first_keys)
-    for n, (table, keys) in enumerate(rest, start=1):
-        statement = statement.add_cte(insert_of(n, table, keys).cte(f"insert_{n}"))
-    return Prepared(statement)
-
-
-async def insert_row(conn: AsyncConnection, table: Table, values: dict[str, Any]) -> None:
-    """Inserts one row (``values``: column: value) through a statement prepared once per table and
-    set of columns (storage/prepared.py): on SQLite straight on sqlite3, elsewhere through SQLAlchemy
-    with the values as parameters (never ``.values(...)``, which coerces each value into the statement
-    and computes its cache key anew on every call: several times the cost of the write)."""
-    await (await runner_for(conn)).execute(_insert(table, tuple(values)), values)
-
-
-@functools.cache
-def _update_by_id(table: Table, keys: tuple[str, ...]) -> Prepared:
-    return Prepared(update(table).where(table.c.id == bindparam("update_row_id")), column_keys=keys)
-
-
-async def update_row(conn: AsyncConnection, table: Table, row_id: str, changes: dict[str, Any]) -> None:
-    """Sets ``changes`` (column: value) on the row with this id, as ``insert_row`` writes."""
-    statement = _update_by_id(table, tuple(changes))
-    await (await runner_for(conn)).execute(statement, {"update_row_id": row_id, **changes})
-
-
-@functools.cache
-def select_by_id(table: Table, scope: tuple[str, ...] = (), *, lock: bool = False) -> Prepared:
-    """The tenant's row by id, for ``Runner``: values ``id``, ``tenant_id`` and one per ``scope`` column.
-
-    ``lock`` takes the row's lock until the transaction ends (PostgreSQL; SQLite has one writer).
-    """
+def _by_id(table: Table, scope: tuple[str, ...], lock: bool) -> Prepared:
+    # Built once per table and shape: the values travel as parameters, so neither SQLAlchemy nor the
+    # driver rebuilds the statement on each call (storage/prepared.py).
     stmt = select(table).where(
         table.c.id == bindparam("id"),
         table.c.tenant_id == bindparam("tenant_id"),
@@ -102,10 +35,22 @@ def select_by_id(table: Table, scope: tuple[str, ...] = (), *, lock: bool = Fals
     return Prepared(stmt.with_for_update() if lock else stmt)
 
 
-async def find_row(runner: Runner, table: Table, tenant_id: str, object_id: str, **scope: Any) -> Row | None:
-    """``get_row`` for a ``Runner``, with ``scope`` as column values the row must have."""
+async def find_row(
+    conn: AsyncConnection | Runner,
+    table: Table,
+    tenant_id: str,
+    object_id: str,
+    *,
+    lock: bool = False,
+    **scope: Any,
+) -> Row | None:
+    """The tenant's row with this id (and ``scope``'s column values, e.g. its thread), or None.
+
+    ``lock`` takes the row's lock until the transaction ends (PostgreSQL; SQLite has one writer).
+    """
+    runner = conn if isinstance(conn, Runner) else await runner_for(conn)
     return await runner.first(
-        select_by_id(table, tuple(scope)), {"id": object_id, "tenant_id": tenant_id, **scope}
+        _by_id(table, tuple(scope), lock), {"id": object_id, "tenant_id": tenant_id, **scope}
     )
 
 
@@ -192,6 +137,67 @@ async def _prepared_cursor_seq(
     return value
 
 
+def list_body(data: list[dict[str, Any]], has_more: bool) -> dict[str, Any]:
+    """OpenAI's list envelope."""
+    return {
+        "object": "list",
+        "data": data,
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+        "has_more": has_more,
+    }
+
+
+@functools.cache
+def _insert(table: Table, keys: tuple[str, ...]) -> Prepared:
+    return Prepared(table.insert(), column_keys=keys)
+
+
+async def insert_rows(conn: AsyncConnection, rows: list[tuple[Table, dict[str, Any]]]) -> None:
+    """Inserts several rows (a table and its values each) as ``insert_row`` does, in one statement on
+    PostgreSQL: the later rows as data-modifying CTEs of the first, so one round trip for all (foreign
+    keys between them are checked when the statement ends). Elsewhere one by one: on SQLite there is
+    no round trip to save."""
+    if conn.dialect.name != "postgresql" or len(rows) < 2:
+        for table, values in rows:
+            await insert_row(conn, table, values)
+        return
+    statement = _insert_together(tuple((table, tuple(values)) for table, values in rows))
+    parameters = {f"r{n}_{key}": value for n, (_, values) in enumerate(rows) for key, value in values.items()}
+    await (await runner_for(conn)).execute(statement, parameters)
+
+
+@functools.cache
+def _insert_together(shape: tuple[tuple[Table, tuple[str, ...]], ...]) -> Prepared:
+    def insert_of(n: int, table: Table, keys: tuple[str, ...]) -> Insert:
+        return insert(table).values({key: bindparam(f"r{n}_{key}", type_=table.c[key].type) for key in keys})
+
+    (first, first_keys), *rest = shape
+    statement = insert_of(0, first, first_keys)
+    for n, (table, keys) in enumerate(rest, start=1):
+        statement = statement.add_cte(insert_of(n, table, keys).cte(f"insert_{n}"))
+    return Prepared(statement)
+
+
+async def insert_row(conn: AsyncConnection, table: Table, values: dict[str, Any]) -> None:
+    """Inserts one row (``values``: column: value) through a statement prepared once per table and
+    set of columns (storage/prepared.py): on SQLite straight on sqlite3, elsewhere through SQLAlchemy
+    with the values as parameters (never ``.values(...)``, which coerces each value into the statement
+    and computes its cache key anew on every call: several times the cost of the write)."""
+    await (await runner_for(conn)).execute(_insert(table, tuple(values)), values)
+
+
+@functools.cache
+def _update_by_id(table: Table, keys: tuple[str, ...]) -> Prepared:
+    return Prepared(update(table).where(table.c.id == bindparam("update_row_id")), column_keys=keys)
+
+
+async def update_row(conn: AsyncConnection, table: Table, row_id: str, changes: dict[str, Any]) -> None:
+    """Sets ``changes`` (column: value) on the row with this id, as ``insert_row`` writes."""
+    statement = _update_by_id(table, tuple(changes))
+    await (await runner_for(conn)).execute(statement, {"update_row_id": row_id, **changes})
+
+
 async def take_turns_creating(conn: AsyncConnection, table: Table, tenant_id: str) -> None:
     """Until this transaction ends, the tenant's other inserts into ``table`` wait for this one.
 
@@ -202,17 +208,6 @@ async def take_turns_creating(conn: AsyncConnection, table: Table, tenant_id: st
     if conn.dialect.name == "postgresql":
         key = zlib.crc32(f"{table.name}:{tenant_id}".encode())
         await conn.execute(select(func.pg_advisory_xact_lock(key)))
-
-
-def list_body(data: list[dict[str, Any]], has_more: bool) -> dict[str, Any]:
-    """OpenAI's list envelope."""
-    return {
-        "object": "list",
-        "data": data,
-        "first_id": data[0]["id"] if data else None,
-        "last_id": data[-1]["id"] if data else None,
-        "has_more": has_more,
-    }
 
 
 async def delete_remembering_cursors(

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from openassistants.errors import InvalidRequest
 from openassistants.services import run_records as records
 from openassistants.services.responses.inputs import FunctionCall, FunctionOutput, Inputs, NewMessage
+from openassistants.statuses import StepStatus
 from openassistants.storage import tables
 
 S = tables.run_steps
@@ -104,7 +105,7 @@ def replayed_steps(
             ],
         }
         step = records.new_step(run, "tool_calls", details)
-        step.update(status="completed", completed_at=run["created_at"])
+        step.update(status=StepStatus.completed.value, completed_at=run["created_at"])
         steps.append(step)
     return steps
 

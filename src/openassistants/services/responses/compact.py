@@ -20,6 +20,7 @@ from openassistants.services.responses.compaction import encode_summary
 from openassistants.services.responses.hooks import chain_history
 from openassistants.services.responses.ids import response_not_found, run_id_of
 from openassistants.services.responses.inputs import NewMessage, read_input
+from openassistants.services.responses.wire import ItemStatus
 from openassistants.services.runtime import Runtime
 from openassistants.storage import tables
 from openassistants.tokens import count_chat_message
@@ -140,6 +141,6 @@ def _user_item(message: dict[str, Any]) -> dict[str, Any]:
         "id": new_id("message"),
         "type": "message",
         "role": "user",
-        "status": "completed",
+        "status": ItemStatus.completed,
         "content": parts,
     }

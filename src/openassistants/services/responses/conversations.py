@@ -12,10 +12,11 @@ from sqlalchemy import delete, select
 from openassistants.errors import InvalidRequest, NotFound
 from openassistants.schemas.responses import ConversationCreate, ConversationUpdate, ItemListParams
 from openassistants.schemas.threads import ThreadCreate, ThreadUpdate
-from openassistants.services.lookup import load_thread
+from openassistants.services.lookup import load_conversation
 from openassistants.services.responses.calls import answer_known_calls, input_position
 from openassistants.services.responses.create import message_row
-from openassistants.services.responses.ids import conversation_id, conversation_not_found, thread_id_of
+from openassistants.services.responses.hooks import anchored_steps
+from openassistants.services.responses.ids import conversation_id, thread_id_of
 from openassistants.services.responses.inputs import FunctionOutput, NewMessage, read_input, read_message
 from openassistants.services.responses.read import cited_filenames
 from openassistants.services.responses.wire import call_items, call_output_item, message_item
@@ -28,8 +29,7 @@ from openassistants.storage.queries import list_body
 if TYPE_CHECKING:
     from openassistants.services.runtime import Runtime
 
-M, S = tables.messages, tables.run_steps
-RESPONSES = tables.responses
+M = tables.messages
 
 
 def conversation_to_wire(thread: Mapping[str, Any]) -> dict[str, Any]:
@@ -39,13 +39,6 @@ def conversation_to_wire(thread: Mapping[str, Any]) -> dict[str, Any]:
         "created_at": thread["created_at"],
         "metadata": thread["metadata"],
     }
-
-
-async def _load(conn: Any, tenant: str, conversation: str, *, lock: bool = False) -> Mapping[str, Any]:
-    try:
-        return await load_thread(conn, tenant, thread_id_of(conversation), lock=lock)
-    except NotFound:
-        raise conversation_not_found(conversation) from None
 
 
 async def create_conversation(db: Database, tenant: str, body: ConversationCreate) -> dict[str, Any]:
@@ -81,14 +74,14 @@ def _messages(items: list[dict[str, Any]]) -> list[NewMessage]:
 
 async def get_conversation(db: Database, tenant: str, conversation: str) -> dict[str, Any]:
     async with db.read() as conn:
-        return conversation_to_wire(await _load(conn, tenant, conversation))
+        return conversation_to_wire(await load_conversation(conn, tenant, conversation))
 
 
 async def update_conversation(
     db: Database, tenant: str, conversation: str, body: ConversationUpdate
 ) -> dict[str, Any]:
     async with db.read() as conn:
-        await _load(conn, tenant, conversation)
+        await load_conversation(conn, tenant, conversation)
     update = ThreadUpdate.model_validate({"metadata": body.metadata})
     thread = await update_thread(db, tenant, thread_id_of(conversation), update)
     return conversation_to_wire(thread)
@@ -97,7 +90,7 @@ async def update_conversation(
 async def delete_conversation(rt: Runtime, tenant: str, conversation: str) -> dict[str, Any]:
     """Deletes the conversation's thread; a response still running on it is cancelled, as for threads."""
     async with rt.db.read() as conn:
-        await _load(conn, tenant, conversation)
+        await load_conversation(conn, tenant, conversation)
     await delete_thread(rt, tenant, thread_id_of(conversation))
     return {"id": conversation, "object": "conversation.deleted", "deleted": True}
 
@@ -110,7 +103,7 @@ async def add_items(
     inputs = read_input(items, param="items")
     _only_messages([i for i in inputs.items if not isinstance(i, FunctionOutput)])
     async with db.write() as conn:
-        thread = await _load(conn, tenant, conversation, lock=True)
+        thread = await load_conversation(conn, tenant, conversation, lock=True)
         await ensure_no_active_run(conn, thread["id"], for_message=True)
         if inputs.outputs:
             await answer_known_calls(conn, [thread["id"]], inputs, continuing=False)
@@ -139,20 +132,7 @@ async def _items(conn: Any, thread_id: str, *, include_results: bool = False) ->
     messages = (
         (await conn.execute(select(M).where(M.c.thread_id == thread_id).order_by(M.c.seq))).mappings().all()
     )
-    anchors = dict(
-        (
-            await conn.execute(
-                select(RESPONSES.c.run_id, RESPONSES.c.anchor_seq).where(RESPONSES.c.thread_id == thread_id)
-            )
-        ).all()
-    )
-    steps = (
-        (await conn.execute(select(S).where(S.c.run_id.in_(list(anchors))).order_by(S.c.seq)))
-        .mappings()
-        .all()
-        if anchors
-        else []
-    )
+    anchors, steps = await anchored_steps(conn, [thread_id])
     by_id = {m["id"]: m for m in messages}
     names = await cited_filenames(conn, messages)
     keyed: list[tuple[tuple[int, ...], dict[str, Any]]] = [
@@ -176,12 +156,18 @@ async def _items(conn: Any, thread_id: str, *, include_results: bool = False) ->
     return [item for _, item in keyed]
 
 
+async def _conversation_items(
+    db: Database, tenant: str, conversation: str, include_results: bool
+) -> list[dict[str, Any]]:
+    async with db.read() as conn:
+        thread = await load_conversation(conn, tenant, conversation)
+        return await _items(conn, thread["id"], include_results=include_results)
+
+
 async def list_items(
     db: Database, tenant: str, conversation: str, params: ItemListParams, include_results: bool
 ) -> dict[str, Any]:
-    async with db.read() as conn:
-        thread = await _load(conn, tenant, conversation)
-        items = await _items(conn, thread["id"], include_results=include_results)
+    items = await _conversation_items(db, tenant, conversation, include_results)
     if params.order == "desc":
         items.reverse()
     if params.after is not None:
@@ -193,10 +179,7 @@ async def list_items(
 async def get_item(
     db: Database, tenant: str, conversation: str, item_id: str, include_results: bool
 ) -> dict[str, Any]:
-    async with db.read() as conn:
-        thread = await _load(conn, tenant, conversation)
-        items = await _items(conn, thread["id"], include_results=include_results)
-    for item in items:
+    for item in await _conversation_items(db, tenant, conversation, include_results):
         if item["id"] == item_id:
             return item
     raise NotFound(f"Item with id '{item_id}' not found.", param=None)
@@ -205,7 +188,7 @@ async def get_item(
 async def delete_item(db: Database, tenant: str, conversation: str, item_id: str) -> dict[str, Any]:
     """Removes a message item; returns the conversation, as hosted."""
     async with db.write() as conn:
-        thread = await _load(conn, tenant, conversation, lock=True)
+        thread = await load_conversation(conn, tenant, conversation, lock=True)
         await ensure_no_active_run(conn, thread["id"], for_message=True)
         found = (
             await conn.execute(select(M.c.id).where(M.c.id == item_id, M.c.thread_id == thread["id"]))

@@ -18,17 +18,15 @@ from openassistants.schemas.responses import (
     ResponseCreate,
 )
 from openassistants.schemas.threads import ThreadCreate
-from openassistants.services.lookup import load_thread
+from openassistants.services.lookup import load_conversation, load_thread
 from openassistants.services.resources import check_tool_resources
 from openassistants.services.responses import requests
 from openassistants.services.responses.calls import answer_known_calls, replayed_steps
 from openassistants.services.responses.hooks import NO_ASSISTANT
 from openassistants.services.responses.ids import (
     call_item_id,
-    conversation_not_found,
     response_not_found,
     run_id_of,
-    thread_id_of,
 )
 from openassistants.services.responses.inputs import (
     FunctionCall,
@@ -37,12 +35,12 @@ from openassistants.services.responses.inputs import (
     NewMessage,
     read_input,
 )
-from openassistants.services.responses.wire import message_item, response_to_wire
+from openassistants.services.responses.wire import ItemStatus, message_item, response_to_wire
 from openassistants.services.run_actions import _announce, _reply_ahead, _starting, unstarted_run_fields
 from openassistants.services.runs import active_run_id
 from openassistants.services.runtime import Runtime
 from openassistants.services.threads import insert_thread
-from openassistants.statuses import RunStatus
+from openassistants.statuses import MessageStatus, RunStatus
 from openassistants.storage import tables
 from openassistants.storage.queries import insert_rows
 
@@ -146,10 +144,7 @@ async def _thread_for(
         return str(thread["id"]), False, [*row["chain_thread_ids"], row["thread_id"]]
     conversation = body.conversation_id
     if conversation is not None:
-        try:
-            existing = await load_thread(conn, tenant, thread_id_of(conversation), lock=True)
-        except NotFound:
-            raise conversation_not_found(conversation) from None
+        existing = await load_conversation(conn, tenant, conversation, lock=True)
         return str(existing["id"]), True, []
     thread = await insert_thread(conn, tenant, ThreadCreate.model_validate({}))
     return str(thread["id"]), False, []
@@ -233,7 +228,7 @@ def message_row(tenant: str, thread_id: str, message: NewMessage, now: int) -> d
         "thread_id": thread_id,
         "created_at": now,
         "role": message.role,
-        "status": "completed",
+        "status": MessageStatus.completed.value,
         "content": message.content,
         "attachments": [],
         "metadata": {},
@@ -282,7 +277,7 @@ def _input_items(
                     "call_id": item.call_id,
                     "name": item.name,
                     "arguments": item.arguments,
-                    "status": "completed",
+                    "status": ItemStatus.completed,
                 }
             )
         elif isinstance(item, FunctionOutput):
@@ -292,7 +287,7 @@ def _input_items(
                     "type": "function_call_output",
                     "call_id": item.call_id,
                     "output": item.output,
-                    "status": "completed",
+                    "status": ItemStatus.completed,
                 }
             )
     return items

@@ -19,6 +19,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from openassistants.services.messages import message_to_wire
 from openassistants.services.responses.calls import input_position
@@ -61,20 +63,9 @@ async def chain_history(
 ) -> list[dict[str, Any]]:
     """The history of ``thread_ids`` in that order; ``messages`` are the last thread's, ``run_id``
     the run whose own turns are left out."""
-    R, S, M = tables.responses, tables.run_steps, tables.messages
+    M = tables.messages
     async with db.read() as conn:
-        anchors = dict(
-            (
-                await conn.execute(select(R.c.run_id, R.c.anchor_seq).where(R.c.thread_id.in_(thread_ids)))
-            ).all()
-        )
-        steps = (
-            (await conn.execute(select(S).where(S.c.run_id.in_(list(anchors))).order_by(S.c.seq)))
-            .mappings()
-            .all()
-            if anchors
-            else []
-        )
+        anchors, steps = await anchored_steps(conn, thread_ids)
         earlier = (
             (await conn.execute(select(M).where(M.c.thread_id.in_(thread_ids[:-1])).order_by(M.c.seq)))
             .mappings()
@@ -86,7 +77,7 @@ async def chain_history(
     everything = [*earlier, *messages]
     by_id = {m["id"]: m for m in everything}
     keyed: list[tuple[tuple[int, ...], dict[str, Any]]] = [
-        ((rank[m["thread_id"]], m["seq"], 0, 0, 0), message_to_wire(m))  # type: ignore[arg-type]
+        ((rank[m["thread_id"]], m["seq"], 0, 0, 0), message_to_wire(m))
         for m in everything
         if m["run_id"] != run_id and m["run_id"] not in anchors
     ]
@@ -100,7 +91,7 @@ async def chain_history(
         if step["type"] == "message_creation":
             message = by_id.get(details["message_creation"]["message_id"])
             if message is not None and message["content"]:
-                keyed.append(((place, anchor, 1, step["seq"], 0), message_to_wire(message)))  # type: ignore[arg-type]
+                keyed.append(((place, anchor, 1, step["seq"], 0), message_to_wire(message)))
             continue
         calls = [c for c in details.get("tool_calls") or [] if call_output(c) is not None]
         if not calls:
@@ -112,6 +103,21 @@ async def chain_history(
             keyed.append(((place, anchor, 1, step["seq"], n), _entry(result)))
     keyed.sort(key=lambda pair: pair[0])
     return [entry for _, entry in keyed]
+
+
+async def anchored_steps(
+    conn: AsyncConnection, thread_ids: list[str]
+) -> tuple[dict[str, int], Sequence[RowMapping]]:
+    """The runs of the responses on ``thread_ids``, each with its anchor (the ``seq`` its items sort
+    at, among the thread's messages), and those runs' steps, oldest first."""
+    R, S = tables.responses, tables.run_steps
+    anchors = dict(
+        (await conn.execute(select(R.c.run_id, R.c.anchor_seq).where(R.c.thread_id.in_(thread_ids)))).all()
+    )
+    if not anchors:
+        return anchors, []
+    steps = await conn.execute(select(S).where(S.c.run_id.in_(list(anchors))).order_by(S.c.seq))
+    return anchors, steps.mappings().all()
 
 
 def _entry(chat: dict[str, Any]) -> dict[str, Any]:

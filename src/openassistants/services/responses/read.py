@@ -19,7 +19,7 @@ from openassistants.services.responses.stream import ResponseEvents, response_ev
 from openassistants.services.responses.wire import cited_files, output_items, response_to_wire
 from openassistants.services.run_actions import cancel_run
 from openassistants.services.runtime import Runtime
-from openassistants.statuses import is_terminal
+from openassistants.statuses import RunStatus, is_terminal
 from openassistants.storage import tables
 from openassistants.storage.queries import list_body
 
@@ -223,7 +223,7 @@ async def resumed_stream(
     async with rt.db.read() as conn:
         run, stored = await load(conn, tenant, response_id)
         created = response_to_wire(
-            {**run, "status": "queued" if stored["background"] else "in_progress"}, stored, []
+            {**run, "status": RunStatus.queued if stored["background"] else RunStatus.in_progress}, stored, []
         )
     if await rt.bus.last_id(run["id"]) == 0:
         raise InvalidRequest(

@@ -26,6 +26,8 @@ from openassistants.run_events import (
 )
 from openassistants.services.responses.ids import call_item_id
 from openassistants.services.responses.wire import (
+    ItemStatus,
+    ResponseStatus,
     annotation_to_wire,
     cited_files,
     code_interpreter_item,
@@ -92,9 +94,9 @@ class ResponseEvents:
             status = response_status(data, self.created["background"])
             return [self._event("response.created", response=self._response(status))]
         if name == RUN_MOVED[RunStatus.queued] and self.created["background"] and self.sequence == 1:
-            return [self._event("response.queued", response=self._response("queued"))]
+            return [self._event("response.queued", response=self._response(ResponseStatus.queued))]
         if name == RUN_MOVED[RunStatus.in_progress]:
-            return [self._event("response.in_progress", response=self._response("in_progress"))]
+            return [self._event("response.in_progress", response=self._response(ResponseStatus.in_progress))]
         if name == MESSAGE_CREATED:
             return self._message_added(data)
         if name == MESSAGE_DELTA:
@@ -119,7 +121,7 @@ class ResponseEvents:
         return entry, self._event("response.output_item.added", output_index=entry.index, item=item)
 
     def _message_added(self, message: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-        item = {**message_item({**message, "content": []}), "status": "in_progress"}
+        item = {**message_item({**message, "content": []}), "status": ItemStatus.in_progress}
         _, event = self._added(message["id"], item)
         return [event]
 
@@ -216,12 +218,15 @@ class ResponseEvents:
                 if kind == "function":
                     function = call["function"]
                     item = function_call_item(
-                        item_id, call["id"], function.get("name") or "", "", "in_progress"
+                        item_id, call["id"], function.get("name") or "", "", ItemStatus.in_progress
                     )
                 elif kind == "file_search":
-                    item = {**file_search_item(item_id, call, include_results=False), "status": "in_progress"}
+                    item = {
+                        **file_search_item(item_id, call, include_results=False),
+                        "status": ItemStatus.in_progress,
+                    }
                 else:
-                    item = code_interpreter_item(item_id, {"code_interpreter": {}}, "in_progress")
+                    item = code_interpreter_item(item_id, {"code_interpreter": {}}, ItemStatus.in_progress)
                 entry, added = self._added(key, item)
                 events.append(added)
             if kind == "function":
@@ -261,7 +266,7 @@ class ResponseEvents:
             if kind == "function":
                 function = call["function"]
                 item = function_call_item(
-                    item_id, call["id"], function["name"], function["arguments"], "completed"
+                    item_id, call["id"], function["name"], function["arguments"], ItemStatus.completed
                 )
                 events.append(
                     self._event(
@@ -280,7 +285,7 @@ class ResponseEvents:
                     )
                 )
             else:
-                item = code_interpreter_item(item_id, call, "completed")
+                item = code_interpreter_item(item_id, call, ItemStatus.completed)
                 events.append(
                     self._event(
                         "response.code_interpreter_call_code.done",

@@ -9,15 +9,13 @@ from sqlalchemy import select
 
 from openassistants.errors import NotFound
 from openassistants.schemas.responses import ConversationRef, InputTokensCount
-from openassistants.services.lookup import load_thread
+from openassistants.services.lookup import load_conversation
 from openassistants.services.prompt import message_to_chat, tools_for_model
 from openassistants.services.responses import requests
 from openassistants.services.responses.hooks import chain_history
 from openassistants.services.responses.ids import (
-    conversation_not_found,
     response_not_found,
     run_id_of,
-    thread_id_of,
 )
 from openassistants.services.responses.inputs import NewMessage, read_input
 from openassistants.services.runtime import Runtime
@@ -81,7 +79,4 @@ async def _threads_of(rt: Runtime, tenant: str, body: InputTokensCount) -> list[
         )
         if conversation is None:
             return []
-        try:
-            return [str((await load_thread(conn, tenant, thread_id_of(conversation)))["id"])]
-        except NotFound:
-            raise conversation_not_found(conversation) from None
+        return [str((await load_conversation(conn, tenant, conversation))["id"])]

@@ -5,27 +5,53 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from enum import StrEnum
 from typing import Any
 
 import orjson
 
 from openassistants.services.prompt import CONTEXT_LENGTH_EXCEEDED
 from openassistants.services.responses.ids import call_item_id, conversation_id, response_id
-from openassistants.statuses import RunStatus
+from openassistants.statuses import MessageStatus, RunStatus, StepStatus
 from openassistants.tools.file_search import MARKER
+
+
+class ResponseStatus(StrEnum):
+    """A ``response``'s status: the Responses API's own words for its run's (``_STATUS``)."""
+
+    queued = "queued"
+    in_progress = "in_progress"
+    completed = "completed"
+    incomplete = "incomplete"
+    failed = "failed"
+    cancelled = "cancelled"
+
+
+class ItemStatus(StrEnum):
+    """An output or conversation item's status (a message, a call): the Responses API's words."""
+
+    in_progress = "in_progress"
+    completed = "completed"
+    incomplete = "incomplete"
+
 
 #: Run status → response status; a run the executor has not picked up yet is ``queued`` only when
 #: the client asked for a background response (otherwise the hosted API says ``in_progress``).
 _STATUS = {
-    RunStatus.queued: "in_progress",
-    RunStatus.in_progress: "in_progress",
-    RunStatus.cancelling: "in_progress",
-    RunStatus.requires_action: "completed",
-    RunStatus.completed: "completed",
-    RunStatus.incomplete: "incomplete",
-    RunStatus.failed: "failed",
-    RunStatus.cancelled: "cancelled",
-    RunStatus.expired: "failed",
+    RunStatus.queued: ResponseStatus.in_progress,
+    RunStatus.in_progress: ResponseStatus.in_progress,
+    RunStatus.cancelling: ResponseStatus.in_progress,
+    RunStatus.requires_action: ResponseStatus.completed,
+    RunStatus.completed: ResponseStatus.completed,
+    RunStatus.incomplete: ResponseStatus.incomplete,
+    RunStatus.failed: ResponseStatus.failed,
+    RunStatus.cancelled: ResponseStatus.cancelled,
+    RunStatus.expired: ResponseStatus.failed,
+}
+#: A stored message's status → its item's (any other: completed).
+_MESSAGE_STATUS = {
+    MessageStatus.in_progress: ItemStatus.in_progress,
+    MessageStatus.incomplete: ItemStatus.incomplete,
 }
 #: The codes a response's ``error`` may carry (ResponseError.code); the engine's others are server errors.
 _ERROR_CODES = frozenset({"server_error", "rate_limit_exceeded", "invalid_prompt", CONTEXT_LENGTH_EXCEEDED})
@@ -33,10 +59,10 @@ _OMITTED_WHEN_NULL = frozenset({"user"})
 _INCOMPLETE = {"max_completion_tokens": "max_output_tokens", "max_prompt_tokens": "max_output_tokens"}
 
 
-def response_status(run: Mapping[Any, Any], background: bool) -> str:
+def response_status(run: Mapping[Any, Any], background: bool) -> ResponseStatus:
     if background and run["status"] == RunStatus.queued:
-        return "queued"
-    return _STATUS.get(run["status"], "in_progress")
+        return ResponseStatus.queued
+    return _STATUS.get(run["status"], ResponseStatus.in_progress)
 
 
 def usage_to_wire(usage: Mapping[str, int] | None) -> dict[str, Any] | None:
@@ -58,12 +84,12 @@ def response_to_wire(
     request = stored["request"]
     status = response_status(run, stored["background"])
     error = None
-    if status == "failed":
+    if status == ResponseStatus.failed:
         last = run["last_error"] or {"code": "server_error", "message": "The response expired."}
         code = last["code"] if last["code"] in _ERROR_CODES else "server_error"
         error = {"code": code, "message": last["message"]}
     incomplete = None
-    if status == "incomplete":
+    if status == ResponseStatus.incomplete:
         reason = (run["incomplete_details"] or {}).get("reason", "")
         incomplete = {"reason": _INCOMPLETE.get(reason, reason)}
     wire = {
@@ -72,7 +98,7 @@ def response_to_wire(
         "created_at": run["created_at"],
         "status": status,
         "background": stored["background"],
-        "completed_at": run["completed_at"] if status == "completed" else None,
+        "completed_at": run["completed_at"] if status == ResponseStatus.completed else None,
         "conversation": {"id": conversation_id(run["thread_id"])} if stored["conversation"] else None,
         "error": error,
         "incomplete_details": incomplete,
@@ -189,7 +215,7 @@ def message_item(message: Mapping[Any, Any], filenames: Mapping[str, str] | None
             content.append(
                 {"type": "input_image", "file_id": image["file_id"], "detail": image.get("detail") or "auto"}
             )
-    status = message["status"] if message["status"] in ("in_progress", "incomplete") else "completed"
+    status = _MESSAGE_STATUS.get(message["status"], ItemStatus.completed)
     return {"id": message["id"], "type": "message", "role": role, "status": status, "content": content}
 
 
@@ -199,7 +225,7 @@ def call_items(
     """The items of a tool_calls step: its calls (those a client replayed in its input only with
     ``replayed``: they are history, not the response's output)."""
     items: list[dict[str, Any]] = []
-    status = "completed" if step["status"] == "completed" else "in_progress"
+    status = ItemStatus.completed if step["status"] == StepStatus.completed else ItemStatus.in_progress
     for index, call in enumerate(step["step_details"].get("tool_calls") or []):
         kind = call.get("type")
         item_id = call_item_id(step["id"], index, kind)
@@ -242,7 +268,7 @@ def function_call_output_item(item_id: str, call_id: str, output: str) -> dict[s
         "type": "function_call_output",
         "call_id": call_id,
         "output": output,
-        "status": "completed",
+        "status": ItemStatus.completed,
     }
 
 
@@ -264,7 +290,7 @@ def file_search_item(item_id: str, call: Mapping[Any, Any], *, include_results: 
     return {
         "id": item_id,
         "type": "file_search_call",
-        "status": "completed" if "results" in search else "in_progress",
+        "status": ItemStatus.completed if "results" in search else ItemStatus.in_progress,
         "queries": [query] if query else [],
         "results": results,
     }
