@@ -200,6 +200,12 @@ _JSON_TYPE_NAMES = {
 }
 
 
+def query_error(exc: ValidationError) -> InvalidRequest:
+    """A query parameter model's refusal (``ListParams``), worded as when FastAPI validates the same
+    model for a route: its locations then start with ``query``."""
+    return translate_validation_error([{**error, "loc": ("query", *error["loc"])} for error in exc.errors()])
+
+
 def _unparsable_body() -> InvalidRequest:
     return InvalidRequest(
         "We could not parse the JSON body of your request. (HINT: This likely means you "

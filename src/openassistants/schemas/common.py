@@ -266,9 +266,11 @@ LIST_CURSOR_MAX_LENGTH = 128
 
 
 class ListParams(BaseModel):
-    """Cursor pagination, as every Assistants list takes it."""
+    """Cursor pagination, as every Assistants list takes it in its query string. The one reading of
+    those parameters: FastAPI validates a route's query against it (``Annotated[ListParams, Query()]``)
+    and the fast lane (api/hot.py) validates the same query the same way, so both refuse alike."""
 
-    limit: int = 20
+    limit: int = Field(20, ge=1, le=LIST_LIMIT_MAX)
     order: Literal["asc", "desc"] = "desc"
-    after: str | None = None
-    before: str | None = None
+    after: str | None = Field(None, max_length=LIST_CURSOR_MAX_LENGTH)
+    before: str | None = Field(None, max_length=LIST_CURSOR_MAX_LENGTH)

@@ -6,7 +6,14 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
-from openassistants.schemas.common import Metadata, ObjectId, RequestModel, check_metadata
+from openassistants.schemas.common import (
+    LIST_CURSOR_MAX_LENGTH,
+    ListParams,
+    Metadata,
+    ObjectId,
+    RequestModel,
+    check_metadata,
+)
 
 MAX_TEXT_CHARS = 256_000
 
@@ -71,3 +78,9 @@ class MessageUpdate(RequestModel):
     metadata: Metadata
 
     _check_metadata = field_validator("metadata")(check_metadata)
+
+
+class MessageListParams(ListParams):
+    """A thread's messages take one more filter: those a run created."""
+
+    run_id: str | None = Field(None, max_length=LIST_CURSOR_MAX_LENGTH)

@@ -9,6 +9,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from openassistants.schemas.common import (
+    LIST_CURSOR_MAX_LENGTH,
+    LIST_LIMIT_MAX,
     Metadata,
     RequestModel,
     ToolName,
@@ -206,6 +208,9 @@ class ItemsCreate(RequestModel):
 
 
 class ItemListParams(BaseModel):
-    limit: int = Field(default=20, ge=1, le=100)
+    """A page of Responses items (a response's input items, a conversation's items), read from the query
+    string as the Assistants lists' ``ListParams`` are, with the same bounds and no ``before``."""
+
+    limit: int = Field(20, ge=1, le=LIST_LIMIT_MAX)
     order: Literal["asc", "desc"] = "desc"
-    after: str | None = None
+    after: str | None = Field(None, max_length=LIST_CURSOR_MAX_LENGTH)
