@@ -6,11 +6,11 @@ import math
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     StringConstraints,
-    field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -95,7 +95,8 @@ def check_metadata(value: dict[str, str] | None) -> dict[str, str] | None:
     return value
 
 
-Metadata = Annotated[dict[str, str] | None, Field(default=None)]
+#: Metadata as every request body takes it: checked against the hosted API's bounds where it is declared.
+Metadata = Annotated[dict[str, str] | None, Field(default=None), AfterValidator(check_metadata)]
 
 ToolName = Annotated[str, StringConstraints(pattern=r"^[a-zA-Z0-9_-]{1,64}$")]
 
@@ -231,8 +232,6 @@ class VectorStoreHelper(RequestModel):
     file_ids: list[ObjectId] = Field(default_factory=list, max_length=10_000)
     chunking_strategy: ChunkingStrategy | None = None
     metadata: Metadata
-
-    _check_metadata = field_validator("metadata")(check_metadata)
 
 
 class FileSearchResourcesCreate(RequestModel):

@@ -12,7 +12,6 @@ from openassistants.schemas.common import (
     Metadata,
     ObjectId,
     RequestModel,
-    check_metadata,
 )
 
 MAX_TEXT_CHARS = 256_000
@@ -71,13 +70,9 @@ class MessageCreate(RequestModel):
     attachments: list[Attachment] | None = Field(default=None, max_length=20)
     metadata: Metadata
 
-    _check_metadata = field_validator("metadata")(check_metadata)
-
 
 class MessageUpdate(RequestModel):
     metadata: Metadata
-
-    _check_metadata = field_validator("metadata")(check_metadata)
 
 
 class MessageListParams(ListParams):

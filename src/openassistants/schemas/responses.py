@@ -14,7 +14,6 @@ from openassistants.schemas.common import (
     Metadata,
     RequestModel,
     ToolName,
-    check_metadata,
 )
 from openassistants.schemas.vector_stores import ComparisonFilter, CompoundFilter, SearchRankingOptions
 
@@ -157,8 +156,6 @@ class ResponseCreate(RequestModel):
     #: Stored prompt templates (refused by services/responses/create.py: there are none here).
     prompt: dict[str, Any] | None = None
 
-    _metadata = field_validator("metadata")(check_metadata)
-
     @field_validator("input")
     @classmethod
     def _bounded_input(cls, value: str | list[dict[str, Any]] | None) -> Any:
@@ -194,13 +191,9 @@ class ConversationCreate(RequestModel):
     items: list[dict[str, Any]] | None = Field(default=None, max_length=MAX_ITEMS_PER_CALL)
     metadata: Metadata
 
-    _metadata = field_validator("metadata")(check_metadata)
-
 
 class ConversationUpdate(RequestModel):
     metadata: Metadata
-
-    _metadata = field_validator("metadata")(check_metadata)
 
 
 class ItemsCreate(RequestModel):
