@@ -702,14 +702,14 @@ async def test_sdk_streams_a_hang_as_an_empty_body(
 
 
 def test_sse_parser_takes_bytes_as_they_come() -> None:
-    from openassistants.upstream.chat import _SSEParser
+    from openassistants.upstream.chat_reply import SSEParser
 
     stream = b': comment\r\nevent: x\r\ndata: {"a":\r\ndata:1}\r\n\r\ndata: two\n\ndata:three\rid: 4\r\r'
     # Every split point, including one between a \r and its \n.
     for cut in range(len(stream) + 1):
-        parser = _SSEParser()
+        parser = SSEParser()
         found = parser.feed(stream[:cut]) + parser.feed(stream[cut:]) + parser.end()
         assert found == [b'{"a":\n1}', b"two", b"three"], cut
-    parser = _SSEParser()
+    parser = SSEParser()
     assert parser.feed(b"data: last without a blank line") == []
     assert parser.end() == [b"last without a blank line"]

@@ -91,15 +91,19 @@ def expected_form(field: FieldInfo) -> str:
     return f"{form}, or unset" if optional else form
 
 
+#: Each bound pydantic records from ``Field(ge=…)`` and the like: how it reads, and its attribute.
+_BOUNDS = (
+    (annotated_types.Ge, ">=", "ge"),
+    (annotated_types.Gt, ">", "gt"),
+    (annotated_types.Le, "<=", "le"),
+    (annotated_types.Lt, "<", "lt"),
+)
+
+
 def _bound(item: object) -> str:
-    if isinstance(item, annotated_types.Ge):
-        return f">= {item.ge}"
-    if isinstance(item, annotated_types.Gt):
-        return f"> {item.gt}"
-    if isinstance(item, annotated_types.Le):
-        return f"<= {item.le}"
-    if isinstance(item, annotated_types.Lt):
-        return f"< {item.lt}"
+    for kind, sign, attribute in _BOUNDS:
+        if isinstance(item, kind):
+            return f"{sign} {getattr(item, attribute)}"
     return ""
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import Depends, Query, Request
 
-from openassistants.schemas.common import LIST_CURSOR_MAX_LENGTH, LIST_LIMIT_MAX, ListParams
+from openassistants.schemas.common import ListParams
+from openassistants.schemas.messages import MessageListParams
 from openassistants.schemas.responses import ItemListParams
 from openassistants.services.runtime import Runtime
 from openassistants.storage.blobs import BlobStore
@@ -37,30 +38,14 @@ async def _blobs(request: Request) -> BlobStore:
     return runtime.blobs
 
 
-async def _list_params(
-    limit: Annotated[int, Query(ge=1, le=LIST_LIMIT_MAX)] = 20,
-    order: Annotated[Literal["asc", "desc"], Query()] = "desc",
-    after: Annotated[str | None, Query(max_length=LIST_CURSOR_MAX_LENGTH)] = None,
-    before: Annotated[str | None, Query(max_length=LIST_CURSOR_MAX_LENGTH)] = None,
-) -> ListParams:
-    # FastAPI has validated each value already.
-    return ListParams.model_construct(limit=limit, order=order, after=after, before=before)
-
-
-async def _item_page(
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    order: Annotated[Literal["asc", "desc"], Query()] = "desc",
-    after: Annotated[str | None, Query(max_length=128)] = None,
-) -> ItemListParams:
-    """A page of Responses items (a response's input items, a conversation's items)."""
-    return ItemListParams(limit=limit, order=order, after=after)
-
-
 TenantDep = Annotated[str, Depends(_tenant)]
 DbDep = Annotated[Database, Depends(_db)]
-ListParamsDep = Annotated[ListParams, Depends(_list_params)]
+# Query models: each field is a query parameter, validated (and documented) as the model says.
+ListParamsDep = Annotated[ListParams, Query()]
+MessageListParamsDep = Annotated[MessageListParams, Query()]
 RuntimeDep = Annotated[Runtime, Depends(_runtime)]
 BlobsDep = Annotated[BlobStore, Depends(_blobs)]
-ItemPageDep = Annotated[ItemListParams, Depends(_item_page)]
+#: A page of Responses items (a response's input items, a conversation's items).
+ItemPageDep = Annotated[ItemListParams, Query()]
 #: The Responses API's ``include[]`` query values.
 IncludeQuery = Annotated[list[str] | None, Query(alias="include[]")]

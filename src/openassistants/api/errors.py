@@ -134,19 +134,14 @@ def translate_validation_error(errors: list[dict[str, Any]], body: Any = None) -
             param=param,
             code="empty_array",
         )
-    if kind in ("less_than_equal", "less_than"):
+    if kind in _OUT_OF_BOUNDS:
+        side, code, sign, bound = _OUT_OF_BOUNDS[kind]
+        word = _number_word(value)
         return InvalidRequest(
-            f"Invalid {name}: {_number_word(value)} above maximum value. Expected a value <= "
-            f"{ctx.get('le', ctx.get('lt'))}, but got {value} instead.",
+            f"Invalid {name}: {word} {side} value. Expected a value {sign} {ctx.get(bound)}, "
+            f"but got {value} instead.",
             param=param,
-            code=f"{_number_word(value)}_above_max_value",
-        )
-    if kind in ("greater_than_equal", "greater_than"):
-        return InvalidRequest(
-            f"Invalid {name}: {_number_word(value)} below minimum value. Expected a value >= "
-            f"{ctx.get('ge', ctx.get('gt'))}, but got {value} instead.",
-            param=param,
-            code=f"{_number_word(value)}_below_min_value",
+            code=f"{word}_{code}_value",
         )
     if kind in ("literal_error", "enum"):
         return InvalidRequest(
@@ -186,6 +181,15 @@ def translate_validation_error(errors: list[dict[str, Any]], body: Any = None) -
     return InvalidRequest(f"Invalid {name}: {message}.", param=param, code="invalid_value")
 
 
+# pydantic's bound errors: the side in the hosted API's message and code, how it writes the bound
+# (``gt`` too as ``>=``), and where pydantic's context holds the bound.
+_OUT_OF_BOUNDS = {
+    "less_than_equal": ("above maximum", "above_max", "<=", "le"),
+    "less_than": ("above maximum", "above_max", "<=", "lt"),
+    "greater_than_equal": ("below minimum", "below_min", ">=", "ge"),
+    "greater_than": ("below minimum", "below_min", ">=", "gt"),
+}
+
 # pydantic's error kinds (``int_parsing``, ``model_attributes_type``…) in JSON's words.
 _JSON_TYPE_NAMES = {
     "string": "string",
@@ -198,6 +202,12 @@ _JSON_TYPE_NAMES = {
     "dict": "object",
     "model": "object",
 }
+
+
+def query_error(exc: ValidationError) -> InvalidRequest:
+    """A query parameter model's refusal (``ListParams``), worded as when FastAPI validates the same
+    model for a route: its locations then start with ``query``."""
+    return translate_validation_error([{**error, "loc": ("query", *error["loc"])} for error in exc.errors()])
 
 
 def _unparsable_body() -> InvalidRequest:

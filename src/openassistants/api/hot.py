@@ -3,49 +3,49 @@
 ``GET /v1/assistants/{assistant_id}`` and ``GET``/``POST /v1/threads/{thread_id}/messages`` are what a
 client polls and writes most, and ``POST /v1/threads/{thread_id}/runs`` starts every run. FastAPI's
 request object, dependency solving and per-parameter validation cost more than the database work
-behind them (for a run, about as much CPU as creating it), so this layer parses these requests itself
-and calls the same functions as the routes in ``assistants.py``, ``messages.py`` and ``runs.py``.
-Those routes stay: they describe the operations in the OpenAPI document, and they serve every request
-this layer declines, which is any that is not plainly valid (a query parameter out of range or
-repeated, a body that is not a JSON ``MessageCreate`` or ``RunCreate``, a HEAD…), so that an invalid
-request gets exactly the error it got before.
+behind them (for a run, about as much CPU as creating it), so this layer reads these requests itself,
+then calls the very route functions of ``assistants.py``, ``messages.py`` and ``runs.py`` with what it
+read: what an operation does, and how its answer and its errors are rendered, is written once, there.
+
+A query is read into the route's own parameter model (``ListParams``) and refused, if it must be, with
+the words FastAPI's validation of that model gets (``api/errors.py``). A body that is not plainly valid
+(not a JSON ``MessageCreate`` or ``RunCreate``) is passed on to the routes, as is every other request
+(a HEAD, a run created with ``include[]``…), so that it gets exactly the error FastAPI gives it.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable
-from typing import Any, Literal, TypeVar
-from urllib.parse import parse_qsl
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import orjson
 from pydantic import BaseModel, ValidationError
+from starlette.datastructures import QueryParams
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from openassistants.api.errors import error_response
-from openassistants.api.runs import respond_to_new_run
+from openassistants.api import assistants, messages, runs
+from openassistants.api.errors import error_response, query_error
 from openassistants.errors import APIError
-from openassistants.schemas.common import LIST_CURSOR_MAX_LENGTH, LIST_LIMIT_MAX, ListParams
-from openassistants.schemas.messages import MessageCreate
+from openassistants.schemas.messages import MessageCreate, MessageListParams
 from openassistants.schemas.runs import RunCreate
-from openassistants.services import assistants, messages
 from openassistants.services.runtime import Runtime
 
 _ASSISTANT = re.compile(r"/v1/assistants/([^/]+)")
 _MESSAGES = re.compile(r"/v1/threads/([^/]+)/messages")
 _RUNS = re.compile(r"/v1/threads/([^/]+)/runs")
 Body = TypeVar("Body", bound=BaseModel)
+Params = TypeVar("Params", bound=BaseModel)
 
 #: The route templates (as in the OpenAPI document) that ``scope["route_template"]`` names for metrics.
 ASSISTANT_ROUTE = "/v1/assistants/{assistant_id}"
 MESSAGES_ROUTE = "/v1/threads/{thread_id}/messages"
 RUNS_ROUTE = "/v1/threads/{thread_id}/runs"
 
-_ORDERS = frozenset({"asc", "desc"})
-
 
 class HotRoutes:
-    """Serves the operations above when a request is plainly valid; passes everything else on."""
+    """Serves the operations above; passes on what it leaves to FastAPI (see the module docstring)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -55,125 +55,88 @@ class HotRoutes:
             method = scope["method"]
             if method == "GET":
                 if match := _ASSISTANT.fullmatch(scope["path"]):
-                    scope["route_template"] = ASSISTANT_ROUTE
-                    await _respond(scope, receive, send, _retrieve_assistant(scope, match[1]))
+                    await _answer(scope, receive, send, ASSISTANT_ROUTE, _retrieve_assistant(scope, match[1]))
                     return
-                if (match := _MESSAGES.fullmatch(scope["path"])) and (
-                    params := _list_params(scope["query_string"])
-                ):
-                    scope["route_template"] = MESSAGES_ROUTE
-                    await _respond(scope, receive, send, _list_messages(scope, match[1], *params))
+                if match := _MESSAGES.fullmatch(scope["path"]):
+                    await _answer(scope, receive, send, MESSAGES_ROUTE, _list_messages(scope, match[1]))
                     return
             elif method == "POST":
                 if match := _MESSAGES.fullmatch(scope["path"]):
-                    await self._create_message(scope, receive, send, match[1])
+                    await self._create(
+                        scope, receive, send, MESSAGES_ROUTE, match[1], MessageCreate, messages.create_message
+                    )
                     return
                 # With a query string (``include[]``) the route validates it.
                 if not scope["query_string"] and (match := _RUNS.fullmatch(scope["path"])):
-                    await self._create_run(scope, receive, send, match[1])
+                    await self._create(scope, receive, send, RUNS_ROUTE, match[1], RunCreate, runs.create_run)
                     return
         await self.app(scope, receive, send)
 
-    async def _create_message(self, scope: Scope, receive: Receive, send: Send, thread_id: str) -> None:
-        body = await self._valid_body(scope, receive, send, MessageCreate)
-        if body is not None:
-            scope["route_template"] = MESSAGES_ROUTE
-            await _respond(scope, receive, send, _create(scope, thread_id, body))
-
-    async def _create_run(self, scope: Scope, receive: Receive, send: Send, thread_id: str) -> None:
-        body = await self._valid_body(scope, receive, send, RunCreate)
-        if body is None:
-            return
-        scope["route_template"] = RUNS_ROUTE
-        try:
-            response = await respond_to_new_run(_runtime(scope), scope["state"]["tenant"], thread_id, body)
-        except APIError as exc:
-            response = error_response(exc)
-        await response(scope, receive, send)
-
-    async def _valid_body(self, scope: Scope, receive: Receive, send: Send, model: type[Body]) -> Body | None:
-        """The request body as ``model``; None when this layer has answered (the body was over the size
-        limit, or the client left) or has passed the request on (the body was not plainly valid)."""
+    async def _create(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        template: str,
+        thread_id: str,
+        model: type[Body],
+        route: Callable[[str, Body, Runtime, str], Awaitable[Response]],
+    ) -> None:
+        """Calls ``route`` (a message's or a run's creation) with a plainly valid ``model``; otherwise
+        answers as FastAPI would (a body over the size limit) or passes the request on."""
         try:
             raw = await _read_body(receive)
         except APIError as exc:  # the body is over the size limit
             await error_response(exc)(scope, receive, send)
-            return None
+            return
         if raw is None:  # the client left
-            return None
+            return
         body = _parse_body(scope, raw, model)
         if body is None:
             await self.app(scope, _replay(raw, receive), send)
-        return body
+            return
+        rt, tenant = _caller(scope)
+        await _answer(scope, receive, send, template, route(thread_id, body, rt, tenant))
 
 
-async def _respond(scope: Scope, receive: Receive, send: Send, outcome: Awaitable[dict[str, Any]]) -> None:
-    """Awaits the operation and sends its JSON, or the error it raised, as the FastAPI route would."""
+async def _answer(
+    scope: Scope, receive: Receive, send: Send, template: str, outcome: Awaitable[Response]
+) -> None:
+    """Sends the route's response, or the error it raised, as FastAPI would."""
+    scope["route_template"] = template
     try:
-        content = await outcome
+        response = await outcome
     except APIError as exc:
-        await error_response(exc)(scope, receive, send)
-        return
-    body = orjson.dumps(content)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 200,
-            "headers": [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+        response = error_response(exc)
+    await response(scope, receive, send)
 
 
-def _runtime(scope: Scope) -> Runtime:
+def _caller(scope: Scope) -> tuple[Runtime, str]:
+    """The process's runtime, and the tenant AuthMiddleware found for this request."""
     runtime: Runtime = scope["app"].state.runtime
-    return runtime
+    return runtime, scope["state"]["tenant"]
 
 
-async def _retrieve_assistant(scope: Scope, assistant_id: str) -> dict[str, Any]:
-    return await assistants.get_assistant(_runtime(scope).db, scope["state"]["tenant"], assistant_id)
+async def _retrieve_assistant(scope: Scope, assistant_id: str) -> Response:
+    rt, tenant = _caller(scope)
+    return await assistants.retrieve_assistant(assistant_id, rt.db, tenant)
 
 
-async def _list_messages(
-    scope: Scope, thread_id: str, params: ListParams, run_id: str | None
-) -> dict[str, Any]:
-    return await messages.list_messages(
-        _runtime(scope).db, scope["state"]["tenant"], thread_id, params, run_id
-    )
+async def _list_messages(scope: Scope, thread_id: str) -> Response:
+    params = _query(scope["query_string"], MessageListParams)
+    rt, tenant = _caller(scope)
+    return await messages.list_messages(thread_id, params, rt.db, tenant)
 
 
-async def _create(scope: Scope, thread_id: str, body: MessageCreate) -> dict[str, Any]:
-    runtime = _runtime(scope)
-    return await messages.create_message(
-        runtime.db, scope["state"]["tenant"], thread_id, body, ingestion=runtime.ingestor
-    )
-
-
-def _list_params(query_string: bytes) -> tuple[ListParams, str | None] | None:
-    """The list's parameters, or None unless each is given at most once and plainly valid."""
+def _query(query_string: bytes, model: type[Params]) -> Params:
+    """The query read into ``model`` as FastAPI reads a route's query model: the last of a repeated
+    parameter counts, unknown ones are ignored, and an invalid value gets FastAPI's 400."""
     if not query_string:
-        return ListParams.model_construct(limit=20, order="desc", after=None, before=None), None
-    values: dict[str, str] = {}
-    for name, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
-        if name in values:
-            return None
-        values[name] = value
-    limit = values.get("limit", "20")
-    if not (
-        limit.isascii()
-        and limit.isdigit()
-        and len(limit) <= len(str(LIST_LIMIT_MAX))
-        and 1 <= int(limit) <= LIST_LIMIT_MAX
-    ):
-        return None
-    if values.get("order", "desc") not in _ORDERS:
-        return None
-    order: Literal["asc", "desc"] = "asc" if values.get("order") == "asc" else "desc"
-    ids = [values.get(name) for name in ("after", "before", "run_id")]
-    if any(i is not None and not 0 < len(i) <= LIST_CURSOR_MAX_LENGTH for i in ids):
-        return None
-    after, before, run_id = ids
-    return ListParams.model_construct(limit=int(limit), order=order, after=after, before=before), run_id
+        return model()
+    try:
+        return model.model_validate(dict(QueryParams(query_string).items()))
+    except ValidationError as exc:
+        raise query_error(exc) from None
 
 
 async def _read_body(receive: Receive) -> bytes | None:

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from fastapi import APIRouter
 
-from fastapi import APIRouter, Query
-
-from openassistants.api.deps import DbDep, ListParamsDep, RuntimeDep, TenantDep
+from openassistants.api.deps import DbDep, MessageListParamsDep, RuntimeDep, TenantDep
 from openassistants.api.responses import JSONResponse
-from openassistants.schemas.common import LIST_CURSOR_MAX_LENGTH
 from openassistants.schemas.messages import MessageCreate, MessageUpdate
 from openassistants.services import messages as service
 
@@ -25,13 +22,9 @@ async def create_message(
 
 @router.get("")
 async def list_messages(
-    thread_id: str,
-    params: ListParamsDep,
-    db: DbDep,
-    tenant: TenantDep,
-    run_id: Annotated[str | None, Query(max_length=LIST_CURSOR_MAX_LENGTH)] = None,
+    thread_id: str, params: MessageListParamsDep, db: DbDep, tenant: TenantDep
 ) -> JSONResponse:
-    return JSONResponse(await service.list_messages(db, tenant, thread_id, params, run_id))
+    return JSONResponse(await service.list_messages(db, tenant, thread_id, params, params.run_id))
 
 
 @router.get("/{message_id}")

@@ -34,22 +34,6 @@ UPLOAD_PATH = "/v1/files"
 UPLOAD_OVERHEAD_BYTES = 64 * 1024
 
 
-async def _send_error(send: Send, exc: APIError, headers: list[tuple[bytes, bytes]]) -> None:
-    body = orjson.dumps(exc.to_body())
-    await send(
-        {
-            "type": "http.response.start",
-            "status": exc.status_code,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                *headers,
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
-
-
 class RequestContextMiddleware:
     """Gives each request an ``x-request-id``, caps its body size, logs one JSON line and times it.
 
@@ -95,11 +79,11 @@ class RequestContextMiddleware:
             limit = self._body_limit(scope)
             declared = _content_length(scope)
             if declared is not None and declared > limit:
-                await _send_error(send_with_id, _too_large(limit), [])
+                await error_response(_too_large(limit))(scope, receive, send_with_id)
                 return
             null_error = _null_in_url(scope)
             if null_error is not None:
-                await _send_error(send_with_id, null_error, [])
+                await error_response(null_error)(scope, receive, send_with_id)
                 return
             try:
                 await self.app(scope, _limited(receive, limit), send_with_id)
@@ -190,9 +174,9 @@ class AuthMiddleware:
             return
         tenant = self._tenant(scope)
         if isinstance(tenant, APIError):
-            # A refused WebSocket handshake is answered as HTTP too (the ASGI extension every
-            # server we run on has): the same 401 body a client gets on any other request.
-            await _send_error(_handshake_response(send) if scope["type"] == "websocket" else send, tenant, [])
+            # A refused WebSocket handshake is answered as HTTP too (Starlette sends a response to a
+            # handshake as the ASGI extension every server we run on has): the same 401 body.
+            await error_response(tenant)(scope, receive, send)
             return
         scope.setdefault("state", {})["tenant"] = tenant
         await self.app(scope, receive, send)
@@ -224,15 +208,6 @@ class AuthMiddleware:
                 code="invalid_api_key",
             )
         return match
-
-
-def _handshake_response(send: Send) -> Send:
-    """``send`` for an HTTP answer to a WebSocket handshake (``websocket.http.response.*``)."""
-
-    async def wrapped(message: Message) -> None:
-        await send({**message, "type": message["type"].replace("http.", "websocket.http.", 1)})
-
-    return wrapped
 
 
 def _redact(key: str) -> str:

@@ -12,8 +12,11 @@ import math
 import time
 from dataclasses import dataclass
 
-import orjson
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from openassistants.api.errors import error_response
+from openassistants.errors import RateLimited
 
 
 @dataclass
@@ -58,45 +61,31 @@ class RateLimitMiddleware:
             full = float(self.per_minute)
             bucket = self.buckets[tenant] = TokenBucket(full, per_second=full / 60, tokens=full, updated=now)
         allowed = bucket.take(now)
-        headers = [
-            (b"x-ratelimit-limit-requests", str(self.per_minute).encode()),
-            (b"x-ratelimit-remaining-requests", str(math.floor(bucket.tokens)).encode()),
-            (b"x-ratelimit-reset-requests", format_duration(bucket.seconds_until_full()).encode()),
-        ]
+        headers = {
+            "x-ratelimit-limit-requests": str(self.per_minute),
+            "x-ratelimit-remaining-requests": str(math.floor(bucket.tokens)),
+            "x-ratelimit-reset-requests": format_duration(bucket.seconds_until_full()),
+        }
         if not allowed:
-            await self._refuse(send, headers, bucket.seconds_until_token())
+            await self._refusal(headers, bucket.seconds_until_token())(scope, receive, send)
             return
+        raw_headers = [(name.encode(), value.encode()) for name, value in headers.items()]
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *headers]
+                message["headers"] = [*message.get("headers", []), *raw_headers]
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
 
-    async def _refuse(self, send: Send, headers: list[tuple[bytes, bytes]], wait: float) -> None:
+    def _refusal(self, headers: dict[str, str], wait: float) -> Response:
         wait_ms = max(1, math.ceil(wait * 1000))
         message = (
             f"Rate limit reached for requests per min (RPM): Limit {self.per_minute}, "
             f"Used {self.per_minute}, Requested 1. Please try again in {format_duration(wait)}."
         )
-        body = orjson.dumps(
-            {"error": {"message": message, "type": "requests", "param": None, "code": "rate_limit_exceeded"}}
-        )
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 429,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"retry-after", str(math.ceil(wait_ms / 1000)).encode()),
-                    (b"retry-after-ms", str(wait_ms).encode()),
-                    *headers,
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        waits = {"retry-after": str(math.ceil(wait_ms / 1000)), "retry-after-ms": str(wait_ms)}
+        return error_response(RateLimited(message, code="rate_limit_exceeded"), headers={**waits, **headers})
 
 
 def format_duration(seconds: float) -> str:

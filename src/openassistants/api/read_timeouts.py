@@ -16,15 +16,17 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from openassistants.errors import InvalidRequest
 
 _TIMEOUT_RESPONSE = (
     b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
     b"content-length: %d\r\n\r\n%s"
 )
-_TIMEOUT_BODY = (
-    b'{"error":{"message":"The request was not received in time.",'
-    b'"type":"invalid_request_error","param":null,"code":"request_timeout"}}'
+_TIMEOUT_BODY = orjson.dumps(
+    InvalidRequest("The request was not received in time.", code="request_timeout").to_body()
 )
 
 

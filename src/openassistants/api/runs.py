@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
-from openassistants.api.deps import ListParamsDep, RuntimeDep, TenantDep
+from openassistants.api.deps import IncludeQuery, ListParamsDep, RuntimeDep, TenantDep
 from openassistants.api.responses import JSONResponse
 from openassistants.api.streaming import replayed_event_stream, run_event_stream
 from openassistants.errors import InvalidRequest
@@ -22,7 +22,6 @@ from openassistants.schemas.runs import (
     ThreadAndRunCreate,
 )
 from openassistants.services import run_actions as service
-from openassistants.services.runtime import Runtime
 from openassistants.statuses import STREAM_STOP_STATUSES
 
 router = APIRouter(tags=["runs"])
@@ -31,8 +30,6 @@ router = APIRouter(tags=["runs"])
 POLL_AFTER_MS = "25"
 #: How long a poll-helper retrieve may wait for the run to reach a state the helper stops at.
 LONG_POLL_SECONDS = 3.0
-
-IncludeQuery = Annotated[list[str] | None, Query(alias="include[]")]
 
 
 def _include_content(include: list[str] | None) -> bool:
@@ -66,12 +63,8 @@ async def create_run(
     tenant: TenantDep,
     include: IncludeQuery = None,
 ) -> Response:
+    """The answer is the run's event stream, or the run. Also called by api/hot.py."""
     _include_content(include)
-    return await respond_to_new_run(rt, tenant, thread_id, body)
-
-
-async def respond_to_new_run(rt: Runtime, tenant: str, thread_id: str, body: RunCreate) -> Response:
-    """Creates the run; the answer is its event stream, or the run. Also served by api/hot.py."""
     run, start = await service.create_run(rt, tenant, thread_id, body)
     if body.stream:
         return run_event_stream(rt.bus, run["id"], start)

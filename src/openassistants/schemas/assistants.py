@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from openassistants.schemas.common import (
     Metadata,
@@ -13,7 +13,6 @@ from openassistants.schemas.common import (
     Tool,
     ToolResources,
     ToolResourcesCreate,
-    check_metadata,
 )
 
 ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"]
@@ -32,8 +31,6 @@ class AssistantCreate(RequestModel):
     top_p: float | None = Field(default=None, ge=0, le=1)
     response_format: ResponseFormat | None = None
 
-    _check_metadata = field_validator("metadata")(check_metadata)
-
 
 class AssistantUpdate(RequestModel):
     model: str | None = Field(default=None, min_length=1, max_length=256)
@@ -47,5 +44,3 @@ class AssistantUpdate(RequestModel):
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
     response_format: ResponseFormat | None = None
-
-    _check_metadata = field_validator("metadata")(check_metadata)

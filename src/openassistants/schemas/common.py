@@ -6,13 +6,13 @@ import math
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     StringConstraints,
     ValidatorFunctionWrapHandler,
     WrapValidator,
-    field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -97,7 +97,8 @@ def check_metadata(value: dict[str, str] | None) -> dict[str, str] | None:
     return value
 
 
-Metadata = Annotated[dict[str, str] | None, Field(default=None)]
+#: Metadata as every request body takes it: checked against the hosted API's bounds where it is declared.
+Metadata = Annotated[dict[str, str] | None, Field(default=None), AfterValidator(check_metadata)]
 
 ToolName = Annotated[str, StringConstraints(pattern=r"^[a-zA-Z0-9_-]{1,64}$")]
 
@@ -259,8 +260,6 @@ class VectorStoreHelper(RequestModel):
     chunking_strategy: ChunkingStrategy | None = None
     metadata: Metadata
 
-    _check_metadata = field_validator("metadata")(check_metadata)
-
 
 class FileSearchResourcesCreate(RequestModel):
     vector_store_ids: list[ObjectId] | None = Field(default=None, max_length=1)
@@ -293,9 +292,11 @@ LIST_CURSOR_MAX_LENGTH = 128
 
 
 class ListParams(BaseModel):
-    """Cursor pagination, as every Assistants list takes it."""
+    """Cursor pagination, as every Assistants list takes it in its query string. The one reading of
+    those parameters: FastAPI validates a route's query against it (``Annotated[ListParams, Query()]``)
+    and the fast lane (api/hot.py) validates the same query the same way, so both refuse alike."""
 
-    limit: int = 20
+    limit: int = Field(20, ge=1, le=LIST_LIMIT_MAX)
     order: Literal["asc", "desc"] = "desc"
-    after: str | None = None
-    before: str | None = None
+    after: str | None = Field(None, max_length=LIST_CURSOR_MAX_LENGTH)
+    before: str | None = Field(None, max_length=LIST_CURSOR_MAX_LENGTH)

@@ -6,7 +6,13 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
-from openassistants.schemas.common import Metadata, ObjectId, RequestModel, check_metadata
+from openassistants.schemas.common import (
+    LIST_CURSOR_MAX_LENGTH,
+    ListParams,
+    Metadata,
+    ObjectId,
+    RequestModel,
+)
 
 MAX_TEXT_CHARS = 256_000
 
@@ -64,10 +70,12 @@ class MessageCreate(RequestModel):
     attachments: list[Attachment] | None = Field(default=None, max_length=20)
     metadata: Metadata
 
-    _check_metadata = field_validator("metadata")(check_metadata)
-
 
 class MessageUpdate(RequestModel):
     metadata: Metadata
 
-    _check_metadata = field_validator("metadata")(check_metadata)
+
+class MessageListParams(ListParams):
+    """A thread's messages take one more filter: those a run created."""
+
+    run_id: str | None = Field(None, max_length=LIST_CURSOR_MAX_LENGTH)

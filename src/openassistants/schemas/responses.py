@@ -9,10 +9,11 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from openassistants.schemas.common import (
+    LIST_CURSOR_MAX_LENGTH,
+    LIST_LIMIT_MAX,
     Metadata,
     RequestModel,
     ToolName,
-    check_metadata,
 )
 from openassistants.schemas.vector_stores import ComparisonFilter, CompoundFilter, SearchRankingOptions
 
@@ -155,8 +156,6 @@ class ResponseCreate(RequestModel):
     #: Stored prompt templates (refused by services/responses/create.py: there are none here).
     prompt: dict[str, Any] | None = None
 
-    _metadata = field_validator("metadata")(check_metadata)
-
     @field_validator("input")
     @classmethod
     def _bounded_input(cls, value: str | list[dict[str, Any]] | None) -> Any:
@@ -192,13 +191,9 @@ class ConversationCreate(RequestModel):
     items: list[dict[str, Any]] | None = Field(default=None, max_length=MAX_ITEMS_PER_CALL)
     metadata: Metadata
 
-    _metadata = field_validator("metadata")(check_metadata)
-
 
 class ConversationUpdate(RequestModel):
     metadata: Metadata
-
-    _metadata = field_validator("metadata")(check_metadata)
 
 
 class ItemsCreate(RequestModel):
@@ -206,6 +201,9 @@ class ItemsCreate(RequestModel):
 
 
 class ItemListParams(BaseModel):
-    limit: int = Field(default=20, ge=1, le=100)
+    """A page of Responses items (a response's input items, a conversation's items), read from the query
+    string as the Assistants lists' ``ListParams`` are, with the same bounds and no ``before``."""
+
+    limit: int = Field(20, ge=1, le=LIST_LIMIT_MAX)
     order: Literal["asc", "desc"] = "desc"
-    after: str | None = None
+    after: str | None = Field(None, max_length=LIST_CURSOR_MAX_LENGTH)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from openassistants.schemas.assistants import ReasoningEffort
 from openassistants.schemas.common import (
@@ -14,7 +14,6 @@ from openassistants.schemas.common import (
     ResponseFormat,
     Tool,
     ToolResources,
-    check_metadata,
 )
 from openassistants.schemas.messages import MessageCreate
 from openassistants.schemas.threads import ThreadCreate
@@ -69,8 +68,6 @@ class RunOptions(RequestModel):
     parallel_tool_calls: bool = True
     response_format: ResponseFormat | None = None
 
-    _check_metadata = field_validator("metadata")(check_metadata)
-
 
 class RunCreate(RunOptions):
     reasoning_effort: ReasoningEffort | None = None
@@ -85,8 +82,6 @@ class ThreadAndRunCreate(RunOptions):
 
 class RunUpdate(RequestModel):
     metadata: Metadata
-
-    _check_metadata = field_validator("metadata")(check_metadata)
 
 
 class ToolOutput(RequestModel):

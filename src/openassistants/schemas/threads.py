@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from openassistants.schemas.common import (
     Metadata,
     RequestModel,
     ToolResources,
     ToolResourcesCreate,
-    check_metadata,
 )
 from openassistants.schemas.messages import MessageCreate
 
@@ -19,11 +18,7 @@ class ThreadCreate(RequestModel):
     tool_resources: ToolResourcesCreate | None = None
     metadata: Metadata
 
-    _check_metadata = field_validator("metadata")(check_metadata)
-
 
 class ThreadUpdate(RequestModel):
     tool_resources: ToolResources | None = None
     metadata: Metadata
-
-    _check_metadata = field_validator("metadata")(check_metadata)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from openassistants.schemas.common import (
     ChunkingStrategy,
@@ -12,7 +12,6 @@ from openassistants.schemas.common import (
     Metadata,
     ObjectId,
     RequestModel,
-    check_metadata,
 )
 
 MAX_ATTRIBUTES = 16
@@ -31,7 +30,9 @@ def check_attributes(value: dict[str, Any] | None) -> dict[str, Any] | None:
     return value
 
 
-Attributes = Annotated[dict[str, AttributeValue] | None, Field(default=None)]
+Attributes = Annotated[
+    dict[str, AttributeValue] | None, Field(default=None), AfterValidator(check_attributes)
+]
 
 
 class ExpiresAfter(RequestModel):
@@ -47,15 +48,11 @@ class VectorStoreCreate(RequestModel):
     chunking_strategy: ChunkingStrategy | None = None
     metadata: Metadata
 
-    _check_metadata = field_validator("metadata")(check_metadata)
-
 
 class VectorStoreUpdate(RequestModel):
     name: str | None = Field(default=None, max_length=256)
     expires_after: ExpiresAfter | None = None
     metadata: Metadata
-
-    _check_metadata = field_validator("metadata")(check_metadata)
 
 
 class VectorStoreFileCreate(RequestModel):
@@ -63,13 +60,9 @@ class VectorStoreFileCreate(RequestModel):
     chunking_strategy: ChunkingStrategy | None = None
     attributes: Attributes
 
-    _check_attributes = field_validator("attributes")(check_attributes)
-
 
 class VectorStoreFileUpdate(RequestModel):
     attributes: Attributes
-
-    _check_attributes = field_validator("attributes")(check_attributes)
 
 
 class BatchFile(RequestModel):
@@ -77,16 +70,12 @@ class BatchFile(RequestModel):
     chunking_strategy: ChunkingStrategy | None = None
     attributes: Attributes
 
-    _check_attributes = field_validator("attributes")(check_attributes)
-
 
 class FileBatchCreate(RequestModel):
     file_ids: list[ObjectId] | None = Field(default=None, min_length=1, max_length=2000)
     files: list[BatchFile] | None = Field(default=None, min_length=1, max_length=2000)
     chunking_strategy: ChunkingStrategy | None = None
     attributes: Attributes
-
-    _check_attributes = field_validator("attributes")(check_attributes)
 
     @model_validator(mode="after")
     def _exactly_one(self) -> FileBatchCreate:
