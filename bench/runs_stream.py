@@ -257,6 +257,28 @@ def proc_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def server_pids(pid: int) -> list[int]:
+    """The server's processes: ``pid`` and, under ``serve --workers N``, the server processes it forked
+    (children with its command line; the code interpreter's kernels, also its children, are not)."""
+    pids = [pid]
+    with contextlib.suppress(OSError):
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+            with contextlib.suppress(OSError):
+                if Path(f"/proc/{child}/cmdline").read_bytes() == command:
+                    pids.append(int(child))
+    return pids
+
+
+def servers_cpu_seconds(pid: int) -> float:
+    return sum(proc_cpu_seconds(p) for p in server_pids(pid))
+
+
+def servers_kib(pid: int, key: str) -> int:
+    """``key`` of /proc/PID/status summed over the server's processes (VmHWM: each one's own peak)."""
+    return sum(proc_status_kib(p, key) for p in server_pids(pid))
+
+
 def machine_cpu_seconds() -> float:
     """CPU time every process on the machine has used since boot (all cores, idle excluded)."""
     fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]]
@@ -629,13 +651,13 @@ async def measure_one_burst(c: Clients, opts: Options, server_pid: int) -> dict[
     # The baseline, just before: the same burst straight to the upstream, under the same machine load.
     direct, direct_seconds = await burst(lambda _: c.raw.direct(BURST_STREAM_TIMEOUT_S), opts.concurrent)
     await asyncio.sleep(1.0)  # let the thread creations' and the direct burst's aftermath settle
-    rss_before = proc_status_kib(server_pid, "VmRSS")
-    cpu_before = proc_cpu_seconds(server_pid)
+    rss_before = servers_kib(server_pid, "VmRSS")
+    cpu_before = servers_cpu_seconds(server_pid)
     client_cpu_before = time.process_time()
     samples, seconds = await burst(
         lambda i: c.raw.through(threads[i], BURST_STREAM_TIMEOUT_S), opts.concurrent
     )
-    server_cpu = proc_cpu_seconds(server_pid) - cpu_before
+    server_cpu = servers_cpu_seconds(server_pid) - cpu_before
     through = summarize_burst(samples)
     direct_summary = summarize_burst(direct)
     through_p99 = through.get("first_token", NAN)["p99"]
@@ -646,8 +668,8 @@ async def measure_one_burst(c: Clients, opts: Options, server_pid: int) -> dict[
         "server_cpu_s": server_cpu,
         "client_cpu_s": time.process_time() - client_cpu_before,
         "rss_before_mib": rss_before / 1024,
-        "rss_after_mib": proc_status_kib(server_pid, "VmRSS") / 1024,
-        "peak_rss_mib": proc_status_kib(server_pid, "VmHWM") / 1024,
+        "rss_after_mib": servers_kib(server_pid, "VmRSS") / 1024,
+        "peak_rss_mib": servers_kib(server_pid, "VmHWM") / 1024,
         "through_p99": through_p99,
         "direct_p99": direct_p99,
         # NaN (no stream completed) ranks last, as the worst burst.

@@ -153,11 +153,21 @@ def serve(
     data_dir: Annotated[
         Path | None, typer.Option(help="Data directory (SQLite database and file blobs).")
     ] = None,
+    workers: Annotated[
+        int, typer.Option(help="Server processes sharing the port (more than 1 needs PostgreSQL).")
+    ] = 1,
 ) -> None:
     """Serve the API (SERVE_HELP)."""
     if not 1 <= port <= 65535:
         raise refuse(f"--port {port}: expected a port from 1 to 65535")
+    if workers < 1:
+        raise refuse(f"--workers {workers}: expected 1 or more")
     settings = load_settings(data_dir=data_dir)
+    if workers > 1 and settings.is_sqlite:
+        raise refuse(
+            f"--workers {workers} needs a shared database: set OPENASSISTANTS_DATABASE_URL to a "
+            "postgresql+asyncpg:// URL. (SQLite is served by one process.)"
+        )
     if not settings.api_keys and not is_loopback(host):
         raise refuse(
             f"refusing to bind {host} without authentication: set OPENASSISTANTS_API_KEYS, "
@@ -172,17 +182,21 @@ def serve(
     from openassistants.app import create_app, http_protocol
 
     app = create_app(settings)
+    options: dict[str, Any] = {
+        "loop": "uvloop",
+        "http": http_protocol(settings),
+        "access_log": False,
+        "log_level": settings.log_level,
+        "timeout_graceful_shutdown": int(settings.shutdown_grace_seconds),
+    }
     settle_gc()
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        loop="uvloop",
-        http=http_protocol(settings),
-        access_log=False,
-        log_level=settings.log_level,
-        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
-    )
+    if workers == 1:
+        uvicorn.run(app, host=host, port=port, **options)
+        return
+    from openassistants import serve_processes
+
+    config = uvicorn.Config(app, host=host, port=port, **options)
+    raise typer.Exit(serve_processes.serve(config, workers))
 
 
 @cli.command()
