@@ -1,13 +1,16 @@
 """A new tool is one class and one registry line (``tools/registry.py``): this test's ``echo`` tool,
-registered into the running server's process (the test servers run in this process), goes end to end
+registered into the process of a server the test starts (test servers run in this process: uvicorn
+in a thread), goes end to end
 through the official SDK like a built-in one: accepted on an assistant, offered to the model, its call
 run by the server and recorded in a run step, and its output in the model's next turn. Registered
 only for the test: without it, ``echo`` is refused as before."""
 
 from __future__ import annotations
 
+import ast
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import openai
@@ -16,6 +19,7 @@ import pytest
 from openassistants.schemas.common import RequestModel
 from openassistants.tools.base import ServerTool, ToolCall, ToolContext
 from openassistants.tools.registry import TOOLS
+from tests.conftest import ServerFactory, sdk_client
 from tests.upstream import Reply, ScriptedUpstream, ToolCalls
 
 
@@ -49,10 +53,14 @@ class Echo(ServerTool):
 
 
 @pytest.fixture
-def echo_tool() -> Iterator[None]:
+async def echo_client(server_factory: ServerFactory) -> AsyncIterator[openai.AsyncOpenAI]:
+    """A client of a server of its own (its assistants with ``echo`` leave no other test's lists
+    invalid), while ``echo`` is registered."""
     TOOLS.register(Echo())
     try:
-        yield
+        with server_factory() as server:
+            async with sdk_client(server) as client:
+                yield client
     finally:
         TOOLS.unregister("echo")
 
@@ -72,8 +80,9 @@ async def test_an_unregistered_tool_type_is_refused(client: openai.AsyncOpenAI, 
 
 
 async def test_a_registered_tool_runs_end_to_end(
-    echo_tool: None, client: openai.AsyncOpenAI, upstream: ScriptedUpstream, model: str
+    echo_client: openai.AsyncOpenAI, upstream: ScriptedUpstream, model: str
 ) -> None:
+    client = echo_client
     upstream.script(model, ToolCalls([("echo", json.dumps({"text": "hello"}))]), Reply("It said hello."))
     assistant = await _create_echo_assistant(client, model)
     assert [t.model_dump(exclude_none=True) for t in assistant.tools] == [
@@ -106,3 +115,18 @@ async def test_a_registered_tool_runs_end_to_end(
 
     message = (await client.beta.threads.messages.list(thread.id, limit=1)).data[0]
     assert message.content[0].type == "text" and message.content[0].text.value == "It said hello."
+
+
+#: The run engine's modules: they ask the registry, and name no built-in tool.
+ENGINE = ("run_turn", "turn_calls", "turn_message", "run_context", "prompt", "runs", "executor")
+
+
+def test_the_engine_names_no_built_in_tool() -> None:
+    services = Path(__file__).resolve().parent.parent / "src" / "openassistants" / "services"
+    named = [
+        f"{module}.py:{node.lineno}: {node.value!r}"
+        for module in ENGINE
+        for node in ast.walk(ast.parse((services / f"{module}.py").read_text()))
+        if isinstance(node, ast.Constant) and node.value in {"file_search", "code_interpreter"}
+    ]
+    assert named == []

@@ -245,8 +245,6 @@ class ModelTurn:
             self.usage[key] += reported[key]
         return reported
 
-    # --- prompt -----------------------------------------------------------------------------
-
     # --- streaming pieces -------------------------------------------------------------------
 
     async def _on_text(self, text: str) -> None:

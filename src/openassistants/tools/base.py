@@ -301,9 +301,9 @@ class Registry:
     def __getitem__(self, kind: str) -> Tool:
         return self._tools[kind]
 
-    def offered(self, definitions: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    def offered(self, definitions: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         """The assistant tools among ``definitions`` this server offers the model (those it knows)."""
-        return [dict(d) for d in definitions if d.get("type") in self._tools]
+        return [d for d in definitions if d.get("type") in self._tools]
 
     def by_call_name(self, definitions: Iterable[Mapping[str, Any]]) -> dict[str, Tool]:
         """The offered tools by the name the model's calls give; a tool the server runs wins over a
