@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Hashable
+from collections.abc import Coroutine, Hashable
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -36,17 +36,23 @@ class ClaimSettings:
     capacity: int
 
 
-@dataclass(frozen=True)
-class ClaimWork(Generic[Job, Key]):
-    """What a queue does, the loop deciding when: ``claim`` up to n jobs (in a transaction of its own);
-    ``run`` one; ``key`` names a running job; ``renew`` the leases of the running ones; ``sweep``
-    settles or frees lapsed claims."""
+class ClaimWork(Protocol[Job, Key]):
+    """What a queue does (services/executor.py, services/ingestion.py); the loop decides when."""
 
-    claim: Callable[[int], Awaitable[list[Job]]]
-    run: Callable[[Job], Coroutine[Any, Any, None]]
-    key: Callable[[Job], Key]
-    renew: Callable[[list[Key]], Awaitable[None]]
-    sweep: Callable[[], Awaitable[None]]
+    async def claim_jobs(self, limit: int) -> list[Job]:
+        """Claims up to ``limit`` waiting jobs, in a transaction of its own."""
+
+    def run_job(self, job: Job) -> Coroutine[Any, Any, None]:
+        """Does one claimed job (and settles its row, whatever happens)."""
+
+    def job_key(self, job: Job) -> Key:
+        """What names a running job, and its row to ``renew_leases``."""
+
+    async def renew_leases(self, keys: list[Key]) -> None:
+        """Renews the leases of the jobs running here."""
+
+    async def sweep_lapsed(self) -> None:
+        """Settles, or frees for others, the claims whose holders stopped renewing them."""
 
 
 class ClaimLoop(Generic[Job, Key]):
@@ -120,8 +126,8 @@ class ClaimLoop(Generic[Job, Key]):
 
     def spawn(self, job: Job) -> None:
         """Run a job claimed by this process (by the dispatcher, or with the row that created it)."""
-        key = self.work.key(job)
-        task = asyncio.create_task(self.work.run(job), name=f"{self.name}-{key}")
+        key = self.work.job_key(job)
+        task = asyncio.create_task(self.work.run_job(job), name=f"{self.name}-{key}")
         self.running[key] = task
         task.add_done_callback(functools.partial(self._finished, key))
 
@@ -134,7 +140,7 @@ class ClaimLoop(Generic[Job, Key]):
             self._wakeup.clear()
             free = self.free()
             try:
-                jobs = await self.work.claim(free) if free > 0 else []
+                jobs = await self.work.claim_jobs(free) if free > 0 else []
             except Exception:
                 self._logger.warning("could not claim work", exc_info=True)
                 jobs = []
@@ -149,7 +155,7 @@ class ClaimLoop(Generic[Job, Key]):
             if not self.running:
                 continue
             try:
-                await self.work.renew(list(self.running))
+                await self.work.renew_leases(list(self.running))
             except Exception:
                 self._logger.warning("could not renew leases", exc_info=True)
 
@@ -157,7 +163,7 @@ class ClaimLoop(Generic[Job, Key]):
         while True:
             await asyncio.sleep(self.settings.lease_seconds / 3)
             try:
-                await self.work.sweep()
+                await self.work.sweep_lapsed()
             except Exception:
                 self._logger.warning("could not settle lapsed claims", exc_info=True)
 

@@ -16,14 +16,14 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
 from openassistants.bus.base import EventBus
 from openassistants.config import Settings
-from openassistants.services.claim_loop import ClaimLoop, ClaimSettings, ClaimWork
+from openassistants.services.claim_loop import ClaimLoop, ClaimSettings
 from openassistants.services.run_context import wait_for_tools
 from openassistants.services.run_records import Reply
 from openassistants.services.run_status import Closing, RunStatusWriter
@@ -103,13 +103,7 @@ class Executor:
                 poll_seconds=settings.queue_poll_seconds,
                 capacity=settings.max_concurrent_runs,
             ),
-            ClaimWork(
-                claim=self._claim,
-                run=lambda job: self._execute(*job),
-                key=lambda job: str(job[0]["id"]),
-                renew=self._renew,
-                sweep=self.settle_lapsed,
-            ),
+            self,
         )
         #: The runs executing here, by id (the claim loop's).
         self._running = self.claims.running
@@ -230,7 +224,16 @@ class Executor:
 
     # --- background loops -------------------------------------------------------------------
 
-    async def _claim(self, free: int) -> list[RunJob]:
+    # --- the claim loop's work (services/claim_loop.ClaimWork) ------------------------------
+
+    def run_job(self, job: RunJob) -> Coroutine[Any, Any, None]:
+        return self._execute(*job)
+
+    @staticmethod
+    def job_key(job: RunJob) -> str:
+        return str(job[0]["id"])
+
+    async def claim_jobs(self, free: int) -> list[RunJob]:
         # Looked for first, with a read: this runs on every wake-up (each run that ends, every poll),
         # and a claim is a write transaction that, on SQLite, holds the one writer slot across its
         # hand-offs to the writer thread. Under a burst of runs each hand-off waits a whole turn of
@@ -242,7 +245,7 @@ class Executor:
             rows = await run_claims.claim_runs(conn, self.worker_id, free, self.settings.run_lease_seconds)
         return [(row, None) for row in rows]
 
-    async def _renew(self, run_ids: list[str]) -> None:
+    async def renew_leases(self, run_ids: list[str]) -> None:
         # Inline (SQLite): one UPDATE, which on the writer's thread would hold the writer slot across
         # hand-offs that, on a busy loop, take far longer than the statement.
         async with self.db.write(inline=True) as conn:
@@ -277,7 +280,7 @@ class Executor:
             elif worker == self.worker_id and run_id in self._running:
                 self._expire_here(run_id)
 
-    async def settle_lapsed(self) -> None:
+    async def sweep_lapsed(self) -> None:
         """Settle the runs of executors that stopped renewing their leases (a dead worker)."""
         async with self.db.read() as conn:
             lapsed = await run_claims.lapsed_runs(conn)

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Coroutine
 from typing import Any
 
 import numpy as np
@@ -33,7 +34,7 @@ from openassistants.config import Settings
 from openassistants.errors import NotFound
 from openassistants.retrieval.chunking import chunk_text
 from openassistants.retrieval.parsing import ParseError, parse_document
-from openassistants.services.claim_loop import ClaimLoop, ClaimSettings, ClaimWork
+from openassistants.services.claim_loop import ClaimLoop, ClaimSettings
 from openassistants.services.files import read_file_bytes
 from openassistants.statuses import FileStatus
 from openassistants.storage import ingest_claims, tables
@@ -93,13 +94,7 @@ class Ingestor:
                 poll_seconds=settings.queue_poll_seconds,
                 capacity=CONCURRENT_INGESTIONS,
             ),
-            ClaimWork(
-                claim=self._claim,
-                run=self._ingest,
-                key=lambda job: job,
-                renew=self._renew,
-                sweep=self._release_lapsed,
-            ),
+            self,
         )
         self._vectors: asyncio.Task[None] | None = None
         self._vectorizer = _Vectorizer(db, embedder, RETRY_VECTORS_SECONDS)
@@ -125,19 +120,28 @@ class Ingestor:
         """Tell ingestors (here or elsewhere) that files wait to be ingested (never raises)."""
         await self.claims.wake()
 
-    async def _claim(self, free: int) -> list[IngestJob]:
+    # --- the claim loop's work (services/claim_loop.ClaimWork) ------------------------------
+
+    def run_job(self, job: IngestJob) -> Coroutine[Any, Any, None]:
+        return self._ingest(job)
+
+    @staticmethod
+    def job_key(job: IngestJob) -> IngestJob:
+        return job
+
+    async def claim_jobs(self, free: int) -> list[IngestJob]:
         async with self.db.write() as conn:
             return await ingest_claims.claim_files(
                 conn, self.worker_id, free, self.settings.ingest_lease_seconds
             )
 
-    async def _renew(self, jobs: list[IngestJob]) -> None:
+    async def renew_leases(self, jobs: list[IngestJob]) -> None:
         async with self.db.write() as conn:
             await ingest_claims.renew_file_leases(
                 conn, self.worker_id, jobs, self.settings.ingest_lease_seconds
             )
 
-    async def _release_lapsed(self) -> None:
+    async def sweep_lapsed(self) -> None:
         async with self.db.write() as conn:
             released = await ingest_claims.release_lapsed_files(conn)
         if released:
