@@ -66,26 +66,23 @@ def shown_value(name: str, field: FieldInfo | None, value: Any) -> str:
     return repr(text)
 
 
+#: How a setting's value is written, by its type (or, for ``dict[…]`` and ``list[…]``, its origin).
+_FORMS: dict[Any, str] = {
+    bool: "true or false",
+    int: "an integer",
+    float: "a number",
+    Path: "a directory path",
+    dict: "a JSON object",
+    list: "a comma-separated list",
+}
+
+
 def expected_form(field: FieldInfo) -> str:
     """What a value of ``field`` looks like, from its type and bounds: ``an integer >= 1``."""
     annotation = field.annotation
     optional = _mentions(annotation, type(None))
     base = next((a for a in _members(annotation) if a is not type(None)), annotation)
-    origin = get_origin(base)
-    if base is bool:
-        form = "true or false"
-    elif base is int:
-        form = "an integer"
-    elif base is float:
-        form = "a number"
-    elif base is Path:
-        form = "a directory path"
-    elif origin is dict:
-        form = "a JSON object"
-    elif origin is list:
-        form = "a comma-separated list"
-    else:
-        form = "text"
+    form = _FORMS.get(get_origin(base) or base, "text")
     bounds = " and ".join(b for b in map(_bound, field.metadata) if b)
     form = f"{form} {bounds}" if bounds else form
     return f"{form}, or unset" if optional else form

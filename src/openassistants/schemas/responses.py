@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from openassistants.schemas.common import (
     LIST_CURSOR_MAX_LENGTH,
     LIST_LIMIT_MAX,
+    FunctionDefinition,
     Metadata,
     RequestModel,
     ToolName,
@@ -22,12 +23,11 @@ MAX_ITEMS_PER_CALL = 20
 INPUT_ITEMS_MAX = 2000
 
 
-class FunctionToolParam(RequestModel):
+class FunctionToolParam(FunctionDefinition):
+    """The Responses API's function tool: an Assistants function definition, with its ``type`` beside it
+    rather than around it."""
+
     type: Literal["function"]
-    name: ToolName
-    description: str | None = None
-    parameters: dict[str, Any] | None = None
-    strict: bool | None = None
 
 
 class FileSearchToolParam(RequestModel):
