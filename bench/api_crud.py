@@ -257,6 +257,8 @@ def render(results: dict[str, Any]) -> str:
     ]
     for backend, runs in results["startup"].items():
         for kind, seconds in runs.items():
+            if not seconds:  # --startup-runs 0
+                continue
             median = statistics.median(seconds)
             lines.append(
                 f"| {BACKEND_NAMES[backend]} | {kind} | {median:.2f} | {min(seconds):.2f} "

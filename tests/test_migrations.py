@@ -58,6 +58,8 @@ def _sqlite_schema(path: Path) -> dict[str, object]:
                 unique,
                 sorted(conn.execute(f"PRAGMA foreign_key_list('{name}')")),
             )
+        elif kind == "index" and "WHERE" in (sql or ""):
+            schema[name] = " ".join(sql.split())  # a partial index: its predicate too
         elif kind in ("trigger", "view") or (kind == "table" and sql.startswith("CREATE VIRTUAL")):
             schema[name] = sql
     schema["revision"] = sorted(conn.execute("SELECT version_num FROM alembic_version"))

@@ -229,6 +229,38 @@ async def test_concurrent_submissions_exactly_one_wins(
     assert len(upstream.requests(model)) == 2
 
 
+async def test_concurrent_runs_on_one_thread_exactly_one_is_created(
+    client: openai.AsyncOpenAI, upstream: ScriptedUpstream, model: str
+) -> None:
+    """Creations racing on one thread (on PostgreSQL, written in one batch, where the partial unique
+    index refuses all but one): one run, and the hosted API's 400 naming it for each of the others;
+    runs on other threads in the same moment are created."""
+    upstream.script(model, *(Reply("slow", chunks=["s"] * 10, delay=0.05) for _ in range(4)))
+    assistant = await client.beta.assistants.create(model=model)
+    thread, other, third = [await client.beta.threads.create() for _ in range(3)]
+
+    async def create(thread_id: str) -> openai.types.beta.threads.Run | openai.BadRequestError:
+        try:
+            return await client.beta.threads.runs.create(thread_id=thread_id, assistant_id=assistant.id)
+        except openai.BadRequestError as error:
+            return error
+
+    results = await asyncio.gather(*(create(t.id) for t in [thread] * 5 + [other, third]))
+    on_thread = results[:5]
+    created = [r for r in on_thread if not isinstance(r, openai.BadRequestError)]
+    assert len(created) == 1
+    refused = [r for r in on_thread if isinstance(r, openai.BadRequestError)]
+    for error in refused:
+        assert error.body["message"] == f"Thread {thread.id} already has an active run {created[0].id}."  # type: ignore[index]
+    assert not any(isinstance(r, openai.BadRequestError) for r in results[5:])
+    for run, thread_id in [(created[0], thread.id), (results[5], other.id), (results[6], third.id)]:
+        assert not isinstance(run, openai.BadRequestError)
+        final = await client.beta.threads.runs.poll(run.id, thread_id=thread_id)
+        assert final.status == "completed"
+    runs = await client.beta.threads.runs.list(thread.id)
+    assert [r.id for r in runs.data] == [created[0].id]
+
+
 async def test_illegal_moves_are_400(
     client: openai.AsyncOpenAI, upstream: ScriptedUpstream, model: str
 ) -> None:

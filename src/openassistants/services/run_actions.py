@@ -28,6 +28,7 @@ from openassistants.schemas.runs import (
     ThreadAndRunCreate,
 )
 from openassistants.schemas.threads import ThreadCreate
+from openassistants.services import run_batches
 from openassistants.services import run_records as records
 from openassistants.services.attachments import index_attachments, queues_ingestion
 from openassistants.services.lookup import load_assistant, load_run, load_step, load_thread
@@ -113,6 +114,16 @@ def _check_tool_choice(body: RunOptions, tools: list[dict[str, Any]]) -> None:
         )
 
 
+def _new_run(
+    rt: Runtime, tenant: str, thread_id: str, assistant: Any, body: RunOptions, claim: dict[str, Any] | None
+) -> tuple[dict[str, Any], Reply | None]:
+    """The run's values as queued (what the client and the first events see), checked, and the reply
+    it gets ahead (``_reply_ahead``)."""
+    values = _run_values(rt, tenant, thread_id, assistant, body)
+    _check_tool_choice(body, values["tools"])
+    return values, _reply_ahead(values, claim)
+
+
 async def _insert_run(
     conn: AsyncConnection,
     rt: Runtime,
@@ -121,12 +132,9 @@ async def _insert_run(
     body: RunOptions,
     claim: dict[str, Any] | None,
 ) -> tuple[dict[str, Any], Reply | None]:
-    """Stores the run, and its reply when it gets one ahead (``_reply_ahead``); returns the run's values
-    as queued (what the client and the first events see) and the reply."""
+    """Stores the run, and its reply when it gets one ahead; returns ``_new_run``'s values and reply."""
     assistant = await load_assistant(conn, tenant, body.assistant_id)
-    values = _run_values(rt, tenant, thread_id, assistant, body)
-    _check_tool_choice(body, values["tools"])
-    reply = _reply_ahead(values, claim)
+    values, reply = _new_run(rt, tenant, thread_id, assistant, body, claim)
     await insert_rows(conn, [(R, values | (claim or {})), *(reply.rows() if reply else [])])
     return values, reply
 
@@ -188,18 +196,25 @@ async def _wake(rt: Runtime) -> None:
 
 async def create_run(rt: Runtime, tenant: str, thread_id: str, body: RunCreate) -> tuple[dict[str, Any], int]:
     async with _starting(rt) as start:
-        async with rt.db.write(inline=True) as conn:
-            await load_thread(conn, tenant, thread_id, lock=True)
-            await ensure_no_active_run(conn, thread_id, for_message=False)
-            if body.additional_messages:
-                now = int(time.time())
-                await conn.execute(
-                    tables.messages.insert(),
-                    [message_values(tenant, thread_id, m, now) for m in body.additional_messages],
-                )
-                await index_attachments(conn, tenant, thread_id, body.additional_messages)
-            run, reply = await _insert_run(conn, rt, tenant, thread_id, body, start.claim)
-            await _announce(conn, rt, run)
+        if start.claim is not None and not rt.db.is_sqlite and not body.additional_messages:
+            # Two round trips, the second shared with concurrent creations (services/run_batches.py).
+            assistant = await run_batches.load_for_run(rt.db, tenant, thread_id, body.assistant_id)
+            run, reply = _new_run(rt, tenant, thread_id, assistant, body, start.claim)
+            rows = [(R, run | start.claim), *(reply.rows() if reply else [])]
+            await run_batches.store_run(rt, run, rows)
+        else:
+            async with rt.db.write(inline=True) as conn:
+                await load_thread(conn, tenant, thread_id, lock=True)
+                await ensure_no_active_run(conn, thread_id, for_message=False)
+                if body.additional_messages:
+                    now = int(time.time())
+                    await conn.execute(
+                        tables.messages.insert(),
+                        [message_values(tenant, thread_id, m, now) for m in body.additional_messages],
+                    )
+                    await index_attachments(conn, tenant, thread_id, body.additional_messages)
+                run, reply = await _insert_run(conn, rt, tenant, thread_id, body, start.claim)
+                await _announce(conn, rt, run)
         start.run, start.reply = run, reply
     if queues_ingestion(messages=body.additional_messages):
         await rt.ingestor.wake()

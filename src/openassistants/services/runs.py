@@ -18,7 +18,7 @@ from openassistants.errors import InvalidRequest
 from openassistants.statuses import ACTIVE_STATUSES, HELD, RunStatus, check_moves, is_terminal
 from openassistants.storage import tables
 from openassistants.storage.db import runner_for
-from openassistants.storage.prepared import Prepared, Row
+from openassistants.storage.prepared import Prepared, Row, Runner
 from openassistants.tools.base import without_private
 from openassistants.tools.registry import TOOLS
 
@@ -116,8 +116,9 @@ ACTIVE_RUNS = select(R.c.id).where(
 _ACTIVE_RUN = Prepared(ACTIVE_RUNS.limit(1))
 
 
-async def active_run_id(conn: AsyncConnection, thread_id: str) -> str | None:
-    run_id: str | None = await (await runner_for(conn)).scalar(_ACTIVE_RUN, {"thread_id": thread_id})
+async def active_run_id(conn: AsyncConnection | Runner, thread_id: str) -> str | None:
+    runner = conn if isinstance(conn, Runner) else await runner_for(conn)
+    run_id: str | None = await runner.scalar(_ACTIVE_RUN, {"thread_id": thread_id})
     return run_id
 
 

@@ -20,7 +20,14 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
+
+from openassistants.statuses import ACTIVE_STATUSES
+
+#: A run is active in these statuses; a thread has at most one active run (the partial unique index
+#: ``ux_runs_thread_active``, migration 0010, whose copy of this tests/test_migrations.py compares).
+ACTIVE_RUN = "status IN (" + ", ".join(f"'{s.value}'" for s in sorted(ACTIVE_STATUSES)) + ")"
 
 # BigInteger autoincrement is a plain INTEGER PRIMARY KEY (the rowid) on SQLite.
 SeqType = BigInteger().with_variant(Integer(), "sqlite")
@@ -129,6 +136,13 @@ runs = Table(
     Index("ix_runs_status", "status"),
     Index("ix_runs_queue", "status", "worker_id", "seq"),
     Index("ix_runs_lease", "lease_expires_at"),
+    Index(
+        "ux_runs_thread_active",
+        "thread_id",
+        unique=True,
+        postgresql_where=text(ACTIVE_RUN),
+        sqlite_where=text(ACTIVE_RUN),
+    ),
 )
 
 run_steps = Table(

@@ -1,0 +1,161 @@
+"""Creating a run on PostgreSQL in two round trips, the second shared by concurrent creations.
+
+1. One read, outside any transaction: the thread, its active run if it has one, and the assistant.
+2. One INSERT of the run (with its reply, when it gets one ahead), outside any transaction too, so it
+   commits by itself: no BEGIN, no COMMIT. Runs being created meanwhile go in the same statement
+   (group commit, storage/group_commit.py): one round trip and one WAL flush for up to BATCH_MOST.
+
+Nothing is locked between the two. What keeps the rules:
+- one active run per thread: the partial unique index ``ux_runs_thread_active`` (migration 0010),
+  whatever interleaves; a run created on the thread since the read makes the insert fail, and the
+  caller gets the same 400 as when the read saw it;
+- messages.create's "no active run" check (it holds the thread's row lock FOR UPDATE across its check
+  and insert): the run's foreign key to its thread takes that row's KEY SHARE lock, which waits for
+  the message's transaction, and which a message's FOR UPDATE waits for. A message and a run on one
+  thread therefore commit one after the other, as they did under the thread's lock;
+- a thread deleted since the read: the foreign key fails, and the caller gets the thread's 404.
+
+Only for a run this process's executor will start (``Executor.offer_claim``): its first events are
+published once it is stored and before the executor is given it, so none can precede them. A run
+left for any executor keeps the transaction publishing its events (``run_actions.create_run``).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import Table, and_, bindparam, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from openassistants import run_events
+from openassistants.errors import InvalidRequest, not_found
+from openassistants.services.runs import ACTIVE_RUNS, active_run_id, run_to_wire
+from openassistants.services.runtime import Runtime
+from openassistants.storage import tables
+from openassistants.storage.db import Database
+from openassistants.storage.group_commit import GroupCommit
+from openassistants.storage.prepared import Prepared, Row
+
+A, T = tables.assistants, tables.threads
+_ASSISTANT_KEYS = [column.key for column in A.columns]
+
+#: Runs written by one statement, at most.
+BATCH_MOST = 32
+#: SQLSTATEs: a unique index refused the row; a foreign key found no thread.
+_UNIQUE_VIOLATION, _FOREIGN_KEY_VIOLATION = "23505", "23503"
+
+#: The thread (if the tenant's), its active run (if any) and the assistant (if the tenant's), in one row.
+_START = Prepared(
+    select(
+        T.c.id.label("found_thread_id"),
+        ACTIVE_RUNS.limit(1).scalar_subquery().label("active_run_id"),
+        *A.c,
+    )
+    .select_from(
+        T.outerjoin(A, and_(A.c.id == bindparam("assistant_id"), A.c.tenant_id == bindparam("tenant_id")))
+    )
+    .where(T.c.id == bindparam("thread_id"), T.c.tenant_id == bindparam("tenant_id"))
+)
+
+
+async def load_for_run(db: Database, tenant: str, thread_id: str, assistant_id: str) -> Row:
+    """The assistant a run on the thread starts from; raises as ``create_run``'s checks do, in their
+    order: the thread's 404, the thread's active run (400), the assistant's 404."""
+    async with db.reader() as reader:
+        row = await reader.first(
+            _START, {"thread_id": thread_id, "tenant_id": tenant, "assistant_id": assistant_id}
+        )
+    if row is None:
+        raise not_found("thread", thread_id)
+    if row["active_run_id"] is not None:
+        raise _already_active(thread_id, row["active_run_id"])
+    if row["id"] is None:
+        raise not_found("assistant", assistant_id)
+    return Row((key, row[key]) for key in _ASSISTANT_KEYS)
+
+
+#: One run's rows: its own first, then what is stored with it (``Reply.rows``).
+Rows = list[tuple[Table, dict[str, Any]]]
+
+
+async def store_run(rt: Runtime, run: dict[str, Any], rows: Rows) -> None:
+    """Stores a run (``rows``: its row, claimed by this process's executor, then what is stored with
+    it), then publishes its first events, of ``run`` (its values as queued, as the client sees them);
+    raises the 404 or 400 the insert met. Should the caller be cancelled meanwhile, a run stored all
+    the same is never adopted: its lease lapses, and it is settled as a stopped worker's."""
+    outcome = await _BATCHES.submit(rt.db, rows)
+    if outcome is not None:
+        raise outcome
+    for event in run_events.run_created(run_to_wire(run)):
+        rt.bus.publish(run["id"], event)
+
+
+async def _write(db: Database, batch: list[Rows]) -> list[Exception | None]:
+    """``GroupCommit``'s write: every run of the batch in one statement; if that fails on the rules
+    (a thread's second active run, a deleted thread), each on its own, so that only those fail."""
+    try:
+        await _insert(db, [row for rows in batch for row in rows])
+        return [None] * len(batch)
+    except IntegrityError:
+        return [await _alone(db, rows) for rows in batch]
+
+
+async def _alone(db: Database, rows: Rows) -> Exception | None:
+    """Inserts one run's rows; returns the API error for a broken rule instead of raising it."""
+    run = rows[0][1]
+    while True:
+        try:
+            await _insert(db, rows)
+            return None
+        except IntegrityError as exc:
+            state = getattr(exc.orig, "sqlstate", None)
+            if state == _FOREIGN_KEY_VIOLATION:
+                return not_found("thread", run["thread_id"])
+            if state != _UNIQUE_VIOLATION:
+                raise
+        async with db.reader() as reader:
+            active = await active_run_id(reader, run["thread_id"])
+        if active is not None:
+            return _already_active(run["thread_id"], active)
+        # The run that refused this one ended meanwhile: try again.
+
+
+_BATCHES: GroupCommit[Database, Rows, Exception | None] = GroupCommit(_write, most=BATCH_MOST)
+
+
+def _already_active(thread_id: str, run_id: str) -> InvalidRequest:
+    return InvalidRequest(f"Thread {thread_id} already has an active run {run_id}.")
+
+
+async def _insert(db: Database, rows: Rows) -> None:
+    by_table: dict[tuple[Table, tuple[str, ...]], list[dict[str, Any]]] = {}
+    for table, values in rows:
+        by_table.setdefault((table, tuple(values)), []).append(values)
+    shape = tuple((table, keys, len(group)) for (table, keys), group in by_table.items())
+    parameters = {
+        f"t{t}_{n}_{key}": value
+        for t, group in enumerate(by_table.values())
+        for n, values in enumerate(group)
+        for key, value in values.items()
+    }
+    # Outside a transaction (``reader``'s connection begins none): the one statement commits itself.
+    async with db.reader() as runner:
+        await runner.execute(_inserts(shape), parameters)
+
+
+@functools.cache
+def _inserts(shape: tuple[tuple[Table, tuple[str, ...], int], ...]) -> Prepared:
+    """One statement inserting ``count`` rows of ``keys`` into each ``table``: the first table's as the
+    statement, the others' as its data-modifying CTEs (foreign keys between them hold at its end)."""
+
+    def rows_of(t: int, table: Table, keys: tuple[str, ...], count: int) -> Iterable[dict[str, Any]]:
+        for n in range(count):
+            yield {key: bindparam(f"t{t}_{n}_{key}", type_=table.c[key].type) for key in keys}
+
+    (first, keys, count), *rest = shape
+    statement = insert(first).values(list(rows_of(0, first, keys, count)))
+    for t, (table, keys, count) in enumerate(rest, start=1):
+        statement = statement.add_cte(insert(table).values(list(rows_of(t, table, keys, count))).cte(f"t{t}"))
+    return Prepared(statement)
