@@ -1,12 +1,22 @@
 """The event bus for several processes: every run's events in the ``run_events`` table, fanned out
-with PostgreSQL NOTIFY.
+to other processes with PostgreSQL NOTIFY, and to this process's own streams straight from memory.
 
-Publishing is synchronous and cheap: events wait in a buffer that one flusher task writes, in order,
-with one multi-row INSERT and the NOTIFYs carrying them, in one transaction, so a notification is
-delivered exactly when its events are visible. Each process keeps a LISTEN connection and hands the
-events of runs it is streaming to their subscribers; a subscriber first replays the table after the
-id it starts from, then follows the live ones. Event ids are the table's ids: increasing per run,
-they are the SSE ``id:`` a client resumes from.
+Ids. An event's id (the SSE ``id:`` a client resumes from, on any process) is known when it is
+published, before it is written: ids come in blocks of ID_BLOCK, a block being a value of the table's
+sequence times ID_BLOCK, so no two processes hand out the same id, and a block taken later holds
+larger ids than every block taken before. A run publishing here numbers its events from a block of
+its own: the rest of the one its latest ``publish_in`` began, or a fresh one when it has none (its
+first event here, a block used up, or another process published for it meanwhile). A fresh block
+is fetched after the run's earlier events were committed, wherever they were, so a run's ids keep
+increasing as it moves between processes (created by one, executed by another, resumed by a third).
+
+Delivery. ``publish`` numbers the event and appends it at once to the run's log here, which this
+process's streams read, and to a buffer that one flusher task writes, in order, with one multi-row
+INSERT and the NOTIFYs carrying them, in one transaction, so a notification is delivered exactly
+when its events are visible. ``publish_in`` writes in the caller's transaction; its events reach
+the log here when that commits. Each process keeps a LISTEN connection: events other processes
+publish reach the logs of runs streamed here; those of this process's own blocks are echoes, and
+skipped. A subscriber first replays the table after the id it starts from, then follows the log.
 """
 
 from __future__ import annotations
@@ -20,70 +30,60 @@ from dataclasses import dataclass, field
 
 from openassistants.bus.base import Transaction
 from openassistants.bus.notify import RUN_EVENTS, PostgresNotifier
+from openassistants.bus.postgres_sql import ID_BLOCK, NEXT_BLOCKS, REPLAY, WRITE, WRITE_NEW, write_parameters
 from openassistants.events import Event, ends_stream
+from openassistants.storage.db import on_commit
 
 logger = logging.getLogger("openassistants.events")
 
-#: NOTIFY payloads must stay under 8000 bytes; an event too large to travel is fetched by id.
-NOTIFY_PAYLOAD_BYTES = 7500
 CLEANUP_EVERY_SECONDS = 600.0
-
-#: Writes a batch of events and notifies each, in one statement (one round trip): a notification is
-#: delivered when its transaction commits, so exactly when its event is visible. An event too large to
-#: travel in a NOTIFY goes without its data, which the receiver fetches by id. Volatile output
-#: expressions are evaluated after the sort, so the notifications go out in id order.
-_WRITE = f"""
-WITH written AS (
-    INSERT INTO run_events (run_id, name, data, created_at)
-    SELECT r, n, d, $4 FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS t(r, n, d, o)
-    ORDER BY o
-    RETURNING id, run_id, name, data
-), lines AS (
-    SELECT id, id || E'\\t' || run_id || E'\\t' || name || E'\\t' AS head, data FROM written
-)
-SELECT id, pg_notify(
-    '{RUN_EVENTS}',
-    CASE WHEN octet_length(head) + octet_length(data) > {NOTIFY_PAYLOAD_BYTES} THEN head ELSE head || data END
-)
-FROM lines ORDER BY id
-"""
-
-
-#: Several runs' logs after given ids, in one query: ``o`` is the request's place in the arrays.
-_REPLAY = """
-SELECT r.o, e.id, e.name, e.data
-FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS r(run_id, after, o)
-JOIN run_events e ON e.run_id = r.run_id AND e.id > r.after
-ORDER BY r.o, e.id
-"""
 
 
 @dataclass
-class _LiveLog:
-    """Events of one run that arrived by NOTIFY while somebody here is streaming it."""
+class _RunLog:
+    """A run as this process knows it: the events it published here, and those other processes
+    published that NOTIFY brought while somebody here streams it."""
 
-    events: list[tuple[int, str, bytes | None]] = field(default_factory=list)
+    #: (id, event, whole): not whole when the notification could not carry the data (fetched by id).
+    events: list[tuple[int, Event, bool]] = field(default_factory=list)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     subscribers: int = 0
+    #: Publishing here: kept without subscribers, until its stream ends or it is closed.
+    active: bool = False
+    #: The block it numbers from: the next id, and the block's end (no block when they are equal).
+    next_id: int = 0
+    end_id: int = 0
+    #: Published while it had no block; numbered when one comes.
+    waiting: list[Event] = field(default_factory=list)
+    #: Blocks (id // ID_BLOCK) this process numbered the run's events from: their notifications are
+    #: echoes of events the log has (or will have, once their transaction commits).
+    blocks: set[int] = field(default_factory=set)
 
     def wake(self) -> None:
         self.changed.set()
         self.changed = asyncio.Event()
+
+    def idle(self) -> bool:
+        return not (self.subscribers or self.active or self.waiting)
 
 
 class PostgresEventBus:
     def __init__(self, notifier: PostgresNotifier, retention_seconds: int) -> None:
         self._notifier = notifier
         self._retention = retention_seconds
-        self._pending: list[tuple[str, Event]] = []
-        #: Events published so far, and how many of them are written and notified.
+        self._pending: list[tuple[int, str, Event]] = []
+        #: Events numbered so far, and how many of them are written and notified.
         self._published = 0
         self._written = 0
         #: Each run's newest event not known to be written yet: its number among all published.
         self._newest: dict[str, int] = {}
+        #: Set (and replaced) whenever events are written or blocks come.
         self._progress = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
-        self._live: dict[str, _LiveLog] = {}
+        self._logs: dict[str, _RunLog] = {}
+        #: Runs waiting for a block (a dict: ordered, and each run once).
+        self._want_blocks: dict[str, None] = {}
+        self._blocker: asyncio.Task[None] | None = None
         #: Replays asked for and not read yet: (run id, after, the waiting reader).
         self._replays: list[tuple[str, int, asyncio.Future[list[tuple[int, Event]]]]] = []
         self._replayer: asyncio.Task[None] | None = None
@@ -97,7 +97,7 @@ class PostgresEventBus:
     async def aclose(self) -> None:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.flush(), timeout=5)
-        for task in (self._cleanup, self._flusher, self._replayer):
+        for task in (self._cleanup, self._flusher, self._blocker, self._replayer):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -105,29 +105,133 @@ class PostgresEventBus:
 
     # --- publishing -------------------------------------------------------------------------
 
+    def _log(self, run_id: str) -> _RunLog:
+        log = self._logs.get(run_id)
+        if log is None:
+            log = self._logs[run_id] = _RunLog()
+        return log
+
+    def _forget_if_idle(self, run_id: str, log: _RunLog) -> None:
+        if log.idle() and self._logs.get(run_id) is log:
+            del self._logs[run_id]
+
     def publish(self, run_id: str, event: Event) -> None:
-        self._pending.append((run_id, event))
+        log = self._log(run_id)
+        log.active = True
+        if log.waiting or log.next_id == log.end_id:
+            log.waiting.append(event)
+            self._want_block(run_id)
+            return
+        self._number(run_id, log, event)
+
+    def _number(self, run_id: str, log: _RunLog, event: Event) -> None:
+        event_id = log.next_id
+        log.next_id += 1
+        log.events.append((event_id, event, True))
+        if log.subscribers:
+            log.wake()
+        self._pending.append((event_id, run_id, event))
         self._published += 1
         self._newest[run_id] = self._published
+        if ends_stream(event):
+            self._stopped(run_id, log)
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush_all(), name="run-events-flush")
+
+    def _stopped(self, run_id: str, log: _RunLog) -> None:
+        """The run's stream ended here (requires_action, or a last status). Whatever it publishes
+        next (resumed, maybe after another process queued it again) is numbered from a fresh block,
+        into a fresh log: the streams following this one end with it."""
+        log.next_id = log.end_id = 0
+        log.active = False
+        if self._logs.get(run_id) is log:
+            del self._logs[run_id]
+
+    def _want_block(self, run_id: str) -> None:
+        self._want_blocks[run_id] = None
+        if self._blocker is None or self._blocker.done():
+            self._blocker = asyncio.create_task(self._fetch_blocks(), name="run-events-blocks")
+
+    async def _fetch_blocks(self) -> None:
+        """Blocks for every run waiting for one, in one round trip per batch of such runs."""
+        delay = 0.05
+        while self._want_blocks:
+            runs = list(self._want_blocks)
+            try:
+                bases = await self._notifier.pool.fetch(NEXT_BLOCKS, len(runs))
+            except Exception:
+                logger.warning("could not number %d runs' stream events; retrying", len(runs))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            for run_id, row in zip(runs, bases, strict=True):
+                del self._want_blocks[run_id]
+                log = self._logs.get(run_id)
+                if log is None or not log.waiting:
+                    continue
+                base = int(row[0])
+                log.next_id, log.end_id = base, base + ID_BLOCK
+                log.blocks.add(base // ID_BLOCK)
+                waiting, log.waiting = log.waiting, []
+                for n, event in enumerate(waiting):
+                    if log.next_id == log.end_id:
+                        log.waiting = waiting[n:]
+                        self._want_block(run_id)
+                        break
+                    self._number(run_id, log, event)
+                self._forget_if_idle(run_id, log)
+            self._progress.set()
+            self._progress = asyncio.Event()
 
     async def publish_in(self, conn: Transaction, run_id: str, events: list[Event]) -> None:
         if not events:
             return
-        await self.flush(run_id)  # the run's earlier events first: they must get lower ids
-        await conn.exec_driver_sql(_WRITE, _columns([(run_id, e) for e in events]))
+        await self.flush(run_id)  # the run's earlier events first: their ids are lower
+        ids: list[int] = []
+        for start in range(0, len(events), ID_BLOCK):
+            chunk = events[start : start + ID_BLOCK]
+            result = await conn.exec_driver_sql(
+                WRITE_NEW,
+                (run_id, [e.name for e in chunk], [e.data.decode() for e in chunk], int(time.time())),
+            )
+            ids += [int(row[0]) for row in result]
+        log = self._logs.get(run_id)
+        if log is None:
+            return  # nobody here streams or publishes it: the table and NOTIFY serve the others
+        blocks = {event_id // ID_BLOCK for event_id in ids}
+        if not on_commit(conn, lambda: self._committed(run_id, log, ids, events)):
+            return  # a transaction of unknown end: its notifications will bring the events
+        # Before the commit: its notifications, whenever they come, are echoes.
+        log.blocks |= blocks
+
+    def _committed(self, run_id: str, log: _RunLog, ids: list[int], events: list[Event]) -> None:
+        log.events += [(event_id, event, True) for event_id, event in zip(ids, events, strict=True)]
+        log.wake()
+        if log.active:
+            # What the run publishes next comes after these: the rest of their block.
+            log.next_id, log.end_id = ids[-1] + 1, (ids[-1] // ID_BLOCK + 1) * ID_BLOCK
+        if any(ends_stream(event) for event in events):
+            self._stopped(run_id, log)
 
     async def flush(self, run_id: str | None = None) -> None:
-        """Returns once every event published before the call (of ``run_id`` only, when given) is in
-        the table and notified — without waiting for events published meanwhile. A run's own events
-        are all its ids need ordering against: under load the flusher is always writing other runs'
-        deltas, and waiting for those would hold every run's status change for a round trip."""
-        target = self._published if run_id is None else self._newest.get(run_id, 0)
-        while self._written < target:
-            if self._flusher is None or self._flusher.done():
-                self._flusher = asyncio.create_task(self._flush_all(), name="run-events-flush")
+        """Returns once every event published before the call (of ``run_id`` only, when given) is
+        numbered, in the table and notified, without waiting for events published meanwhile. A
+        run's own events are all its ids need ordering against: under load the flusher is always
+        writing other runs' deltas, and waiting for those would hold every run's status change for
+        a round trip."""
+        while True:
             progress = self._progress
+            if run_id is None:
+                waiting = bool(self._want_blocks)
+                target = self._published
+            else:
+                log = self._logs.get(run_id)
+                waiting = log is not None and bool(log.waiting)
+                target = self._newest.get(run_id, 0)
+            if not waiting and self._written >= target:
+                return
+            if self._written < target and (self._flusher is None or self._flusher.done()):
+                self._flusher = asyncio.create_task(self._flush_all(), name="run-events-flush")
             await progress.wait()
 
     async def _flush_all(self) -> None:
@@ -136,9 +240,10 @@ class PostgresEventBus:
             delay = 0.05
             while True:
                 try:
-                    await self._write(batch)
+                    # The notifier's pool commits without waiting for a WAL flush (bus/notify.py).
+                    await self._notifier.pool.execute(WRITE, *write_parameters(batch))
                     self._written += len(batch)
-                    for run_id, _ in batch:
+                    for _, run_id, _ in batch:
                         if self._newest.get(run_id, 0) <= self._written:
                             self._newest.pop(run_id, None)
                     # Wake flush() callers, then arm a fresh event for the next batch.
@@ -151,30 +256,32 @@ class PostgresEventBus:
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 2.0)
 
-    async def _write(self, batch: list[tuple[str, Event]]) -> None:
-        # The notifier's pool commits without waiting for a WAL flush (bus/notify.py).
-        await self._notifier.pool.execute(_WRITE, *_columns(batch))
-
     # --- receiving --------------------------------------------------------------------------
 
     def _on_notify(self, payload: str) -> None:
         touched: set[str] = set()
         for line in payload.split("\n"):
             event_id, run_id, name, data = line.split("\t", 3)
-            log = self._live.get(run_id)
+            log = self._logs.get(run_id)
             if log is None:
                 continue
-            log.events.append((int(event_id), name, data.encode() if data else None))
+            number = int(event_id)
+            if number // ID_BLOCK in log.blocks:
+                continue  # this process's own
+            log.events.append((number, Event(name, data.encode()), bool(data)))
+            if number >= log.next_id:
+                # Another process published for it (a cancel): what this one publishes next comes after.
+                log.next_id = log.end_id
             touched.add(run_id)
         for run_id in touched:
-            self._live[run_id].wake()
+            self._logs[run_id].wake()
 
     async def _resync(self) -> None:
-        """After a lost LISTEN connection: fetch what the live logs may have missed."""
-        for run_id, log in list(self._live.items()):
+        """After a lost LISTEN connection: fetch what the logs may have missed."""
+        for run_id, log in list(self._logs.items()):
             known = max((e[0] for e in log.events), default=0)
             for event_id, event in await self._fetch(run_id, known):
-                log.events.append((event_id, event.name, event.data))
+                log.events.append((event_id, event, True))
             log.wake()
 
     async def _fetch(self, run_id: str, after: int) -> list[tuple[int, Event]]:
@@ -193,7 +300,7 @@ class PostgresEventBus:
             batch, self._replays = self._replays, []
             try:
                 rows = await self._notifier.pool.fetch(
-                    _REPLAY, [run_id for run_id, _, _ in batch], [after for _, after, _ in batch]
+                    REPLAY, [run_id for run_id, _, _ in batch], [after for _, after, _ in batch]
                 )
             except Exception as exc:
                 for _, _, wanted in batch:
@@ -230,9 +337,7 @@ class PostgresEventBus:
         return await self._fetch(run_id, after)
 
     async def subscribe(self, run_id: str, after: int) -> AsyncIterator[list[tuple[int, Event]]]:
-        log = self._live.get(run_id)
-        if log is None:
-            log = self._live[run_id] = _LiveLog()
+        log = self._log(run_id)
         log.subscribers += 1
         try:
             # Registered before the replay, so nothing committed meanwhile is missed; ids dedupe.
@@ -250,14 +355,15 @@ class PostgresEventBus:
             while True:
                 batch: list[tuple[int, Event]] = []
                 while position < len(log.events):
-                    event_id, name, data = log.events[position]
+                    event_id, event, whole = log.events[position]
                     position += 1
                     if event_id <= after or event_id in seen:
-                        if event_id <= after and ends_stream(Event(name, b"")):
+                        if event_id <= after and ends_stream(event):
                             return  # the run stopped at or before the client's place: nothing to say
                         continue
                     seen.add(event_id)
-                    event = Event(name, data if data is not None else await self._fetch_one(event_id))
+                    if not whole:
+                        event = Event(event.name, await self._fetch_one(event_id))
                     batch.append((event_id, event))
                     if ends_stream(event):
                         yield batch
@@ -268,11 +374,16 @@ class PostgresEventBus:
                     await log.changed.wait()
         finally:
             log.subscribers -= 1
-            if log.subscribers == 0 and self._live.get(run_id) is log:
-                del self._live[run_id]
+            self._forget_if_idle(run_id, log)
 
     def close(self, run_id: str) -> None:
-        pass  # the table keeps the log; retention is by age
+        """The table keeps the log (retention is by age); this process's copy goes, once nobody
+        here streams it."""
+        log = self._logs.get(run_id)
+        if log is not None:
+            log.next_id = log.end_id = 0
+            log.active = False
+            self._forget_if_idle(run_id, log)
 
     async def _cleanup_loop(self) -> None:
         while True:
@@ -283,13 +394,3 @@ class PostgresEventBus:
                 )
             except Exception:
                 logger.warning("run_events cleanup failed", exc_info=True)
-
-
-def _columns(batch: list[tuple[str, Event]]) -> tuple[list[str], list[str], list[str], int]:
-    """``_WRITE``'s parameters."""
-    return (
-        [run_id for run_id, _ in batch],
-        [event.name for _, event in batch],
-        [event.data.decode() for _, event in batch],
-        int(time.time()),
-    )

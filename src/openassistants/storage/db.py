@@ -264,8 +264,15 @@ class Database:
         """
         try:
             if self._write_slot is None:
+                committed: list[Callable[[], None]] = []
                 async with self.engine.begin() as conn:
-                    yield conn
+                    _ON_COMMIT[conn] = committed
+                    try:
+                        yield conn
+                    finally:
+                        del _ON_COMMIT[conn]
+                for callback in committed:
+                    callback()
                 return
             async with self._write_slot:
                 conn = await self._writer_connection()
@@ -359,6 +366,18 @@ async def runner_for(conn: AsyncConnection, *, begin: bool = True) -> Runner:
 
 _RUNNER = "openassistants.runner"
 _ADAPTER = "openassistants.adapter"
+#: The callbacks of each PostgreSQL ``Database.write`` transaction open now.
+_ON_COMMIT: dict[object, list[Callable[[], None]]] = {}
+
+
+def on_commit(conn: object, callback: Callable[[], None]) -> bool:
+    """Call ``callback`` once ``conn``'s transaction has committed (never if it rolls back). False,
+    and nothing registered, unless ``conn`` is a PostgreSQL ``Database.write`` transaction."""
+    callbacks = _ON_COMMIT.get(conn)
+    if callbacks is None:
+        return False
+    callbacks.append(callback)
+    return True
 
 
 #: asyncpg's errors that say the server cannot be reached or is going away (not a query's failure;
