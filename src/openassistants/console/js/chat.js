@@ -5,7 +5,7 @@ import { api } from "./api.js";
 import { applyMessageDelta, fillMessage, renderMessage } from "./messages.js";
 import { FILE_SEARCH_CONTENT, applyStepDelta, fillStep, renderStep } from "./steps.js";
 import { rememberThread } from "./store.js";
-import { clear, field, guarded, h, notify, pre, prettyJSON, statusBadge, usageText, when } from "./ui.js";
+import { clear, field, guarded, h, notify, panel, pre, prettyJSON, statusBadge, usageText, when } from "./ui.js";
 
 const ACTIVE = new Set(["queued", "in_progress", "cancelling"]);
 const TERMINAL = new Set(["completed", "failed", "cancelled", "expired", "incomplete"]);
@@ -102,23 +102,19 @@ class Chat {
       h(
         "div",
         { class: "chat-layout" },
-        h(
-          "section",
-          { class: "panel chat-main", "aria-labelledby": "chat-title" },
-          h(
-            "div",
-            { class: "panel-head" },
-            h("h2", { id: "chat-title" }, "Chat"),
-            h("div", { class: "inline" }, field("Assistant", this.assistantSelect), newThread),
-          ),
+        panel(
+          {
+            title: "Chat",
+            titleId: "chat-title",
+            class: "chat-main",
+            actions: h("div", { class: "inline" }, field("Assistant", this.assistantSelect), newThread),
+          },
           this.threadLabel,
           this.log,
           composer,
         ),
-        h(
-          "aside",
-          { class: "panel run-panel", "aria-labelledby": "run-title" },
-          h("h2", { id: "run-title" }, "Run"),
+        panel(
+          { title: "Run", titleId: "run-title", tag: "aside", class: "run-panel" },
           this.runHead,
           this.actionArea,
           h("h3", {}, "Steps"),

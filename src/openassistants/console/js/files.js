@@ -1,7 +1,7 @@
 // Files: upload, list, download (fetched with the key), delete.
 
 import { api } from "./api.js";
-import { bytes, clear, downloadButton, field, guarded, h, notify, when } from "./ui.js";
+import { bytes, clear, downloadButton, field, guarded, h, notify, panel, when } from "./ui.js";
 
 export async function showFiles(root) {
   const input = h("input", { type: "file", id: "file-input", multiple: true });
@@ -21,10 +21,8 @@ export async function showFiles(root) {
   const table = h("tbody");
   clear(
     root,
-    h(
-      "section",
-      { class: "panel", "aria-labelledby": "files-title" },
-      h("h2", { id: "files-title" }, "Files"),
+    panel(
+      { title: "Files", titleId: "files-title" },
       form,
       h(
         "div",

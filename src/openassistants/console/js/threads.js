@@ -3,7 +3,7 @@
 
 import { api } from "./api.js";
 import { forgetThread, localThreads } from "./store.js";
-import { clear, guarded, h, notify, when } from "./ui.js";
+import { clear, guarded, h, notify, panel, when } from "./ui.js";
 
 // How much of a thread's first message its list entry shows.
 const PREVIEW_CHARS = 120;
@@ -17,24 +17,12 @@ export async function showThreads(root) {
     h(
       "div",
       { class: "split" },
-      h(
-        "section",
-        { class: "panel", "aria-labelledby": "threads-title" },
-        h(
-          "div",
-          { class: "panel-head" },
-          h("h2", { id: "threads-title" }, "Threads"),
-          h("a", { class: "button", href: "#/chat" }, "New chat"),
-        ),
+      panel(
+        { title: "Threads", titleId: "threads-title", actions: h("a", { class: "button", href: "#/chat" }, "New chat") },
         serverList,
         more,
       ),
-      h(
-        "section",
-        { class: "panel", "aria-labelledby": "local-threads-title" },
-        h("h2", { id: "local-threads-title" }, "Started in this browser"),
-        localList,
-      ),
+      panel({ title: "Started in this browser", titleId: "local-threads-title" }, localList),
     ),
   );
 

@@ -45,6 +45,17 @@ export function field(label, control, hint) {
   return h("div", { class: "field" }, h("label", { for: control.id }, label), control, hintEl);
 }
 
+// A panel: a <section> (or another landmark) named by its own heading, with any actions beside it.
+export function panel({ title, titleId, actions, tag = "section", class: cls }, ...children) {
+  const heading = h("h2", { id: titleId }, title);
+  return h(
+    tag,
+    { class: cls ? `panel ${cls}` : "panel", "aria-labelledby": titleId },
+    actions ? h("div", { class: "panel-head" }, heading, actions) : heading,
+    ...children,
+  );
+}
+
 // The page's one place for errors and confirmations; screen readers hear it (role=alert / status).
 export function notify(message, kind = "error") {
   const area = document.getElementById("notice");
