@@ -23,10 +23,10 @@ left for any executor keeps the transaction publishing its events (``run_actions
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Table, and_, bindparam, insert, select
+from sqlalchemy import Insert, Table, and_, bindparam, func, insert, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 
 from openassistants import run_events
@@ -133,29 +133,30 @@ async def _insert(db: Database, rows: Rows) -> None:
     by_table: dict[tuple[Table, tuple[str, ...]], list[dict[str, Any]]] = {}
     for table, values in rows:
         by_table.setdefault((table, tuple(values)), []).append(values)
-    shape = tuple((table, keys, len(group)) for (table, keys), group in by_table.items())
     parameters = {
-        f"t{t}_{n}_{key}": value
-        for t, group in enumerate(by_table.values())
-        for n, values in enumerate(group)
-        for key, value in values.items()
+        f"t{t}_{key}": [values[key] for values in group]
+        for t, ((_, keys), group) in enumerate(by_table.items())
+        for key in keys
     }
     # Outside a transaction (``reader``'s connection begins none): the one statement commits itself.
     async with db.reader() as runner:
-        await runner.execute(_inserts(shape), parameters)
+        await runner.execute(_inserts(tuple(by_table)), parameters)
 
 
 @functools.cache
-def _inserts(shape: tuple[tuple[Table, tuple[str, ...], int], ...]) -> Prepared:
-    """One statement inserting ``count`` rows of ``keys`` into each ``table``: the first table's as the
-    statement, the others' as its data-modifying CTEs (foreign keys between them hold at its end)."""
+def _inserts(shape: tuple[tuple[Table, tuple[str, ...]], ...]) -> Prepared:
+    """One statement inserting rows of ``keys`` into each ``table``, as many as its parameters' arrays
+    hold (``unnest``: one statement, compiled and prepared once, whatever the batch's size): the first
+    table's as the statement, the others' as its data-modifying CTEs (foreign keys between them hold
+    at the statement's end)."""
 
-    def rows_of(t: int, table: Table, keys: tuple[str, ...], count: int) -> Iterable[dict[str, Any]]:
-        for n in range(count):
-            yield {key: bindparam(f"t{t}_{n}_{key}", type_=table.c[key].type) for key in keys}
+    def insert_of(t: int, table: Table, keys: tuple[str, ...]) -> Insert:
+        arrays = (bindparam(f"t{t}_{key}", type_=ARRAY(table.c[key].type, dimensions=1)) for key in keys)
+        rows = func.unnest(*arrays).table_valued(*keys).render_derived(name=f"v{t}")
+        return insert(table).from_select(keys, select(*rows.c))
 
-    (first, keys, count), *rest = shape
-    statement = insert(first).values(list(rows_of(0, first, keys, count)))
-    for t, (table, keys, count) in enumerate(rest, start=1):
-        statement = statement.add_cte(insert(table).values(list(rows_of(t, table, keys, count))).cte(f"t{t}"))
+    (first, keys), *rest = shape
+    statement = insert_of(0, first, keys)
+    for t, (table, keys) in enumerate(rest, start=1):
+        statement = statement.add_cte(insert_of(t, table, keys).cte(f"t{t}"))
     return Prepared(statement)
