@@ -234,8 +234,9 @@ async def test_concurrent_runs_on_one_thread_exactly_one_is_created(
 ) -> None:
     """Creations racing on one thread (on PostgreSQL, written in one batch, where the partial unique
     index refuses all but one): one run, and the hosted API's 400 naming it for each of the others;
-    runs on other threads in the same moment are created."""
-    upstream.script(model, *(Reply("slow", chunks=["s"] * 10, delay=0.05) for _ in range(4)))
+    runs on other threads in the same moment are created. Each reply takes two seconds, so that the
+    winner is still active when the last of the others is refused."""
+    upstream.script(model, *(Reply("slow", chunks=["s"] * 40, delay=0.05) for _ in range(4)))
     assistant = await client.beta.assistants.create(model=model)
     thread, other, third = [await client.beta.threads.create() for _ in range(3)]
 
