@@ -107,6 +107,9 @@ async def load_run_context(host: ToolHost, run: Mapping[str, Any], *, has_steps:
         thread_messages, thread_message_tokens = await _thread_messages(db, run, budget)
     offered = offered_tools(run)
     state = RunToolState({d["type"]: TOOLS[d["type"]].new_state() for d in offered})
+    state.annotating = [
+        (TOOLS[kind], kind_state) for kind, kind_state in state.by_type.items() if TOOLS[kind].annotates
+    ]
     with_resources = [d["type"] for d in offered if TOOLS[d["type"]].resource is not None]
     if with_resources:
         async with db.read() as conn:

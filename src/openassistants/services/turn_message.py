@@ -10,7 +10,6 @@ from typing import Any
 
 from openassistants.services.messages import text_part
 from openassistants.tools.base import RunToolState
-from openassistants.tools.registry import TOOLS
 
 
 @dataclass
@@ -39,14 +38,13 @@ class OpenMessage:
         once a character after it ends it; neither while an unclosed 【 before it could still become
         a citation that sorts first). The rest go out when the message closes.
         """
-        text = self.text
-        states = tools.by_type
-        if not any(TOOLS[kind].streams_annotations(state, piece, text) for kind, state in states.items()):
+        text, annotating = self.text, tools.annotating
+        if not annotating or not any(
+            tool.streams_annotations(state, piece, text) for tool, state in annotating
+        ):
             return []
         annotations = self.annotations(tools)
-        boundary = min(
-            (TOOLS[kind].unsettled_from(state, text) for kind, state in states.items()), default=len(text)
-        )
+        boundary = min(tool.unsettled_from(state, text) for tool, state in annotating)
         settled = 0
         for annotation in annotations:
             if annotation["start_index"] >= boundary:
@@ -66,8 +64,8 @@ class OpenMessage:
         """The message's annotations, in the order its text has them."""
         annotations = [
             annotation
-            for kind, state in tools.by_type.items()
-            for annotation in TOOLS[kind].annotations(state, self.text)
+            for tool, state in tools.annotating
+            for annotation in tool.annotations(state, self.text)
         ]
         return sorted(annotations, key=lambda a: a["start_index"])
 

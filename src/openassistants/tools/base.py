@@ -103,6 +103,9 @@ class RunToolState:
     pending_images: list[str] = field(default_factory=list)
     #: Files the tools made since the run's last message: its ``attachments``.
     pending_attachments: list[dict[str, Any]] = field(default_factory=list)
+    #: The offered tools that annotate messages, with their state (most runs: none, and the turn
+    #: does no annotation work per delta).
+    annotating: list[tuple[Tool, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -138,6 +141,8 @@ class Tool(Protocol):
     runs_on_server: ClassVar[bool]
     #: The tool_resources it reads, if any.
     resource: ClassVar[Resource | None]
+    #: Whether its results annotate messages (``annotations``).
+    annotates: ClassVar[bool]
     #: The request body form of the assistant tool, for a tool registered beyond the built-in ones
     #: (theirs are in ``schemas/common.py``'s ``Tool`` union, which the OpenAPI document shows).
     request_model: ClassVar[builtins.type[RequestModel] | None]
@@ -195,6 +200,7 @@ class ToolBase:
 
     resource: ClassVar[Resource | None] = None
     request_model: ClassVar[builtins.type[RequestModel] | None] = None
+    annotates: ClassVar[bool] = False
 
     def public(self, recorded: Mapping[str, Any], *, include_content: bool) -> dict[str, Any]:
         return without_private(recorded)

@@ -52,6 +52,7 @@ class CodeState:
 
 class CodeInterpreter(ServerTool):
     type = "code_interpreter"
+    annotates = True
     resource: ClassVar[Resource | None] = Resource(key="file_ids", kind="file")
     description = (
         "Run Python code in a sandbox without network access and return its output (stdout, errors, "

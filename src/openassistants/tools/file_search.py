@@ -96,6 +96,7 @@ class SearchState:
 
 class FileSearch(ServerTool):
     type = "file_search"
+    annotates = True
     resource: ClassVar[Resource | None] = Resource(key="vector_store_ids", kind="vector_store")
     description = (
         "Search the files the user has uploaded or attached to this conversation and return the most "
