@@ -662,6 +662,8 @@ async def measure_one_burst(c: Clients, opts: Options, server_pid: int) -> dict[
     direct_summary = summarize_burst(direct)
     through_p99 = through.get("first_token", NAN)["p99"]
     direct_p99 = direct_summary.get("first_token", NAN)["p99"]
+    through_p50 = through.get("first_token", NAN)["p50"]
+    direct_p50 = direct_summary.get("first_token", NAN)["p50"]
     return through | {
         "direct_burst": direct_summary | {"seconds": direct_seconds},
         "seconds": seconds,
@@ -674,6 +676,7 @@ async def measure_one_burst(c: Clients, opts: Options, server_pid: int) -> dict[
         "direct_p99": direct_p99,
         # NaN (no stream completed) ranks last, as the worst burst.
         "added_p99": through_p99 - direct_p99 if through_p99 == through_p99 else float("inf"),
+        "added_p50": through_p50 - direct_p50 if through_p50 == through_p50 else float("inf"),
         "cpu_ms_per_run": server_cpu / opts.concurrent * 1000,
     }
 
