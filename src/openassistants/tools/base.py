@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from sqlalchemy import select
 
-from openassistants.retrieval.ranking import DEFAULT_RANKING, Ranking
 from openassistants.schemas.common import RequestModel, accept_tool_schema, refuse_tool_schema
 from openassistants.storage import tables
 
@@ -33,6 +32,7 @@ if TYPE_CHECKING:
 
     from openassistants.code_interpreter.manager import KernelManager
     from openassistants.config import Settings
+    from openassistants.retrieval.ranking import Ranking
     from openassistants.storage.blobs import BlobStore
     from openassistants.storage.db import Database
 
@@ -40,16 +40,16 @@ if TYPE_CHECKING:
 class Searcher(Protocol):
     """Hybrid search over vector stores (``services/search.Searcher``)."""
 
+    # Only what file_search passes.
     async def search(
         self,
         store_ids: list[str],
         queries_: list[str],
         *,
         max_results: int,
-        score_threshold: float = 0.0,
-        filters: Any = None,
-        versions: dict[str, int] | None = None,
-        ranking: Ranking = DEFAULT_RANKING,
+        score_threshold: float = ...,
+        filters: Any = ...,
+        ranking: Ranking = ...,
     ) -> list[Any]: ...
 
 
@@ -201,12 +201,14 @@ class ToolBase:
     resource: ClassVar[Resource | None] = None
     request_model: ClassVar[builtins.type[RequestModel] | None] = None
     annotates: ClassVar[bool] = False
+    #: What the tool keeps across a run's turns, made empty for each turn (None: nothing).
+    state_type: ClassVar[builtins.type | None] = None
 
     def public(self, recorded: Mapping[str, Any], *, include_content: bool) -> dict[str, Any]:
         return without_private(recorded)
 
     def new_state(self) -> Any:
-        return None
+        return self.state_type() if self.state_type is not None else None
 
     async def prepare(
         self, host: ToolHost, conn: AsyncConnection, run: Mapping[str, Any], state: Any
@@ -270,6 +272,15 @@ class ServerTool(ToolBase):
 
     async def execute(self, context: ToolContext, index: int, call: ToolCall) -> None:
         raise NotImplementedError
+
+
+def one_string(name: str, description: str) -> dict[str, Any]:
+    """The JSON schema of a function's parameters that are one required string, ``name``."""
+    return {
+        "type": "object",
+        "properties": {name: {"type": "string", "description": description}},
+        "required": [name],
+    }
 
 
 def without_private(recorded: Mapping[str, Any]) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from openassistants.tools.base import (
     ToolCall,
     ToolContext,
     ToolHost,
+    one_string,
     resource_ids,
 )
 
@@ -53,26 +54,17 @@ class CodeState:
 class CodeInterpreter(ServerTool):
     type = "code_interpreter"
     annotates = True
+    state_type = CodeState
     resource: ClassVar[Resource | None] = Resource(key="file_ids", kind="file")
     description = (
         "Run Python code in a sandbox without network access and return its output (stdout, errors, "
         "images). State is kept between calls in this conversation. Files the user attached and files "
         "you create are under /mnt/data. Use it for calculations, data analysis and making charts or files."
     )
-    parameters: ClassVar[dict[str, Any]] = {
-        "type": "object",
-        "properties": {
-            "code": {
-                "type": "string",
-                "description": "The Python code to run; the value of the last expression is shown.",
-            }
-        },
-        "required": ["code"],
-    }
+    parameters: ClassVar[dict[str, Any]] = one_string(
+        "code", "The Python code to run; the value of the last expression is shown."
+    )
     empty_result: ClassVar[dict[str, Any]] = {"input": "", "outputs": []}
-
-    def new_state(self) -> CodeState:
-        return CodeState()
 
     async def prepare(
         self, host: ToolHost, conn: AsyncConnection, run: Mapping[str, Any], state: CodeState

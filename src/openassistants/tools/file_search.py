@@ -31,6 +31,7 @@ from openassistants.tools.base import (
     ToolCall,
     ToolContext,
     ToolHost,
+    one_string,
     resource_ids,
     without_private,
 )
@@ -97,24 +98,15 @@ class SearchState:
 class FileSearch(ServerTool):
     type = "file_search"
     annotates = True
+    state_type = SearchState
     resource: ClassVar[Resource | None] = Resource(key="vector_store_ids", kind="vector_store")
     description = (
         "Search the files the user has uploaded or attached to this conversation and return the most "
         "relevant passages. Use it whenever the answer may be in those files, and cite what you use."
     )
-    parameters: ClassVar[dict[str, Any]] = {
-        "type": "object",
-        "properties": {
-            "query": {
-                "type": "string",
-                "description": "What to look for, as a self-contained natural-language search query.",
-            }
-        },
-        "required": ["query"],
-    }
-
-    def new_state(self) -> SearchState:
-        return SearchState()
+    parameters: ClassVar[dict[str, Any]] = one_string(
+        "query", "What to look for, as a self-contained natural-language search query."
+    )
 
     async def prepare(
         self, host: ToolHost, conn: AsyncConnection, run: Mapping[str, Any], state: SearchState
