@@ -15,6 +15,7 @@ import asyncpg
 import httpx
 import openai
 import pytest
+from openai.types.beta.threads import Run
 
 from tests.conftest import TENANT_A_KEY
 from tests.processes import ServerProcess, WorkerProcess, process_env, running
@@ -166,6 +167,21 @@ async def test_stream_cut_resumes_on_the_other_replica(
     assert text == "".join(chunks)
 
 
+async def submit_weather_and_finish(client: openai.AsyncOpenAI, thread_id: str, run: Run) -> None:
+    """``run`` asked for the weather tool's output: submit it (streamed) through ``client``; the run
+    completes with the scripted "Cold in Bern." reply."""
+    assert run.status == "requires_action" and run.required_action is not None
+    call = run.required_action.submit_tool_outputs.tool_calls[0]
+    async with client.beta.threads.runs.submit_tool_outputs_stream(
+        thread_id=thread_id, run_id=run.id, tool_outputs=[{"tool_call_id": call.id, "output": "-3C"}]
+    ) as stream:
+        await stream.until_done()
+        final = await stream.get_final_run()
+        messages = await stream.get_final_messages()
+    assert final.status == "completed"
+    assert messages[0].content[0].text.value == "Cold in Bern."  # type: ignore[union-attr]
+
+
 async def test_sdk_flows_across_replicas(topology: Topology, upstream: ScriptedUpstream, model: str) -> None:
     upstream.script(
         model, ToolCalls([("get_weather", '{"city": "Bern"}')]), Reply("Cold in Bern."), Reply("Hi")
@@ -176,16 +192,7 @@ async def test_sdk_flows_across_replicas(topology: Topology, upstream: ScriptedU
         async with a.beta.threads.runs.stream(thread_id=thread.id, assistant_id=assistant.id) as stream:
             await stream.until_done()
             run = await stream.get_final_run()
-        assert run.status == "requires_action" and run.required_action is not None
-        call = run.required_action.submit_tool_outputs.tool_calls[0]
-        async with b.beta.threads.runs.submit_tool_outputs_stream(
-            thread_id=thread.id, run_id=run.id, tool_outputs=[{"tool_call_id": call.id, "output": "-3C"}]
-        ) as stream:
-            await stream.until_done()
-            final = await stream.get_final_run()
-            messages = await stream.get_final_messages()
-        assert final.status == "completed"
-        assert messages[0].content[0].text.value == "Cold in Bern."  # type: ignore[union-attr]
+        await submit_weather_and_finish(b, thread.id, run)
         polled = await b.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id)
         assert polled.status == "completed"
         # Only one active run per thread, whichever replica is asked.

@@ -22,7 +22,7 @@ import pytest
 from tests.conftest import TENANT_A_KEY
 from tests.processes import ServerProcess, process_env
 from tests.test_runs import WEATHER_TOOL
-from tests.test_scale_out import _delta_text, _sse
+from tests.test_scale_out import _delta_text, _sse, submit_weather_and_finish
 from tests.upstream import Reply, ScriptedUpstream, ToolCalls
 
 HEADERS = {"Authorization": f"Bearer {TENANT_A_KEY}", "OpenAI-Beta": "assistants=v2"}
@@ -153,17 +153,8 @@ async def test_tool_outputs_land_on_either_process(
             ) as stream:
                 await stream.until_done()
                 run = await stream.get_final_run()
-        assert run.status == "requires_action" and run.required_action is not None
-        call = run.required_action.submit_tool_outputs.tool_calls[0]
         async with _fresh(server) as client:
-            async with client.beta.threads.runs.submit_tool_outputs_stream(
-                thread_id=thread.id, run_id=run.id, tool_outputs=[{"tool_call_id": call.id, "output": "-3C"}]
-            ) as stream:
-                await stream.until_done()
-                final = await stream.get_final_run()
-                messages = await stream.get_final_messages()
-        assert final.status == "completed"
-        assert messages[0].content[0].text.value == "Cold in Bern."  # type: ignore[union-attr]
+            await submit_weather_and_finish(client, thread.id, run)
         return run.id
 
     await asyncio.gather(*(one() for _ in range(RUNS)))
