@@ -38,7 +38,8 @@ def embeddings() -> Iterator[EmbeddingsStub]:
 def _replicas(
     pg_url: str, stub: EmbeddingsStub, data: Path, **settings: str
 ) -> tuple[ServerProcess, ServerProcess]:
-    """Two API processes on one database and one data folder: both ingest files."""
+    """Two API processes on one database and one data folder: both ingest files (and execute no runs,
+    so a killed one leaves no code-interpreter kernels behind)."""
     env = process_env(
         data_dir=str(data),
         database_url=pg_url,
@@ -46,6 +47,7 @@ def _replicas(
         embeddings_base_url=stub.url,
         access_log="false",
         run_lease_seconds=str(RUN_LEASE_SECONDS),
+        execute_runs="false",
         **settings,
     )
     return ServerProcess(data, env), ServerProcess(data, env)
