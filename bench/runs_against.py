@@ -80,7 +80,10 @@ async def alternate(
             for label in labels:
                 burst = await measure_one_burst(clients[label], opts, servers[label].process.pid)
                 bursts[label].append(
-                    {key: burst[key] for key in ("added_p50", "added_p99", "through_p99", "direct_p99", "cpu_ms_per_run")}
+                    {
+                        key: burst[key]
+                        for key in ("added_p50", "added_p99", "through_p99", "direct_p99", "cpu_ms_per_run")
+                    }
                     | {"completed": burst["completed"], "streams": burst["streams"]}
                 )
                 await asyncio.sleep(SETTLE_S)
