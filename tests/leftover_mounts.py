@@ -5,15 +5,22 @@ inside the data dir (code_interpreter/); a server killed with SIGKILL, as the sc
 purpose, never unmounts it. pytest then cannot remove those folders (EBUSY) when it clears old
 temporary folders, and its warning, an error under ``filterwarnings = error``, fails the run. The
 suite unmounts them when it starts and when it ends.
+
+Only a dead server's mounts: pytest sessions run side by side on one host (all of them under the same
+temporary root), and a live server's kernel keeps writing to its tmpfs after the server's own view of
+it is unmounted, so that the server would find none of the files the kernel writes from then on.
 """
 
 from __future__ import annotations
 
 import getpass
+import itertools
 import os
 import subprocess
 import tempfile
 from pathlib import Path
+
+from openassistants.code_interpreter.manager import is_abandoned
 
 
 def pytest_temp_root() -> Path:
@@ -39,8 +46,17 @@ def mounts_under(root: Path) -> list[str]:
 
 
 def unmount_leftovers(root: Path | None = None) -> None:
-    """Lazily unmount every mount under pytest's temporary root (only root may, and only root mounts)."""
+    """Lazily unmount the kernel mounts under pytest's temporary root whose server process is gone
+    (only root may, and only root mounts)."""
     if os.geteuid() != 0:
         return
     for point in mounts_under(root or pytest_temp_root()):
-        subprocess.run(["umount", "--lazy", point], check=False, capture_output=True)
+        if _left_by_dead_server(Path(point)):
+            subprocess.run(["umount", "--lazy", point], check=False, capture_output=True)
+
+
+def _left_by_dead_server(point: Path) -> bool:
+    """Whether the mount point is in a kernel work root (``<data dir>/kernels/<pid>-<suffix>/``) of a
+    server process that is gone."""
+    parts = point.parts
+    return any(parent == "kernels" and is_abandoned(name) for parent, name in itertools.pairwise(parts))

@@ -371,8 +371,7 @@ class KernelManager:
             return
         self._work_root.mkdir(parents=True, exist_ok=True)
         for entry in self._work_root.iterdir():
-            pid, _, _ = entry.name.partition("-")
-            if pid.isdigit() and not _process_exists(int(pid)):
+            if is_abandoned(entry.name):
                 workdir.unmount_under(entry)
                 shutil.rmtree(entry, ignore_errors=True)
         self._root.mkdir(mode=0o700)
@@ -427,6 +426,13 @@ def _collect(
             files.append(OutputFile(name=name, path=path, size=size, is_image=False))
             returned, room = returned + 1, room - size
     return files, len(changed) - returned
+
+
+def is_abandoned(name: str) -> bool:
+    """Whether ``name``, a directory in a kernels work root, is a manager's whose process is gone:
+    only then may its kernels' mounts and files be removed (a live manager's kernels keep using them)."""
+    pid, _, _ = name.partition("-")
+    return pid.isdigit() and not _process_exists(int(pid))
 
 
 def _process_exists(pid: int) -> bool:
