@@ -14,13 +14,12 @@ it is unmounted, so that the server would find none of the files the kernel writ
 from __future__ import annotations
 
 import getpass
-import itertools
 import os
 import subprocess
 import tempfile
 from pathlib import Path
 
-from openassistants.code_interpreter.manager import is_abandoned
+from openassistants.code_interpreter.ownership import is_abandoned
 
 
 def pytest_temp_root() -> Path:
@@ -58,5 +57,4 @@ def unmount_leftovers(root: Path | None = None) -> None:
 def _left_by_dead_server(point: Path) -> bool:
     """Whether the mount point is in a kernel work root (``<data dir>/kernels/<pid>-<suffix>/``) of a
     server process that is gone."""
-    parts = point.parts
-    return any(parent == "kernels" and is_abandoned(name) for parent, name in itertools.pairwise(parts))
+    return any(directory.parent.name == "kernels" and is_abandoned(directory) for directory in point.parents)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -18,19 +17,14 @@ import pytest
 from openassistants.code_interpreter import workdir
 from tests.conftest import ServerFactory, sdk_client
 from tests.leftover_mounts import mounts_under, unmount_leftovers
+from tests.test_kernel_ownership import dead_pid, owned_elsewhere
 from tests.upstream import Reply, ScriptedUpstream, ToolCalls
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="kernel mounts (a tmpfs per kernel) need root")
 
 
-def _dead_pid() -> int:
-    process = subprocess.Popen(["true"])
-    process.wait()
-    return process.pid
-
-
 def test_only_the_mounts_of_gone_servers_are_unmounted(tmp_path: Path) -> None:
-    dead = tmp_path / "data" / "kernels" / f"{_dead_pid()}-0a1b2c3d" / "kernel-1" / "data"
+    dead = tmp_path / "data" / "kernels" / f"{dead_pid()}-0a1b2c3d" / "kernel-1" / "data"
     live = tmp_path / "data" / "kernels" / f"{os.getpid()}-0a1b2c3d" / "kernel-1" / "data"
     for data_dir in (dead, live):
         data_dir.parent.mkdir(parents=True)
@@ -38,6 +32,22 @@ def test_only_the_mounts_of_gone_servers_are_unmounted(tmp_path: Path) -> None:
     try:
         unmount_leftovers(tmp_path)
         assert mounts_under(tmp_path) == [str(live)]
+    finally:
+        workdir.unmount_under(tmp_path)
+
+
+def test_a_live_servers_mounts_are_kept_though_its_pid_is_not_visible(tmp_path: Path) -> None:
+    # Another container's server: its pid runs nowhere here, but it holds its directory's lock.
+    elsewhere = tmp_path / "data" / "kernels" / f"{dead_pid()}-0a1b2c3d"
+    data_dir = elsewhere / "kernel-1" / "data"
+    elsewhere.parent.mkdir(parents=True)
+    try:
+        with owned_elsewhere(elsewhere):
+            workdir.make_data_dir(data_dir, None, 4096)
+            unmount_leftovers(tmp_path)
+            assert mounts_under(tmp_path) == [str(data_dir)]
+        unmount_leftovers(tmp_path)
+        assert mounts_under(tmp_path) == []
     finally:
         workdir.unmount_under(tmp_path)
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from openassistants.code_interpreter import workdir
 from openassistants.code_interpreter.kernel import CellReply, Kernel, KernelError
 from openassistants.code_interpreter.launcher import Launcher, remove_kernel_directory
+from openassistants.code_interpreter.ownership import Ownership, claim_if_abandoned
 from openassistants.code_interpreter.probe import detect_sandbox
 from openassistants.code_interpreter.sandbox import (
     MAX_FILE_BYTES,
@@ -90,6 +91,7 @@ class KernelManager:
         self._work_root = work_root
         # Several processes (API, workers) may share one work root: each keeps its own directory.
         self._root = work_root / f"{os.getpid()}-{secrets.token_hex(4)}"
+        self._ownership: Ownership | None = None
         self._sessions: dict[str, _Session] = {}
         self._retired: OrderedDict[str, None] = OrderedDict()
         self._pool: list[Kernel] = []
@@ -194,6 +196,8 @@ class KernelManager:
         await asyncio.gather(*(kernel.kill() for kernel in kernels))
         await asyncio.to_thread(workdir.unmount_under, self._root)
         await asyncio.to_thread(shutil.rmtree, self._root, True)
+        if self._ownership is not None:
+            self._ownership.release()
 
     async def _execute(
         self, key: str, state: _Session, code: str, input_files: Sequence[tuple[str, Path]], timeout: float
@@ -366,15 +370,18 @@ class KernelManager:
         await asyncio.to_thread(remove_kernel_directory, kernel.directory)
 
     def _ensure_root(self) -> None:
-        """Create this manager's directory; remove those of managers whose process is gone."""
-        if self._root.exists():
+        """Create this manager's directory, owned until ``close``; remove those of managers gone."""
+        if self._ownership is not None and self._root.exists():
             return
         self._work_root.mkdir(parents=True, exist_ok=True)
         for entry in self._work_root.iterdir():
-            if is_abandoned(entry.name):
-                workdir.unmount_under(entry)
-                shutil.rmtree(entry, ignore_errors=True)
-        self._root.mkdir(mode=0o700)
+            with claim_if_abandoned(entry) as abandoned:
+                if abandoned:
+                    workdir.unmount_under(entry)
+                    shutil.rmtree(entry, ignore_errors=True)
+        if self._ownership is not None:  # its directory was removed from outside: make it again
+            self._ownership.release()
+        self._ownership = Ownership(self._root)
 
 
 def truncate(text: str, limit: int) -> str:
@@ -426,20 +433,3 @@ def _collect(
             files.append(OutputFile(name=name, path=path, size=size, is_image=False))
             returned, room = returned + 1, room - size
     return files, len(changed) - returned
-
-
-def is_abandoned(name: str) -> bool:
-    """Whether ``name``, a directory in a kernels work root, is a manager's whose process is gone:
-    only then may its kernels' mounts and files be removed (a live manager's kernels keep using them)."""
-    pid, _, _ = name.partition("-")
-    return pid.isdigit() and not _process_exists(int(pid))
-
-
-def _process_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
