@@ -59,7 +59,8 @@ def claim_if_abandoned(directory: Path) -> Iterator[bool]:
         yield False
         return
     try:
-        lock = os.open(directory / LOCK_FILE, os.O_RDONLY | os.O_CLOEXEC)
+        # Opened for writing: NFS clients emulate flock with byte-range write locks, which need it.
+        lock = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CLOEXEC)
     except FileNotFoundError:
         yield not _process_exists(int(pid))
         return
