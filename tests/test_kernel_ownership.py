@@ -8,7 +8,9 @@ directory; these tests hold one in a separate process under a name whose pid is 
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,9 +18,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from openassistants.code_interpreter import KernelManager
 from openassistants.code_interpreter.ownership import LOCK_FILE, is_abandoned
 from openassistants.config import Settings
+from tests.conftest import ServerFactory, sdk_client
+from tests.upstream import Reply, ScriptedUpstream, ToolCalls
 
 SETTINGS: dict[str, Any] = {"code_interpreter_pool_size": 0, "code_interpreter_unsafe_no_sandbox": True}
 
@@ -32,6 +38,22 @@ ownership = Ownership(Path(sys.argv[1]))
 (Path(sys.argv[1]) / "kernel-1" / "work.txt").write_text("in use")
 print("owned", flush=True)
 sys.stdin.read()
+"""
+
+
+#: A server starting on the same work root, as another container's would: its clean-up runs.
+STARTING_ELSEWHERE = """
+import asyncio, sys
+from pathlib import Path
+from openassistants.code_interpreter import KernelManager
+from openassistants.config import Settings
+
+async def main() -> None:
+    manager = KernelManager(Settings(code_interpreter_pool_size=0), Path(sys.argv[1]))
+    await manager.start()
+    await manager.close()
+
+asyncio.run(main())
 """
 
 
@@ -108,3 +130,42 @@ async def test_directories_without_a_lock_file_are_judged_by_their_pid(tmp_path:
     for directory in (live, gone, unrelated):
         (directory / "kernel-1").mkdir(parents=True)
     assert await start_and_close_manager(work_root) == [live.name, unrelated.name]
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("bwrap") is None,
+    reason="a pid namespace of its own (unshare) needs root; kernels need bubblewrap",
+)
+async def test_a_server_in_another_pid_namespace_leaves_a_live_servers_kernels_alone(
+    server_factory: ServerFactory, upstream: ScriptedUpstream, model: str, tmp_path: Path
+) -> None:
+    def run_code(code: str) -> ToolCalls:
+        return ToolCalls([("code_interpreter", json.dumps({"code": code}))])
+
+    upstream.script(
+        model,
+        run_code("open('/mnt/data/first.txt', 'w').write('first')"),
+        Reply("one"),
+        run_code("open('/mnt/data/second.txt', 'w').write(open('/mnt/data/first.txt').read() + ' second')"),
+        Reply("two"),
+    )
+    with server_factory() as server:
+        async with sdk_client(server) as client:
+            assistant = await client.beta.assistants.create(model=model, tools=[{"type": "code_interpreter"}])
+            thread = await client.beta.threads.create()
+            for expected in (b"first", b"first second"):
+                run = await client.beta.threads.runs.create_and_poll(
+                    thread_id=thread.id, assistant_id=assistant.id
+                )
+                assert run.status == "completed"
+                message = (await client.beta.threads.messages.list(thread.id, limit=1)).data[0]
+                [attachment] = message.attachments or []
+                assert (await client.files.content(attachment.file_id or "")).read() == expected
+                # Another container's server starts on the same volume; this server's pid is not
+                # visible in its pid namespace.
+                [work_root] = tmp_path.glob("data-*/kernels")
+                subprocess.run(
+                    ["unshare", "--pid", "--fork", sys.executable, "-c", STARTING_ELSEWHERE, str(work_root)],
+                    check=True,
+                    timeout=120,
+                )
