@@ -24,6 +24,7 @@ from openassistants.services.lookup import (
     load_vector_store,
     load_vector_store_file,
 )
+from openassistants.services.wire_object import wire_object
 from openassistants.statuses import BatchStatus, FileStatus
 from openassistants.storage import tables
 from openassistants.storage.db import Database
@@ -64,18 +65,21 @@ async def file_stats(
     return stats
 
 
+_FILE_COLUMNS = (
+    "usage_bytes",
+    "created_at",
+    "vector_store_id",
+    "status",
+    "last_error",
+    "chunking_strategy",
+    "attributes",
+)
+
+
 def vector_store_file_to_wire(row: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "object": "vector_store.file",
-        "usage_bytes": row["usage_bytes"],
-        "created_at": row["created_at"],
-        "vector_store_id": row["vector_store_id"],
-        "status": row["status"],
-        "last_error": row["last_error"],
-        "chunking_strategy": row["chunking_strategy"],
-        "attributes": row["attributes"] or {},
-    }
+    body = wire_object("vector_store.file", row, _FILE_COLUMNS)
+    body["attributes"] = row["attributes"] or {}
+    return body
 
 
 def batch_to_wire(row: Mapping[str, Any], counts: dict[str, int]) -> dict[str, Any]:
