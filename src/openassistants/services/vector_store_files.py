@@ -28,6 +28,7 @@ from openassistants.services.wire_object import wire_object
 from openassistants.statuses import BatchStatus, FileStatus
 from openassistants.storage import tables
 from openassistants.storage.db import Database
+from openassistants.storage.prepared import Row
 from openassistants.storage.queries import delete_remembering_cursors, list_body, page
 from openassistants.storage.search import bump_chunks_version
 
@@ -101,6 +102,12 @@ def batch_to_wire(row: Mapping[str, Any], counts: dict[str, int]) -> dict[str, A
     }
 
 
+async def _load_store_file(conn: AsyncConnection, tenant: str, vector_store_id: str, file_id: str) -> Row:
+    """The store's file; NotFound names the store when the store itself is unknown."""
+    await load_vector_store(conn, tenant, vector_store_id)
+    return await load_vector_store_file(conn, tenant, vector_store_id, file_id)
+
+
 async def attach_files(
     conn: AsyncConnection,
     tenant: str,
@@ -156,16 +163,14 @@ async def get_vector_store_file(
     db: Database, tenant: str, vector_store_id: str, file_id: str
 ) -> dict[str, Any]:
     async with db.read() as conn:
-        await load_vector_store(conn, tenant, vector_store_id)
-        return vector_store_file_to_wire(await load_vector_store_file(conn, tenant, vector_store_id, file_id))
+        return vector_store_file_to_wire(await _load_store_file(conn, tenant, vector_store_id, file_id))
 
 
 async def update_vector_store_file(
     db: Database, tenant: str, vector_store_id: str, file_id: str, body: VectorStoreFileUpdate
 ) -> dict[str, Any]:
     async with db.write() as conn:
-        await load_vector_store(conn, tenant, vector_store_id)
-        await load_vector_store_file(conn, tenant, vector_store_id, file_id)
+        await _load_store_file(conn, tenant, vector_store_id, file_id)
         await conn.execute(
             update(VF)
             .where(VF.c.vector_store_id == vector_store_id, VF.c.id == file_id)
@@ -179,8 +184,7 @@ async def delete_vector_store_file(
 ) -> dict[str, Any]:
     """Removes the file from the store (the File itself is kept); its chunks leave results at once."""
     async with db.write() as conn:
-        await load_vector_store(conn, tenant, vector_store_id)
-        await load_vector_store_file(conn, tenant, vector_store_id, file_id)
+        await _load_store_file(conn, tenant, vector_store_id, file_id)
         await conn.execute(delete(C).where(C.c.vector_store_id == vector_store_id, C.c.file_id == file_id))
         await delete_remembering_cursors(
             conn, VF, VF.c.vector_store_id == vector_store_id, VF.c.id == file_id
@@ -214,8 +218,7 @@ async def vector_store_file_content(
 ) -> dict[str, Any]:
     """The parsed text of the file as it was chunked (chunks without their overlap repeated)."""
     async with db.read() as conn:
-        await load_vector_store(conn, tenant, vector_store_id)
-        await load_vector_store_file(conn, tenant, vector_store_id, file_id)
+        await _load_store_file(conn, tenant, vector_store_id, file_id)
         rows = await conn.execute(
             select(C.c.text)
             .where(C.c.vector_store_id == vector_store_id, C.c.file_id == file_id)
