@@ -10,6 +10,7 @@ import hmac
 import logging
 import time
 import uuid
+from dataclasses import KW_ONLY, dataclass
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -34,26 +35,19 @@ UPLOAD_PATH = "/v1/files"
 UPLOAD_OVERHEAD_BYTES = 64 * 1024
 
 
+@dataclass(eq=False, slots=True)
 class RequestContextMiddleware:
     """Gives each request an ``x-request-id``, caps its body size, logs one JSON line and times it.
 
     Outermost of ours, so that requests refused by the others (401, 413, 429) are logged and timed too.
     """
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        max_body_bytes: int,
-        max_upload_bytes: int,
-        access_log: bool,
-        timer: RequestTimer | None,
-    ) -> None:
-        self.app = app
-        self.max_body_bytes = max_body_bytes
-        self.max_upload_bytes = max_upload_bytes
-        self.access_log = access_log
-        self.timer = timer
+    app: ASGIApp
+    _: KW_ONLY
+    max_body_bytes: int
+    max_upload_bytes: int
+    access_log: bool
+    timer: RequestTimer | None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

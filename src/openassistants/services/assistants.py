@@ -15,6 +15,7 @@ from openassistants.schemas.common import ListParams, response_format_to_wire, t
 from openassistants.services.attachments import create_tool_resources, queues_ingestion
 from openassistants.services.lookup import load_assistant
 from openassistants.services.resources import check_tool_resources, tool_resources_to_stored
+from openassistants.services.wire_object import SAMPLING_DEFAULTS, wire_object
 from openassistants.storage import tables
 from openassistants.storage.db import Database
 from openassistants.storage.queries import (
@@ -30,23 +31,24 @@ if TYPE_CHECKING:
 T = tables.assistants
 
 
+_ASSISTANT_COLUMNS = (
+    "created_at",
+    "name",
+    "description",
+    "model",
+    "instructions",
+    "tools",
+    "tool_resources",
+    "metadata",
+    "temperature",
+    "top_p",
+    "response_format",
+)
+
+
 def assistant_to_wire(row: Mapping[str, Any]) -> dict[str, Any]:
     """The ``assistant`` object exactly as the hosted API returned it."""
-    return {
-        "id": row["id"],
-        "object": "assistant",
-        "created_at": row["created_at"],
-        "name": row["name"],
-        "description": row["description"],
-        "model": row["model"],
-        "instructions": row["instructions"],
-        "tools": row["tools"],
-        "tool_resources": row["tool_resources"],
-        "metadata": row["metadata"],
-        "temperature": row["temperature"] if row["temperature"] is not None else 1.0,
-        "top_p": row["top_p"] if row["top_p"] is not None else 1.0,
-        "response_format": row["response_format"] if row["response_format"] is not None else "auto",
-    }
+    return wire_object("assistant", row, _ASSISTANT_COLUMNS, null_means=SAMPLING_DEFAULTS)
 
 
 async def create_assistant(

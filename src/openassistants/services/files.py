@@ -20,6 +20,7 @@ from openassistants.errors import InvalidRequest
 from openassistants.ids import new_id
 from openassistants.schemas.files import FileCreate
 from openassistants.services.lookup import file_not_found, is_expired
+from openassistants.services.wire_object import wire_object
 from openassistants.statuses import UploadStatus
 from openassistants.storage import tables
 from openassistants.storage.blobs import BlobStore, StagedBlob
@@ -46,19 +47,12 @@ FALLBACK_FILENAME = "file"
 _MAX_EXTENSION_CHARS = 16
 
 
+_FILE_COLUMNS = ("bytes", "created_at", "expires_at", "filename", "purpose", "status", "status_details")
+
+
 def file_to_wire(row: Mapping[str, Any]) -> dict[str, Any]:
     """The ``file`` object exactly as the hosted API returned it."""
-    return {
-        "id": row["id"],
-        "object": "file",
-        "bytes": row["bytes"],
-        "created_at": row["created_at"],
-        "expires_at": row["expires_at"],
-        "filename": row["filename"],
-        "purpose": row["purpose"],
-        "status": row["status"],
-        "status_details": row["status_details"],
-    }
+    return wire_object("file", row, _FILE_COLUMNS)
 
 
 def sanitize_filename(raw: str | None) -> str:

@@ -20,6 +20,7 @@ from openassistants.schemas.messages import (
 from openassistants.services.attachments import index_attachments, queues_ingestion
 from openassistants.services.lookup import load_message, load_thread
 from openassistants.services.runs import ACTIVE_RUNS, ensure_no_active_run
+from openassistants.services.wire_object import wire_object
 from openassistants.statuses import MessageStatus
 from openassistants.storage import tables
 from openassistants.storage.db import Database, runner_for
@@ -79,23 +80,26 @@ def message_values(
     }
 
 
+_MESSAGE_COLUMNS = (
+    "created_at",
+    "thread_id",
+    "status",
+    "incomplete_details",
+    "completed_at",
+    "incomplete_at",
+    "role",
+    "content",
+    "assistant_id",
+    "run_id",
+    "attachments",
+    "metadata",
+)
+
+
 def message_to_wire(row: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "object": "thread.message",
-        "created_at": row["created_at"],
-        "thread_id": row["thread_id"],
-        "status": row["status"],
-        "incomplete_details": row["incomplete_details"],
-        "completed_at": row["completed_at"],
-        "incomplete_at": row["incomplete_at"],
-        "role": row["role"],
-        "content": row["content"],
-        "assistant_id": row["assistant_id"],
-        "run_id": row["run_id"],
-        "attachments": row["attachments"] or [],
-        "metadata": row["metadata"],
-    }
+    body = wire_object("thread.message", row, _MESSAGE_COLUMNS)
+    body["attachments"] = row["attachments"] or []
+    return body
 
 
 #: The columns ``message_values`` gives: every one but ``seq``, which the database numbers.

@@ -33,7 +33,6 @@ from openassistants.services.tool_host import ServicesToolHost
 from openassistants.services.turn_calls import TurnCalls, both, unless_stopped
 from openassistants.services.turn_host import TurnHost
 from openassistants.services.turn_message import OpenMessage, image_part
-from openassistants.statuses import MessageStatus
 from openassistants.storage.queries import insert_rows
 from openassistants.tokens import count_text
 from openassistants.upstream.chat import (
@@ -351,19 +350,7 @@ class ModelTurn:
                 await records.delete_message(conn, message, step)
                 return []
             now = int(time.time())
-            if incomplete_reason is None:
-                await records.update_message(
-                    conn, message, status=MessageStatus.completed.value, completed_at=now, content=content
-                )
-            else:
-                await records.update_message(
-                    conn,
-                    message,
-                    status=MessageStatus.incomplete.value,
-                    incomplete_at=now,
-                    incomplete_details={"reason": incomplete_reason},
-                    content=content,
-                )
+            await records.finish_message(conn, message, content, now=now, incomplete_reason=incomplete_reason)
             step_completed = await records.complete_step(conn, step, now=now, usage=usage)
             return [
                 *last,

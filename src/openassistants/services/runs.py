@@ -15,6 +15,7 @@ from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from openassistants.errors import InvalidRequest
+from openassistants.services.wire_object import SAMPLING_DEFAULTS, wire_object
 from openassistants.statuses import ACTIVE_STATUSES, HELD, RunStatus, check_moves, is_terminal
 from openassistants.storage import tables
 from openassistants.storage.db import runner_for
@@ -142,61 +143,70 @@ def _assistants_error(error: Mapping[str, Any] | None) -> Mapping[str, Any] | No
     return {**error, "code": _ASSISTANTS_CODES[error["code"]]}
 
 
+_RUN_COLUMNS = (
+    "created_at",
+    "assistant_id",
+    "thread_id",
+    "status",
+    "started_at",
+    "expires_at",
+    "cancelled_at",
+    "failed_at",
+    "completed_at",
+    "required_action",
+    "last_error",
+    "model",
+    "instructions",
+    "tools",
+    "metadata",
+    "incomplete_details",
+    "usage",
+    "temperature",
+    "top_p",
+    "max_prompt_tokens",
+    "max_completion_tokens",
+    "truncation_strategy",
+    "tool_choice",
+    "parallel_tool_calls",
+    "response_format",
+)
+_RUN_DEFAULTS = {**SAMPLING_DEFAULTS, "tool_choice": "auto"}
+
+
 def run_to_wire(row: Mapping[str, Any]) -> dict[str, Any]:
     """The ``thread.run`` object; every field the SDK types declare, null where the API had null."""
-    return {
-        "id": row["id"],
-        "object": "thread.run",
-        "created_at": row["created_at"],
-        "assistant_id": row["assistant_id"],
-        "thread_id": row["thread_id"],
-        "status": row["status"],
-        "started_at": row["started_at"],
-        "expires_at": None if is_terminal(row["status"]) else row["expires_at"],
-        "cancelled_at": row["cancelled_at"],
-        "failed_at": row["failed_at"],
-        "completed_at": row["completed_at"],
-        "required_action": row["required_action"],
-        "last_error": _assistants_error(row["last_error"]),
-        "model": row["model"],
-        "instructions": row["instructions"],
-        "tools": row["tools"],
-        "metadata": row["metadata"],
-        "incomplete_details": row["incomplete_details"],
-        "usage": row["usage"],
-        "temperature": row["temperature"] if row["temperature"] is not None else 1.0,
-        "top_p": row["top_p"] if row["top_p"] is not None else 1.0,
-        "max_prompt_tokens": row["max_prompt_tokens"],
-        "max_completion_tokens": row["max_completion_tokens"],
-        "truncation_strategy": row["truncation_strategy"],
-        "tool_choice": row["tool_choice"] if row["tool_choice"] is not None else "auto",
-        "parallel_tool_calls": row["parallel_tool_calls"],
-        "response_format": row["response_format"] if row["response_format"] is not None else "auto",
-    }
+    body = wire_object("thread.run", row, _RUN_COLUMNS, null_means=_RUN_DEFAULTS)
+    if is_terminal(row["status"]):
+        body["expires_at"] = None
+    body["last_error"] = _assistants_error(row["last_error"])
+    return body
+
+
+_STEP_COLUMNS = (
+    "created_at",
+    "assistant_id",
+    "thread_id",
+    "run_id",
+    "type",
+    "status",
+    "step_details",
+    "last_error",
+    "expired_at",
+    "cancelled_at",
+    "failed_at",
+    "completed_at",
+    "metadata",
+    "usage",
+)
 
 
 def step_to_wire(row: Mapping[str, Any], *, include_content: bool = False) -> dict[str, Any]:
     details = row["step_details"]
     if details.get("type") == "tool_calls":
         details = _public_tool_calls(details, include_content)
-    return {
-        "id": row["id"],
-        "object": "thread.run.step",
-        "created_at": row["created_at"],
-        "assistant_id": row["assistant_id"],
-        "thread_id": row["thread_id"],
-        "run_id": row["run_id"],
-        "type": row["type"],
-        "status": row["status"],
-        "step_details": details,
-        "last_error": row["last_error"],
-        "expired_at": row["expired_at"],
-        "cancelled_at": row["cancelled_at"],
-        "failed_at": row["failed_at"],
-        "completed_at": row["completed_at"],
-        "metadata": row["metadata"],
-        "usage": row["usage"],
-    }
+    body = wire_object("thread.run.step", row, _STEP_COLUMNS)
+    body["step_details"] = details
+    return body
 
 
 def _public_tool_calls(details: dict[str, Any], include_content: bool) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from openassistants.services.lookup import load_thread
 from openassistants.services.messages import message_values
 from openassistants.services.resources import check_tool_resources, tool_resources_to_stored
 from openassistants.services.runs import run_to_wire
+from openassistants.services.wire_object import wire_object
 from openassistants.statuses import ACTIVE_STATUSES, RunStatus
 from openassistants.storage import tables
 from openassistants.storage.db import Database
@@ -31,14 +32,11 @@ if TYPE_CHECKING:
 T = tables.threads
 
 
+_THREAD_COLUMNS = ("created_at", "tool_resources", "metadata")
+
+
 def thread_to_wire(row: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "object": "thread",
-        "created_at": row["created_at"],
-        "tool_resources": row["tool_resources"],
-        "metadata": row["metadata"],
-    }
+    return wire_object("thread", row, _THREAD_COLUMNS)
 
 
 async def insert_thread(conn: AsyncConnection, tenant: str, body: ThreadCreate) -> dict[str, Any]:

@@ -24,9 +24,11 @@ from openassistants.services.lookup import (
     load_vector_store,
     load_vector_store_file,
 )
+from openassistants.services.wire_object import wire_object
 from openassistants.statuses import BatchStatus, FileStatus
 from openassistants.storage import tables
 from openassistants.storage.db import Database
+from openassistants.storage.prepared import Row
 from openassistants.storage.queries import delete_remembering_cursors, list_body, page
 from openassistants.storage.search import bump_chunks_version
 
@@ -64,18 +66,21 @@ async def file_stats(
     return stats
 
 
+_FILE_COLUMNS = (
+    "usage_bytes",
+    "created_at",
+    "vector_store_id",
+    "status",
+    "last_error",
+    "chunking_strategy",
+    "attributes",
+)
+
+
 def vector_store_file_to_wire(row: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "object": "vector_store.file",
-        "usage_bytes": row["usage_bytes"],
-        "created_at": row["created_at"],
-        "vector_store_id": row["vector_store_id"],
-        "status": row["status"],
-        "last_error": row["last_error"],
-        "chunking_strategy": row["chunking_strategy"],
-        "attributes": row["attributes"] or {},
-    }
+    body = wire_object("vector_store.file", row, _FILE_COLUMNS)
+    body["attributes"] = row["attributes"] or {}
+    return body
 
 
 def batch_to_wire(row: Mapping[str, Any], counts: dict[str, int]) -> dict[str, Any]:
@@ -95,6 +100,12 @@ def batch_to_wire(row: Mapping[str, Any], counts: dict[str, int]) -> dict[str, A
         "status": status,
         "file_counts": counts,
     }
+
+
+async def _load_store_file(conn: AsyncConnection, tenant: str, vector_store_id: str, file_id: str) -> Row:
+    """The store's file; NotFound names the store when the store itself is unknown."""
+    await load_vector_store(conn, tenant, vector_store_id)
+    return await load_vector_store_file(conn, tenant, vector_store_id, file_id)
 
 
 async def attach_files(
@@ -152,16 +163,14 @@ async def get_vector_store_file(
     db: Database, tenant: str, vector_store_id: str, file_id: str
 ) -> dict[str, Any]:
     async with db.read() as conn:
-        await load_vector_store(conn, tenant, vector_store_id)
-        return vector_store_file_to_wire(await load_vector_store_file(conn, tenant, vector_store_id, file_id))
+        return vector_store_file_to_wire(await _load_store_file(conn, tenant, vector_store_id, file_id))
 
 
 async def update_vector_store_file(
     db: Database, tenant: str, vector_store_id: str, file_id: str, body: VectorStoreFileUpdate
 ) -> dict[str, Any]:
     async with db.write() as conn:
-        await load_vector_store(conn, tenant, vector_store_id)
-        await load_vector_store_file(conn, tenant, vector_store_id, file_id)
+        await _load_store_file(conn, tenant, vector_store_id, file_id)
         await conn.execute(
             update(VF)
             .where(VF.c.vector_store_id == vector_store_id, VF.c.id == file_id)
@@ -175,8 +184,7 @@ async def delete_vector_store_file(
 ) -> dict[str, Any]:
     """Removes the file from the store (the File itself is kept); its chunks leave results at once."""
     async with db.write() as conn:
-        await load_vector_store(conn, tenant, vector_store_id)
-        await load_vector_store_file(conn, tenant, vector_store_id, file_id)
+        await _load_store_file(conn, tenant, vector_store_id, file_id)
         await conn.execute(delete(C).where(C.c.vector_store_id == vector_store_id, C.c.file_id == file_id))
         await delete_remembering_cursors(
             conn, VF, VF.c.vector_store_id == vector_store_id, VF.c.id == file_id
@@ -210,8 +218,7 @@ async def vector_store_file_content(
 ) -> dict[str, Any]:
     """The parsed text of the file as it was chunked (chunks without their overlap repeated)."""
     async with db.read() as conn:
-        await load_vector_store(conn, tenant, vector_store_id)
-        await load_vector_store_file(conn, tenant, vector_store_id, file_id)
+        await _load_store_file(conn, tenant, vector_store_id, file_id)
         rows = await conn.execute(
             select(C.c.text)
             .where(C.c.vector_store_id == vector_store_id, C.c.file_id == file_id)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 import sqlite3
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import KW_ONLY, dataclass
 from typing import Any
 
 from sqlalchemy import types as sqltypes
@@ -135,6 +136,7 @@ class CompiledStatement:
         return rows
 
 
+@dataclass(eq=False, slots=True)
 class Runner:
     """Runs ``Prepared`` statements on one connection: raw sqlite3 on SQLite, asyncpg on PostgreSQL.
 
@@ -142,22 +144,13 @@ class Runner:
     connection's thread) or ``Runner.asyncpg``; ``Database.reader`` and ``runner_for`` do.
     """
 
-    def __init__(
-        self,
-        dialect: Dialect,
-        *,
-        call: Callable[..., Awaitable[Any]] | None = None,
-        connection: AsyncConnection | None = None,
-        adapter: Any = None,
-        begin: bool = True,
-        json_loads: Callable[[str], Any] | None = None,
-    ) -> None:
-        self._begin = begin
-        self._json_loads = json_loads
-        self._dialect = dialect
-        self._call = call
-        self._connection = connection
-        self._adapter = adapter
+    dialect: Dialect
+    _: KW_ONLY
+    call: Callable[..., Awaitable[Any]] | None = None
+    connection: AsyncConnection | None = None
+    adapter: Any = None
+    begin: bool = True
+    json_loads: Callable[[str], Any] | None = None
 
     @classmethod
     def asyncpg(cls, connection: AsyncConnection, adapter: Any, *, begin: bool = True) -> Runner:
@@ -175,9 +168,9 @@ class Runner:
         return cls(dialect, call=call, json_loads=json_loads)
 
     async def _run(self, prepared: Prepared, values: Mapping[str, Any]) -> tuple[Sequence[Row], int]:
-        statement = prepared.compiled(self._dialect, self._json_loads)
-        if self._call is not None:
-            rows, count = await self._call(statement.run, values)
+        statement = prepared.compiled(self.dialect, self.json_loads)
+        if self.call is not None:
+            rows, count = await self.call(statement.run, values)
             return rows, count
         return await self._run_asyncpg(statement, statement.parameters(values))
 
@@ -188,10 +181,10 @@ class Runner:
         unless it is in autocommit, prepare through the adapter's cache, fetch), and what its
         ``Connection`` does with an error: raise it as SQLAlchemy's exception, and after a disconnect
         invalidate the connection and every older one in the pool."""
-        adapter, dialect = self._adapter, self._dialect
+        adapter, dialect = self.adapter, self.dialect
         try:
             async with adapter._execute_mutex:
-                if self._begin and adapter._transaction is None:
+                if self.begin and adapter._transaction is None:
                     await adapter._start_transaction()
                 try:
                     driver_statement, attributes = await adapter._prepare(
@@ -204,12 +197,12 @@ class Runner:
                 except Exception as error:
                     adapter._handle_exception(error)  # raises it as the DBAPI's exception
         except dialect.loaded_dbapi.Error as exc:
-            assert self._connection is not None
+            assert self.connection is not None
             disconnected = dialect.is_disconnect(exc, adapter, None)
             if disconnected:
-                fairy = await self._connection.get_raw_connection()
-                self._connection.sync_engine.pool._invalidate(fairy, exc, _checkin=False)
-                await self._connection.invalidate(exc)
+                fairy = await self.connection.get_raw_connection()
+                self.connection.sync_engine.pool._invalidate(fairy, exc, _checkin=False)
+                await self.connection.invalidate(exc)
             raise DBAPIError.instance(
                 statement.sql,
                 parameters,

@@ -129,15 +129,15 @@ class ResponseEvents:
         if entry.part_open:
             return []
         entry.part_open = True
-        return [
-            self._event(
-                "response.content_part.added",
-                item_id=entry.item["id"],
-                output_index=entry.index,
-                content_index=0,
-                part=output_text_part(""),
-            )
-        ]
+        return [self._part_event(entry, "response.content_part.added", part=output_text_part(""))]
+
+    def _item_event(self, entry: _Item, kind: str, **payload: Any) -> tuple[str, dict[str, Any]]:
+        """An event about the output item ``entry``."""
+        return self._event(kind, item_id=entry.item["id"], output_index=entry.index, **payload)
+
+    def _part_event(self, entry: _Item, kind: str, **payload: Any) -> tuple[str, dict[str, Any]]:
+        """An event about a message's content part (its only one, its text)."""
+        return self._item_event(entry, kind, content_index=0, **payload)
 
     async def _text_delta(self, delta: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
         entry = self.items.get(delta["id"])
@@ -157,11 +157,9 @@ class ResponseEvents:
                 wire = annotation_to_wire(annotation, names, entry.text)
                 if wire is not None:
                     events.append(
-                        self._event(
+                        self._part_event(
+                            entry,
                             "response.output_text.annotation.added",
-                            item_id=entry.item["id"],
-                            output_index=entry.index,
-                            content_index=0,
                             annotation_index=annotation["index"],
                             annotation=wire,
                         )
@@ -173,16 +171,7 @@ class ResponseEvents:
         if len(shown) <= entry.shown:
             return []
         delta, entry.shown = shown[entry.shown :], len(shown)
-        return [
-            self._event(
-                "response.output_text.delta",
-                item_id=entry.item["id"],
-                output_index=entry.index,
-                content_index=0,
-                delta=delta,
-                logprobs=[],
-            )
-        ]
+        return [self._part_event(entry, "response.output_text.delta", delta=delta, logprobs=[])]
 
     async def _message_done(self, message: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
         entry = self.items.get(message["id"])
@@ -201,9 +190,8 @@ class ResponseEvents:
         )
         # The end of the text a delta held back (an unclosed 【 that never became a citation).
         events += self._shown_delta(entry, part["text"])
-        common = {"item_id": item["id"], "output_index": entry.index, "content_index": 0}
-        events.append(self._event("response.output_text.done", **common, text=part["text"], logprobs=[]))
-        events.append(self._event("response.content_part.done", **common, part=part))
+        events.append(self._part_event(entry, "response.output_text.done", text=part["text"], logprobs=[]))
+        events.append(self._part_event(entry, "response.content_part.done", part=part))
         events.append(self._event("response.output_item.done", output_index=entry.index, item=item))
         return events
 
@@ -229,30 +217,14 @@ class ResponseEvents:
                     item = code_interpreter_item(item_id, {"code_interpreter": {}}, ItemStatus.in_progress)
                 entry, added = self._added(key, item)
                 events.append(added)
-            if kind == "function":
-                arguments = call["function"].get("arguments") or ""
-                if arguments:
-                    entry.text += arguments
-                    events.append(
-                        self._event(
-                            "response.function_call_arguments.delta",
-                            item_id=item_id,
-                            output_index=entry.index,
-                            delta=arguments,
-                        )
+            streamed = _streamed_input(call)
+            if streamed:
+                entry.text += streamed
+                events.append(
+                    self._event(
+                        _INPUT_DELTA_EVENTS[kind], item_id=item_id, output_index=entry.index, delta=streamed
                     )
-            elif kind == "code_interpreter":
-                code = (call.get("code_interpreter") or {}).get("input") or ""
-                if code:
-                    entry.text += code
-                    events.append(
-                        self._event(
-                            "response.code_interpreter_call_code.delta",
-                            item_id=item_id,
-                            output_index=entry.index,
-                            delta=code,
-                        )
-                    )
+                )
         return events
 
     def _calls_done(self, step: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -268,34 +240,37 @@ class ResponseEvents:
                 item = function_call_item(
                     item_id, call["id"], function["name"], function["arguments"], ItemStatus.completed
                 )
-                events.append(
-                    self._event(
-                        "response.function_call_arguments.done",
-                        item_id=item_id,
-                        output_index=entry.index,
-                        name=function["name"],
-                        arguments=function["arguments"],
-                    )
+                done = self._item_event(
+                    entry,
+                    "response.function_call_arguments.done",
+                    name=function["name"],
+                    arguments=function["arguments"],
                 )
             elif kind == "file_search":
                 item = file_search_item(item_id, call, include_results=False)
-                events.append(
-                    self._event(
-                        "response.file_search_call.completed", item_id=item_id, output_index=entry.index
-                    )
-                )
+                done = self._item_event(entry, "response.file_search_call.completed")
             else:
                 item = code_interpreter_item(item_id, call, ItemStatus.completed)
-                events.append(
-                    self._event(
-                        "response.code_interpreter_call_code.done",
-                        item_id=item_id,
-                        output_index=entry.index,
-                        code=item["code"],
-                    )
-                )
-            events.append(self._event("response.output_item.done", output_index=entry.index, item=item))
+                done = self._item_event(entry, "response.code_interpreter_call_code.done", code=item["code"])
+            events += [done, self._event("response.output_item.done", output_index=entry.index, item=item)]
         return events
+
+
+#: The event each delta of a call's streamed input goes out as, for the calls that stream one.
+_INPUT_DELTA_EVENTS = {
+    "function": "response.function_call_arguments.delta",
+    "code_interpreter": "response.code_interpreter_call_code.delta",
+}
+
+
+def _streamed_input(call: Mapping[str, Any]) -> str:
+    """This delta's piece of a call's input: a function's arguments, the interpreter's code."""
+    kind = call.get("type")
+    if kind == "function":
+        return call["function"].get("arguments") or ""
+    if kind == "code_interpreter":
+        return (call.get("code_interpreter") or {}).get("input") or ""
+    return ""
 
 
 async def response_events(
