@@ -13,8 +13,6 @@ from typing import Any
 
 import orjson
 
-from openassistants.statuses import STREAM_STOP_STATUSES
-
 #: The largest event id a client may resume after: ids are PostgreSQL ``bigint``s.
 MAX_EVENT_ID = 2**63 - 1
 
@@ -66,11 +64,3 @@ def error_event(code: str, message: str) -> Event:
     """The ``error`` event in the framing every SDK path raises on (spec notes, §5.5)."""
     inner = {"message": message, "type": "server_error", "param": None, "code": code}
     return Event.of("error", {"error": inner, **inner})
-
-
-def ends_stream(event: Event) -> bool:
-    """True for the run event after which a stream has nothing more to say."""
-    prefix = "thread.run."
-    if not event.name.startswith(prefix) or event.name.startswith("thread.run.step"):
-        return False
-    return event.name[len(prefix) :] in STREAM_STOP_STATUSES

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from openassistants.events import Event
-from openassistants.statuses import MessageStatus, RunStatus, StepStatus
+from openassistants.statuses import STREAM_STOP_STATUSES, MessageStatus, RunStatus, StepStatus
 
 THREAD_CREATED = "thread.created"
 RUN_CREATED = "thread.run.created"
@@ -28,6 +28,13 @@ MESSAGE_CREATED = "thread.message.created"
 MESSAGE_DELTA = "thread.message.delta"
 #: ``thread.message.<status>``: the message moved to that status.
 MESSAGE_MOVED = {status: f"thread.message.{status.value}" for status in MessageStatus}
+#: The run events after which a stream has nothing more to say (a final status, or requires_action).
+STREAM_ENDING = frozenset(RUN_MOVED[status] for status in STREAM_STOP_STATUSES)
+
+
+def ends_stream(event: Event) -> bool:
+    """True for the run event after which a stream has nothing more to say."""
+    return event.name in STREAM_ENDING
 
 
 def thread_created(thread: Mapping[str, Any]) -> Event:

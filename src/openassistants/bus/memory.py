@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from openassistants.bus.base import Transaction
-from openassistants.events import Event, ends_stream
+from openassistants.events import Event
+from openassistants.run_events import ends_stream
 
 #: What an event costs in memory besides its payload (the Event, its list slot, the bytes header).
 EVENT_OVERHEAD_BYTES = 128

@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 from openassistants.bus.base import Transaction
 from openassistants.bus.notify import RUN_EVENTS, PostgresNotifier
 from openassistants.bus.postgres_sql import ID_BLOCK, NEXT_BLOCKS, REPLAY, WRITE, WRITE_NEW, write_parameters
-from openassistants.events import Event, ends_stream
+from openassistants.events import Event
+from openassistants.run_events import ends_stream
 from openassistants.storage.db import on_commit
 
 logger = logging.getLogger("openassistants.events")

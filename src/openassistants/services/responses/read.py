@@ -12,7 +12,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from openassistants.errors import InvalidRequest
-from openassistants.events import ends_stream
+from openassistants.run_events import ends_stream
 from openassistants.services.prompt import CONTEXT_LENGTH_EXCEEDED
 from openassistants.services.responses.ids import response_not_found, run_id_of
 from openassistants.services.responses.stream import ResponseEvents, response_events
