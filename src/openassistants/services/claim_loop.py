@@ -16,7 +16,7 @@ import contextlib
 import functools
 import logging
 from collections.abc import Coroutine, Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
 from openassistants.bus.notify import Notifier
@@ -55,32 +55,26 @@ class ClaimWork(Protocol[Job, Key]):
         """Settles, or frees for others, the claims whose holders stopped renewing them."""
 
 
+@dataclass(eq=False)
 class ClaimLoop(Generic[Job, Key]):
     """Claims and runs one queue's jobs in this process (``name`` prefixes its tasks' names)."""
 
-    def __init__(
-        self,
-        name: str,
-        logger: logging.Logger,
-        notifier: Notifier,
-        channel: str,
-        settings: ClaimSettings,
-        work: ClaimWork[Job, Key],
-    ) -> None:
-        self.name = name
-        self.notifier = notifier
-        self.channel = channel
-        self.settings = settings
-        self.work = work
-        self.running: dict[Key, asyncio.Task[None]] = {}
-        #: Places promised to jobs claimed elsewhere and not started yet (they count against capacity).
-        self.reserved = 0
-        self._logger = logger
-        self._wakeup = asyncio.Event()
-        self._dispatcher: asyncio.Task[None] | None = None
-        self._loops: list[asyncio.Task[None]] = []
-        notifier.listen(channel, lambda _payload: self._wakeup.set())
-        notifier.on_reconnect(self._on_reconnect)
+    name: str
+    logger: logging.Logger
+    notifier: Notifier
+    channel: str
+    settings: ClaimSettings
+    work: ClaimWork[Job, Key]
+    running: dict[Key, asyncio.Task[None]] = field(default_factory=dict, init=False)
+    #: Places promised to jobs claimed elsewhere and not started yet (they count against capacity).
+    reserved: int = field(default=0, init=False)
+    _wakeup: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+    _dispatcher: asyncio.Task[None] | None = field(default=None, init=False)
+    _loops: list[asyncio.Task[None]] = field(default_factory=list, init=False)
+
+    def __post_init__(self) -> None:
+        self.notifier.listen(self.channel, lambda _payload: self._wakeup.set())
+        self.notifier.on_reconnect(self._on_reconnect)
 
     async def _on_reconnect(self) -> None:
         self._wakeup.set()  # a wake-up may have been missed while disconnected
@@ -107,7 +101,7 @@ class ClaimLoop(Generic[Job, Key]):
                 await self._dispatcher
         running = list(self.running.values())
         if running and self.settings.shutdown_grace_seconds > 0:
-            self._logger.info("waiting for %d running jobs to finish", len(running))
+            self.logger.info("waiting for %d running jobs to finish", len(running))
             await asyncio.wait(running, timeout=self.settings.shutdown_grace_seconds)
         for task in self.running.values():
             task.cancel()
@@ -122,7 +116,7 @@ class ClaimLoop(Generic[Job, Key]):
         try:
             await self.notifier.notify(self.channel, "")
         except Exception:
-            self._logger.warning("could not send a wake-up; the work is found by polling", exc_info=True)
+            self.logger.warning("could not send a wake-up; the work is found by polling", exc_info=True)
 
     def spawn(self, job: Job) -> None:
         """Run a job claimed by this process (by the dispatcher, or with the row that created it)."""
@@ -142,7 +136,7 @@ class ClaimLoop(Generic[Job, Key]):
             try:
                 jobs = await self.work.claim_jobs(free) if free > 0 else []
             except Exception:
-                self._logger.warning("could not claim work", exc_info=True)
+                self.logger.warning("could not claim work", exc_info=True)
                 jobs = []
             for job in jobs:
                 self.spawn(job)
@@ -157,7 +151,7 @@ class ClaimLoop(Generic[Job, Key]):
             try:
                 await self.work.renew_leases(list(self.running))
             except Exception:
-                self._logger.warning("could not renew leases", exc_info=True)
+                self.logger.warning("could not renew leases", exc_info=True)
 
     async def _sweep(self) -> None:
         while True:
@@ -165,7 +159,7 @@ class ClaimLoop(Generic[Job, Key]):
             try:
                 await self.work.sweep_lapsed()
             except Exception:
-                self._logger.warning("could not settle lapsed claims", exc_info=True)
+                self.logger.warning("could not settle lapsed claims", exc_info=True)
 
 
 class Wakeable(Protocol):
