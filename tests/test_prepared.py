@@ -75,9 +75,10 @@ async def test_rows_read_as_sqlalchemy_reads_them(db: Database) -> None:
         for values in written:
             assert await runner.execute(INSERT, values) == 1
     async with db.read() as conn:
-        expected = [
-            dict(r) for r in (await conn.execute(select(T).where(T.c.thread_id == thread_id))).mappings()
-        ]
+        # In the page's order: a SELECT without ORDER BY returns PostgreSQL's heap order, which is not
+        # always insertion order.
+        query = select(T).where(T.c.thread_id == thread_id).order_by(T.c.created_at, T.c.seq)
+        expected = [dict(r) for r in (await conn.execute(query)).mappings()]
     async with db.reader() as reader:
         found = await find_row(reader, T, "t_prepared", str(written[2]["id"]), thread_id=thread_id)
         rows, has_more = await page(
