@@ -139,14 +139,14 @@ async def test_tool_outputs_land_on_either_process(
     two_processes: ServerProcess, upstream: ScriptedUpstream, model: str, pg_url: str
 ) -> None:
     server = two_processes
-    for _ in range(RUNS):
-        upstream.script(model, ToolCalls([("get_weather", '{"city": "Bern"}')]))
-    upstream.script(model, *[Reply("Cold in Bern.")] * RUNS)
-    async with _fresh(server) as setup:
-        assistant = await setup.beta.assistants.create(model=model, tools=[WEATHER_TOOL])
 
-    async def one() -> str:
+    async def one(n: int) -> str:
+        # Each run has a model of its own: with one shared queue of turns, a run whose tool outputs
+        # arrived before another run's first request took that run's tool call as its reply.
+        own_model = f"{model}-{n}"
+        upstream.script(own_model, ToolCalls([("get_weather", '{"city": "Bern"}')]), Reply("Cold in Bern."))
         async with _fresh(server) as client:
+            assistant = await client.beta.assistants.create(model=own_model, tools=[WEATHER_TOOL])
             thread = await client.beta.threads.create(messages=[{"role": "user", "content": "Weather?"}])
             async with client.beta.threads.runs.stream(
                 thread_id=thread.id, assistant_id=assistant.id
@@ -157,7 +157,7 @@ async def test_tool_outputs_land_on_either_process(
             await submit_weather_and_finish(client, thread.id, run)
         return run.id
 
-    await asyncio.gather(*(one() for _ in range(RUNS)))
+    await asyncio.gather(*(one(n) for n in range(RUNS)))
 
 
 @pytest.mark.parametrize("workers", ["0", "2"])
