@@ -13,7 +13,7 @@ CONTENT_INCLUDE = "step_details.tool_calls[*].file_search.results[*].content"
 MARKER = "【0:0†island.md】"
 
 
-async def _store_with_fact(client: openai.AsyncOpenAI) -> tuple[str, str]:
+async def store_with_fact(client: openai.AsyncOpenAI) -> tuple[str, str]:
     fact = await client.files.create(file=("island.md", FACT.encode()), purpose="assistants")
     others = [
         (await client.files.create(file=(f"f{n}.txt", t.encode()), purpose="assistants")).id
@@ -30,7 +30,7 @@ async def _store_with_fact(client: openai.AsyncOpenAI) -> tuple[str, str]:
 async def test_file_search_run_cites_the_right_file(
     client: openai.AsyncOpenAI, upstream: ScriptedUpstream, model: str
 ) -> None:
-    store_id, fact_id = await _store_with_fact(client)
+    store_id, fact_id = await store_with_fact(client)
     answer = f"The keeper feeds seventeen cats{MARKER}."
     upstream.script(model, ToolCalls([("file_search", '{"query": "lighthouse keeper cats"}')]), Reply(answer))
     assistant = await client.beta.assistants.create(
@@ -76,7 +76,7 @@ async def test_file_search_run_cites_the_right_file(
 async def test_file_search_streams_and_unknown_markers_are_not_cited(
     client: openai.AsyncOpenAI, upstream: ScriptedUpstream, model: str
 ) -> None:
-    store_id, _ = await _store_with_fact(client)
+    store_id, _ = await store_with_fact(client)
     upstream.script(
         model,
         ToolCalls([("file_search", '{"query": "cats"}')]),
@@ -122,7 +122,7 @@ async def test_file_search_citations_stream_in_the_deltas(
 ) -> None:
     """As the hosted API did: each citation arrives in the delta whose text closes its marker,
     numbered by its place in the message, so the SDK's snapshot is the completed message."""
-    store_id, fact_id = await _store_with_fact(client)
+    store_id, fact_id = await store_with_fact(client)
     second = "【0:1†second】"
     answer = f"Seventeen{MARKER} cats, fed daily{second}, not【9:9†nowhere.txt】 this{MARKER}."
     # Markers split across pieces, and pieces closing several at once.

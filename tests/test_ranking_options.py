@@ -12,27 +12,14 @@ import openai
 import pytest
 
 from tests.conftest import ServerFactory, sdk_client
+from tests.test_file_search import store_with_fact
 from tests.test_vector_stores import FACT, FILLER
 
 QUESTION = "How many cats does the lighthouse keeper feed?"
 
 
-async def _store(client: openai.AsyncOpenAI) -> tuple[str, str]:
-    fact = await client.files.create(file=("island.md", FACT.encode()), purpose="assistants")
-    others = [
-        (await client.files.create(file=(f"f{n}.txt", t.encode()), purpose="assistants")).id
-        for n, t in enumerate(FILLER)
-    ]
-    store = await client.vector_stores.create(name="kb")
-    batch = await client.vector_stores.file_batches.create_and_poll(
-        vector_store_id=store.id, file_ids=[fact.id, *others]
-    )
-    assert batch.file_counts.completed == 5
-    return store.id, fact.id
-
-
 async def test_search_ranker_and_hybrid_weights(client: openai.AsyncOpenAI) -> None:
-    store, fact = await _store(client)
+    store, fact = await store_with_fact(client)
     default = await client.vector_stores.search(store, query=QUESTION)
     assert default.data[0].file_id == fact
     for ranker in ("auto", "default-2024-11-15"):
@@ -107,7 +94,7 @@ async def test_a_file_is_searchable_before_its_vectors_exist(server_factory: Ser
         port = closed.getsockname()[1]
     with server_factory(embeddings_base_url=f"http://127.0.0.1:{port}/v1") as server:
         async with sdk_client(server) as client:
-            store, fact = await _store(client)
+            store, fact = await store_with_fact(client)
             page = await client.vector_stores.search(
                 store,
                 query=QUESTION,
