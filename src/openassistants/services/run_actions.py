@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -129,11 +129,11 @@ async def _insert_run(
     rt: Runtime,
     tenant: str,
     thread_id: str,
+    assistant: Mapping[str, Any],
     body: RunOptions,
     claim: dict[str, Any] | None,
 ) -> tuple[dict[str, Any], Reply | None]:
     """Stores the run, and its reply when it gets one ahead; returns ``_new_run``'s values and reply."""
-    assistant = await load_assistant(conn, tenant, body.assistant_id)
     values, reply = _new_run(rt, tenant, thread_id, assistant, body, claim)
     await insert_rows(conn, [(R, values | (claim or {})), *(reply.rows() if reply else [])])
     return values, reply
@@ -213,7 +213,8 @@ async def create_run(rt: Runtime, tenant: str, thread_id: str, body: RunCreate) 
                         [message_values(tenant, thread_id, m, now) for m in body.additional_messages],
                     )
                     await index_attachments(conn, tenant, thread_id, body.additional_messages)
-                run, reply = await _insert_run(conn, rt, tenant, thread_id, body, start.claim)
+                assistant = await load_assistant(conn, tenant, body.assistant_id)
+                run, reply = await _insert_run(conn, rt, tenant, thread_id, assistant, body, start.claim)
                 await _announce(conn, rt, run)
         start.run, start.reply = run, reply
     if queues_ingestion(messages=body.additional_messages):
@@ -227,7 +228,7 @@ async def create_thread_and_run(
     thread_body = body.thread or ThreadCreate.model_validate({})
     async with _starting(rt) as start:
         async with rt.db.write(inline=True) as conn:
-            await load_assistant(conn, tenant, body.assistant_id)
+            assistant = await load_assistant(conn, tenant, body.assistant_id)
             thread = await insert_thread(conn, tenant, thread_body)
             if body.tool_resources is not None:
                 thread["tool_resources"] = tool_resources_to_stored(body.tool_resources)
@@ -237,7 +238,7 @@ async def create_thread_and_run(
                     .where(tables.threads.c.id == thread["id"])
                     .values(tool_resources=thread["tool_resources"])
                 )
-            run, reply = await _insert_run(conn, rt, tenant, thread["id"], body, start.claim)
+            run, reply = await _insert_run(conn, rt, tenant, thread["id"], assistant, body, start.claim)
             await _announce(conn, rt, run, thread=thread_to_wire(thread))
         start.run, start.reply = run, reply
     if queues_ingestion(thread_body.tool_resources, thread_body.messages):
