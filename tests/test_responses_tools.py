@@ -7,7 +7,7 @@ from __future__ import annotations
 import openai
 import pytest
 
-from tests.test_file_search import MARKER, _store_with_fact
+from tests.test_file_search import MARKER, store_with_fact
 from tests.test_vector_stores import FACT
 from tests.upstream import Reply, ScriptedUpstream, ToolCalls
 
@@ -15,7 +15,7 @@ from tests.upstream import Reply, ScriptedUpstream, ToolCalls
 async def test_file_search_tool_searches_the_given_stores_and_cites(
     client: openai.AsyncOpenAI, upstream: ScriptedUpstream, model: str
 ) -> None:
-    store_id, fact_id = await _store_with_fact(client)
+    store_id, fact_id = await store_with_fact(client)
     shown = "The keeper feeds seventeen cats"
     answer = f"{shown}{MARKER}."
     upstream.script(model, ToolCalls([("file_search", '{"query": "lighthouse keeper cats"}')]), Reply(answer))
@@ -49,7 +49,7 @@ async def test_file_search_tool_searches_the_given_stores_and_cites(
 async def test_citations_in_a_conversation_items_have_no_markers(
     client: openai.AsyncOpenAI, upstream: ScriptedUpstream, model: str
 ) -> None:
-    store_id, fact_id = await _store_with_fact(client)
+    store_id, fact_id = await store_with_fact(client)
     upstream.script(
         model,
         ToolCalls([("file_search", '{"query": "cats"}')]),
@@ -120,7 +120,7 @@ async def test_input_tokens_counts_the_prompt(
 async def test_streamed_file_search_announces_the_call_and_the_citation(
     client: openai.AsyncOpenAI, upstream: ScriptedUpstream, model: str
 ) -> None:
-    store_id, fact_id = await _store_with_fact(client)
+    store_id, fact_id = await store_with_fact(client)
     upstream.script(
         model,
         ToolCalls([("file_search", '{"query": "cats"}')]),
@@ -199,7 +199,7 @@ async def test_file_search_filters_on_file_attributes(
 async def test_file_search_ranking_options_reach_the_search(
     client: openai.AsyncOpenAI, upstream: ScriptedUpstream, model: str, ranking: dict[str, object]
 ) -> None:
-    store_id, fact_id = await _store_with_fact(client)
+    store_id, fact_id = await store_with_fact(client)
     upstream.script(model, ToolCalls([("file_search", '{"query": "lighthouse keeper cats"}')]), Reply("ok"))
     tool = {"type": "file_search", "vector_store_ids": [store_id], "ranking_options": ranking}
     response = await client.responses.create(
@@ -219,7 +219,7 @@ async def test_file_search_ranking_options_reach_the_search(
 async def test_file_search_ranking_weights_both_zero_are_a_400(
     client: openai.AsyncOpenAI, model: str
 ) -> None:
-    store_id, _ = await _store_with_fact(client)
+    store_id, _ = await store_with_fact(client)
     weights = {"embedding_weight": 0, "text_weight": 0}
     tool = {
         "type": "file_search",
