@@ -86,8 +86,8 @@ PHASE_TIMEOUT_S = 240.0
 #: the machine's CPU: on a 2-core machine anything else running shows in every figure.
 QUIET_BUSY = 0.10
 QUIET_WAIT_S = 20.0
-#: PostgreSQL connections one server may open with the default database_pool_size of 5: SQLAlchemy's
-#: pool (5 + 5 overflow), the event log's asyncpg pool (4) and its LISTEN connection.
+#: PostgreSQL connections one server may open with the default database_pool_size of 10: SQLAlchemy's
+#: pool (10), the event log's asyncpg pool (4) and its LISTEN connection.
 PG_CONNECTIONS_NEEDED = 15
 #: Concurrency used to create the threads a phase needs (not measured).
 SETUP_CONCURRENCY = 16

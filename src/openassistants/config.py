@@ -36,10 +36,10 @@ class Settings(BaseSettings):
         "Unset: SQLite in WAL mode under data_dir.",
     )
     database_pool_size: int = Field(
-        5,
+        10,
         ge=1,
-        description="PostgreSQL connections each process keeps open (as many more under bursts); "
-        "every process of a deployment shares the server's max_connections.",
+        description="PostgreSQL connections each process opens at most (as it needs them) and keeps "
+        "open; every process of a deployment shares the server's max_connections.",
     )
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list,
