@@ -87,8 +87,8 @@ PHASE_TIMEOUT_S = 240.0
 QUIET_BUSY = 0.10
 QUIET_WAIT_S = 20.0
 #: PostgreSQL connections one server may open with the default database_pool_size of 10: SQLAlchemy's
-#: pool (10), the event log's asyncpg pool (4) and its LISTEN connection.
-PG_CONNECTIONS_NEEDED = 15
+#: pool (10), the lease heartbeat's (1), the event log's asyncpg pool (4) and its LISTEN connection.
+PG_CONNECTIONS_NEEDED = 16
 #: Concurrency used to create the threads a phase needs (not measured).
 SETUP_CONCURRENCY = 16
 REPO = Path(__file__).resolve().parent.parent

@@ -3,6 +3,7 @@ claims (a write), and the read sees exactly the runs a claim would take."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import ExitStack
@@ -82,3 +83,46 @@ async def test_only_a_queued_unclaimed_unexpired_run_is_waiting(db: Database) ->
         claimed = await run_claims.claim_runs(conn, "w_test", 10, 15.0)
     assert [row["id"] for row in claimed] == [run_id]
     assert not await waiting(db)
+
+
+async def test_leases_are_renewed_while_every_pooled_connection_is_busy(backend: str, tmp_path: Path) -> None:
+    """A burst holds (and queues for) every connection of the shared pool; a heartbeat queued behind
+    it renewed its leases after they had lapsed, and another process settled live runs as failed.
+    Renewals have a connection of their own (PostgreSQL); on SQLite they are inline writes."""
+    with ExitStack() as stack:
+        if backend == "postgres":
+            url = stack.enter_context(temporary_postgres_database())
+        else:
+            url = f"sqlite+aiosqlite:///{tmp_path / 'leases.db'}"
+        database = Database(url, pool_size=2)
+        await database.migrate()
+        try:
+            run_id = await add_run(database, status="in_progress", worker="w_here")
+            async with database.write() as conn:
+                await conn.execute(
+                    tables.runs.update().where(tables.runs.c.id == run_id).values(lease_expires_at=1)
+                )
+            held = []
+            if backend == "postgres":  # the whole shared pool, each in a transaction
+                for _ in range(2):
+                    conn = await database.engine.connect()
+                    await conn.begin()
+                    held.append(conn)
+            try:
+                async with asyncio.timeout(10):
+                    async with database.lease_write() as conn:
+                        await run_claims.renew_leases(conn, "w_here", [run_id], 30)
+            finally:
+                for conn in held:
+                    await conn.close()
+            async with database.read() as conn:
+                expires = (
+                    await conn.execute(
+                        tables.runs.select()
+                        .with_only_columns(tables.runs.c.lease_expires_at)
+                        .where(tables.runs.c.id == run_id)
+                    )
+                ).scalar_one()
+            assert expires > (time.time() + 20) * 1000  # milliseconds
+        finally:
+            await database.close()

@@ -246,9 +246,7 @@ class Executor:
         return [(row, None) for row in rows]
 
     async def renew_leases(self, run_ids: list[str]) -> None:
-        # Inline (SQLite): one UPDATE, which on the writer's thread would hold the writer slot across
-        # hand-offs that, on a busy loop, take far longer than the statement.
-        async with self.db.write(inline=True) as conn:
+        async with self.db.lease_write() as conn:
             await run_claims.renew_leases(conn, self.worker_id, run_ids, self.settings.run_lease_seconds)
 
     async def _expire_loop(self) -> None:

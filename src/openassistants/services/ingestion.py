@@ -136,7 +136,7 @@ class Ingestor:
             )
 
     async def renew_leases(self, jobs: list[IngestJob]) -> None:
-        async with self.db.write() as conn:
+        async with self.db.lease_write() as conn:
             await ingest_claims.renew_file_leases(
                 conn, self.worker_id, jobs, self.settings.ingest_lease_seconds
             )

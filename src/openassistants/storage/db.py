@@ -153,6 +153,12 @@ class Database:
             # Reads outside a transaction: under READ COMMITTED each statement of one sees its own
             # snapshot anyway, and BEGIN and the ROLLBACK on return are two round trips per read.
             self.read_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        # Lease renewals' own connection (PostgreSQL): see ``lease_write``.
+        self._lease_engine: AsyncEngine | None = (
+            None
+            if self.is_sqlite
+            else create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=120)
+        )
         self._write_slot = WriteSlot() if self.is_sqlite else None
         # Raw read connections for ``reader`` (SQLite): sqlite3 connections used on the loop's thread.
         self._sqlite_path = url.split("///", 1)[1] if self.is_sqlite else ""
@@ -312,6 +318,26 @@ class Database:
                 raise ServiceUnavailable("The database is unavailable; retry shortly.") from exc
             raise
 
+    @asynccontextmanager
+    async def lease_write(self) -> AsyncIterator[AsyncConnection]:
+        """A small transaction renewing leases. On PostgreSQL it has a connection of its own: under a
+        burst hundreds of runs queue for the shared pool, and a heartbeat queued behind them renewed
+        its leases after they had lapsed, so that another process settled live runs as stopped
+        (``failed``). On SQLite (one process, nobody else judges its leases) an inline write: one UPDATE,
+        which on the writer's thread would hold the writer's slot across hand-offs that, on a busy
+        loop, take far longer than the statement."""
+        if self._lease_engine is None:
+            async with self.write(inline=True) as conn:
+                yield conn
+            return
+        try:
+            async with self._lease_engine.begin() as conn:
+                yield conn
+        except (OperationalError, DBAPIError, OSError) as exc:
+            if is_connectivity_error(exc):
+                raise ServiceUnavailable("The database is unavailable; retry shortly.") from exc
+            raise
+
     async def _writer_connection(self) -> AsyncConnection:
         """The one writer connection, kept checked out between transactions (SQLite): every write
         takes the lock and this connection anyway, and a checkout and return per write cost more
@@ -345,6 +371,8 @@ class Database:
             self._checkpointer = None
         if self.is_sqlite:
             await self.read_engine.dispose()
+        if self._lease_engine is not None:
+            await self._lease_engine.dispose()
         await self.engine.dispose()
 
 
