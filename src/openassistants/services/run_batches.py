@@ -42,7 +42,7 @@ A, T = tables.assistants, tables.threads
 _ASSISTANT_KEYS = [column.key for column in A.columns]
 
 #: Runs written by one statement, at most.
-BATCH_MOST = 32
+BATCH_MOST = 128
 #: SQLSTATEs: a unique index refused the row; a foreign key found no thread.
 _UNIQUE_VIOLATION, _FOREIGN_KEY_VIOLATION = "23505", "23503"
 
