@@ -127,3 +127,46 @@ async def test_ids_keep_increasing_when_the_run_moves_to_another_process(db: Dat
     finally:
         await _stop(first, first_notifier)
         await _stop(second, second_notifier)
+
+
+async def test_another_process_gets_every_event_whole_however_they_share_notifications(db: Database) -> None:
+    """The flusher's events travel several to a NOTIFY (up to its payload limit); one too large to
+    travel goes without its data, which the receiver fetches: another process streams them all, in
+    order, with their data. The creating process streams the run from its own log (no replay)."""
+    here, here_notifier = await _bus(db)
+    there, there_notifier = await _bus(db)
+    try:
+        run_id = "run_notified"
+        remote = there.subscribe(run_id, 0)
+        remote_got = asyncio.ensure_future(
+            _collect_data(remote, ends="thread.run.completed"),
+        )
+        await asyncio.sleep(0.2)  # subscribed (its replay done)
+        here.publish(run_id, Event.of("thread.run.created", {}))
+        local_got = asyncio.ensure_future(
+            _collect_data(here.subscribe(run_id, 0), ends="thread.run.completed")
+        )
+        sent = [Event.of("thread.message.delta", {"n": n, "text": "x" * (n * 97 % 1500)}) for n in range(60)]
+        sent.insert(30, Event.of("thread.message.delta", {"n": "large", "text": "y" * 20_000}))
+        for event in sent:
+            here.publish(run_id, event)
+        async with db.write() as conn:
+            await here.publish_in(conn, run_id, [Event.of("thread.run.completed", {})])
+        got_there, got_here = await asyncio.wait_for(asyncio.gather(remote_got, local_got), timeout=10)
+        expected = [b"{}", *(event.data for event in sent), b"{}"]
+        assert [data for _, data in got_here] == expected
+        assert got_there == got_here
+        ids = [event_id for event_id, _ in got_here]
+        assert ids == sorted(set(ids))
+    finally:
+        await _stop(here, here_notifier)
+        await _stop(there, there_notifier)
+
+
+async def _collect_data(stream: AsyncIterator[list[tuple[int, Event]]], ends: str) -> list[tuple[int, bytes]]:
+    got: list[tuple[int, bytes]] = []
+    async for batch in stream:
+        got += [(event_id, event.data) for event_id, event in batch]
+        if batch[-1][1].name == ends:
+            break
+    return got

@@ -262,6 +262,45 @@ async def test_concurrent_runs_on_one_thread_exactly_one_is_created(
     assert [r.id for r in runs.data] == [created[0].id]
 
 
+async def test_concurrent_creations_each_get_their_own_answer(
+    client: openai.AsyncOpenAI, other_tenant: openai.AsyncOpenAI, upstream: ScriptedUpstream, model: str
+) -> None:
+    """Creations arriving together (on PostgreSQL, read in one statement): a thread that is not the
+    tenant's, an assistant that is not, a thread with an active run, and good ones, each answered as
+    if alone, in the checks' order (the thread's 404 before the assistant's)."""
+    upstream.script(model, *(Reply("slow", chunks=["s"] * 20, delay=0.05) for _ in range(3)))
+    assistant = await client.beta.assistants.create(model=model)
+    foreign_assistant = await other_tenant.beta.assistants.create(model=model)
+    foreign_thread = await other_tenant.beta.threads.create()
+    busy, free, also_free = [await client.beta.threads.create() for _ in range(3)]
+    active = await client.beta.threads.runs.create(thread_id=busy.id, assistant_id=assistant.id)
+
+    async def create(thread_id: str, assistant_id: str) -> object:
+        try:
+            return await client.beta.threads.runs.create(thread_id=thread_id, assistant_id=assistant_id)
+        except openai.APIStatusError as error:
+            return error
+
+    results = await asyncio.gather(
+        create(foreign_thread.id, assistant.id),
+        create(free.id, foreign_assistant.id),
+        create(foreign_thread.id, foreign_assistant.id),
+        create(busy.id, assistant.id),
+        create(free.id, assistant.id),
+        create(also_free.id, assistant.id),
+    )
+    assert isinstance(results[0], openai.NotFoundError) and foreign_thread.id in str(results[0])
+    assert isinstance(results[1], openai.NotFoundError) and foreign_assistant.id in str(results[1])
+    assert isinstance(results[2], openai.NotFoundError) and foreign_thread.id in str(results[2])
+    assert isinstance(results[3], openai.BadRequestError)
+    assert results[3].body["message"] == f"Thread {busy.id} already has an active run {active.id}."  # type: ignore[index]
+    for run, thread_id in [(results[4], free.id), (results[5], also_free.id), (active, busy.id)]:
+        assert isinstance(run, openai.types.beta.threads.Run)
+        assert run.assistant_id == assistant.id and run.thread_id == thread_id
+        final = await client.beta.threads.runs.poll(run.id, thread_id=thread_id)
+        assert final.status == "completed"
+
+
 async def test_illegal_moves_are_400(
     client: openai.AsyncOpenAI, upstream: ScriptedUpstream, model: str
 ) -> None:

@@ -8,16 +8,15 @@ stopping a bus is the composition root's business (``services/runtime.py``), not
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any, Protocol
+from typing import Protocol
+
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from openassistants.events import Event
 
-
-class Transaction(Protocol):
-    """The caller's open transaction, as far as publishing in it goes: a statement with positional
-    parameters (SQLAlchemy's ``AsyncConnection`` is one)."""
-
-    async def exec_driver_sql(self, statement: str, parameters: Any = ...) -> Any: ...
+#: The caller's open write transaction (``Database.write``'s connection), which ``publish_in``
+#: writes in.
+Transaction = AsyncConnection
 
 
 class EventBus(Protocol):

@@ -16,7 +16,9 @@ INSERT and the NOTIFYs carrying them, in one transaction, so a notification is d
 when its events are visible. ``publish_in`` writes in the caller's transaction; its events reach
 the log here when that commits. Each process keeps a LISTEN connection: events other processes
 publish reach the logs of runs streamed here; those of this process's own blocks are echoes, and
-skipped. A subscriber first replays the table after the id it starts from, then follows the log.
+skipped. A subscriber first replays the table after the id it starts from, then follows the log;
+the replay is skipped when the log here began with the run's ``created`` event (the run was created
+in this process, which streams it to its creator): the log then holds all of it.
 """
 
 from __future__ import annotations
@@ -32,8 +34,8 @@ from openassistants.bus.base import Transaction
 from openassistants.bus.notify import RUN_EVENTS, PostgresNotifier
 from openassistants.bus.postgres_sql import ID_BLOCK, NEXT_BLOCKS, REPLAY, WRITE, WRITE_NEW, write_parameters
 from openassistants.events import Event
-from openassistants.run_events import ends_stream
-from openassistants.storage.db import on_commit
+from openassistants.run_events import RUN_CREATED, ends_stream
+from openassistants.storage.db import on_commit, runner_for
 
 logger = logging.getLogger("openassistants.events")
 
@@ -59,6 +61,9 @@ class _RunLog:
     #: Blocks (id // ID_BLOCK) this process numbered the run's events from: their notifications are
     #: echoes of events the log has (or will have, once their transaction commits).
     blocks: set[int] = field(default_factory=set)
+    #: Begun by the run's first event (its ``created``, published here): the log then has (or will
+    #: have, as they are numbered or come) every event of the run, and a subscriber needs no replay.
+    whole: bool = False
 
     def wake(self) -> None:
         self.changed.set()
@@ -117,7 +122,9 @@ class PostgresEventBus:
             del self._logs[run_id]
 
     def publish(self, run_id: str, event: Event) -> None:
-        log = self._log(run_id)
+        log = self._logs.get(run_id)
+        if log is None:
+            log = self._logs[run_id] = _RunLog(whole=event.name == RUN_CREATED)
         log.active = True
         if log.waiting or log.next_id == log.end_id:
             log.waiting.append(event)
@@ -189,13 +196,15 @@ class PostgresEventBus:
             return
         await self.flush(run_id)  # the run's earlier events first: their ids are lower
         ids: list[int] = []
+        # Straight on the transaction's asyncpg connection: a Core execution costs more than the write.
+        runner = await runner_for(conn)
         for start in range(0, len(events), ID_BLOCK):
             chunk = events[start : start + ID_BLOCK]
-            result = await conn.exec_driver_sql(
+            records = await runner.fetch_sql(
                 WRITE_NEW,
                 (run_id, [e.name for e in chunk], [e.data.decode() for e in chunk], int(time.time())),
             )
-            ids += [int(row[0]) for row in result]
+            ids += [int(record[0]) for record in records]
         log = self._logs.get(run_id)
         if log is None:
             return  # nobody here streams or publishes it: the table and NOTIFY serve the others
@@ -341,8 +350,9 @@ class PostgresEventBus:
         log = self._log(run_id)
         log.subscribers += 1
         try:
-            # Registered before the replay, so nothing committed meanwhile is missed; ids dedupe.
-            replayed = await self._fetch(run_id, after)
+            # Registered before the replay, so nothing committed meanwhile is missed; ids dedupe. A
+            # run created here, streamed by its creator (the usual case), has its whole log here.
+            replayed = [] if log.whole else await self._fetch(run_id, after)
             seen = {event_id for event_id, _ in replayed}
             for n, (_, event) in enumerate(replayed):
                 if ends_stream(event):
@@ -350,7 +360,7 @@ class PostgresEventBus:
                     return
             if replayed:
                 yield replayed
-            elif after > 0 and await self._stopped_by(run_id, after):
+            elif after > 0 and not log.whole and await self._stopped_by(run_id, after):
                 return  # resumed past the run's last event, which ended it: nothing more will come
             position = 0
             while True:

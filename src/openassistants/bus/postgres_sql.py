@@ -40,8 +40,17 @@ FROM lines ORDER BY id
 """
 
 
-#: The flusher's batch, numbered already: ids, run ids, names, data, time.
-WRITE = _writing("SELECT *, $5::bigint FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[])")
+#: The flusher's batch, numbered already: ids, run ids, names, data, time, and the notifications
+#: carrying them (``write_parameters``): a few events each rather than one NOTIFY per event, which every
+#: listening process (this one included, for its echoes) received and handled one at a time.
+WRITE = f"""
+WITH written AS (
+    INSERT INTO run_events (id, run_id, name, data, created_at)
+    SELECT *, $5::bigint FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[])
+)
+SELECT pg_notify('{RUN_EVENTS}', t.payload)
+FROM unnest($6::text[]) WITH ORDINALITY AS t(payload, o) ORDER BY t.o
+"""
 #: ``publish_in``'s events of one run, numbered from a fresh block: run id, names, data, time.
 WRITE_NEW = _writing(
     f"SELECT b.base + t.o - 1, $1::text, t.n, t.d, $4::bigint FROM (SELECT {_NEXT_BLOCK} AS base) AS b, "
@@ -61,7 +70,7 @@ ORDER BY r.o, e.id
 
 def write_parameters(
     batch: list[tuple[int, str, Event]],
-) -> tuple[list[int], list[str], list[str], list[str], int]:
+) -> tuple[list[int], list[str], list[str], list[str], int, list[str]]:
     """``WRITE``'s parameters for a batch of (id, run id, event)."""
     return (
         [event_id for event_id, _, _ in batch],
@@ -69,4 +78,25 @@ def write_parameters(
         [event.name for _, _, event in batch],
         [event.data.decode() for _, _, event in batch],
         int(time.time()),
+        notify_payloads(batch),
     )
+
+
+def notify_payloads(batch: list[tuple[int, str, Event]]) -> list[str]:
+    """The batch's events as NOTIFY payloads, in order: a line each (as ``_writing`` makes them in
+    SQL, for ids numbered there: without the data of an event too large to travel), lines joined by
+    newlines (JSON has none) up to NOTIFY_PAYLOAD_BYTES a payload."""
+    payloads: list[str] = []
+    lines: list[bytes] = []
+    size = 0
+    for event_id, run_id, event in batch:
+        head = f"{event_id}\t{run_id}\t{event.name}\t".encode()
+        line = head if len(head) + len(event.data) > NOTIFY_PAYLOAD_BYTES else head + event.data
+        if lines and size + 1 + len(line) > NOTIFY_PAYLOAD_BYTES:
+            payloads.append(b"\n".join(lines).decode())
+            lines, size = [], -1
+        lines.append(line)
+        size += 1 + len(line)
+    if lines:
+        payloads.append(b"\n".join(lines).decode())
+    return payloads

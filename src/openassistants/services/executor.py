@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, or_, select
 
 from openassistants.bus.base import EventBus
 from openassistants.config import Settings
@@ -37,6 +37,7 @@ from openassistants.bus.notify import RUN_CANCEL, RUNS_QUEUED, Notifier
 from openassistants.statuses import RunStatus
 from openassistants.storage import claims, run_claims, tables
 from openassistants.storage.db import Database
+from openassistants.storage.prepared import Prepared
 from openassistants.tokens import count_text
 from openassistants.upstream.chat import ChatClient
 
@@ -59,6 +60,21 @@ RunJob = tuple[Mapping[str, Any], Reply | None]
 EXPIRY_SWEEP_SECONDS = 0.5
 LAPSED_MESSAGE = "The worker executing this run stopped responding; the run was ended."
 RESTART_MESSAGE = "The server restarted while this run was in progress."
+
+
+#: Unfinished runs past their ``expires_at``, looked for every EXPIRY_SWEEP_SECONDS (prepared once).
+_OVERDUE = Prepared(
+    select(R.c.id, R.c.status, R.c.worker_id).where(
+        # Each status a literal of its own: an IN list would be expanded at every execution.
+        or_(
+            *(
+                R.c.status == s.value
+                for s in (RunStatus.queued, RunStatus.requires_action, RunStatus.in_progress)
+            )
+        ),
+        R.c.expires_at <= bindparam("now"),
+    )
+)
 
 
 def new_worker_id() -> str:
@@ -262,17 +278,10 @@ class Executor:
         for tool outputs) at once; those executing here by stopping them between two tokens (or
         their tool call), as a cancel does. A run another process executes is that process's to
         expire (its own sweep finds it), or, should it have died, its lapsed lease settles the run."""
-        now = int(time.time())
-        unfinished = [RunStatus.queued.value, RunStatus.requires_action.value, RunStatus.in_progress.value]
-        async with self.db.read() as conn:
-            rows = (
-                await conn.execute(
-                    select(R.c.id, R.c.status, R.c.worker_id).where(
-                        R.c.status.in_(unfinished), R.c.expires_at <= now
-                    )
-                )
-            ).all()
-        for run_id, status, worker in rows:
+        async with self.db.reader() as reader:
+            rows = await reader.rows(_OVERDUE, {"now": int(time.time())})
+        for row in rows:
+            run_id, status, worker = row["id"], row["status"], row["worker_id"]
             if worker is None and status != RunStatus.in_progress:
                 await self.status.end(run_id, {RunStatus(status)}, RunStatus.expired)
             elif worker == self.worker_id and run_id in self._running:

@@ -1,6 +1,8 @@
 """Creating a run on PostgreSQL in two round trips, the second shared by concurrent creations.
 
-1. One read, outside any transaction: the thread, its active run if it has one, and the assistant.
+1. One read, outside any transaction: the thread, its active run if it has one, and the assistant;
+   creations arriving while one is read are read together by the next, in one statement (as their
+   writes are: every creation of a burst once took a pool connection and a round trip of its own).
 2. One INSERT of the run (with its reply, when it gets one ahead), outside any transaction too, so it
    commits by itself: no BEGIN, no COMMIT. Runs being created meanwhile go in the same statement
    (group commit, storage/group_commit.py): one round trip and one WAL flush for up to BATCH_MOST.
@@ -25,48 +27,85 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from sqlalchemy import Insert, Table, and_, bindparam, func, insert, select
+from sqlalchemy import Insert, Table, and_, bindparam, func, insert, or_, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 
 from openassistants import run_events
 from openassistants.errors import InvalidRequest, not_found
-from openassistants.services.runs import ACTIVE_RUNS, active_run_id, run_to_wire
+from openassistants.services.runs import active_run_id, run_to_wire
 from openassistants.services.runtime import Runtime
+from openassistants.statuses import ACTIVE_STATUSES
 from openassistants.storage import tables
 from openassistants.storage.db import Database
 from openassistants.storage.group_commit import GroupCommit
 from openassistants.storage.prepared import Prepared, Row
 
-A, T = tables.assistants, tables.threads
+A, R, T = tables.assistants, tables.runs, tables.threads
 _ASSISTANT_KEYS = [column.key for column in A.columns]
 
 #: Runs written by one statement, at most.
-BATCH_MOST = 32
+BATCH_MOST = 128
 #: SQLSTATEs: a unique index refused the row; a foreign key found no thread.
 _UNIQUE_VIOLATION, _FOREIGN_KEY_VIOLATION = "23505", "23503"
 
-#: The thread (if the tenant's), its active run (if any) and the assistant (if the tenant's), in one row.
-_START = Prepared(
-    select(
-        T.c.id.label("found_thread_id"),
-        ACTIVE_RUNS.limit(1).scalar_subquery().label("active_run_id"),
-        *A.c,
+
+def _starts() -> Prepared:
+    """For each (thread, tenant, assistant) of the parameters' arrays, ``o`` its place in them: the
+    thread (if the tenant's), its active run (if any) and the assistant (if the tenant's), in one
+    row; no row for a thread that is not the tenant's. One statement for every creation waiting."""
+    wanted = (
+        func.unnest(
+            bindparam("thread_ids", type_=ARRAY(T.c.id.type)),
+            bindparam("tenant_ids", type_=ARRAY(T.c.tenant_id.type)),
+            bindparam("assistant_ids", type_=ARRAY(A.c.id.type)),
+        )
+        .table_valued("thread_id", "tenant_id", "assistant_id", with_ordinality="o")
+        .render_derived(name="wanted")
     )
-    .select_from(
-        T.outerjoin(A, and_(A.c.id == bindparam("assistant_id"), A.c.tenant_id == bindparam("tenant_id")))
+    active = select(R.c.id).where(
+        R.c.thread_id == T.c.id, or_(*(R.c.status == s.value for s in sorted(ACTIVE_STATUSES)))
     )
-    .where(T.c.id == bindparam("thread_id"), T.c.tenant_id == bindparam("tenant_id"))
-)
+    return Prepared(
+        select(
+            wanted.c.o,
+            T.c.id.label("found_thread_id"),
+            active.limit(1).scalar_subquery().label("active_run_id"),
+            *A.c,
+        ).select_from(
+            wanted.join(T, and_(T.c.id == wanted.c.thread_id, T.c.tenant_id == wanted.c.tenant_id)).outerjoin(
+                A, and_(A.c.id == wanted.c.assistant_id, A.c.tenant_id == wanted.c.tenant_id)
+            )
+        )
+    )
+
+
+_STARTS = _starts()
+#: (tenant, thread id, assistant id) of a run to create.
+Start = tuple[str, str, str]
+
+
+async def _read_starts(db: Database, starts: list[Start]) -> list[Row | None]:
+    """``GroupCommit``'s batch for reads: each creation's row (``_starts``), in one round trip."""
+    values = {
+        "tenant_ids": [tenant for tenant, _, _ in starts],
+        "thread_ids": [thread_id for _, thread_id, _ in starts],
+        "assistant_ids": [assistant_id for _, _, assistant_id in starts],
+    }
+    async with db.reader() as reader:
+        rows = await reader.rows(_STARTS, values)
+    found = {row["o"]: row for row in rows}
+    return [found.get(n) for n in range(1, len(starts) + 1)]
+
+
+#: Reads arriving while one is out wait for the next, which reads them all (as creations are written).
+_READS: GroupCommit[Database, Start, Row | None] = GroupCommit(_read_starts, most=BATCH_MOST)
 
 
 async def load_for_run(db: Database, tenant: str, thread_id: str, assistant_id: str) -> Row:
     """The assistant a run on the thread starts from; raises as ``create_run``'s checks do, in their
     order: the thread's 404, the thread's active run (400), the assistant's 404."""
-    async with db.reader() as reader:
-        row = await reader.first(
-            _START, {"thread_id": thread_id, "tenant_id": tenant, "assistant_id": assistant_id}
-        )
+    row = await _READS.submit(db, (tenant, thread_id, assistant_id))
     if row is None:
         raise not_found("thread", thread_id)
     if row["active_run_id"] is not None:

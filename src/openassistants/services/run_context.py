@@ -89,12 +89,22 @@ async def load_run_context(host: ToolHost, run: Mapping[str, Any], *, has_steps:
         reserve = min(reserve, int(max_completion))
     context_window = settings.model_context_windows.get(run["model"], settings.default_context_window)
     budget = prompt_budget(context_window, reserve, run["max_prompt_tokens"])
+    response = is_response_run(run)
+    # One connection for the turn's first reads (each checkout costs about as much as a statement on
+    # PostgreSQL). The run's own messages matter only with its steps (``run_turns``): a first turn,
+    # which has none, reads neither.
+    own_rows: Sequence[Any] = []
+    steps: Sequence[Any] = []
+    first_page: Sequence[Any] = []
     async with db.reader() as runner:
-        own_rows = await runner.rows(_OWN_MESSAGES, {"thread_id": run["thread_id"], "run_id": run["id"]})
-        steps: Sequence[Any] = await runner.rows(_RUN_STEPS, {"run_id": run["id"]}) if has_steps else []
+        if has_steps:
+            own_rows = await runner.rows(_OWN_MESSAGES, {"thread_id": run["thread_id"], "run_id": run["id"]})
+            steps = await runner.rows(_RUN_STEPS, {"run_id": run["id"]})
+        if not response:
+            first_page = await runner.rows(_THREAD_PAGE, _page_values(run, _NEWEST))
     thread_message_tokens: list[int] | None = None
     truncation_strategy = run["truncation_strategy"]
-    if is_response_run(run):
+    if response:
         # A response's history spans its chain's threads and the calls a client replayed
         # (services/responses/hooks.py): read whole, as it places steps among the messages.
         async with db.reader() as runner:
@@ -104,7 +114,7 @@ async def load_run_context(host: ToolHost, run: Mapping[str, Any], *, has_steps:
             truncation_strategy = {"type": "disabled"}
         steps = [s for s in steps if not is_replayed(s)]
     else:
-        thread_messages, thread_message_tokens = await _thread_messages(db, run, budget)
+        thread_messages, thread_message_tokens = await _thread_messages(db, run, budget, first_page)
     offered = offered_tools(run)
     state = RunToolState({d["type"]: TOOLS[d["type"]].new_state() for d in offered})
     state.annotating = [
@@ -146,23 +156,25 @@ async def load_run_context(host: ToolHost, run: Mapping[str, Any], *, has_steps:
     return RunContext(prompt=prompt, tools_by_call_name=TOOLS.by_call_name(offered), tools=state)
 
 
+def _page_values(run: Mapping[str, Any], before: int) -> dict[str, Any]:
+    return {"thread_id": run["thread_id"], "before": before, "limit": PROMPT_PAGE_MESSAGES}
+
+
 async def _thread_messages(
-    db: Database, run: Mapping[str, Any], budget: int
+    db: Database, run: Mapping[str, Any], budget: int, first_page: Sequence[Any]
 ) -> tuple[list[dict[str, Any]], list[int]]:
     """The thread's messages, other than the run's own, that a prompt within ``budget`` tokens can
-    hold (wire dicts, oldest first), and the tokens of each: read newest first, a page at a time,
-    until they alone exceed the budget (build_prompt keeps the newest that fit, so older ones could
-    never be in it), or until ``last_messages`` of them when the run truncates so."""
+    hold (wire dicts, oldest first), and the tokens of each: read newest first, a page at a time
+    (``first_page``, the newest, read already), until they alone exceed the budget (build_prompt
+    keeps the newest that fit, so older ones could never be in it), or until ``last_messages`` of
+    them when the run truncates so."""
     strategy = run["truncation_strategy"] or {}
     last_n = strategy.get("last_messages") if strategy.get("type") == "last_messages" else None
     newest_first: list[dict[str, Any]] = []
     costs: list[int] = []
     spent = 0
-    before = _NEWEST
+    page = first_page
     while True:
-        values = {"thread_id": run["thread_id"], "before": before, "limit": PROMPT_PAGE_MESSAGES}
-        async with db.reader() as runner:
-            page = await runner.rows(_THREAD_PAGE, values)
         for row in page:
             if row["run_id"] != run["id"]:
                 message = message_to_wire(row)
@@ -173,9 +185,10 @@ async def _thread_messages(
             break
         if last_n is not None and len(newest_first) >= last_n:
             break
-        before = page[-1]["seq"]
         # A SQLite read never suspends: without this, the pages would run back to back.
         await asyncio.sleep(0)
+        async with db.reader() as runner:
+            page = await runner.rows(_THREAD_PAGE, _page_values(run, page[-1]["seq"]))
     newest_first.reverse()
     costs.reverse()
     return newest_first, costs

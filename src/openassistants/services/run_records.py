@@ -19,7 +19,7 @@ from openassistants.services.messages import message_to_wire
 from openassistants.services.runs import step_to_wire
 from openassistants.statuses import MessageStatus, RunStatus, StepStatus
 from openassistants.storage import tables
-from openassistants.storage.queries import insert_row, update_row
+from openassistants.storage.queries import insert_row, update_row, update_rows
 
 M = tables.messages
 S = tables.run_steps
@@ -110,12 +110,16 @@ async def update_step(conn: AsyncConnection, step: dict[str, Any], **changes: An
     await update_row(conn, S, step["id"], changes)
 
 
+def _step_completion(now: int | None, changes: dict[str, Any]) -> dict[str, Any]:
+    completed_at = int(time.time()) if now is None else now
+    return {**changes, "status": StepStatus.completed.value, "completed_at": completed_at}
+
+
 async def complete_step(
     conn: AsyncConnection, step: dict[str, Any], *, now: int | None = None, **changes: Any
 ) -> Event:
     """Completes ``step`` with ``changes`` (its final details, its usage); returns its event."""
-    completed_at = int(time.time()) if now is None else now
-    await update_step(conn, step, **changes, status=StepStatus.completed.value, completed_at=completed_at)
+    await update_step(conn, step, **_step_completion(now, changes))
     return run_events.step_moved(step_to_wire(step))
 
 
@@ -134,19 +138,38 @@ async def finish_message(
 ) -> None:
     """Closes an assistant message with its final ``content``: completed, or incomplete for
     ``incomplete_reason`` (a token limit, or the run stopping under it)."""
+    await update_message(conn, message, **_message_end(content, now, incomplete_reason))
+
+
+def _message_end(content: list[dict[str, Any]], now: int, incomplete_reason: str | None) -> dict[str, Any]:
     if incomplete_reason is None:
-        await update_message(
-            conn, message, status=MessageStatus.completed.value, completed_at=now, content=content
-        )
-    else:
-        await update_message(
-            conn,
-            message,
-            status=MessageStatus.incomplete.value,
-            incomplete_at=now,
-            incomplete_details={"reason": incomplete_reason},
-            content=content,
-        )
+        return {"status": MessageStatus.completed.value, "completed_at": now, "content": content}
+    return {
+        "status": MessageStatus.incomplete.value,
+        "incomplete_at": now,
+        "incomplete_details": {"reason": incomplete_reason},
+        "content": content,
+    }
+
+
+async def finish_reply(
+    conn: AsyncConnection,
+    message: dict[str, Any],
+    step: dict[str, Any],
+    content: list[dict[str, Any]],
+    *,
+    now: int,
+    usage: dict[str, int],
+    incomplete_reason: str | None = None,
+) -> Event:
+    """``finish_message`` and ``complete_step`` (with ``usage``) for a text reply and its step, in
+    one statement on PostgreSQL (``queries.update_rows``); returns the step's event."""
+    message_changes = _message_end(content, now, incomplete_reason)
+    step_changes = _step_completion(now, {"usage": usage})
+    message.update(message_changes)
+    step.update(step_changes)
+    await update_rows(conn, [(M, message["id"], message_changes), (S, step["id"], step_changes)])
+    return run_events.step_moved(step_to_wire(step))
 
 
 async def close_open_work(

@@ -350,8 +350,9 @@ class ModelTurn:
                 await records.delete_message(conn, message, step)
                 return []
             now = int(time.time())
-            await records.finish_message(conn, message, content, now=now, incomplete_reason=incomplete_reason)
-            step_completed = await records.complete_step(conn, step, now=now, usage=usage)
+            step_completed = await records.finish_reply(
+                conn, message, step, content, now=now, usage=usage, incomplete_reason=incomplete_reason
+            )
             return [
                 *last,
                 run_events.message_moved(message_to_wire(message)),

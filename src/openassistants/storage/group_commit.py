@@ -5,6 +5,7 @@ each holds the lock for its statements' round trips and its commit's flush to di
 arrive while one such transaction runs queue here instead, and the next transaction writes all of
 them: the same round trips and one flush for the lot. Each caller gets its own result, or the
 exception the batch raised (every write in it shared the transaction, so each meets the same fate).
+Reads that can share one statement batch the same way (services/run_batches.py: run creations' reads).
 """
 
 from __future__ import annotations

@@ -177,10 +177,25 @@ class Runner:
     async def _run_asyncpg(
         self, statement: CompiledStatement, parameters: list[Any]
     ) -> tuple[list[Row], int]:
+        def described(attributes: Sequence[Any]) -> None:
+            if statement.processed is None and statement.keys:
+                statement.result_types([attribute.type.oid for attribute in attributes])
+
+        records, status_message = await self._fetch_asyncpg(statement.sql, parameters, described)
+        status = _COUNT.match(status_message or "")
+        # An INSERT without RETURNING of its own returns its primary key (SQLAlchemy's implicit
+        # RETURNING, compiled in), which no caller reads.
+        rows = statement.rows(records) if statement.keys else []
+        return rows, int(status[1]) if status else -1
+
+    async def _fetch_asyncpg(
+        self, sql: str, parameters: Sequence[Any], described: Callable[[Sequence[Any]], None] | None = None
+    ) -> tuple[list[Any], str | None]:
         """What SQLAlchemy's asyncpg cursor does for one statement (begin the connection's transaction
         unless it is in autocommit, prepare through the adapter's cache, fetch), and what its
         ``Connection`` does with an error: raise it as SQLAlchemy's exception, and after a disconnect
-        invalidate the connection and every older one in the pool."""
+        invalidate the connection and every older one in the pool. Returns the driver's records and
+        its status message; ``described`` is given the result's column attributes before the fetch."""
         adapter, dialect = self.adapter, self.dialect
         try:
             async with adapter._execute_mutex:
@@ -188,11 +203,11 @@ class Runner:
                     await adapter._start_transaction()
                 try:
                     driver_statement, attributes = await adapter._prepare(
-                        statement.sql,
+                        sql,
                         dialect._invalidate_schema_cache_asof,  # type: ignore[attr-defined]
                     )
-                    if statement.processed is None and statement.keys:
-                        statement.result_types([attribute.type.oid for attribute in attributes])
+                    if described is not None:
+                        described(attributes)
                     records = await driver_statement.fetch(*parameters)
                 except Exception as error:
                     adapter._handle_exception(error)  # raises it as the DBAPI's exception
@@ -204,18 +219,21 @@ class Runner:
                 self.connection.sync_engine.pool._invalidate(fairy, exc, _checkin=False)
                 await self.connection.invalidate(exc)
             raise DBAPIError.instance(
-                statement.sql,
+                sql,
                 parameters,
                 exc,
                 dialect.loaded_dbapi.Error,
                 connection_invalidated=disconnected,
                 dialect=dialect,
             ) from exc
-        status = _COUNT.match(driver_statement.get_statusmsg() or "")
-        # An INSERT without RETURNING of its own returns its primary key (SQLAlchemy's implicit
-        # RETURNING, compiled in), which no caller reads.
-        rows = statement.rows(records) if statement.keys else []
-        return rows, int(status[1]) if status else -1
+        return records, driver_statement.get_statusmsg()
+
+    async def fetch_sql(self, sql: str, parameters: Sequence[Any]) -> list[Any]:
+        """PostgreSQL only: a statement of PostgreSQL's own text (``$1``… parameters, values as
+        asyncpg takes them), prepared and run as a ``Prepared`` one is; its rows as asyncpg's records.
+        For statements Core cannot express (``bus/postgres_sql.py``'s), without a Core execution."""
+        assert self.adapter is not None, "fetch_sql runs on PostgreSQL only"
+        return (await self._fetch_asyncpg(sql, parameters))[0]
 
     async def rows(self, prepared: Prepared, values: Mapping[str, Any]) -> Sequence[Row]:
         return (await self._run(prepared, values))[0]

@@ -2,7 +2,7 @@
 
 - ``find_row``: load one of a tenant's objects by id (the loaders of services/lookup.py use it);
 - ``page``: one page of a cursor-paginated list, and ``list_body`` its OpenAI envelope;
-- ``insert_row``, ``insert_rows``, ``update_row``: write rows;
+- ``insert_row``, ``insert_rows``, ``update_row``, ``update_rows``: write rows;
 - ``take_turns_creating``: keep a list's ``created_at`` in its ``seq`` order while inserting;
 - ``delete_remembering_cursors``: delete rows whose ids stay valid as list cursors.
 """
@@ -14,7 +14,7 @@ import time
 import zlib
 from typing import Any
 
-from sqlalchemy import ColumnElement, Insert, Table, bindparam, delete, func, insert, select, update
+from sqlalchemy import ColumnElement, Insert, Table, Update, bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from openassistants.errors import InvalidRequest
@@ -196,6 +196,35 @@ async def update_row(conn: AsyncConnection, table: Table, row_id: str, changes: 
     """Sets ``changes`` (column: value) on the row with this id, as ``insert_row`` writes."""
     statement = _update_by_id(table, tuple(changes))
     await (await runner_for(conn)).execute(statement, {"update_row_id": row_id, **changes})
+
+
+async def update_rows(conn: AsyncConnection, updates: list[tuple[Table, str, dict[str, Any]]]) -> None:
+    """Makes several ``update_row`` changes (a table, a row id and its changes each), in one statement
+    on PostgreSQL (the later ones as data-modifying CTEs of the first: one round trip for all), as
+    ``insert_rows`` inserts; elsewhere one by one."""
+    if conn.dialect.name != "postgresql" or len(updates) < 2:
+        for table, row_id, changes in updates:
+            await update_row(conn, table, row_id, changes)
+        return
+    statement = _update_together(tuple((table, tuple(changes)) for table, _, changes in updates))
+    parameters: dict[str, Any] = {}
+    for n, (_, row_id, changes) in enumerate(updates):
+        parameters[f"u{n}_id"] = row_id
+        parameters.update((f"u{n}_{key}", value) for key, value in changes.items())
+    await (await runner_for(conn)).execute(statement, parameters)
+
+
+@functools.cache
+def _update_together(shape: tuple[tuple[Table, tuple[str, ...]], ...]) -> Prepared:
+    def update_of(n: int, table: Table, keys: tuple[str, ...]) -> Update:
+        values = {key: bindparam(f"u{n}_{key}", type_=table.c[key].type) for key in keys}
+        return update(table).where(table.c.id == bindparam(f"u{n}_id")).values(values)
+
+    (first, first_keys), *rest = shape
+    statement = update_of(0, first, first_keys)
+    for n, (table, keys) in enumerate(rest, start=1):
+        statement = statement.add_cte(update_of(n, table, keys).cte(f"update_{n}"))
+    return Prepared(statement)
 
 
 async def take_turns_creating(conn: AsyncConnection, table: Table, tenant_id: str) -> None:
