@@ -342,7 +342,7 @@ async def test_a_worker_serves_its_own_metrics(
             run = await client.beta.threads.runs.create_and_poll(
                 thread_id=thread.id, assistant_id=assistant.id, poll_interval_ms=50
             )
-        assert run.status == "completed"
+        assert run.status == "completed", run.last_error
         async with httpx.AsyncClient() as http:
             scraped = await http.get(f"http://127.0.0.1:{port}/metrics")
     assert scraped.status_code == 200

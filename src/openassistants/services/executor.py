@@ -128,6 +128,7 @@ class Executor:
         #: Runs executing here found past their ``expires_at``: stopped like a cancel, ended ``expired``.
         self._expiring: set[str] = set()
         self._loops: list[asyncio.Task[None]] = []
+        self._tokenizer_ready: asyncio.Task[None] | None = None
         notifier.listen(RUN_CANCEL, self._on_cancel_notice)
         notifier.on_reconnect(self._on_reconnect)
 
@@ -141,7 +142,8 @@ class Executor:
         self._loops = [asyncio.create_task(self._expire_loop(), name="run-expiry")]
         if self.execute:
             # Load the tokenizer's tables (1-2 s) in the background rather than in the first run.
-            self._loops.append(asyncio.create_task(self._warm_tokenizer(), name="tokenizer-warmup"))
+            self._tokenizer_ready = asyncio.create_task(self._warm_tokenizer(), name="tokenizer-warmup")
+            self._loops.append(self._tokenizer_ready)
 
     @staticmethod
     async def _warm_tokenizer() -> None:
@@ -326,6 +328,11 @@ class Executor:
     async def _execute(self, row: Mapping[str, Any], reply: Reply | None) -> None:
         run_id: str = row["id"]
         try:
+            if self._tokenizer_ready is not None and not self._tokenizer_ready.done():
+                # A run claimed during the warm-up waits for it here. Counting tokens meanwhile would
+                # block the loop on the tokenizer's lock for the rest of the load (about a second):
+                # no heartbeat, so with short leases another process took the run for dead.
+                await asyncio.wait({self._tokenizer_ready})
             await self._execute_run(row, reply)
         except asyncio.CancelledError:
             # Shutting down past the grace period: leave a defined status rather than in_progress.
