@@ -100,24 +100,33 @@ class HeldReads:
         await self._engine.dispose()
 
     async def _wait(self) -> HeldConnection | None:
-        waiter: asyncio.Future[HeldConnection | None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[HeldConnection | None] = loop.create_future()
         self._waiters.append(waiter)
+        # A timer of its own rather than ``asyncio.timeout``: cheaper, and a timeout can never take
+        # the place of a connection handed over in the same turn.
+        expiry = loop.call_later(self._timeout, self._expire, waiter)
         try:
-            async with asyncio.timeout(self._timeout):
-                return await waiter
-        except TimeoutError:
-            raise SQLAlchemyTimeoutError(
-                f"no read connection free within {self._timeout:g} s ({self._size} open)"
-            ) from None
+            return await waiter
         except BaseException:
-            # Cancelled (or timed out) after being handed a connection or a slot: pass it on.
-            if waiter.done() and not waiter.cancelled():
+            # Cancelled after being handed a connection or a slot: pass it on.
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
                 handed = waiter.result()
                 if handed is None:
                     self._free_slot()
                 else:
                     self.release(handed)
             raise
+        finally:
+            expiry.cancel()
+
+    def _expire(self, waiter: asyncio.Future[HeldConnection | None]) -> None:
+        if not waiter.done():
+            waiter.set_exception(
+                SQLAlchemyTimeoutError(
+                    f"no read connection free within {self._timeout:g} s ({self._size} open)"
+                )
+            )
 
     def _retire(self, connection: AsyncConnection) -> None:
         """Gives ``connection`` back to the engine's pool (which, after a disconnect, recycles it) and
