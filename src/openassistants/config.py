@@ -42,7 +42,7 @@ class Settings(BaseSettings):
         "open; every process of a deployment shares the server's max_connections.",
     )
     database_read_pool_size: int = Field(
-        4,
+        8,
         ge=1,
         description="PostgreSQL connections each process opens at most (as it needs them) and keeps "
         "for reads of single statements (retrievals, lists, a run's context), besides "

@@ -111,7 +111,7 @@ class WriteSlot:
 class Database:
     """Owns the engines; hands out read connections and write transactions."""
 
-    def __init__(self, url: str, *, pool_size: int = 10, read_pool_size: int = 4) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10, read_pool_size: int = 8) -> None:
         """``pool_size`` (PostgreSQL): connections for transactions and SQLAlchemy reads;
         ``read_pool_size`` more for ``reader``'s prepared reads (storage/pg_reads.py)."""
         self.url = url
