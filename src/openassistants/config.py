@@ -41,6 +41,13 @@ class Settings(BaseSettings):
         description="PostgreSQL connections each process opens at most (as it needs them) and keeps "
         "open; every process of a deployment shares the server's max_connections.",
     )
+    database_read_pool_size: int = Field(
+        8,
+        ge=1,
+        description="PostgreSQL connections each process opens at most (as it needs them) and keeps "
+        "for reads of single statements (retrievals, lists, a run's context), besides "
+        "database_pool_size's.",
+    )
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list,
         description="Comma-separated API keys; each key is its own tenant. "

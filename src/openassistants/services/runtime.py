@@ -46,7 +46,11 @@ async def open_runtime(settings: Settings, *, execute: bool) -> AsyncIterator[Ru
     SQLite is one process: notifications and events stay in memory. PostgreSQL may be shared by
     many API processes and workers: LISTEN/NOTIFY and the run_events table connect them.
     """
-    db = Database(settings.effective_database_url, pool_size=settings.database_pool_size)
+    db = Database(
+        settings.effective_database_url,
+        pool_size=settings.database_pool_size,
+        read_pool_size=settings.database_read_pool_size,
+    )
     await db.migrate()
     blobs = LocalBlobStore(settings.data_dir / "files")
     notifier: Notifier

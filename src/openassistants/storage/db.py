@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from openassistants import jsonbytes
 from openassistants.errors import APIError, ServiceUnavailable
 from openassistants.storage.migrate import MIGRATE_WAIT_SECONDS, MIGRATION_LOCK_KEY, upgrade_to_head
+from openassistants.storage.pg_reads import HeldReads
 from openassistants.storage.prepared import Runner
 from openassistants.storage.sqlite_driver import (
     SQLiteConnection,
@@ -48,6 +49,9 @@ logger = logging.getLogger("openassistants.db")
 #: else in its block; an overflow connection is closed on return, and a new connection rereads the
 #: schema on its first statement.
 SQLITE_READ_POOL_SIZE = 8
+
+#: How long a PostgreSQL read or transaction waits for a connection before the request answers 503.
+POOL_TIMEOUT_SECONDS = 120
 
 #: Rows written between two WAL checkpoints (SQLite). SQLite's own default is every 1,000 pages; a
 #: message insert writes about five.
@@ -107,7 +111,9 @@ class WriteSlot:
 class Database:
     """Owns the engines; hands out read connections and write transactions."""
 
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10, read_pool_size: int = 8) -> None:
+        """``pool_size`` (PostgreSQL): connections for transactions and SQLAlchemy reads;
+        ``read_pool_size`` more for ``reader``'s prepared reads (storage/pg_reads.py)."""
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         if self.is_sqlite:
@@ -148,7 +154,7 @@ class Database:
                 # restart broke fails its next statement instead, as a disconnect, which invalidates
                 # the whole pool (the request answers 503, the next ones reconnect).
                 # Under a burst, runs queue for a connection rather than fail after the default 30 s.
-                pool_timeout=120,
+                pool_timeout=POOL_TIMEOUT_SECONDS,
             )
             # Reads outside a transaction: under READ COMMITTED each statement of one sees its own
             # snapshot anyway, and BEGIN and the ROLLBACK on return are two round trips per read.
@@ -157,7 +163,24 @@ class Database:
         self._lease_engine: AsyncEngine | None = (
             None
             if self.is_sqlite
-            else create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=120)
+            else create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=POOL_TIMEOUT_SECONDS)
+        )
+        # ``reader``'s connections (PostgreSQL), kept checked out: see storage/pg_reads.py.
+        self._held_reads: HeldReads | None = (
+            None
+            if self.is_sqlite
+            else HeldReads(
+                create_async_engine(
+                    url,
+                    json_deserializer=_loads_json,
+                    json_serializer=_dumps_json,
+                    pool_size=read_pool_size,
+                    max_overflow=0,
+                    pool_timeout=POOL_TIMEOUT_SECONDS,
+                ),
+                read_pool_size,
+                POOL_TIMEOUT_SECONDS,
+            )
         )
         self._write_slot = WriteSlot() if self.is_sqlite else None
         # Raw read connections for ``reader`` (SQLite): sqlite3 connections used on the loop's thread.
@@ -212,20 +235,31 @@ class Database:
                 async with self._postgres(self.read_engine) as conn:
                     yield conn
         except Exception as exc:
-            # Not only DBAPIError: asyncpg's connect lets a refused socket's OSError through as is.
-            if not isinstance(exc, APIError) and is_connectivity_error(exc):
-                raise ServiceUnavailable("The database is unavailable; retry shortly.") from exc
+            if _outage(exc):
+                raise ServiceUnavailable(UNAVAILABLE) from exc
             raise
 
     @asynccontextmanager
     async def reader(self) -> AsyncIterator[Runner]:
-        """A ``Runner`` for prepared reads (storage/prepared.py): on SQLite a raw connection used on
-        the loop's thread, like ``read``'s, without SQLAlchemy's checkout and per-statement work."""
-        if not self.is_sqlite:
-            # Not ``read``'s connection: switching a connection to autocommit and back costs more CPU
-            # than the statement (about 70 µs). Its statements begin no transaction instead.
-            async with self._postgres(self.engine) as conn:
-                yield await runner_for(conn, begin=False)
+        """A ``Runner`` for prepared reads (storage/prepared.py), without SQLAlchemy's checkout and
+        per-statement work: on SQLite a raw connection used on the loop's thread, like ``read``'s; on
+        PostgreSQL a connection kept checked out (storage/pg_reads.py), its statements outside any
+        transaction (each its own snapshot, as ``read``'s under autocommit)."""
+        if self._held_reads is not None:
+            try:
+                held = await self._held_reads.acquire()
+            except Exception as exc:
+                if _outage(exc):
+                    raise ServiceUnavailable(UNAVAILABLE) from exc
+                raise
+            try:
+                yield held.runner
+            except Exception as exc:
+                if _outage(exc):
+                    raise ServiceUnavailable(UNAVAILABLE) from exc
+                raise
+            finally:
+                self._held_reads.release(held)
             return
         connection = self._raw_reads.pop() if self._raw_reads else self._open_raw_read()
 
@@ -235,7 +269,7 @@ class Database:
         try:
             yield Runner.sqlite(self.engine.dialect, call, _loads_json)
         except sqlite3.OperationalError as exc:
-            raise ServiceUnavailable("The database is unavailable; retry shortly.") from exc
+            raise ServiceUnavailable(UNAVAILABLE) from exc
         finally:
             if len(self._raw_reads) < SQLITE_READ_POOL_SIZE:
                 self._raw_reads.append(connection)
@@ -249,7 +283,7 @@ class Database:
                 yield conn
         except (OperationalError, DBAPIError) as exc:
             if is_connectivity_error(exc):
-                raise ServiceUnavailable("The database is unavailable; retry shortly.") from exc
+                raise ServiceUnavailable(UNAVAILABLE) from exc
             raise
 
     def _open_raw_read(self) -> sqlite3.Connection:
@@ -313,9 +347,8 @@ class Database:
             # After the slot is free: other writes go on while the log is copied.
             await self._checkpoint_when_due()
         except Exception as exc:
-            # Not only DBAPIError: asyncpg's connect lets a refused socket's OSError through as is.
-            if not isinstance(exc, APIError) and is_connectivity_error(exc):
-                raise ServiceUnavailable("The database is unavailable; retry shortly.") from exc
+            if _outage(exc):
+                raise ServiceUnavailable(UNAVAILABLE) from exc
             raise
 
     @asynccontextmanager
@@ -335,7 +368,7 @@ class Database:
                 yield conn
         except (OperationalError, DBAPIError, OSError) as exc:
             if is_connectivity_error(exc):
-                raise ServiceUnavailable("The database is unavailable; retry shortly.") from exc
+                raise ServiceUnavailable(UNAVAILABLE) from exc
             raise
 
     async def _writer_connection(self) -> AsyncConnection:
@@ -373,6 +406,8 @@ class Database:
             await self.read_engine.dispose()
         if self._lease_engine is not None:
             await self._lease_engine.dispose()
+        if self._held_reads is not None:
+            await self._held_reads.close()
         await self.engine.dispose()
 
 
@@ -433,6 +468,16 @@ _CONNECTIVITY_WORDS = (
     "connection was closed",
     "terminating connection",
 )
+
+
+#: What a request that could not reach the database answers (503).
+UNAVAILABLE = "The database is unavailable; retry shortly."
+
+
+def _outage(exc: Exception) -> bool:
+    """Whether ``exc`` (from any call on the database, not only a DBAPIError: asyncpg's connect lets a
+    refused socket's OSError through as is) means the database could not be reached."""
+    return not isinstance(exc, APIError) and is_connectivity_error(exc)
 
 
 def is_connectivity_error(exc: BaseException) -> bool:
