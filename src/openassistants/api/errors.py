@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from openassistants.api.responses import JSONResponse
 from openassistants.errors import APIError, InvalidRequest, NotFound, ServiceUnavailable
-from openassistants.storage.db import is_connectivity_error
+from openassistants.storage.db import UNAVAILABLE, is_connectivity_error
 
 logger = logging.getLogger("openassistants.errors")
 
@@ -264,7 +264,7 @@ def as_api_error(exc: Exception) -> APIError:
         return translate_validation_error([dict(error) for error in exc.errors()])
     if is_connectivity_error(exc):
         logger.warning("database unreachable: %s: %s", type(exc).__name__, exc)
-        return ServiceUnavailable("The database is unavailable; retry shortly.")
+        return ServiceUnavailable(UNAVAILABLE)
     logger.exception("unhandled error", exc_info=exc)
     return APIError("The server had an error while processing your request. Sorry about that!")
 

@@ -18,8 +18,8 @@ import json
 import logging
 import socket
 import sqlite3
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -222,7 +222,7 @@ class Database:
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
-        try:
+        with _unavailable_on_outage():
             if self.is_sqlite:
                 # SQLAlchemy's ``async with`` shields the close in a new task, a loop turn per read, so
                 # that cancellation cannot cut it short; an inline read's close never suspends anyway.
@@ -232,12 +232,8 @@ class Database:
                 finally:
                     await conn.close()
             else:
-                async with self._postgres(self.read_engine) as conn:
+                async with self.read_engine.connect() as conn:
                     yield conn
-        except Exception as exc:
-            if _outage(exc):
-                raise ServiceUnavailable(UNAVAILABLE) from exc
-            raise
 
     @asynccontextmanager
     async def reader(self) -> AsyncIterator[Runner]:
@@ -246,20 +242,12 @@ class Database:
         PostgreSQL a connection kept checked out (storage/pg_reads.py), its statements outside any
         transaction (each its own snapshot, as ``read``'s under autocommit)."""
         if self._held_reads is not None:
-            try:
+            with _unavailable_on_outage():
                 held = await self._held_reads.acquire()
-            except Exception as exc:
-                if _outage(exc):
-                    raise ServiceUnavailable(UNAVAILABLE) from exc
-                raise
-            try:
-                yield held.runner
-            except Exception as exc:
-                if _outage(exc):
-                    raise ServiceUnavailable(UNAVAILABLE) from exc
-                raise
-            finally:
-                self._held_reads.release(held)
+                try:
+                    yield held.runner
+                finally:
+                    self._held_reads.release(held)
             return
         connection = self._raw_reads.pop() if self._raw_reads else self._open_raw_read()
 
@@ -275,16 +263,6 @@ class Database:
                 self._raw_reads.append(connection)
             else:
                 connection.close()
-
-    @asynccontextmanager
-    async def _postgres(self, engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-        try:
-            async with engine.connect() as conn:
-                yield conn
-        except (OperationalError, DBAPIError) as exc:
-            if is_connectivity_error(exc):
-                raise ServiceUnavailable(UNAVAILABLE) from exc
-            raise
 
     def _open_raw_read(self) -> sqlite3.Connection:
         connection = sqlite3.connect(self._sqlite_path)
@@ -306,7 +284,7 @@ class Database:
         written, a write checkpoints the WAL on the writer's thread, with a connection of its own,
         once it has left the writer's slot (``WriteSlot``).
         """
-        try:
+        with _unavailable_on_outage():
             if self._write_slot is None:
                 committed: list[Callable[[], None]] = []
                 async with self.engine.begin() as conn:
@@ -346,10 +324,6 @@ class Database:
                         writer.inline = False
             # After the slot is free: other writes go on while the log is copied.
             await self._checkpoint_when_due()
-        except Exception as exc:
-            if _outage(exc):
-                raise ServiceUnavailable(UNAVAILABLE) from exc
-            raise
 
     @asynccontextmanager
     async def lease_write(self) -> AsyncIterator[AsyncConnection]:
@@ -363,13 +337,9 @@ class Database:
             async with self.write(inline=True) as conn:
                 yield conn
             return
-        try:
+        with _unavailable_on_outage():
             async with self._lease_engine.begin() as conn:
                 yield conn
-        except (OperationalError, DBAPIError, OSError) as exc:
-            if is_connectivity_error(exc):
-                raise ServiceUnavailable(UNAVAILABLE) from exc
-            raise
 
     async def _writer_connection(self) -> AsyncConnection:
         """The one writer connection, kept checked out between transactions (SQLite): every write
@@ -474,10 +444,17 @@ _CONNECTIVITY_WORDS = (
 UNAVAILABLE = "The database is unavailable; retry shortly."
 
 
-def _outage(exc: Exception) -> bool:
-    """Whether ``exc`` (from any call on the database, not only a DBAPIError: asyncpg's connect lets a
-    refused socket's OSError through as is) means the database could not be reached."""
-    return not isinstance(exc, APIError) and is_connectivity_error(exc)
+@contextmanager
+def _unavailable_on_outage() -> Iterator[None]:
+    """Raises what the block raises, as a 503 (``ServiceUnavailable``) when it says the database could
+    not be reached: any exception, not only a DBAPIError (asyncpg's connect lets a refused socket's
+    OSError through as is), but never an API error the block meant to answer with."""
+    try:
+        yield
+    except Exception as exc:
+        if not isinstance(exc, APIError) and is_connectivity_error(exc):
+            raise ServiceUnavailable(UNAVAILABLE) from exc
+        raise
 
 
 def is_connectivity_error(exc: BaseException) -> bool:
