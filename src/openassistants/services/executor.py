@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam, or_, select
+from sqlalchemy import bindparam, select
 
 from openassistants.bus.base import EventBus
 from openassistants.config import Settings
@@ -28,6 +28,7 @@ from openassistants.services.run_context import wait_for_tools
 from openassistants.services.run_records import Reply
 from openassistants.services.run_status import Closing, RunStatusWriter
 from openassistants.services.run_turn import ModelTurn, TurnOutcome
+from openassistants.services.runs import status_among
 
 if TYPE_CHECKING:
     from openassistants.code_interpreter.manager import KernelManager
@@ -65,13 +66,7 @@ RESTART_MESSAGE = "The server restarted while this run was in progress."
 #: Unfinished runs past their ``expires_at``, looked for every EXPIRY_SWEEP_SECONDS (prepared once).
 _OVERDUE = Prepared(
     select(R.c.id, R.c.status, R.c.worker_id).where(
-        # Each status a literal of its own: an IN list would be expanded at every execution.
-        or_(
-            *(
-                R.c.status == s.value
-                for s in (RunStatus.queued, RunStatus.requires_action, RunStatus.in_progress)
-            )
-        ),
+        status_among(s.value for s in (RunStatus.queued, RunStatus.requires_action, RunStatus.in_progress)),
         R.c.expires_at <= bindparam("now"),
     )
 )

@@ -27,21 +27,20 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from sqlalchemy import Insert, Table, and_, bindparam, func, insert, or_, select
+from sqlalchemy import Insert, Table, and_, bindparam, func, insert, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 
 from openassistants import run_events
 from openassistants.errors import InvalidRequest, not_found
-from openassistants.services.runs import active_run_id, run_to_wire
+from openassistants.services.runs import active_run_id, active_runs_of, run_to_wire
 from openassistants.services.runtime import Runtime
-from openassistants.statuses import ACTIVE_STATUSES
 from openassistants.storage import tables
 from openassistants.storage.db import Database
 from openassistants.storage.group_commit import GroupCommit
 from openassistants.storage.prepared import Prepared, Row
 
-A, R, T = tables.assistants, tables.runs, tables.threads
+A, T = tables.assistants, tables.threads
 _ASSISTANT_KEYS = [column.key for column in A.columns]
 
 #: Runs written by one statement, at most.
@@ -63,14 +62,11 @@ def _starts() -> Prepared:
         .table_valued("thread_id", "tenant_id", "assistant_id", with_ordinality="o")
         .render_derived(name="wanted")
     )
-    active = select(R.c.id).where(
-        R.c.thread_id == T.c.id, or_(*(R.c.status == s.value for s in sorted(ACTIVE_STATUSES)))
-    )
     return Prepared(
         select(
             wanted.c.o,
             T.c.id.label("found_thread_id"),
-            active.limit(1).scalar_subquery().label("active_run_id"),
+            active_runs_of(T.c.id).limit(1).scalar_subquery().label("active_run_id"),
             *A.c,
         ).select_from(
             wanted.join(T, and_(T.c.id == wanted.c.thread_id, T.c.tenant_id == wanted.c.tenant_id)).outerjoin(

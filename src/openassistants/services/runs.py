@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import ColumnElement, Select, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from openassistants.errors import InvalidRequest
@@ -101,7 +101,7 @@ def _transition_statement(
     ``keys``."""
     conditions = [
         R.c.id == bindparam("transition_run_id"),
-        or_(*(R.c.status == status for status in sorted(sources))),
+        status_among(sources),
     ]
     if owned:
         conditions.append(R.c.worker_id == bindparam("transition_owner"))
@@ -109,10 +109,19 @@ def _transition_statement(
     return Prepared(statement.returning(*R.c) if returning else statement, column_keys=keys)
 
 
-#: The active runs of thread ``thread_id`` (a parameter), which messages and runs wait for.
-ACTIVE_RUNS = select(R.c.id).where(
-    R.c.thread_id == bindparam("thread_id"), or_(*(R.c.status == s.value for s in sorted(ACTIVE_STATUSES)))
-)
+def status_among(statuses: Iterable[str]) -> ColumnElement[bool]:
+    """A run's status is one of ``statuses``, each a literal of its own: a prepared statement's IN list
+    would be expanded again at every execution."""
+    return or_(*(R.c.status == status for status in sorted(statuses)))
+
+
+def active_runs_of(thread_id: ColumnElement[Any]) -> Select[tuple[str]]:
+    """The ids of thread ``thread_id``'s active runs, which messages and runs wait for."""
+    return select(R.c.id).where(R.c.thread_id == thread_id, status_among(s.value for s in ACTIVE_STATUSES))
+
+
+#: The active runs of thread ``thread_id`` (a parameter).
+ACTIVE_RUNS = active_runs_of(bindparam("thread_id"))
 #: Built once (storage/prepared.py): checked before every run is added to a thread.
 _ACTIVE_RUN = Prepared(ACTIVE_RUNS.limit(1))
 
