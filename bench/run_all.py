@@ -19,6 +19,7 @@ BENCHMARKS = [
     "bench.vector_search",
     "bench.backup",
     "bench.ingest_searchable",
+    "bench.local_embedder",
 ]
 
 
