@@ -37,7 +37,6 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import get_args
 
 import numpy as np
 
@@ -50,7 +49,7 @@ from openassistants.retrieval.ranking import Hit, dense_top_k, reciprocal_rank_f
 from openassistants.storage import search as storage_search
 from openassistants.storage import tables
 from openassistants.storage.db import Database
-from openassistants.upstream.embeddings import DEFAULT_LOCAL_ENGINE, LocalEmbedder, LocalEngine
+from openassistants.upstream.embeddings import LocalEmbedder
 
 CUTOFF = 10
 CANDIDATES = 100  #: per ranking, as services/search.py fuses
@@ -124,9 +123,7 @@ def relevant_chunks(chunks: list[ChunkRow], query: Query) -> set[int]:
     }
 
 
-async def embed_all(
-    texts: list[str], kind: str, cache_path: Path, engine: LocalEngine = DEFAULT_LOCAL_ENGINE
-) -> tuple[np.ndarray, dict[str, float]]:
+async def embed_all(texts: list[str], kind: str, cache_path: Path) -> tuple[np.ndarray, dict[str, float]]:
     """Vectors of ``texts`` (cached by text), and how fast the texts not cached were embedded."""
     cache: dict[str, np.ndarray] = {}
     if cache_path.exists():
@@ -134,7 +131,7 @@ async def embed_all(
             cache = {key: stored[key] for key in stored.files}
     keys = [hashlib.sha256(f"{kind}:{t}".encode()).hexdigest() for t in texts]
     missing = [i for i, key in enumerate(keys) if key not in cache]
-    embedder = LocalEmbedder(engine)
+    embedder = LocalEmbedder()
     timing_path = cache_path.with_suffix(".timing.json")
     timing: dict[str, float] = {"embedded": len(missing)}
     if missing:
@@ -271,7 +268,7 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, rounds: int = 10_000) -> tupl
     return float(difference.mean()), float(low), float(high)
 
 
-def run(data: Path, engine: LocalEngine = DEFAULT_LOCAL_ENGINE) -> dict[str, object]:
+def run(data: Path) -> dict[str, object]:
     if not (data / "corpus.jsonl").exists():
         write(data, *build(Path(sysconfig.get_paths()["stdlib"])))
     documents, queries = load(data)
@@ -283,10 +280,10 @@ def run(data: Path, engine: LocalEngine = DEFAULT_LOCAL_ENGINE) -> dict[str, obj
     print(f"{len(documents)} documents, {len(chunks)} chunks, {len(queries)} queries", file=sys.stderr)
 
     matrix, passage_timing = asyncio.run(
-        embed_all([c.text for c in chunks], "passage", data / "embeddings-passage.npz", engine)
+        embed_all([c.text for c in chunks], "passage", data / "embeddings-passage.npz")
     )
     query_matrix, query_timing = asyncio.run(
-        embed_all([q.text for q in queries], "query", data / "embeddings-query.npz", engine)
+        embed_all([q.text for q in queries], "query", data / "embeddings-query.npz")
     )
     ids = np.array([c.chunk_id for c in chunks])
     query_row = {q.query_id: i for i, q in enumerate(queries)}
@@ -471,17 +468,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--data", type=Path, required=True, help="benchmark directory (generated if empty)")
     parser.add_argument("--write-docs", type=Path, help="put the results section into this Markdown file")
-    parser.add_argument(
-        "--engine",
-        choices=get_args(LocalEngine),
-        default=DEFAULT_LOCAL_ENGINE,
-        help="what runs the local model (default: the server's); vectors are cached in --data\n"
-        "by text only, so give each engine a directory of its own",
-    )
     args = parser.parse_args()
-    report = run(args.data, args.engine)
+    report = run(args.data)
     (args.data / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    command = f"python -m bench.retrieval_quality --data {args.data} --engine {args.engine}"
+    command = f"python -m bench.retrieval_quality --data {args.data}"
     section = markdown(report, command)
     print(section)
     if args.write_docs:

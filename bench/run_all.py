@@ -19,7 +19,6 @@ BENCHMARKS = [
     "bench.vector_search",
     "bench.backup",
     "bench.ingest_searchable",
-    "bench.local_embedder",
 ]
 
 

