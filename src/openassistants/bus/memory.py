@@ -19,7 +19,10 @@ EVENT_OVERHEAD_BYTES = 128
 @dataclass
 class _RunLog:
     events: list[Event] = field(default_factory=list)
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    #: One future per subscriber waiting for the next publish (or the close), resolved by it. Not an
+    #: ``asyncio.Event`` armed afresh on every publish: that cost a lock object per token, and more
+    #: per wait, for every run of a burst.
+    waiters: list[asyncio.Future[None]] = field(default_factory=list)
     closed_at: float | None = None
     #: Bytes its events hold, about (payloads plus EVENT_OVERHEAD_BYTES each).
     size: int = 0
@@ -56,9 +59,8 @@ class InProcessEventBus:
             self._kept_bytes -= log.size
             log.closed_at = None
         log.size += len(event.data) + EVENT_OVERHEAD_BYTES
-        # Wake every waiter, then arm a fresh event for the next publish.
-        log.changed.set()
-        log.changed = asyncio.Event()
+        if log.waiters:
+            _wake(log)
 
     async def last_id(self, run_id: str) -> int:
         log = self._logs.get(run_id)
@@ -102,7 +104,13 @@ class InProcessEventBus:
                     continue
                 if log.closed_at is not None:
                     return
-                await log.changed.wait()
+                waiter = asyncio.get_running_loop().create_future()
+                log.waiters.append(waiter)
+                try:
+                    await waiter
+                finally:
+                    if waiter in log.waiters:  # cancelled before a publish resolved it
+                        log.waiters.remove(waiter)
         finally:
             log.subscribers -= 1
             # A log made only for subscribers (of a run gone quiet: forgotten, or never here).
@@ -115,8 +123,7 @@ class InProcessEventBus:
             if log.closed_at is None:
                 self._kept_bytes += log.size
             log.closed_at = time.monotonic()
-            log.changed.set()
-            log.changed = asyncio.Event()
+            _wake(log)
             self._closings.append((log.closed_at, run_id))
         self._forget_old()
 
@@ -129,3 +136,11 @@ class InProcessEventBus:
             if log is not None and log.closed_at == closed_at:
                 del self._logs[run_id]
                 self._kept_bytes -= log.size
+
+
+def _wake(log: _RunLog) -> None:
+    """Resolves every subscriber's wait (each then reads what is new)."""
+    waiters, log.waiters = log.waiters, []
+    for waiter in waiters:
+        if not waiter.done():
+            waiter.set_result(None)
