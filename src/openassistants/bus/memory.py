@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from openassistants.bus.base import Transaction
+from openassistants.bus.waiters import Waiters
 from openassistants.events import Event
 from openassistants.run_events import ends_stream
 
@@ -19,10 +19,8 @@ EVENT_OVERHEAD_BYTES = 128
 @dataclass
 class _RunLog:
     events: list[Event] = field(default_factory=list)
-    #: One future per subscriber waiting for the next publish (or the close), resolved by it. Not an
-    #: ``asyncio.Event`` armed afresh on every publish: that cost a lock object per token, and more
-    #: per wait, for every run of a burst.
-    waiters: list[asyncio.Future[None]] = field(default_factory=list)
+    #: Subscribers waiting for the next publish (or the close).
+    changed: Waiters = field(default_factory=Waiters)
     closed_at: float | None = None
     #: Bytes its events hold, about (payloads plus EVENT_OVERHEAD_BYTES each).
     size: int = 0
@@ -59,8 +57,7 @@ class InProcessEventBus:
             self._kept_bytes -= log.size
             log.closed_at = None
         log.size += len(event.data) + EVENT_OVERHEAD_BYTES
-        if log.waiters:
-            _wake(log)
+        log.changed.wake()
 
     async def last_id(self, run_id: str) -> int:
         log = self._logs.get(run_id)
@@ -104,13 +101,7 @@ class InProcessEventBus:
                     continue
                 if log.closed_at is not None:
                     return
-                waiter = asyncio.get_running_loop().create_future()
-                log.waiters.append(waiter)
-                try:
-                    await waiter
-                finally:
-                    if waiter in log.waiters:  # cancelled before a publish resolved it
-                        log.waiters.remove(waiter)
+                await log.changed.wait()
         finally:
             log.subscribers -= 1
             # A log made only for subscribers (of a run gone quiet: forgotten, or never here).
@@ -123,7 +114,7 @@ class InProcessEventBus:
             if log.closed_at is None:
                 self._kept_bytes += log.size
             log.closed_at = time.monotonic()
-            _wake(log)
+            log.changed.wake()
             self._closings.append((log.closed_at, run_id))
         self._forget_old()
 
@@ -136,11 +127,3 @@ class InProcessEventBus:
             if log is not None and log.closed_at == closed_at:
                 del self._logs[run_id]
                 self._kept_bytes -= log.size
-
-
-def _wake(log: _RunLog) -> None:
-    """Resolves every subscriber's wait (each then reads what is new)."""
-    waiters, log.waiters = log.waiters, []
-    for waiter in waiters:
-        if not waiter.done():
-            waiter.set_result(None)

@@ -67,7 +67,6 @@ _RUN_STEPS = Prepared(
 )
 
 
-
 def _first_pages() -> Prepared:
     """For each thread of the ``thread_ids`` array, ``o`` its place in it, its first page (the newest
     PROMPT_PAGE_MESSAGES messages): one statement for every turn starting meanwhile."""
@@ -108,7 +107,9 @@ async def _read_first_pages(db: Database, thread_ids: list[str]) -> list[list[Ro
 #: On PostgreSQL, the first pages of turns starting while one such read is out are read together by
 #: the next: a burst of runs once took a round trip, and a pooled connection, each (500 runs queued
 #: for the 8 read connections for up to a second, and run creations' own reads queued behind them).
-_FIRST_PAGE_READS: GroupCommit[Database, str, list[Row]] = GroupCommit(_read_first_pages, most=FIRST_PAGES_MOST)
+_FIRST_PAGE_READS: GroupCommit[Database, str, list[Row]] = GroupCommit(
+    _read_first_pages, most=FIRST_PAGES_MOST
+)
 
 #: Prompts up to this many characters are built on the event loop (tokenizing them takes well under
 #: a millisecond), longer ones in a thread.
