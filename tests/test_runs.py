@@ -10,7 +10,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import TENANT_B_KEY, Server
+from tests.conftest import TENANT_B_KEY, Server, ServerFactory, sdk_client
 from tests.upstream import Raw, Reply, ScriptedUpstream, ToolCalls
 
 WEATHER_TOOL = {
@@ -572,3 +572,27 @@ async def test_text_after_tool_calls_is_a_message_of_its_own(
     messages = (await client.beta.threads.messages.list(thread.id, order="asc", run_id=run.id)).data
     texts = [m.content[0].text.value for m in messages]  # type: ignore[union-attr]
     assert texts == ["Let me check. ", "One moment."]
+
+
+async def test_a_run_queued_at_capacity_starts_when_a_place_frees(
+    server_factory: ServerFactory, upstream: ScriptedUpstream, model: str
+) -> None:
+    """With room for one run, a second is stored queued; the first one's end (not the queue's poll,
+    set beyond the test's patience here) has the executor claim it."""
+    upstream.script(model, Reply("first", delay=0.2), Reply("second", delay=0.05))
+    with server_factory(max_concurrent_runs=1, queue_poll_seconds=600) as server:
+        async with sdk_client(server) as client:
+            assistant = await client.beta.assistants.create(model=model)
+            threads = [
+                await client.beta.threads.create(messages=[{"role": "user", "content": "go"}])
+                for _ in range(2)
+            ]
+            first = await client.beta.threads.runs.create(thread_id=threads[0].id, assistant_id=assistant.id)
+            second = await client.beta.threads.runs.create(thread_id=threads[1].id, assistant_id=assistant.id)
+            assert second.status == "queued"
+            async with asyncio.timeout(60):
+                done = [
+                    await client.beta.threads.runs.poll(run.id, thread_id=run.thread_id, poll_interval_ms=50)
+                    for run in (first, second)
+                ]
+    assert [run.status for run in done] == ["completed", "completed"]

@@ -16,6 +16,7 @@ from starlette.types import Receive, Scope, Send
 from openassistants.bus.base import EventBus
 from openassistants.events import DONE, Event, encode_sse, error_event
 from openassistants.metrics import count_stream
+from openassistants.run_events import ends_stream
 
 logger = logging.getLogger("openassistants.streaming")
 
@@ -24,14 +25,23 @@ SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
 def run_event_stream(bus: EventBus, run_id: str, after: int) -> EventStreamResponse:
     async def body() -> AsyncIterator[bytes]:
+        # A run just created here is started by its executor's task, scheduled meanwhile: letting it
+        # go first, its ``in_progress`` goes out with the run's first events, in one write of three.
+        await asyncio.sleep(0)
+        ended = False
         try:
             async for batch in bus.subscribe(run_id, after):
-                yield b"".join([encode_sse(event, event_id) for event_id, event in batch])
+                chunk = b"".join([encode_sse(event, event_id) for event_id, event in batch])
+                # The run's last event, ``done`` and the response's end go out in one write.
+                ended = ends_stream(batch[-1][1])
+                yield chunk + DONE if ended else chunk
         except Exception:
             # After the first byte an HTTP error is no longer possible: say it in the stream.
             logger.exception("stream of run %s failed", run_id)
+            ended = False
             yield encode_sse(error_event("server_error", "The event stream failed."), None)
-        yield DONE
+        if not ended:
+            yield DONE
 
     return _sse_response(body())
 
@@ -46,7 +56,7 @@ def replayed_event_stream(events: list[tuple[int, Event]]) -> EventStreamRespons
 
 
 def _sse_response(body: AsyncIterator[bytes]) -> EventStreamResponse:
-    return EventStreamResponse(count_stream(body))
+    return EventStreamResponse(count_stream(body), last=DONE)
 
 
 class EventStreamResponse(Response):
@@ -60,8 +70,10 @@ class EventStreamResponse(Response):
 
     media_type = "text/event-stream"
 
-    def __init__(self, body: AsyncGenerator[bytes]) -> None:
+    def __init__(self, body: AsyncGenerator[bytes], *, last: bytes | None = None) -> None:
+        """``last``: what ends the stream's last chunk (``done``), sent with the response's end."""
         self.stream = body
+        self.last = last
         self.status_code = 200
         self.background = None
         self.init_headers(SSE_HEADERS)
@@ -81,9 +93,13 @@ class EventStreamResponse(Response):
         left.add_done_callback(stop_sending)
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            more, last = True, self.last
             async for chunk in self.stream:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+                # The last chunk ends the response in the same write (after it the body only returns).
+                more = last is None or not chunk.endswith(last)
+                await send({"type": "http.response.body", "body": chunk, "more_body": more})
+            if more:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
             client_left = left.done() and not left.cancelled()
             if not client_left or sender.uncancel() > 0:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from openassistants.bus.base import Transaction
+from openassistants.bus.waiters import Waiters
 from openassistants.events import Event
 from openassistants.run_events import ends_stream
 
@@ -19,7 +19,8 @@ EVENT_OVERHEAD_BYTES = 128
 @dataclass
 class _RunLog:
     events: list[Event] = field(default_factory=list)
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    #: Subscribers waiting for the next publish (or the close).
+    changed: Waiters = field(default_factory=Waiters)
     closed_at: float | None = None
     #: Bytes its events hold, about (payloads plus EVENT_OVERHEAD_BYTES each).
     size: int = 0
@@ -56,9 +57,7 @@ class InProcessEventBus:
             self._kept_bytes -= log.size
             log.closed_at = None
         log.size += len(event.data) + EVENT_OVERHEAD_BYTES
-        # Wake every waiter, then arm a fresh event for the next publish.
-        log.changed.set()
-        log.changed = asyncio.Event()
+        log.changed.wake()
 
     async def last_id(self, run_id: str) -> int:
         log = self._logs.get(run_id)
@@ -115,8 +114,7 @@ class InProcessEventBus:
             if log.closed_at is None:
                 self._kept_bytes += log.size
             log.closed_at = time.monotonic()
-            log.changed.set()
-            log.changed = asyncio.Event()
+            log.changed.wake()
             self._closings.append((log.closed_at, run_id))
         self._forget_old()
 

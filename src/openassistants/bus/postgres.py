@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from openassistants.bus.base import Transaction
 from openassistants.bus.notify import RUN_EVENTS, PostgresNotifier
 from openassistants.bus.postgres_sql import ID_BLOCK, NEXT_BLOCKS, REPLAY, WRITE, WRITE_NEW, write_parameters
+from openassistants.bus.waiters import Waiters
 from openassistants.events import Event
 from openassistants.run_events import RUN_CREATED, ends_stream
 from openassistants.storage.db import on_commit, runner_for
@@ -49,7 +50,7 @@ class _RunLog:
 
     #: (id, event, whole): not whole when the notification could not carry the data (fetched by id).
     events: list[tuple[int, Event, bool]] = field(default_factory=list)
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    changed: Waiters = field(default_factory=Waiters)
     subscribers: int = 0
     #: Publishing here: kept without subscribers, until its stream ends or it is closed.
     active: bool = False
@@ -66,8 +67,7 @@ class _RunLog:
     whole: bool = False
 
     def wake(self) -> None:
-        self.changed.set()
-        self.changed = asyncio.Event()
+        self.changed.wake()
 
     def idle(self) -> bool:
         return not (self.subscribers or self.active or self.waiting)

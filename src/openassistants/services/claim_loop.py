@@ -2,7 +2,8 @@
 ingest (services/ingestion.py).
 
 Work is claimed when a NOTIFY on the queue's channel (or, in one process, a direct call) says some is
-waiting, when a job ends (capacity freed), and every ``queue_poll_seconds`` in case a wake-up was lost.
+waiting, when a job ends (capacity freed) while more may be waiting, and every ``queue_poll_seconds``
+in case a wake-up was lost.
 Each claimed job gets one asyncio task. A heartbeat renews the leases of the jobs running here every
 third of the lease; every process also sweeps for lapsed leases (a dead claimer's) as often. On
 stop, claiming stops first, running jobs get the queue's shutdown grace to finish, and are then
@@ -69,15 +70,23 @@ class ClaimLoop(Generic[Job, Key]):
     #: Places promised to jobs claimed elsewhere and not started yet (they count against capacity).
     reserved: int = field(default=0, init=False)
     _wakeup: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+    #: Whether work may be waiting that this loop has not looked for since: a wake-up came, or the
+    #: last claim filled every free place. Only then does a job's end (capacity freed) look again:
+    #: in a burst of jobs that all started where they were created, every end once cost a read.
+    _maybe_waiting: bool = field(default=True, init=False)
     _dispatcher: asyncio.Task[None] | None = field(default=None, init=False)
     _loops: list[asyncio.Task[None]] = field(default_factory=list, init=False)
 
     def __post_init__(self) -> None:
-        self.notifier.listen(self.channel, lambda _payload: self._wakeup.set())
+        self.notifier.listen(self.channel, lambda _payload: self._wake_here())
         self.notifier.on_reconnect(self._on_reconnect)
 
+    def _wake_here(self) -> None:
+        self._maybe_waiting = True
+        self._wakeup.set()
+
     async def _on_reconnect(self) -> None:
-        self._wakeup.set()  # a wake-up may have been missed while disconnected
+        self._wake_here()  # a wake-up may have been missed while disconnected
 
     @property
     def dispatching(self) -> bool:
@@ -127,17 +136,22 @@ class ClaimLoop(Generic[Job, Key]):
 
     def _finished(self, key: Key, _task: asyncio.Task[None]) -> None:
         self.running.pop(key, None)
-        self._wakeup.set()  # capacity freed
+        if self._maybe_waiting:
+            self._wakeup.set()  # capacity freed, for work that may be waiting
 
     async def _dispatch(self) -> None:
         while True:
             self._wakeup.clear()
+            self._maybe_waiting = False  # a wake-up from now on sets it again
             free = self.free()
             try:
                 jobs = await self.work.claim_jobs(free) if free > 0 else []
             except Exception:
                 self.logger.warning("could not claim work", exc_info=True)
                 jobs = []
+                self._maybe_waiting = True
+            if len(jobs) >= free:
+                self._maybe_waiting = True  # no place left (or every one taken): more may wait
             for job in jobs:
                 self.spawn(job)
             with contextlib.suppress(TimeoutError):

@@ -33,7 +33,7 @@ from sqlalchemy.exc import IntegrityError
 
 from openassistants import run_events
 from openassistants.errors import InvalidRequest, not_found
-from openassistants.services.runs import active_run_id, active_runs_of, run_to_wire
+from openassistants.services.runs import active_run_id, active_runs_of
 from openassistants.services.runtime import Runtime
 from openassistants.storage import tables
 from openassistants.storage.db import Database
@@ -115,16 +115,16 @@ async def load_for_run(db: Database, tenant: str, thread_id: str, assistant_id: 
 Rows = list[tuple[Table, dict[str, Any]]]
 
 
-async def store_run(rt: Runtime, run: dict[str, Any], rows: Rows) -> None:
+async def store_run(rt: Runtime, wire: dict[str, Any], rows: Rows) -> None:
     """Stores a run (``rows``: its row, claimed by this process's executor, then what is stored with
-    it), then publishes its first events, of ``run`` (its values as queued, as the client sees them);
+    it), then publishes its first events, of ``wire`` (the run as queued, as the client sees it);
     raises the 404 or 400 the insert met. Should the caller be cancelled meanwhile, a run stored all
     the same is never adopted: its lease lapses, and it is settled as a stopped worker's."""
     outcome = await _BATCHES.submit(rt.db, rows)
     if outcome is not None:
         raise outcome
-    for event in run_events.run_created(run_to_wire(run)):
-        rt.bus.publish(run["id"], event)
+    for event in run_events.run_created(wire):
+        rt.bus.publish(wire["id"], event)
 
 
 async def _write(db: Database, batch: list[Rows]) -> list[Exception | None]:

@@ -9,7 +9,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, func, select, true
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from openassistants.services.messages import message_to_wire
 from openassistants.services.prompt import Prompt, PromptInput, build_prompt, message_to_chat, prompt_budget
@@ -18,7 +19,8 @@ from openassistants.services.tool_turns import call_output, tool_calls_turn
 from openassistants.statuses import StepStatus
 from openassistants.storage import tables
 from openassistants.storage.db import Database
-from openassistants.storage.prepared import Prepared
+from openassistants.storage.group_commit import GroupCommit
+from openassistants.storage.prepared import Prepared, Row
 from openassistants.tokens import count_chat_message
 from openassistants.tools.base import RunToolState, Tool, ToolHost
 from openassistants.tools.registry import TOOLS
@@ -64,6 +66,51 @@ _RUN_STEPS = Prepared(
     .order_by(tables.run_steps.c.seq)
 )
 
+
+def _first_pages() -> Prepared:
+    """For each thread of the ``thread_ids`` array, ``o`` its place in it, its first page (the newest
+    PROMPT_PAGE_MESSAGES messages): one statement for every turn starting meanwhile."""
+    wanted = (
+        func.unnest(bindparam("thread_ids", type_=ARRAY(M.c.thread_id.type)))
+        .table_valued("thread_id", with_ordinality="o")
+        .render_derived(name="wanted")
+    )
+    page = (
+        select(M)
+        .where(M.c.thread_id == wanted.c.thread_id)
+        .order_by(M.c.seq.desc())
+        .limit(PROMPT_PAGE_MESSAGES)
+        .lateral("page")
+    )
+    return Prepared(
+        select(wanted.c.o, *page.c)
+        .select_from(wanted.join(page, true()))
+        .order_by(wanted.c.o, page.c.seq.desc())
+    )
+
+
+_FIRST_PAGES = _first_pages()
+#: Threads whose first page one statement reads, at most.
+FIRST_PAGES_MOST = 128
+
+
+async def _read_first_pages(db: Database, thread_ids: list[str]) -> list[list[Row]]:
+    """``GroupCommit``'s batch for reads: each thread's first page, in one round trip."""
+    async with db.reader() as reader:
+        rows = await reader.rows(_FIRST_PAGES, {"thread_ids": thread_ids})
+    pages: list[list[Row]] = [[] for _ in thread_ids]
+    for row in rows:
+        pages[row.pop("o") - 1].append(row)
+    return pages
+
+
+#: On PostgreSQL, the first pages of turns starting while one such read is out are read together by
+#: the next: a burst of runs once took a round trip, and a pooled connection, each (500 runs queued
+#: for the 8 read connections for up to a second, and run creations' own reads queued behind them).
+_FIRST_PAGE_READS: GroupCommit[Database, str, list[Row]] = GroupCommit(
+    _read_first_pages, most=FIRST_PAGES_MOST
+)
+
 #: Prompts up to this many characters are built on the event loop (tokenizing them takes well under
 #: a millisecond), longer ones in a thread.
 INLINE_PROMPT_CHARS = 8000
@@ -92,16 +139,23 @@ async def load_run_context(host: ToolHost, run: Mapping[str, Any], *, has_steps:
     response = is_response_run(run)
     # One connection for the turn's first reads (each checkout costs about as much as a statement on
     # PostgreSQL). The run's own messages matter only with its steps (``run_turns``): a first turn,
-    # which has none, reads neither.
+    # which has none, reads neither. On PostgreSQL the thread's first page is read with other turns'
+    # (``_FIRST_PAGE_READS``).
     own_rows: Sequence[Any] = []
     steps: Sequence[Any] = []
     first_page: Sequence[Any] = []
-    async with db.reader() as runner:
-        if has_steps:
-            own_rows = await runner.rows(_OWN_MESSAGES, {"thread_id": run["thread_id"], "run_id": run["id"]})
-            steps = await runner.rows(_RUN_STEPS, {"run_id": run["id"]})
-        if not response:
-            first_page = await runner.rows(_THREAD_PAGE, _page_values(run, _NEWEST))
+    batched = not db.is_sqlite and not response
+    if has_steps or not batched:
+        async with db.reader() as runner:
+            if has_steps:
+                own_rows = await runner.rows(
+                    _OWN_MESSAGES, {"thread_id": run["thread_id"], "run_id": run["id"]}
+                )
+                steps = await runner.rows(_RUN_STEPS, {"run_id": run["id"]})
+            if not (response or batched):
+                first_page = await runner.rows(_THREAD_PAGE, _page_values(run, _NEWEST))
+    if batched:
+        first_page = await _FIRST_PAGE_READS.submit(db, run["thread_id"])
     thread_message_tokens: list[int] | None = None
     truncation_strategy = run["truncation_strategy"]
     if response:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -48,6 +49,34 @@ logger = logging.getLogger(__name__)
 
 _CANCEL = object()
 _END = object()
+
+
+class _Inbox:
+    """What the turn's reader (and a stop) hand the turn, in order; one reader of it, the turn.
+
+    ``asyncio.Queue`` did the same with more per item (its getters' deque, its ``maxsize`` checks, a
+    loop lookup on each wait), for every read of every run's model stream."""
+
+    __slots__ = ("_items", "_waiter")
+
+    def __init__(self) -> None:
+        self._items: deque[object] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put_nowait(self, item: object) -> None:
+        self._items.append(item)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def get(self) -> object:
+        while not self._items:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._items.popleft()
 
 
 def _is_piece(event: object) -> bool:
@@ -98,7 +127,7 @@ class ModelTurn:
         self.run_id: str = run["id"]
         self.usage = usage
         self.has_steps = has_steps
-        self.inbox: asyncio.Queue[object] = asyncio.Queue()
+        self.inbox = _Inbox()
         self.tool_host = ServicesToolHost.of(executor)
         self.calls = TurnCalls(self.db, run, self.tool_host, self._publish)
         self.open = OpenMessage()
