@@ -13,6 +13,13 @@ set-up, JSON codecs, errors), at most ``size`` are open, a read waits for one up
 seconds, and a disconnect, which ``Runner`` reports by invalidating its connection, retires every
 connection opened before it (as SQLAlchemy's pool recycles them), so that after a database restart
 one read answers 503 and the next ones reconnect.
+
+``SharedFinds`` goes further for the busiest read, an object by its id (``assistants.retrieve``): the
+reads that arrive while one is out share the next statement, ``WHERE id = ANY($1)``. Each read's
+round trip (the driver's messages, a write and a read on the socket, a wake-up of the loop, and the
+server's own parse, bind and execute) then serves a whole batch: on the benchmark's 16 connections
+this took about a third of the server's CPU per retrieve off (docs/benchmarks.md, "Issue 18 —
+PostgreSQL retrieve, round four"). A read that finds none out runs at once, by itself, as before.
 """
 
 from __future__ import annotations
@@ -20,11 +27,20 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from sqlalchemy import Table, any_, bindparam, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from openassistants.storage.prepared import Runner
+from openassistants.storage.prepared import Prepared, Row, Runner
+
+if TYPE_CHECKING:
+    from openassistants.storage.db import Database
+
+#: Ids one shared read asks for, at most.
+SHARED_MOST = 128
 
 
 @dataclass(eq=False, slots=True)
@@ -144,3 +160,82 @@ class HeldReads:
                 waiter.set_result(None)
                 return
         self._open -= 1
+
+
+#: A read waiting for the next shared statement: the id it wants, and where its row goes.
+_Waiting = list[tuple[str, "asyncio.Future[Row | None]"]]
+
+
+class SharedFinds:
+    """Rows of ``table`` by id, through ``Database.reader``; the reads that arrive while one is out
+    wait, and the next statement reads them all (up to ``SHARED_MOST`` ids at a time).
+
+    The first read runs in its caller's task, so that alone it costs what it did before batching; the
+    ones that waited for it are read in a task of their own, so that no caller's cancellation cuts
+    the others' short. Callers waiting on one id share its ``Row``: they must not change it.
+    """
+
+    def __init__(self, table: Table) -> None:
+        self._by_ids = Prepared(
+            select(table).where(table.c.id == any_(bindparam("ids", type_=ARRAY(table.c.id.type))))
+        )
+        # By database: the reads waiting for the next statement. A database is here while a read on it
+        # is out, so a read that finds its database here waits.
+        self._waiting: dict[Database, _Waiting] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def find(self, db: Database, tenant: str, object_id: str) -> Row | None:
+        """The tenant's row with this id, or None (as ``find_row``'s, whose ``tenant_id`` the statement
+        leaves out: ids are unique, so the tenant is checked on the one row it finds)."""
+        waiting = self._waiting.get(db)
+        if waiting is None:
+            waiting = self._waiting[db] = []
+            try:
+                row = (await self._read(db, [object_id]))[0]
+            finally:
+                self._next(db, waiting)
+        else:
+            future: asyncio.Future[Row | None] = asyncio.get_running_loop().create_future()
+            waiting.append((object_id, future))
+            row = await future
+        return row if row is not None and row["tenant_id"] == tenant else None
+
+    async def _read(self, db: Database, ids: list[str]) -> list[Row | None]:
+        async with db.reader() as reader:
+            rows = await reader.rows(self._by_ids, {"ids": list(dict.fromkeys(ids))})
+        by_id = {row["id"]: row for row in rows}
+        return [by_id.get(object_id) for object_id in ids]
+
+    def _next(self, db: Database, waiting: _Waiting) -> None:
+        """After a read: those that waited for it are read next, or the database has none out."""
+        if not waiting:
+            del self._waiting[db]
+            return
+        task = asyncio.get_running_loop().create_task(self._drain(db, waiting))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _drain(self, db: Database, waiting: _Waiting) -> None:
+        """Reads ``waiting`` (which fills meanwhile) a batch at a time until none wait."""
+        try:
+            while waiting:
+                batch = waiting[:SHARED_MOST]
+                del waiting[:SHARED_MOST]
+                try:
+                    rows = await self._read(db, [object_id for object_id, _ in batch])
+                except Exception as exc:
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                except BaseException:  # cancelled itself (at shutdown)
+                    for _, future in batch:
+                        future.cancel()
+                    raise
+                for (_, future), row in zip(batch, rows, strict=True):
+                    if not future.done():
+                        future.set_result(row)
+        finally:
+            del self._waiting[db]
+            for _, future in waiting:  # only if cancelled itself (at shutdown)
+                future.cancel()
