@@ -1,6 +1,7 @@
 """storage/pg_reads.py: ``Database.reader``'s kept PostgreSQL connections behave as the pool did: at
 most their number open, a read waits for one (and a read that gives up waiting loses none), and a
-disconnect retires every connection opened before it, so one read answers 503 and the next reconnect."""
+disconnect retires every connection opened before it, so one read answers 503 and the next reconnect.
+``SharedFinds``' reads sharing statements each get what a statement of their own would have found."""
 
 from __future__ import annotations
 
@@ -76,8 +77,9 @@ async def test_reads_share_at_most_their_number_of_connections(db: Database, pg_
     assert len(await _backends(pg_url)) <= SIZE + 1
 
 
-async def test_after_a_disconnect_one_read_fails_and_the_next_reconnects(db: Database, pg_url: str) -> None:
-    # Open every read connection, then end their sessions as a database restart would.
+async def _disconnect_every_read_connection(db: Database, pg_url: str) -> None:
+    """Opens every read connection, then ends their sessions as a database restart would."""
+
     async def held_read() -> None:
         async with db.reader() as reader:
             await find_row(reader, tables.threads, "t_reads", "thread_none")
@@ -85,6 +87,10 @@ async def test_after_a_disconnect_one_read_fails_and_the_next_reconnects(db: Dat
 
     await asyncio.gather(*(held_read() for _ in range(SIZE)))
     await _terminate(await _backends(pg_url))
+
+
+async def test_after_a_disconnect_one_read_fails_and_the_next_reconnects(db: Database, pg_url: str) -> None:
+    await _disconnect_every_read_connection(db, pg_url)
 
     with pytest.raises(ServiceUnavailable):
         await _read(db)
@@ -176,13 +182,7 @@ async def test_shared_finds_survive_a_cancelled_read_and_fail_alike(db: Database
         await first
 
     # A disconnect: each read of the statement that meets it answers 503; the next ones reconnect.
-    async def held_read() -> None:
-        async with db.reader() as reader:
-            await find_row(reader, tables.threads, "t_reads", "thread_none")
-            await asyncio.sleep(0.05)
-
-    await asyncio.gather(*(held_read() for _ in range(SIZE)))
-    await _terminate(await _backends(pg_url))
+    await _disconnect_every_read_connection(db, pg_url)
     outcomes = await asyncio.gather(
         *(finds.find(db, "t_a", "asst_a1") for _ in range(5)), return_exceptions=True
     )
