@@ -1,6 +1,7 @@
 """storage/pg_reads.py: ``Database.reader``'s kept PostgreSQL connections behave as the pool did: at
 most their number open, a read waits for one (and a read that gives up waiting loses none), and a
-disconnect retires every connection opened before it, so one read answers 503 and the next reconnect."""
+disconnect retires every connection opened before it, so one read answers 503 and the next reconnect.
+``SharedFinds``' reads sharing statements each get what a statement of their own would have found."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from openassistants.errors import ServiceUnavailable
 from openassistants.storage import tables
 from openassistants.storage.db import Database
-from openassistants.storage.pg_reads import HeldReads
+from openassistants.storage.pg_reads import HeldReads, SharedFinds
 from openassistants.storage.queries import find_row
 from tests.servers import POSTGRES_ADMIN_DSN
 
@@ -76,8 +77,9 @@ async def test_reads_share_at_most_their_number_of_connections(db: Database, pg_
     assert len(await _backends(pg_url)) <= SIZE + 1
 
 
-async def test_after_a_disconnect_one_read_fails_and_the_next_reconnects(db: Database, pg_url: str) -> None:
-    # Open every read connection, then end their sessions as a database restart would.
+async def _disconnect_every_read_connection(db: Database, pg_url: str) -> None:
+    """Opens every read connection, then ends their sessions as a database restart would."""
+
     async def held_read() -> None:
         async with db.reader() as reader:
             await find_row(reader, tables.threads, "t_reads", "thread_none")
@@ -85,6 +87,10 @@ async def test_after_a_disconnect_one_read_fails_and_the_next_reconnects(db: Dat
 
     await asyncio.gather(*(held_read() for _ in range(SIZE)))
     await _terminate(await _backends(pg_url))
+
+
+async def test_after_a_disconnect_one_read_fails_and_the_next_reconnects(db: Database, pg_url: str) -> None:
+    await _disconnect_every_read_connection(db, pg_url)
 
     with pytest.raises(ServiceUnavailable):
         await _read(db)
@@ -117,3 +123,73 @@ async def test_a_read_that_stops_waiting_loses_no_connection(pg_url: str) -> Non
         reads.release(again)
     finally:
         await reads.close()
+
+
+async def _add_assistant(db: Database, tenant: str, assistant_id: str) -> None:
+    async with db.write() as conn:
+        await conn.execute(
+            tables.assistants.insert().values(
+                id=assistant_id,
+                tenant_id=tenant,
+                created_at=1,
+                model="gpt-4o",
+                name=assistant_id,
+                tools=[],
+                tool_resources={},
+                metadata={"of": tenant},
+            )
+        )
+
+
+async def test_shared_finds_answer_each_read_as_its_own_statement_would(db: Database) -> None:
+    await _add_assistant(db, "t_a", "asst_a1")
+    await _add_assistant(db, "t_a", "asst_a2")
+    await _add_assistant(db, "t_b", "asst_b1")
+    finds = SharedFinds(tables.assistants)
+    asked = [
+        ("t_a", "asst_a1"),
+        ("t_a", "asst_a2"),
+        ("t_b", "asst_a1"),  # another tenant's
+        ("t_b", "asst_b1"),
+        ("t_a", "asst_none"),
+        *[("t_a", "asst_a1")] * 5,  # the same id, several times
+    ] * 3
+    # Together (one runs, the others wait for it and share statements), then one at a time.
+    together = await asyncio.gather(*(finds.find(db, tenant, object_id) for tenant, object_id in asked))
+    alone = [await finds.find(db, tenant, object_id) for tenant, object_id in asked]
+    for rows in (together, alone):
+        for (tenant, object_id), row in zip(asked, rows, strict=True):
+            async with db.reader() as reader:
+                expected = await find_row(reader, tables.assistants, tenant, object_id)
+            assert row == expected
+            if row is not None:
+                assert row["metadata"] == {"of": tenant}
+    assert sum(row is not None for row in together) == 3 * (1 + 1 + 1 + 5)
+
+
+async def test_shared_finds_survive_a_cancelled_read_and_fail_alike(db: Database, pg_url: str) -> None:
+    await _add_assistant(db, "t_a", "asst_a1")
+    finds = SharedFinds(tables.assistants)
+    # The first read is cancelled while out: those waiting for it are read all the same.
+    first = asyncio.create_task(finds.find(db, "t_a", "asst_a1"))
+    await asyncio.sleep(0)
+    waiting = [asyncio.create_task(finds.find(db, "t_a", "asst_a1")) for _ in range(4)]
+    await asyncio.sleep(0)
+    first.cancel()
+    rows = await asyncio.gather(*waiting)
+    assert [row["id"] for row in rows if row is not None] == ["asst_a1"] * 4
+    with pytest.raises(asyncio.CancelledError):
+        await first
+
+    # A disconnect: each read of the statement that meets it answers 503; the next ones reconnect.
+    await _disconnect_every_read_connection(db, pg_url)
+    outcomes = await asyncio.gather(
+        *(finds.find(db, "t_a", "asst_a1") for _ in range(5)), return_exceptions=True
+    )
+    assert any(isinstance(outcome, ServiceUnavailable) for outcome in outcomes)
+    assert all(
+        isinstance(outcome, ServiceUnavailable) or (outcome is not None and outcome["id"] == "asst_a1")
+        for outcome in outcomes
+    )
+    again = await asyncio.gather(*(finds.find(db, "t_a", "asst_a1") for _ in range(5)))
+    assert all(row is not None and row["id"] == "asst_a1" for row in again)

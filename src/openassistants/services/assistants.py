@@ -13,7 +13,7 @@ from openassistants.ids import new_id
 from openassistants.schemas.assistants import AssistantCreate, AssistantUpdate
 from openassistants.schemas.common import ListParams, response_format_to_wire, tool_to_wire
 from openassistants.services.attachments import create_tool_resources, queues_ingestion
-from openassistants.services.lookup import load_assistant
+from openassistants.services.lookup import load_assistant, read_assistant
 from openassistants.services.resources import check_tool_resources, tool_resources_to_stored
 from openassistants.services.wire_object import SAMPLING_DEFAULTS, wire_object
 from openassistants.storage import tables
@@ -80,8 +80,7 @@ async def create_assistant(
 
 async def get_assistant(db: Database, tenant: str, assistant_id: str) -> dict[str, Any]:
     """Raises NotFound for an unknown id or another tenant's assistant."""
-    async with db.reader() as reader:
-        return assistant_to_wire(await load_assistant(reader, tenant, assistant_id))
+    return assistant_to_wire(await read_assistant(db, tenant, assistant_id))
 
 
 async def update_assistant(

@@ -16,6 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from openassistants.errors import NotFound, not_found
 from openassistants.services.responses.ids import conversation_not_found, thread_id_of
 from openassistants.storage import tables
+from openassistants.storage.db import Database
+from openassistants.storage.pg_reads import SharedFinds
 from openassistants.storage.prepared import Row, Runner
 from openassistants.storage.queries import find_row
 
@@ -41,6 +43,22 @@ async def _found(
 
 async def load_assistant(conn: Connection, tenant: str, assistant_id: str) -> Row:
     return await _found(conn, tables.assistants, "assistant", tenant, assistant_id)
+
+
+_SHARED_ASSISTANTS = SharedFinds(tables.assistants)
+
+
+async def read_assistant(db: Database, tenant: str, assistant_id: str) -> Row:
+    """``load_assistant`` as a read of its own, outside any transaction. On PostgreSQL, reads of
+    assistants that arrive while one is out share the next statement (``SharedFinds``); its row is
+    shared too, so it must not be changed."""
+    if db.is_sqlite:
+        async with db.reader() as reader:
+            return await load_assistant(reader, tenant, assistant_id)
+    row = await _SHARED_ASSISTANTS.find(db, tenant, assistant_id)
+    if row is None:
+        raise not_found("assistant", assistant_id)
+    return row
 
 
 async def load_thread(conn: Connection, tenant: str, thread_id: str, *, lock: bool = False) -> Row:
