@@ -16,8 +16,9 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from openassistants.errors import ServiceUnavailable
 from openassistants.storage import tables
 from openassistants.storage.db import Database
-from openassistants.storage.pg_reads import HeldReads, SharedFinds
+from openassistants.storage.pg_reads import HeldReads
 from openassistants.storage.queries import find_row
+from openassistants.storage.shared_finds import SharedFinds
 from tests.servers import POSTGRES_ADMIN_DSN
 
 SIZE = 3

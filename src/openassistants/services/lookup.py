@@ -17,9 +17,9 @@ from openassistants.errors import NotFound, not_found
 from openassistants.services.responses.ids import conversation_not_found, thread_id_of
 from openassistants.storage import tables
 from openassistants.storage.db import Database
-from openassistants.storage.pg_reads import SharedFinds
 from openassistants.storage.prepared import Row, Runner
 from openassistants.storage.queries import find_row
+from openassistants.storage.shared_finds import SharedFinds
 
 Connection = AsyncConnection | Runner
 
