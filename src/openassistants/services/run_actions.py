@@ -121,11 +121,17 @@ def _new_run(
     it gets ahead (``_reply_ahead``)."""
     values = _run_values(rt, tenant, thread_id, assistant, body)
     _check_tool_choice(body, values["tools"])
-    if claim is not None and claim["started_at"] < values["created_at"]:
-        # Claimed (``offer_claim``) in the second before its values were made: not started before it
-        # was created (tests/test_runs.py saw it once in a loaded run).
-        claim["started_at"] = values["created_at"]
-    return values, _reply_ahead(values, claim)
+    return values, _reply_ahead(values, start_claim(values, claim))
+
+
+def start_claim(run: Mapping[str, Any], claim: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``claim`` (``offer_claim``'s columns, stored and adopted with ``run``), started no earlier than
+    ``run`` was created: it was stamped before the run's values were made, maybe in the second before
+    (tests/test_runs.py saw ``started_at < created_at`` once in a loaded run). Changed in place, so
+    that the row adopted (``_starting``) is the row stored."""
+    if claim is not None and claim["started_at"] < run["created_at"]:
+        claim["started_at"] = run["created_at"]
+    return claim
 
 
 async def _insert_run(

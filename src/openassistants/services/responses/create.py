@@ -36,7 +36,13 @@ from openassistants.services.responses.inputs import (
     read_input,
 )
 from openassistants.services.responses.wire import ItemStatus, message_item, response_to_wire
-from openassistants.services.run_actions import _announce, _reply_ahead, _starting, unstarted_run_fields
+from openassistants.services.run_actions import (
+    _announce,
+    _reply_ahead,
+    _starting,
+    start_claim,
+    unstarted_run_fields,
+)
 from openassistants.services.runs import active_run_id
 from openassistants.services.runtime import Runtime
 from openassistants.services.threads import insert_thread
@@ -79,6 +85,7 @@ async def create_response(rt: Runtime, tenant: str, body: ResponseCreate) -> dic
             await _check_free(conn, thread_id)
             await _use_tool_resources(conn, tenant, thread_id, body)
             run = _run_values(rt, tenant, thread_id, body, tools, tool_choice, instructions)
+            claim = start_claim(run, start.claim)
             continuing = body.previous_response_id is not None or body.conversation is not None
             known = await answer_known_calls(conn, [*chain, thread_id], inputs, continuing=continuing)
             now = int(time.time())
@@ -104,8 +111,8 @@ async def create_response(rt: Runtime, tenant: str, body: ResponseCreate) -> dic
             if steps:
                 # The executor reads the steps of a run that has usage (services/executor.py).
                 run["usage"] = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
-            reply = None if steps else _reply_ahead(run, start.claim)
-            rows = [(R, run | (start.claim or {})), *(reply.rows() if reply else [])]
+            reply = None if steps else _reply_ahead(run, claim)
+            rows = [(R, run | (claim or {})), *(reply.rows() if reply else [])]
             await insert_rows(conn, rows + [(S, step) for step in steps])
             await conn.execute(RESPONSES.insert(), [stored])
             await _announce(conn, rt, run)
