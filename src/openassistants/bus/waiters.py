@@ -1,5 +1,5 @@
-"""Subscribers waiting for a run's log to grow: each waits on a future of its own, and a publish
-resolves them all.
+"""Tasks waiting for something to grow (a run's log, a model turn's inbox): each waits on a future of
+its own, and a wake resolves them all.
 
 Not an ``asyncio.Event`` armed afresh on every publish, as the logs once had: that made an Event
 (a lock object and its deque) per event published, and each wait cost more than the future it makes
@@ -32,6 +32,8 @@ class Waiters:
 
     def wake(self) -> None:
         """Resolves every wait (each then reads what is new)."""
+        if not self._futures:
+            return  # most wakes: nobody waits (a subscriber still writing, a turn still busy)
         futures, self._futures = self._futures, []
         for future in futures:
             if not future.done():

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from openassistants import run_events
+from openassistants.bus.waiters import Waiters
 from openassistants.events import Event
 from openassistants.metrics import time_upstream
 from openassistants.services import run_records as records
@@ -57,25 +58,19 @@ class _Inbox:
     ``asyncio.Queue`` did the same with more per item (its getters' deque, its ``maxsize`` checks, a
     loop lookup on each wait), for every read of every run's model stream."""
 
-    __slots__ = ("_items", "_waiter")
+    __slots__ = ("_arrived", "_items")
 
     def __init__(self) -> None:
         self._items: deque[object] = deque()
-        self._waiter: asyncio.Future[None] | None = None
+        self._arrived = Waiters()
 
     def put_nowait(self, item: object) -> None:
         self._items.append(item)
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        self._arrived.wake()
 
     async def get(self) -> object:
         while not self._items:
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
+            await self._arrived.wait()
         return self._items.popleft()
 
 
