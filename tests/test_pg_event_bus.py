@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from openassistants.bus.notify import PostgresNotifier
+from openassistants.bus.notify import Listener, PostgresNotifier
 from openassistants.bus.postgres import PostgresEventBus
 from openassistants.events import Event
 from openassistants.storage.db import Database
@@ -29,6 +29,29 @@ async def _bus(db: Database) -> tuple[PostgresEventBus, PostgresNotifier]:
     await notifier.start()
     await bus.start()
     return bus, notifier
+
+
+class _LateNotifier(PostgresNotifier):
+    """Delivers the notifications that come while ``held`` only at ``release``: as a loaded machine
+    does late (PostgreSQL's listening backend, or this process's loop, not scheduled meanwhile)."""
+
+    def __init__(self, dsn: str) -> None:
+        super().__init__(dsn)
+        self.held: list[tuple[Listener, str]] | None = None
+
+    def listen(self, channel: str, callback: Listener) -> None:
+        def deliver(payload: str) -> None:
+            if self.held is None:
+                callback(payload)
+            else:
+                self.held.append((callback, payload))
+
+        super().listen(channel, deliver)
+
+    def release(self) -> None:
+        held, self.held = self.held or [], None
+        for callback, payload in held:
+            callback(payload)
 
 
 async def _stop(bus: PostgresEventBus, notifier: PostgresNotifier) -> None:
@@ -170,3 +193,45 @@ async def _collect_data(stream: AsyncIterator[list[tuple[int, Event]]], ends: st
         if batch[-1][1].name == ends:
             break
     return got
+
+
+async def test_a_late_echo_of_the_runs_requires_action_does_not_end_the_tool_outputs_stream(
+    db: Database,
+) -> None:
+    """This process executed the run up to requires_action; its tool outputs land here too, and
+    another process executes the rest. The NOTIFY echoing this process's requires_action comes late
+    (a loaded machine), after the log that published it was dropped and the tool outputs' stream made
+    a new one, which takes it for another process's event: the stream goes on past it to the run's
+    end (once, at load ~6, it ended there, before the assistant's message)."""
+    late = _LateNotifier(db.asyncpg_dsn)
+    here = PostgresEventBus(late, retention_seconds=3600)
+    await late.start()
+    await here.start()
+    there, there_notifier = await _bus(db)
+    try:
+        run_id = "run_late_echo"
+        late.held = []
+        here.publish(run_id, Event.of("thread.run.in_progress", {}))
+        async with db.write() as conn:
+            await here.publish_in(conn, run_id, [Event.of("thread.run.requires_action", {})])
+        # submit_tool_outputs: the stream starts after everything so far.
+        start = await here.last_id(run_id)
+        async with db.write() as conn:
+            await here.publish_in(
+                conn, run_id, [Event.of("thread.run.step.completed", {}), Event.of("thread.run.queued", {})]
+            )
+        stream = here.subscribe(run_id, start)
+        first = await asyncio.wait_for(anext(stream), timeout=10)
+        assert [event.name for _, event in first] == ["thread.run.step.completed", "thread.run.queued"]
+        late.release()  # the echoes come (the requires_action's among them), in commit order
+        there.publish(run_id, Event.of("thread.run.in_progress", {}))
+        there.publish(run_id, _delta(0))
+        async with db.write() as conn:
+            await there.publish_in(conn, run_id, [Event.of("thread.run.completed", {})])
+        rest = await asyncio.wait_for(_collect(stream), timeout=10)
+        names = ["thread.run.in_progress", "thread.message.delta", "thread.run.completed"]
+        assert [name for _, name in rest] == names
+        assert all(event_id > start for event_id, _ in rest)
+    finally:
+        await _stop(here, late)
+        await _stop(there, there_notifier)

@@ -369,8 +369,13 @@ class PostgresEventBus:
                     event_id, event, whole = log.events[position]
                     position += 1
                     if event_id <= after or event_id in seen:
-                        if event_id <= after and ends_stream(event):
+                        if event_id <= after and log.whole and ends_stream(event):
                             return  # the run stopped at or before the client's place: nothing to say
+                        # Not news. Nor, in a log without the run's beginning, a sign that the run
+                        # stopped: the replay (or ``_stopped_by``) asked the table that. Such a log
+                        # may hold a late echo of this process's own stopping event of the run's
+                        # earlier part (the requires_action before these tool outputs): notified after
+                        # the log that published it was dropped, it came as another process's.
                         continue
                     seen.add(event_id)
                     if not whole:
