@@ -1,0 +1,85 @@
+"""Round five's hostile inputs, on both databases: what the speed work's fast paths (api/hot.py, the
+batched reads and writes of run creation, SharedFinds) must still answer with OpenAI's error envelope,
+never a 500, and never at the cost of another request (another tenant's, above all)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import openai
+import pytest
+
+from openassistants.schemas.common import MAX_TOKEN_LIMIT
+from tests.spec import assert_api_error
+
+# ---------------------------------------------------------------- token limits beyond the runs table
+
+#: One past what the runs table's integer columns hold; and one past a 64-bit integer (SQLite's own).
+TOO_MANY_TOKENS = [MAX_TOKEN_LIMIT + 1, 2**63]
+
+
+@pytest.mark.parametrize("tokens", TOO_MANY_TOKENS, ids=["2^31", "2^63"])
+@pytest.mark.parametrize("field", ["max_prompt_tokens", "max_completion_tokens"])
+async def test_a_runs_token_limit_beyond_32_bits_is_a_400(
+    client: openai.AsyncOpenAI, field: str, tokens: int
+) -> None:
+    assistant = await client.beta.assistants.create(model="gpt-4o")
+    thread = await client.beta.threads.create()
+    options: dict[str, Any] = {field: tokens}
+    with pytest.raises(openai.BadRequestError) as caught:
+        await client.beta.threads.runs.create(thread.id, assistant_id=assistant.id, **options)
+    assert_api_error(caught.value, 400, param=field, code="integer_above_max_value", message=str(tokens))
+    with pytest.raises(openai.BadRequestError) as caught:
+        await client.beta.threads.create_and_run(assistant_id=assistant.id, **options)
+    assert_api_error(caught.value, 400, param=field, code="integer_above_max_value")
+    assert (await client.beta.threads.runs.list(thread.id)).data == []
+
+
+@pytest.mark.parametrize("tokens", TOO_MANY_TOKENS, ids=["2^31", "2^63"])
+async def test_a_responses_max_output_tokens_beyond_32_bits_is_a_400(
+    client: openai.AsyncOpenAI, model: str, tokens: int
+) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        await client.responses.create(model=model, input="hi", max_output_tokens=tokens)
+    assert_api_error(caught.value, 400, param="max_output_tokens", code="integer_above_max_value")
+
+
+async def test_the_largest_token_limits_are_accepted(client: openai.AsyncOpenAI, model: str) -> None:
+    assistant = await client.beta.assistants.create(model=model)
+    thread = await client.beta.threads.create(messages=[{"role": "user", "content": "hi"}])
+    run = await client.beta.threads.runs.create_and_poll(
+        thread_id=thread.id,
+        assistant_id=assistant.id,
+        max_prompt_tokens=MAX_TOKEN_LIMIT,
+        max_completion_tokens=MAX_TOKEN_LIMIT,
+    )
+    assert run.status == "completed"
+    assert (run.max_prompt_tokens, run.max_completion_tokens) == (MAX_TOKEN_LIMIT, MAX_TOKEN_LIMIT)
+    response = await client.responses.create(model=model, input="hi", max_output_tokens=MAX_TOKEN_LIMIT)
+    assert response.status == "completed" and response.max_output_tokens == MAX_TOKEN_LIMIT
+
+
+async def test_one_tenants_refused_runs_cost_another_tenants_runs_nothing(
+    client: openai.AsyncOpenAI, other_tenant: openai.AsyncOpenAI, model: str
+) -> None:
+    """On PostgreSQL run creations arriving together are written by one statement: an out-of-range
+    value once failed that statement, and with it every other tenant's run in it (a 500 each)."""
+    mine = await client.beta.assistants.create(model=model)
+    theirs = await other_tenant.beta.assistants.create(model=model)
+    my_threads = [(await client.beta.threads.create()).id for _ in range(10)]
+    their_threads = [(await other_tenant.beta.threads.create()).id for _ in range(20)]
+
+    async def refused(thread_id: str) -> int:
+        with pytest.raises(openai.BadRequestError) as caught:
+            await client.beta.threads.runs.create(
+                thread_id, assistant_id=mine.id, max_completion_tokens=MAX_TOKEN_LIMIT + 1
+            )
+        return caught.value.status_code
+
+    async def created(thread_id: str) -> str:
+        return (await other_tenant.beta.threads.runs.create(thread_id, assistant_id=theirs.id)).status
+
+    outcomes = await asyncio.gather(*[refused(t) for t in my_threads], *[created(t) for t in their_threads])
+    assert outcomes[: len(my_threads)] == [400] * len(my_threads)
+    assert all(status in ("queued", "in_progress", "completed") for status in outcomes[len(my_threads) :])
