@@ -5,6 +5,7 @@ never a 500, and never at the cost of another request (another tenant's, above a
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import openai
@@ -83,3 +84,46 @@ async def test_one_tenants_refused_runs_cost_another_tenants_runs_nothing(
     outcomes = await asyncio.gather(*[refused(t) for t in my_threads], *[created(t) for t in their_threads])
     assert outcomes[: len(my_threads)] == [400] * len(my_threads)
     assert all(status in ("queued", "in_progress", "completed") for status in outcomes[len(my_threads) :])
+
+
+# ---------------------------------------------------------------- the Responses API's files
+
+
+def _image_input(file_id: str) -> list[Any]:
+    return [{"role": "user", "content": [{"type": "input_image", "file_id": file_id, "detail": "auto"}]}]
+
+
+async def test_an_input_image_of_another_tenants_file_is_a_404(
+    client: openai.AsyncOpenAI, other_tenant: openai.AsyncOpenAI, model: str
+) -> None:
+    """As messages.create refuses an ``image_file`` of another tenant's (test_hardening.py), the
+    Responses and Conversations APIs refuse an ``input_image`` of one, storing nothing."""
+    theirs = (await other_tenant.files.create(file=("theirs.png", b"\x89PNG\r\n\x1a\n"), purpose="vision")).id
+    conversation = await client.conversations.create()
+    attempts: list[Callable[[], Awaitable[object]]] = [
+        lambda: client.responses.create(model=model, input=_image_input(theirs)),
+        lambda: client.responses.create(
+            model=model, input=_image_input(theirs), conversation=conversation.id
+        ),
+        lambda: client.conversations.create(items=_image_input(theirs)),
+        lambda: client.conversations.items.create(conversation.id, items=_image_input(theirs)),
+        lambda: client.conversations.items.create(conversation.id, items=_image_input("file-missing")),
+    ]
+    for attempt in attempts:
+        with pytest.raises(openai.NotFoundError) as caught:
+            await attempt()
+        assert_api_error(caught.value, 404, message="No such File object")
+    assert (await client.conversations.items.list(conversation.id)).data == []
+
+
+async def test_an_input_image_of_the_tenants_own_file_is_accepted(
+    client: openai.AsyncOpenAI, model: str
+) -> None:
+    own = (await client.files.create(file=("mine.png", b"\x89PNG\r\n\x1a\n"), purpose="vision")).id
+    response = await client.responses.create(model=model, input=_image_input(own))
+    assert response.status == "completed"
+    conversation = await client.conversations.create(items=_image_input(own))
+    added = await client.conversations.items.create(conversation.id, items=_image_input(own))
+    assert len(added.data) == 1
+    items = (await client.conversations.items.list(conversation.id, order="asc")).data
+    assert [item.content[0].file_id for item in items] == [own, own]  # type: ignore[union-attr]
