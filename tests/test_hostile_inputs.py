@@ -8,6 +8,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import httpx
 import openai
 import pytest
 
@@ -127,3 +128,38 @@ async def test_an_input_image_of_the_tenants_own_file_is_accepted(
     assert len(added.data) == 1
     items = (await client.conversations.items.list(conversation.id, order="asc")).data
     assert [item.content[0].file_id for item in items] == [own, own]  # type: ignore[union-attr]
+
+
+# ---------------------------------------------------------------- paths
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/assistants/"),
+        ("POST", "/assistants/"),
+        ("GET", "/assistants/%2F"),
+        ("POST", "/assistants/%2F"),
+        ("GET", "/threads/{thread}/messages/"),
+        ("POST", "/threads/{thread}/messages/"),
+        ("POST", "/threads/{thread}/runs/"),
+        ("POST", "/responses/"),
+        ("GET", "/conversations/{conversation}/items/"),
+    ],
+)
+async def test_a_trailing_slash_is_an_invalid_url_not_a_redirect(
+    raw: httpx.AsyncClient, client: openai.AsyncOpenAI, method: str, path: str
+) -> None:
+    """Starlette's default answered these with an empty 307 to the path without the slash, which a
+    client following it (the SDK does) took to another operation: a POST to ``/assistants/%2F``,
+    meant to modify the assistant ``/``, went to assistants.create."""
+    thread = await client.beta.threads.create()
+    conversation = await client.conversations.create()
+    url = path.format(thread=thread.id, conversation=conversation.id)
+    response = await raw.request(method, url, json={"model": "gpt-4o"} if method == "POST" else None)
+    assert response.status_code == 404, (response.status_code, response.headers)
+    error = response.json()["error"]
+    assert (
+        error["message"].startswith(f"Invalid URL ({method} /v1/")
+        and error["type"] == "invalid_request_error"
+    )
