@@ -6,14 +6,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import openai
 import pytest
 
 from openassistants.schemas.common import MAX_TOKEN_LIMIT
+from tests.conftest import TENANT_B_KEY, Server, sdk_client
+from tests.servers import make_settings, running_server
 from tests.spec import assert_api_error
+from tests.upstream import ScriptedUpstream
 
 # ---------------------------------------------------------------- token limits beyond the runs table
 
@@ -85,6 +90,61 @@ async def test_one_tenants_refused_runs_cost_another_tenants_runs_nothing(
     outcomes = await asyncio.gather(*[refused(t) for t in my_threads], *[created(t) for t in their_threads])
     assert outcomes[: len(my_threads)] == [400] * len(my_threads)
     assert all(status in ("queued", "in_progress", "completed") for status in outcomes[len(my_threads) :])
+
+
+#: A trigger refusing, as the table would an out-of-range value, the runs of one model: a failure of
+#: the database's own for one run, wherever it meets a batch of others.
+_REFUSE_POISONED_RUNS = """
+CREATE FUNCTION refuse_poisoned_run() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.model = 'poisoned' THEN
+        RAISE EXCEPTION 'value out of range' USING ERRCODE = 'numeric_value_out_of_range';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER refuse_poisoned_run BEFORE INSERT ON runs FOR EACH ROW EXECUTE FUNCTION refuse_poisoned_run();
+"""
+
+
+async def test_a_run_the_database_refuses_fails_alone_in_its_batch(
+    pg_url: str, upstream: ScriptedUpstream, tmp_path: Path, model: str
+) -> None:
+    """PostgreSQL: whatever makes the runs table refuse one run (here a trigger), the other runs
+    written in the same statement, other tenants' among them, are created; only that one fails."""
+    settings = make_settings(str(tmp_path), pg_url, llm_base_url=upstream.url)
+    with running_server(settings) as url:
+        connection = await asyncpg.connect(pg_url.replace("postgresql+asyncpg", "postgresql"))
+        try:
+            await connection.execute(_REFUSE_POISONED_RUNS)
+        finally:
+            await connection.close()
+        server = Server(url=url, backend="postgres")
+        async with sdk_client(server) as mine, sdk_client(server, TENANT_B_KEY) as theirs:
+            my_assistant = await mine.beta.assistants.create(model=model)
+            their_assistant = await theirs.beta.assistants.create(model=model)
+            my_threads = [(await mine.beta.threads.create()).id for _ in range(10)]
+            their_threads = [(await theirs.beta.threads.create()).id for _ in range(20)]
+
+            async def refused(thread_id: str) -> int:
+                with pytest.raises(openai.InternalServerError) as caught:
+                    await mine.beta.threads.runs.create(
+                        thread_id, assistant_id=my_assistant.id, model="poisoned"
+                    )
+                return caught.value.status_code
+
+            async def created(thread_id: str) -> str:
+                return (await theirs.beta.threads.runs.create(thread_id, assistant_id=their_assistant.id)).id
+
+            outcomes = await asyncio.gather(
+                *[refused(t) for t in my_threads], *[created(t) for t in their_threads]
+            )
+            assert outcomes[: len(my_threads)] == [500] * len(my_threads)
+            for thread_id, run_id in zip(their_threads, outcomes[len(my_threads) :], strict=True):
+                assert (
+                    await theirs.beta.threads.runs.retrieve(str(run_id), thread_id=thread_id)
+                ).id == run_id
+            for thread_id in my_threads:
+                assert (await mine.beta.threads.runs.list(thread_id)).data == []
 
 
 # ---------------------------------------------------------------- the Responses API's files
