@@ -147,6 +147,44 @@ async def test_a_run_the_database_refuses_fails_alone_in_its_batch(
                 assert (await mine.beta.threads.runs.list(thread_id)).data == []
 
 
+# ---------------------------------------------------------------- messages added together
+
+
+async def test_a_message_naming_a_missing_file_fails_alone_among_concurrent_ones(
+    client: openai.AsyncOpenAI,
+) -> None:
+    """On PostgreSQL messages created on one thread at once are added in one transaction: one naming
+    a file that is not the tenant's once failed all the others with its 404, their messages lost."""
+    thread = await client.beta.threads.create()
+
+    async def valid(n: int) -> str:
+        return (await client.beta.threads.messages.create(thread.id, role="user", content=f"valid {n}")).id
+
+    async def refused(n: int) -> int:
+        with pytest.raises(openai.NotFoundError) as caught:
+            if n % 2:
+                await client.beta.threads.messages.create(
+                    thread.id,
+                    role="user",
+                    content="refused",
+                    attachments=[{"file_id": "file-missing", "tools": [{"type": "file_search"}]}],
+                )
+            else:
+                await client.beta.threads.messages.create(
+                    thread.id,
+                    role="user",
+                    content=[{"type": "image_file", "image_file": {"file_id": "file-missing"}}],
+                )
+        assert_api_error(caught.value, 404, message="No such File object: file-missing")
+        return caught.value.status_code
+
+    outcomes = await asyncio.gather(*[valid(n) if n % 4 else refused(n) for n in range(60)])
+    created = [o for o in outcomes if isinstance(o, str)]
+    assert len(created) == 45 and outcomes.count(404) == 15
+    listed = await client.beta.threads.messages.list(thread.id, limit=100)
+    assert sorted(m.id for m in listed.data) == sorted(created)
+
+
 # ---------------------------------------------------------------- the Responses API's files
 
 
