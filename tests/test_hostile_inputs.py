@@ -5,7 +5,8 @@ never a 500, and never at the cost of another request (another tenant's, above a
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import json
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import pytest
 
 from openassistants.schemas.common import MAX_TOKEN_LIMIT
 from tests.conftest import TENANT_B_KEY, Server, sdk_client
+from tests.processes import ServerProcess, process_env, running
 from tests.servers import make_settings, running_server
 from tests.spec import assert_api_error
 from tests.upstream import ScriptedUpstream
@@ -261,3 +263,53 @@ async def test_a_trailing_slash_is_an_invalid_url_not_a_redirect(
         error["message"].startswith(f"Invalid URL ({method} /v1/")
         and error["type"] == "invalid_request_error"
     )
+
+
+# ---------------------------------------------------------------- requests the HTTP parser refuses
+
+
+@pytest.fixture(scope="module")
+def serve_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """``openassistants serve``: its HTTP protocol (api/read_timeouts.py) is the one answering here."""
+    process = ServerProcess(tmp_path_factory.mktemp("unparsable"), process_env(access_log="false"))
+    with running(process):
+        yield process
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GET /v1/assistants/\xc3\xa9 HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /v1/assistants?after=\xed\xa0\x80 HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /v1/assistants HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer key\x7f\r\n\r\n",
+        b"POST /v1/threads HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}",
+        b"HELLO\r\n\r\n",
+    ],
+    ids=[
+        "raw-utf8-in-path",
+        "lone-surrogate-bytes-in-query",
+        "control-byte-in-header",
+        "two-lengths",
+        "no-http",
+    ],
+)
+async def test_a_request_the_http_parser_refuses_is_a_400_envelope(
+    serve_process: ServerProcess, request_bytes: bytes
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", serve_process.port)
+    try:
+        writer.write(request_bytes)
+        answer = await asyncio.wait_for(reader.read(), 10)  # then the server closes the connection
+    finally:
+        writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 "), answer
+    assert b"content-type: application/json" in head.lower(), head
+    assert json.loads(body) == {
+        "error": {
+            "message": "Invalid HTTP request received.",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": None,
+        }
+    }
