@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -192,6 +193,7 @@ def test_a_conflicting_id_refuses_the_import_or_is_skipped(archive: Path, tmp_pa
         ("path in an id", ("is not a valid id",)),
         ("orphan message", ("is not in threads.jsonl",)),
         ("linked blob", ("symbolic link",)),
+        ("integer out of range", ("messages.created_at", "out of range")),
     ],
 )
 def test_bad_archives_are_refused_whole(
@@ -225,6 +227,13 @@ def test_bad_archives_are_refused_whole(
     elif damage == "path in an id":
         broken = _tampered(
             archive, tmp_path, "files.jsonl", lambda b: b.replace(b'"id":"file-', b'"id":"../../file-')
+        )
+    elif damage == "integer out of range":
+        broken = _tampered(
+            archive,
+            tmp_path,
+            "messages.jsonl",
+            lambda b: re.sub(rb'"created_at":\d+', b'"created_at":' + str(2**63).encode(), b, count=1),
         )
     else:
         broken = _tampered(

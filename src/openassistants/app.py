@@ -50,6 +50,10 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
+        # A path with a trailing slash is no operation's: 404 "Invalid URL", as hosted, rather than
+        # Starlette's 307 to the path without it, an empty body that also turned an id holding a
+        # slash (``/v1/assistants/%2F``) into another operation (``/v1/assistants``).
+        redirect_slashes=False,
         middleware=_middleware(settings, routers),
     )
     app.state.settings = settings

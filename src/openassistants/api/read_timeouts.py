@@ -8,7 +8,9 @@ and a body may pause at most ``body_timeout`` between chunks, while the server i
 the app has paused reading because it has not consumed what came). Past either, the connection is
 closed: with a 408 when no response has begun.
 
-Protocol-level because ASGI only sees a request once its headers are complete.
+Protocol-level because ASGI only sees a request once its headers are complete. For the same reason a
+request the HTTP parser refuses (bytes no request line or header may hold) is answered here, with
+OpenAI's error envelope, as the app answers every other bad request, not uvicorn's plain text.
 """
 
 from __future__ import annotations
@@ -27,6 +29,10 @@ _TIMEOUT_RESPONSE = (
 )
 _TIMEOUT_BODY = orjson.dumps(
     InvalidRequest("The request was not received in time.", code="request_timeout").to_body()
+)
+_UNPARSABLE_RESPONSE = (
+    b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\nconnection: close\r\n"
+    b"content-length: %d\r\n\r\n%s"
 )
 
 
@@ -52,6 +58,12 @@ class _ReadTimeouts(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._expect_headers()
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to a request its parser refuses, as OpenAI's 400 envelope."""
+        body = orjson.dumps(InvalidRequest(msg, param=None).to_body())
+        self.transport.write(_UNPARSABLE_RESPONSE % (len(body), body))
+        self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_timer()

@@ -25,11 +25,16 @@ MEMBERS: dict[str, tuple[str, ...]] = {
 _KINDS = {name: column_kinds(table) for name, table in TABLES.items()}
 _PYTHON: dict[str, tuple[type, ...]] = {
     "int": (int,),
+    "int32": (int,),
     "float": (int, float),
     "str": (str,),
     "bool": (bool,),
     "bytes": (bytes,),
 }
+_NUMBERS = ("int", "int32", "float")
+#: The bits an integer column holds besides its sign: a larger value once failed the import's insert
+#: with a traceback instead of this refusal.
+_INT_BITS = {"int": 63, "int32": 31}
 
 
 class BadInput(Exception):
@@ -71,8 +76,10 @@ def check_row(table: str, row: dict[str, Any], where: str) -> None:
             continue
         if kind == "json":
             continue
-        if not isinstance(value, _PYTHON[kind]) or (kind in ("int", "float") and isinstance(value, bool)):
+        if not isinstance(value, _PYTHON[kind]) or (kind in _NUMBERS and isinstance(value, bool)):
             raise BadInput(f"{where}: {table}.{name} must be {kind}, not {type(value).__name__}")
+        if kind in _INT_BITS and not -(2 ** _INT_BITS[kind]) <= value < 2 ** _INT_BITS[kind]:
+            raise BadInput(f"{where}: {table}.{name} {value} is out of range for its column")
     for name in ("id", "tenant_id", "thread_id", "run_id", "vector_store_id", "file_id"):
         value = row.get(name)
         if name in kinds and value is not None and not SAFE_ID.fullmatch(value):

@@ -21,6 +21,11 @@ MAX_METADATA_PAIRS = 16
 MAX_METADATA_KEY = 64
 MAX_METADATA_VALUE = 512
 
+#: The largest token limit a run or response takes (``max_prompt_tokens``, ``max_completion_tokens``,
+#: ``max_output_tokens``): the runs table holds them in 32-bit integers, which PostgreSQL (and, past
+#: 2**63, SQLite) refuse to exceed, and a refused insert failed every run created in its batch.
+MAX_TOKEN_LIMIT = 2**31 - 1
+
 
 # orjson, which writes every response, only handles integers in [-2**63, 2**64) and 254 levels of
 # nesting; a body nested deeper than this is refused (a strict JSON schema allows 10 levels).

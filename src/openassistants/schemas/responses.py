@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from openassistants.schemas.common import (
     LIST_CURSOR_MAX_LENGTH,
     LIST_LIMIT_MAX,
+    MAX_TOKEN_LIMIT,
     FunctionDefinition,
     Metadata,
     RequestModel,
@@ -124,7 +125,7 @@ class ResponseCreate(RequestModel):
     conversation: ConversationId | ConversationRef | None = None
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
-    max_output_tokens: int | None = Field(default=None, ge=16)
+    max_output_tokens: int | None = Field(default=None, ge=16, le=MAX_TOKEN_LIMIT)
     max_tool_calls: int | None = Field(default=None, ge=1)
     metadata: Metadata
     store: bool | None = None

@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 
 from openassistants.schemas.assistants import ReasoningEffort
 from openassistants.schemas.common import (
+    MAX_TOKEN_LIMIT,
     Metadata,
     RequestModel,
     ResponseFormat,
@@ -61,8 +62,8 @@ class RunOptions(RequestModel):
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
     stream: bool | None = None
-    max_prompt_tokens: int | None = Field(default=None, ge=256)
-    max_completion_tokens: int | None = Field(default=None, ge=256)
+    max_prompt_tokens: int | None = Field(default=None, ge=256, le=MAX_TOKEN_LIMIT)
+    max_completion_tokens: int | None = Field(default=None, ge=256, le=MAX_TOKEN_LIMIT)
     truncation_strategy: TruncationStrategy | None = None
     tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool = True

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, select, update
 
-from openassistants.errors import not_found
+from openassistants.errors import APIError, not_found
 from openassistants.ids import new_id
 from openassistants.schemas.common import ListParams
 from openassistants.schemas.messages import (
@@ -120,7 +120,10 @@ async def create_message(
     if db.is_sqlite:  # one writer, whose small transactions never wait: nothing to group
         values = (await _add_messages((db, tenant, thread_id), [body]))[0]
     else:
-        values = await _GROUPED.submit((db, tenant, thread_id), body)
+        outcome = await _GROUPED.submit((db, tenant, thread_id), body)
+        if isinstance(outcome, APIError):
+            raise outcome
+        values = outcome
     if queues_ingestion(messages=[body]):
         await ingestion.wake()
     return message_to_wire(values)
@@ -147,9 +150,29 @@ async def _add_messages(key: tuple[Database, str, str], bodies: list[MessageCrea
     return rows
 
 
+async def _add_grouped(
+    key: tuple[Database, str, str], bodies: list[MessageCreate]
+) -> list[dict[str, Any] | APIError]:
+    """``_GROUPED``'s write: the messages in one transaction; if the API refuses it (a file one of
+    them names is not the tenant's: a 404), each in its own, so that only the refused ones fail:
+    the others' requests were valid, and once failed with that one's 404."""
+    try:
+        return list(await _add_messages(key, bodies))
+    except APIError as exc:
+        if len(bodies) == 1:
+            return [exc]
+    outcomes: list[dict[str, Any] | APIError] = []
+    for body in bodies:
+        try:
+            outcomes.extend(await _add_messages(key, [body]))
+        except APIError as exc:
+            outcomes.append(exc)
+    return outcomes
+
+
 #: messages.create on PostgreSQL: concurrent ones on a thread wait for its lock, so they are added
 #: together (storage/group_commit.py), up to this many in one statement.
-_GROUPED = GroupCommit(_add_messages, most=32)
+_GROUPED = GroupCommit(_add_grouped, most=32)
 
 
 async def get_message(db: Database, tenant: str, thread_id: str, message_id: str) -> dict[str, Any]:

@@ -29,14 +29,14 @@ from typing import Any
 
 from sqlalchemy import Insert, Table, and_, bindparam, func, insert, select
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError
 
 from openassistants import run_events
 from openassistants.errors import InvalidRequest, not_found
 from openassistants.services.runs import active_run_id, active_runs_of
 from openassistants.services.runtime import Runtime
 from openassistants.storage import tables
-from openassistants.storage.db import Database
+from openassistants.storage.db import Database, is_connectivity_error
 from openassistants.storage.group_commit import GroupCommit
 from openassistants.storage.prepared import Prepared, Row
 
@@ -128,28 +128,35 @@ async def store_run(rt: Runtime, wire: dict[str, Any], rows: Rows) -> None:
 
 
 async def _write(db: Database, batch: list[Rows]) -> list[Exception | None]:
-    """``GroupCommit``'s write: every run of the batch in one statement; if that fails on the rules
-    (a thread's second active run, a deleted thread), each on its own, so that only those fail."""
+    """``GroupCommit``'s write: every run of the batch in one statement. If that fails on anything
+    but the database's reach (a thread's second active run, a deleted thread, a value the table
+    refuses), each on its own, so that only those fail: a batch holds other clients' runs, other
+    tenants' too, and one run's value out of a column's range once failed them all (500s)."""
     try:
         await _insert(db, [row for rows in batch for row in rows])
         return [None] * len(batch)
-    except IntegrityError:
-        return [await _alone(db, rows) for rows in batch]
+    except DBAPIError as exc:
+        if is_connectivity_error(exc):
+            raise
+    return [await _alone(db, rows) for rows in batch]
 
 
 async def _alone(db: Database, rows: Rows) -> Exception | None:
-    """Inserts one run's rows; returns the API error for a broken rule instead of raising it."""
+    """Inserts one run's rows; returns what refused them instead of raising it: the API's 404 or
+    400 for a broken rule, the database's own error (this run's 500) for anything else."""
     run = rows[0][1]
     while True:
         try:
             await _insert(db, rows)
             return None
-        except IntegrityError as exc:
+        except DBAPIError as exc:
+            if is_connectivity_error(exc):
+                raise
             state = getattr(exc.orig, "sqlstate", None)
             if state == _FOREIGN_KEY_VIOLATION:
                 return not_found("thread", run["thread_id"])
             if state != _UNIQUE_VIOLATION:
-                raise
+                return exc
         async with db.reader() as reader:
             active = await active_run_id(reader, run["thread_id"])
         if active is not None:

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import JSON, Table, func, select, update
+from sqlalchemy import JSON, BigInteger, Table, func, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -195,11 +195,14 @@ async def insert_units(db: Database, units: Sequence[Mapping[str, list[dict[str,
 
 def column_kinds(table: Table) -> dict[str, tuple[str, bool]]:
     """For checking an archive's rows before anything is written: each archived column's kind of
-    value (int, float, str, bool, bytes or json) and whether it must be present and not null."""
+    value (int, int32, float, str, bool, bytes or json) and whether it must be present and not null.
+    ``int32``: an ``Integer`` column, 32 bits on PostgreSQL (``BigInteger`` ones are 64 everywhere)."""
     kinds: dict[str, tuple[str, bool]] = {}
     for name in archived_columns(table):
         column = table.c[name]
         python = column.type.python_type if not isinstance(column.type, JSON) else dict
         kind = {int: "int", float: "float", str: "str", bool: "bool", bytes: "bytes"}.get(python, "json")
+        if kind == "int" and not isinstance(column.type, BigInteger):
+            kind = "int32"
         kinds[name] = (kind, not column.nullable and column.server_default is None)
     return kinds

@@ -14,7 +14,7 @@ from openassistants.schemas.responses import ConversationCreate, ConversationUpd
 from openassistants.schemas.threads import ThreadCreate, ThreadUpdate
 from openassistants.services.lookup import load_conversation
 from openassistants.services.responses.calls import answer_known_calls, input_position
-from openassistants.services.responses.create import message_row
+from openassistants.services.responses.create import message_rows
 from openassistants.services.responses.hooks import anchored_steps
 from openassistants.services.responses.ids import conversation_id, thread_id_of
 from openassistants.services.responses.inputs import FunctionOutput, NewMessage, read_input, read_message
@@ -46,9 +46,9 @@ async def create_conversation(db: Database, tenant: str, body: ConversationCreat
     _only_messages(inputs.items)
     async with db.write() as conn:
         thread = await insert_thread(conn, tenant, ThreadCreate.model_validate({"metadata": body.metadata}))
-        rows = [
-            message_row(tenant, thread["id"], m, thread["created_at"]) for m in _messages(body.items or [])
-        ]
+        rows = await message_rows(
+            conn, tenant, thread["id"], _messages(body.items or []), thread["created_at"]
+        )
         if rows:
             await conn.execute(M.insert(), rows)
     return conversation_to_wire(thread)
@@ -108,7 +108,7 @@ async def add_items(
         if inputs.outputs:
             await answer_known_calls(conn, [thread["id"]], inputs, continuing=False)
         now = int(time.time())
-        rows = [message_row(tenant, thread["id"], m, now) for m in _messages(items)]
+        rows = await message_rows(conn, tenant, thread["id"], _messages(items), now)
         if rows:
             await conn.execute(M.insert(), rows)
         answered = {o.call_id for o in inputs.outputs}

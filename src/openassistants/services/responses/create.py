@@ -18,7 +18,7 @@ from openassistants.schemas.responses import (
     ResponseCreate,
 )
 from openassistants.schemas.threads import ThreadCreate
-from openassistants.services.lookup import load_conversation, load_thread
+from openassistants.services.lookup import load_conversation, load_file, load_thread
 from openassistants.services.resources import check_tool_resources
 from openassistants.services.responses import requests
 from openassistants.services.responses.calls import answer_known_calls, replayed_steps
@@ -89,7 +89,7 @@ async def create_response(rt: Runtime, tenant: str, body: ResponseCreate) -> dic
             continuing = body.previous_response_id is not None or body.conversation is not None
             known = await answer_known_calls(conn, [*chain, thread_id], inputs, continuing=continuing)
             now = int(time.time())
-            messages = [message_row(tenant, thread_id, m, now) for m in inputs.messages]
+            messages = await message_rows(conn, tenant, thread_id, inputs.messages, now)
             start_seq = await _newest_seq(conn, thread_id)
             if messages:
                 await conn.execute(M.insert(), messages)
@@ -228,23 +228,39 @@ def _run_values(
     }
 
 
-def message_row(tenant: str, thread_id: str, message: NewMessage, now: int) -> dict[str, Any]:
-    return {
-        "id": new_id("message"),
-        "tenant_id": tenant,
-        "thread_id": thread_id,
-        "created_at": now,
-        "role": message.role,
-        "status": MessageStatus.completed.value,
-        "content": message.content,
-        "attachments": [],
-        "metadata": {},
-        "assistant_id": None,
-        "run_id": None,
-        "completed_at": now,
-        "incomplete_at": None,
-        "incomplete_details": None,
-    }
+async def message_rows(
+    conn: AsyncConnection, tenant: str, thread_id: str, messages: list[NewMessage], now: int
+) -> list[dict[str, Any]]:
+    """The rows of messages added to a thread. Every file an ``input_image`` shows must be one of the
+    tenant's: an unknown or another tenant's id is a 404, as in messages.create
+    (attachments.check_message_files), rather than a reference to it stored in the tenant's thread."""
+    shown = [
+        part["image_file"]["file_id"]
+        for message in messages
+        for part in message.content
+        if part["type"] == "image_file"
+    ]
+    for file_id in dict.fromkeys(shown):
+        await load_file(conn, tenant, file_id)
+    return [
+        {
+            "id": new_id("message"),
+            "tenant_id": tenant,
+            "thread_id": thread_id,
+            "created_at": now,
+            "role": message.role,
+            "status": MessageStatus.completed.value,
+            "content": message.content,
+            "attachments": [],
+            "metadata": {},
+            "assistant_id": None,
+            "run_id": None,
+            "completed_at": now,
+            "incomplete_at": None,
+            "incomplete_details": None,
+        }
+        for message in messages
+    ]
 
 
 async def _newest_seq(conn: AsyncConnection, thread_id: str) -> int:
