@@ -8,12 +8,14 @@ import asyncio
 import json
 from typing import Any
 
+import httpx
 import openai
 import pytest
 import websockets
 from openai.resources.responses.responses import AsyncResponsesConnection
 
-from tests.conftest import TENANT_A_KEY, Server
+from openassistants.api.responses.websocket import MAX_IN_FLIGHT
+from tests.conftest import TENANT_A_KEY, Server, ServerFactory
 from tests.upstream import Reply, ScriptedUpstream
 
 
@@ -163,3 +165,72 @@ async def test_a_bad_key_is_refused_at_the_handshake_with_a_401(server: Server) 
     response = refused.value.response
     assert response.status_code == 401
     assert json.loads(response.body)["error"]["code"] == "invalid_api_key"
+
+
+async def _events_until(ws: Any, count: int, *, kinds: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Received events, up to the ``count``-th whose type is one of ``kinds``."""
+    events: list[dict[str, Any]] = []
+    seen = 0
+    async with asyncio.timeout(60):
+        while seen < count:
+            event = json.loads(await ws.recv())
+            events.append(event)
+            seen += event["type"] in kinds
+    return events
+
+
+async def test_response_creates_over_websocket_take_from_the_keys_rate_limit(
+    server_factory: ServerFactory, upstream: ScriptedUpstream, model: str
+) -> None:
+    upstream.script(model, Reply("one"), Reply("two"))
+    create = json.dumps({"type": "response.create", "model": model, "input": "hi"})
+    with server_factory(rate_limit_per_minute=3) as server:
+        headers = {"Authorization": f"Bearer {TENANT_A_KEY}"}
+        async with httpx.AsyncClient(base_url=server.base_url, headers=headers) as http:
+            assert (await http.get("/models")).status_code == 200  # one of the key's 3 tokens
+        url = server.base_url.replace("http", "ws", 1) + "/responses"
+        async with websockets.connect(url, additional_headers=headers) as ws:
+            for _ in range(3):
+                await ws.send(create)
+            events = await _events_until(ws, 3, kinds=("response.completed", "error"))
+
+    ends = [e for e in events if e["type"] in ("response.completed", "error")]
+    assert [e["type"] for e in ends].count("response.completed") == 2
+    refused = next(e for e in ends if e["type"] == "error")
+    assert refused["status"] == 429 and refused["error"]["code"] == "rate_limit_exceeded"
+    assert refused["error"]["message"].startswith("Rate limit reached for requests per min (RPM): Limit 3")
+
+
+async def test_a_connection_holds_a_bounded_number_of_responses_in_flight(
+    server: Server, upstream: ScriptedUpstream, model: str
+) -> None:
+    quick = [Reply("ok")] * (MAX_IN_FLIGHT - 1)
+    upstream.script(model, Reply("first", first_delay=2.0), *quick, Reply("after"))
+    create = json.dumps({"type": "response.create", "model": model, "input": "hi"})
+    url = server.base_url.replace("http", "ws", 1) + "/responses"
+    async with websockets.connect(url, additional_headers={"Authorization": f"Bearer {TENANT_A_KEY}"}) as ws:
+        for _ in range(MAX_IN_FLIGHT + 1):
+            await ws.send(create)
+        events = await _events_until(ws, MAX_IN_FLIGHT + 1, kinds=("response.completed", "error"))
+        # Once those are answered, the connection takes responses again.
+        await ws.send(create)
+        after = await _events_until(ws, 1, kinds=("response.completed", "error"))
+
+    ends = [e for e in events if e["type"] in ("response.completed", "error")]
+    refused = [e for e in ends if e["type"] == "error"]
+    assert len(refused) == 1 and refused[0]["status"] == 429
+    assert refused[0]["error"]["code"] == "rate_limit_exceeded"
+    assert f"at most {MAX_IN_FLIGHT}" in refused[0]["error"]["message"]
+    texts = [_text(e["response"]) for e in ends if e["type"] == "response.completed"]
+    assert texts[:2] == ["first", "ok"] and len(texts) == MAX_IN_FLIGHT
+    assert after[-1]["type"] == "response.completed" and _text(after[-1]["response"]) == "after"
+
+
+def _text(response: dict[str, Any]) -> str:
+    """The wire response's text (``output_text`` is the SDK's property, not a field)."""
+    return "".join(
+        part["text"]
+        for item in response["output"]
+        for part in item.get("content", [])
+        if part["type"] == "output_text"
+    )

@@ -28,7 +28,7 @@ from openassistants.api.hot import HotRoutes
 from openassistants.api.metrics import RequestTimer
 from openassistants.api.middleware import AuthMiddleware, RequestContextMiddleware
 from openassistants.api.openapi import install_openapi
-from openassistants.api.ratelimit import RateLimitMiddleware
+from openassistants.api.ratelimit import RateLimitMiddleware, RateLimits
 from openassistants.api.read_timeouts import protocol_with_read_timeouts
 from openassistants.api.responses import compact, conversations, responses, websocket
 from openassistants.config import Settings
@@ -44,6 +44,8 @@ def create_app(settings: Settings) -> FastAPI:
             yield
 
     routers = _routers(settings)
+    per_minute = settings.rate_limit_per_minute
+    limits = RateLimits(per_minute) if per_minute is not None else None
     app = FastAPI(
         title="OpenAssistants",
         version=__version__,
@@ -54,9 +56,10 @@ def create_app(settings: Settings) -> FastAPI:
         # Starlette's 307 to the path without it, an empty body that also turned an id holding a
         # slash (``/v1/assistants/%2F``) into another operation (``/v1/assistants``).
         redirect_slashes=False,
-        middleware=_middleware(settings, routers),
+        middleware=_middleware(settings, routers, limits),
     )
     app.state.settings = settings
+    app.state.rate_limits = limits
     install_error_handlers(app)
     install_openapi(app)
     for prefix, router in routers:
@@ -100,7 +103,9 @@ def _routers(settings: Settings) -> list[tuple[str, APIRouter]]:
     return api + [("", router) for router in [*operations, console.router]]
 
 
-def _middleware(settings: Settings, routers: list[tuple[str, APIRouter]]) -> list[Middleware]:
+def _middleware(
+    settings: Settings, routers: list[tuple[str, APIRouter]], limits: RateLimits | None
+) -> list[Middleware]:
     """Outermost first: the request context (id, log, timing) sees every request; the rate limit needs
     the tenant auth found; the hot routes (api/hot.py) are the innermost."""
     stack = [
@@ -113,8 +118,8 @@ def _middleware(settings: Settings, routers: list[tuple[str, APIRouter]]) -> lis
         ),
         Middleware(AuthMiddleware, api_keys=[key.get_secret_value() for key in settings.api_keys]),
     ]
-    if settings.rate_limit_per_minute is not None:
-        stack.append(Middleware(RateLimitMiddleware, per_minute=settings.rate_limit_per_minute))
+    if limits is not None:
+        stack.append(Middleware(RateLimitMiddleware, limits=limits))
     stack.append(Middleware(HotRoutes))
     return stack
 

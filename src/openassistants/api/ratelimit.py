@@ -42,13 +42,43 @@ class TokenBucket:
         return (self.capacity - self.tokens) / self.per_second
 
 
+class RateLimits:
+    """One process's buckets, a key each: taken from by every ``/v1`` request and by every
+    ``response.create`` sent over a WebSocket (api/responses/websocket.py), so a key's limit holds
+    however its requests arrive."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self.buckets: dict[str, TokenBucket] = {}
+
+    def bucket(self, tenant: str, now: float) -> TokenBucket:
+        bucket = self.buckets.get(tenant)
+        if bucket is None:
+            full = float(self.per_minute)
+            bucket = self.buckets[tenant] = TokenBucket(full, per_second=full / 60, tokens=full, updated=now)
+        return bucket
+
+    def refusal(self, bucket: TokenBucket) -> RateLimited:
+        wait = bucket.seconds_until_token()
+        message = (
+            f"Rate limit reached for requests per min (RPM): Limit {self.per_minute}, "
+            f"Used {self.per_minute}, Requested 1. Please try again in {format_duration(wait)}."
+        )
+        return RateLimited(message, code="rate_limit_exceeded")
+
+    def refused(self, tenant: str) -> RateLimited | None:
+        """Takes a token of ``tenant``'s bucket: None if there was one, else the error to answer."""
+        now = time.monotonic()
+        bucket = self.bucket(tenant, now)
+        return None if bucket.take(now) else self.refusal(bucket)
+
+
 class RateLimitMiddleware:
     """Applies the limit to every ``/v1`` request; runs inside AuthMiddleware, which names the tenant."""
 
-    def __init__(self, app: ASGIApp, *, per_minute: int) -> None:
+    def __init__(self, app: ASGIApp, *, limits: RateLimits) -> None:
         self.app = app
-        self.per_minute = per_minute
-        self.buckets: dict[str, TokenBucket] = {}
+        self.limits = limits
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         tenant = scope.get("state", {}).get("tenant") if scope["type"] == "http" else None
@@ -56,18 +86,15 @@ class RateLimitMiddleware:
             await self.app(scope, receive, send)
             return
         now = time.monotonic()
-        bucket = self.buckets.get(tenant)
-        if bucket is None:
-            full = float(self.per_minute)
-            bucket = self.buckets[tenant] = TokenBucket(full, per_second=full / 60, tokens=full, updated=now)
+        bucket = self.limits.bucket(tenant, now)
         allowed = bucket.take(now)
         headers = {
-            "x-ratelimit-limit-requests": str(self.per_minute),
+            "x-ratelimit-limit-requests": str(self.limits.per_minute),
             "x-ratelimit-remaining-requests": str(math.floor(bucket.tokens)),
             "x-ratelimit-reset-requests": format_duration(bucket.seconds_until_full()),
         }
         if not allowed:
-            await self._refusal(headers, bucket.seconds_until_token())(scope, receive, send)
+            await self._refusal(bucket, headers)(scope, receive, send)
             return
         raw_headers = [(name.encode(), value.encode()) for name, value in headers.items()]
 
@@ -78,14 +105,10 @@ class RateLimitMiddleware:
 
         await self.app(scope, receive, send_with_headers)
 
-    def _refusal(self, headers: dict[str, str], wait: float) -> Response:
-        wait_ms = max(1, math.ceil(wait * 1000))
-        message = (
-            f"Rate limit reached for requests per min (RPM): Limit {self.per_minute}, "
-            f"Used {self.per_minute}, Requested 1. Please try again in {format_duration(wait)}."
-        )
+    def _refusal(self, bucket: TokenBucket, headers: dict[str, str]) -> Response:
+        wait_ms = max(1, math.ceil(bucket.seconds_until_token() * 1000))
         waits = {"retry-after": str(math.ceil(wait_ms / 1000)), "retry-after-ms": str(wait_ms)}
-        return error_response(RateLimited(message, code="rate_limit_exceeded"), headers={**waits, **headers})
+        return error_response(self.limits.refusal(bucket), headers={**waits, **headers})
 
 
 def format_duration(seconds: float) -> str:

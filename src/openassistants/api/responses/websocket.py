@@ -8,6 +8,10 @@ responses. A turn continues the last with ``previous_response_id``, on this conn
 stored responses, on a new one after a reconnect (``store: false`` ones are kept until the
 connection closes, as hosted: services/responses/connection_local.py). A bad event gets an
 ``error`` event shaped as the HTTP error (``status``, ``error.param``) and the connection goes on.
+
+Each ``response.create`` takes a token of the key's rate limit, as an HTTP request does, and one
+connection holds at most ``MAX_IN_FLIGHT`` responses queued or streaming: beyond, a 429 ``error``
+event. A lane whose responses are all answered is dropped, so stream ids cost nothing once done.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ import pydantic
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from openassistants.api.errors import translate_validation_error
-from openassistants.errors import APIError, InvalidRequest
+from openassistants.api.ratelimit import RateLimits
+from openassistants.errors import APIError, InvalidRequest, RateLimited
 from openassistants.schemas.responses import ResponseCreate
 from openassistants.services.responses import connection_local, read
 from openassistants.services.responses.create import create_response
@@ -33,6 +38,10 @@ logger = logging.getLogger("openassistants.streaming")
 
 #: The lane of responses created without a ``stream_id``.
 _DEFAULT_LANE = ""
+
+#: Responses one connection may have queued or streaming at once, over all its lanes: each is a run
+#: and a task, so without a bound one client could queue work without end over one connection.
+MAX_IN_FLIGHT = 64
 
 
 @router.websocket("/responses")
@@ -48,7 +57,8 @@ class _Session:
     def __init__(self, websocket: WebSocket, rt: Runtime, tenant: str) -> None:
         self.websocket, self.rt, self.tenant = websocket, rt, tenant
         self.lanes: dict[str, asyncio.Queue[tuple[ResponseCreate, str | None]]] = {}
-        self.workers: list[asyncio.Task[None]] = []
+        self.workers: set[asyncio.Task[None]] = set()
+        self.in_flight = 0
         #: This connection's ``store: false`` responses (services/responses/connection_local.py).
         self.unstored: list[str] = []
         # Frames of concurrent lanes must not interleave mid-send.
@@ -66,9 +76,10 @@ class _Session:
             pass
         finally:
             # The responses go on (as after an HTTP stream's client leaves); only relaying stops.
-            for worker in self.workers:
+            workers = list(self.workers)
+            for worker in workers:
                 worker.cancel()
-            await asyncio.gather(*self.workers, return_exceptions=True)
+            await asyncio.gather(*workers, return_exceptions=True)
             await connection_local.forget(self.rt, self.tenant, self.unstored)
 
     async def _receive(self, text: str | bytes) -> None:
@@ -86,16 +97,40 @@ class _Session:
         except APIError as error:
             await self._error(error, stream_id)
             return
+        refused = self._refusal()
+        if refused is not None:
+            await self._error(refused, stream_id)
+            return
         lane = stream_id if stream_id is not None else _DEFAULT_LANE
-        if lane not in self.lanes:
-            self.lanes[lane] = asyncio.Queue()
-            self.workers.append(asyncio.create_task(self._lane(self.lanes[lane])))
-        self.lanes[lane].put_nowait((body, stream_id))
+        queue = self.lanes.get(lane)
+        if queue is None:
+            queue = self.lanes[lane] = asyncio.Queue()
+            worker = asyncio.create_task(self._lane(lane, queue))
+            self.workers.add(worker)
+            worker.add_done_callback(self.workers.discard)
+        self.in_flight += 1
+        queue.put_nowait((body, stream_id))
 
-    async def _lane(self, queue: asyncio.Queue[tuple[ResponseCreate, str | None]]) -> None:
-        while True:
-            body, stream_id = await queue.get()
-            await self._answer(body, stream_id)
+    def _refusal(self) -> RateLimited | None:
+        if self.in_flight >= MAX_IN_FLIGHT:
+            return RateLimited(
+                f"Too many responses in progress on this connection: at most {MAX_IN_FLIGHT} may be "
+                "queued or streaming at once. Wait for one to finish, or open another connection.",
+                code="rate_limit_exceeded",
+            )
+        limits: RateLimits | None = self.websocket.app.state.rate_limits
+        return limits.refused(self.tenant) if limits is not None else None
+
+    async def _lane(self, lane: str, queue: asyncio.Queue[tuple[ResponseCreate, str | None]]) -> None:
+        # Ends once its queue is empty: nothing is put in between (no await), and the next event
+        # naming this lane starts it again.
+        while not queue.empty():
+            body, stream_id = queue.get_nowait()
+            try:
+                await self._answer(body, stream_id)
+            finally:
+                self.in_flight -= 1
+        del self.lanes[lane]
 
     async def _answer(self, body: ResponseCreate, stream_id: str | None) -> None:
         sequence = 0
