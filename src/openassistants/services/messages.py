@@ -6,7 +6,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam, func, insert, literal, select, update
+from sqlalchemy import ColumnElement, bindparam, func, insert, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from openassistants.errors import not_found
@@ -131,7 +131,7 @@ async def _add_messages(key: tuple[Database, str, str], bodies: list[MessageCrea
     """Adds messages to a thread in one transaction; raises as adding any one of them would."""
     db, tenant, thread_id = key
     if not db.is_sqlite and not named_files(bodies):
-        return await _add_unchecked_files(db, tenant, thread_id, bodies)
+        return await _add_naming_no_file(db, tenant, thread_id, bodies)
     # Inline: two small statements; attachments for file_search add a few more.
     async with db.write(inline=True) as conn:
         runner = await runner_for(conn)
@@ -150,7 +150,7 @@ async def _add_messages(key: tuple[Database, str, str], bodies: list[MessageCrea
     return rows
 
 
-#: What differs between the messages one request adds; the rest is the request's (``_ADD``).
+#: What differs between the messages one request adds; the rest is the same for all (``_ADD``).
 _EACH = ("id", "role", "content", "attachments", "metadata")
 
 
@@ -174,14 +174,11 @@ def _add_statement() -> Prepared:
         .table_valued(*_EACH, with_ordinality="n")
         .render_derived(name="each")
     )
-    created_at = func.greatest(bindparam("now", type_=T.c.created_at.type), guard.c.last_created_at)
-    shared = {
-        "tenant_id": bindparam("tenant_id", type_=T.c.tenant_id.type),
-        "thread_id": bindparam("thread_id", type_=T.c.thread_id.type),
-        "status": literal(MessageStatus.completed.value, T.c.status.type),
-        "created_at": created_at,
-        "completed_at": created_at,
+    shared: dict[str, ColumnElement[Any]] = {
+        key: bindparam(key, type_=T.c[key].type) for key in _COLUMNS if key not in _EACH
     }
+    for key in ("created_at", "completed_at"):
+        shared[key] = func.greatest(shared[key], guard.c.last_created_at)
     rows = (
         select(*(each.c[key] for key in _EACH), *shared.values())
         .select_from(guard, each)
@@ -195,15 +192,15 @@ def _add_statement() -> Prepared:
 _ADD = _add_statement()
 
 
-async def _add_unchecked_files(
+async def _add_naming_no_file(
     db: Database, tenant: str, thread_id: str, bodies: list[MessageCreate]
 ) -> list[dict[str, Any]]:
     """``_add_messages`` for messages that name no file (nothing to check or index): one statement
     (``_add_statement``), outside any transaction (``reader``'s connection begins none)."""
     now = int(time.time())
     rows = [message_values(tenant, thread_id, body, now) for body in bodies]
-    values: dict[str, Any] = {key: [row[key] for row in rows] for key in _EACH}
-    values |= {"tenant_id": tenant, "thread_id": thread_id, "now": now}
+    # The request's values (``message_values``' for every message but ``_EACH``) once, ``_EACH`` as arrays.
+    values: dict[str, Any] = rows[0] | {key: [row[key] for row in rows] for key in _EACH}
     async with db.reader() as reader:
         found = await reader.first(_ADD, values)
     if found is None or not found["thread_found"]:
