@@ -6,6 +6,7 @@ import asyncio
 import time
 from typing import Any
 
+import asyncpg
 import openai
 import pytest
 
@@ -287,3 +288,48 @@ async def test_concurrent_creates_on_one_thread_are_each_stored_once(
     assert sorted(m.id for m in listed) == sorted(m.id for m in created)
     assert {m.id: m for m in listed} == {m.id: m for m in created}
     assert [m.created_at for m in listed] == sorted(m.created_at for m in listed)
+
+
+async def test_a_run_committed_while_a_create_waits_for_the_thread_refuses_it(
+    sdk: openai.AsyncOpenAI, thread_id: str, backend: str, database_url: str | None
+) -> None:
+    """PostgreSQL: a run being stored holds its thread's KEY SHARE lock (its foreign key) until it
+    commits; a message created meanwhile waits for it, then sees the run, and gets the 400 of a
+    thread with an active run (rather than a check made before the wait, which would miss it). Here
+    the run is stored by a transaction of the test's own, held open while the create waits."""
+    if backend != "postgres" or database_url is None:
+        pytest.skip("SQLite's single writer takes no row locks")
+    dsn = database_url.replace("postgresql+asyncpg://", "postgresql://")
+    run_id = "run_stored_while_a_message_waits"
+    conn = await asyncpg.connect(dsn)
+    try:
+        async with conn.transaction():
+            await conn.execute(
+                "INSERT INTO runs (id, tenant_id, thread_id, assistant_id, created_at, status, model,"
+                " instructions, tools, metadata, truncation_strategy, parallel_tool_calls)"
+                " SELECT $1, tenant_id, id, 'asst_none', $3, 'requires_action', 'm', '', '[]', '{}',"
+                ' \'{"type": "auto"}\', true FROM threads WHERE id = $2',
+                run_id,
+                thread_id,
+                int(time.time()),
+            )
+            create = asyncio.create_task(
+                sdk.beta.threads.messages.create(thread_id, role="user", content="hi")
+            )
+            while not await conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND wait_event_type = 'Lock'"
+            ):
+                assert not create.done(), create
+                await asyncio.sleep(0.01)
+        with pytest.raises(openai.BadRequestError) as refused:
+            await create
+        assert refused.value.body["message"] == (  # type: ignore[index]
+            f"Can't add messages to {thread_id} while a run {run_id} is active."
+        )
+        assert (await sdk.beta.threads.messages.list(thread_id)).data == []
+        await conn.execute("UPDATE runs SET status = 'expired' WHERE id = $1", run_id)
+    finally:
+        await conn.close()
+    added = await sdk.beta.threads.messages.create(thread_id, role="user", content="now")
+    assert [m.id for m in (await sdk.beta.threads.messages.list(thread_id)).data] == [added.id]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import sqlite3
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from sqlalchemy import create_engine
 
 from openassistants.storage.db import Database
 from openassistants.storage.migrate import MIGRATIONS_DIR
-from openassistants.storage.tables import metadata
+from openassistants.storage.tables import ACTIVE_RUN, metadata
 
 
 def _declared_only(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
@@ -81,3 +82,15 @@ async def test_a_new_sqlite_database_is_made_at_head_as_the_migrations_make_it(t
         command.upgrade(config, "head")
     engine.dispose()
     assert _sqlite_schema(direct) == _sqlite_schema(migrated)
+
+
+def test_the_message_lock_function_knows_the_active_statuses() -> None:
+    """Migration 0011's function checks for an active run with its own copy of the statuses (a
+    migration must not move with the code), the predicate of 0010's index: both must still be the
+    code's."""
+    path = MIGRATIONS_DIR / "versions" / "0011_lock_thread_for_messages.py"
+    spec = importlib.util.spec_from_file_location("migration_0011", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module._ACTIVE == ACTIVE_RUN

@@ -90,12 +90,17 @@ async def check_message_files(conn: AsyncConnection, tenant: str, messages: list
     """Every file the messages name, attached for either tool or shown as an ``image_file`` part, is
     one of the tenant's: an unknown or another tenant's id is a 404, as for file_search attachments,
     rather than a reference stored to dangle (staging files for a run filters by tenant anyway)."""
+    for file_id in dict.fromkeys(named_files(messages)):
+        await load_file(conn, tenant, file_id)
+
+
+def named_files(messages: list[MessageCreate]) -> list[str]:
+    """The ids of the files the messages name: attached, or shown as ``image_file`` parts."""
     named = [a.file_id for m in messages for a in m.attachments or []]
     for m in messages:
         if not isinstance(m.content, str):
             named.extend(p.image_file.file_id for p in m.content if isinstance(p, ImageFilePart))
-    for file_id in dict.fromkeys(named):
-        await load_file(conn, tenant, file_id)
+    return named
 
 
 def queues_ingestion(

@@ -6,7 +6,8 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import ColumnElement, bindparam, func, insert, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from openassistants.errors import APIError, not_found
 from openassistants.ids import new_id
@@ -17,9 +18,9 @@ from openassistants.schemas.messages import (
     MessageCreate,
     MessageUpdate,
 )
-from openassistants.services.attachments import index_attachments, queues_ingestion
+from openassistants.services.attachments import index_attachments, named_files, queues_ingestion
 from openassistants.services.lookup import load_message, load_thread
-from openassistants.services.runs import ACTIVE_RUNS, ensure_no_active_run
+from openassistants.services.runs import ACTIVE_RUNS, ensure_no_active_run, message_while_active
 from openassistants.services.wire_object import wire_object
 from openassistants.statuses import MessageStatus
 from openassistants.storage import tables
@@ -132,6 +133,8 @@ async def create_message(
 async def _add_messages(key: tuple[Database, str, str], bodies: list[MessageCreate]) -> list[dict[str, Any]]:
     """Adds messages to a thread in one transaction; raises as adding any one of them would."""
     db, tenant, thread_id = key
+    if not db.is_sqlite and not named_files(bodies):
+        return await _add_naming_no_file(db, tenant, thread_id, bodies)
     # Inline: two small statements; attachments for file_search add a few more.
     async with db.write(inline=True) as conn:
         runner = await runner_for(conn)
@@ -168,6 +171,69 @@ async def _add_grouped(
         except APIError as exc:
             outcomes.append(exc)
     return outcomes
+
+
+#: What differs between the messages one request adds; the rest is the same for all (``_ADD``).
+_EACH = ("id", "role", "content", "attachments", "metadata")
+
+
+def _add_statement() -> Prepared:
+    """Messages (``_EACH``'s arrays, one item each) added to a thread by one statement, which commits by
+    itself: the function ``lock_thread_for_messages`` (migration 0011) takes the thread's lock and, as
+    of after it, finds whether the thread is the tenant's, its active run and its last message's
+    created_at; the INSERT, a CTE, adds the messages only if the thread is found and free. Their
+    created_at is the clock's, read before the lock, or the last message's if later: so it never goes
+    back along the list, as when the clock was read under the lock. Returns the function's row."""
+    guard = select(
+        *func.lock_thread_for_messages(
+            bindparam("thread_id", type_=T.c.thread_id.type), bindparam("tenant_id", type_=T.c.tenant_id.type)
+        )
+        .table_valued("thread_found", "active_run_id", "last_created_at")
+        .render_derived(name="locked")
+        .c
+    ).cte("guard")
+    each = (
+        func.unnest(*(bindparam(key, type_=ARRAY(T.c[key].type, dimensions=1)) for key in _EACH))
+        .table_valued(*_EACH, with_ordinality="n")
+        .render_derived(name="each")
+    )
+    shared: dict[str, ColumnElement[Any]] = {
+        key: bindparam(key, type_=T.c[key].type) for key in _COLUMNS if key not in _EACH
+    }
+    for key in ("created_at", "completed_at"):
+        shared[key] = func.greatest(shared[key], guard.c.last_created_at)
+    rows = (
+        select(*(each.c[key] for key in _EACH), *shared.values())
+        .select_from(guard, each)
+        .where(guard.c.thread_found, guard.c.active_run_id.is_(None))
+        .order_by(each.c.n)  # seq in the request's order
+    )
+    added = insert(T).from_select([*_EACH, *shared], rows).cte("added")
+    return Prepared(select(*guard.c).add_cte(added))
+
+
+_ADD = _add_statement()
+
+
+async def _add_naming_no_file(
+    db: Database, tenant: str, thread_id: str, bodies: list[MessageCreate]
+) -> list[dict[str, Any]]:
+    """``_add_messages`` for messages that name no file (nothing to check or index): one statement
+    (``_add_statement``), outside any transaction (``reader``'s connection begins none)."""
+    now = int(time.time())
+    rows = [message_values(tenant, thread_id, body, now) for body in bodies]
+    # The request's values (``message_values``' for every message but ``_EACH``) once, ``_EACH`` as arrays.
+    values: dict[str, Any] = rows[0] | {key: [row[key] for row in rows] for key in _EACH}
+    async with db.reader() as reader:
+        found = await reader.first(_ADD, values)
+    if found is None or not found["thread_found"]:
+        raise not_found("thread", thread_id)
+    if found["active_run_id"] is not None:
+        raise message_while_active(thread_id, found["active_run_id"])
+    if found["last_created_at"] is not None and found["last_created_at"] > now:
+        for row in rows:
+            row["created_at"] = row["completed_at"] = found["last_created_at"]
+    return rows
 
 
 #: messages.create on PostgreSQL: concurrent ones on a thread wait for its lock, so they are added

@@ -138,8 +138,13 @@ async def ensure_no_active_run(conn: AsyncConnection, thread_id: str, *, for_mes
     if run_id is None:
         return
     if for_message:
-        raise InvalidRequest(f"Can't add messages to {thread_id} while a run {run_id} is active.")
+        raise message_while_active(thread_id, run_id)
     raise InvalidRequest(f"Thread {thread_id} already has an active run {run_id}.")
+
+
+def message_while_active(thread_id: str, run_id: str) -> InvalidRequest:
+    """The hosted API's 400 for a message added to a thread while run ``run_id`` is active on it."""
+    return InvalidRequest(f"Can't add messages to {thread_id} while a run {run_id} is active.")
 
 
 #: The codes of a response's run that the Assistants API's ``last_error`` has not: theirs there.
