@@ -23,7 +23,10 @@ from tests.servers import free_port
 from tests.test_runs import WEATHER_TOOL
 from tests.upstream import Reply, ScriptedUpstream, ToolCalls
 
-LEASE_SECONDS = 2
+# Short, so that a killed worker's run is settled within the test's patience; not shorter, because a
+# loop stalled for two thirds of it on a loaded machine (seen at a load of ~11 with 2 s) misses a renewal
+# and a live worker's run is settled as a dead one's.
+LEASE_SECONDS = 4
 
 
 @dataclass
