@@ -29,6 +29,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from openassistants.bus.base import Transaction
 from openassistants.bus.notify import RUN_EVENTS, PostgresNotifier
@@ -37,6 +38,7 @@ from openassistants.bus.waiters import Waiters
 from openassistants.events import Event
 from openassistants.run_events import RUN_CREATED, ends_stream
 from openassistants.storage.db import on_commit, runner_for
+from openassistants.storage.prepared import Prepared, Runner
 
 logger = logging.getLogger("openassistants.events")
 
@@ -213,6 +215,32 @@ class PostgresEventBus:
             return  # a transaction of unknown end: its notifications will bring the events
         # Before the commit: its notifications, whenever they come, are echoes.
         log.blocks |= blocks
+
+    async def publish_with(
+        self, runner: Runner, run_id: str, events: list[Event], statement: Prepared, values: dict[str, Any]
+    ) -> bool:
+        """Runs ``statement``, made by ``postgres_sql.write_new_after`` and with its own ``values``,
+        on ``runner`` outside any transaction, so that it commits by itself; ``events`` (fewer than
+        ID_BLOCK) are the ones it writes. They are published as ``publish_in``'s are when its
+        transaction commits, if the statement's gate let them be written; False if it did not (then
+        none of them was). Their notifications may come before the statement's answer: a stream here
+        then gets them both ways, and keeps one of each id."""
+        await self.flush(run_id)  # the run's earlier events first: their ids are lower
+        parameters = {
+            **values,
+            "event_run_id": run_id,
+            "event_names": [e.name for e in events],
+            "event_data": [e.data.decode() for e in events],
+            "event_time": int(time.time()),
+        }
+        ids = [int(row["id"]) for row in await runner.rows(statement, parameters)]
+        if not ids:
+            return False
+        log = self._logs.get(run_id)
+        if log is not None:
+            log.blocks |= {event_id // ID_BLOCK for event_id in ids}
+            self._committed(run_id, log, ids, events)
+        return True
 
     def _committed(self, run_id: str, log: _RunLog, ids: list[int], events: list[Event]) -> None:
         log.events += [(event_id, event, True) for event_id, event in zip(ids, events, strict=True)]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+from sqlalchemy import CTE, TextualSelect, column, text
+
 from openassistants.bus.notify import RUN_EVENTS
 from openassistants.events import Event
 
@@ -19,6 +21,23 @@ ID_BLOCK = 1024
 _NEXT_BLOCK = f"nextval('run_events_id_seq') * {ID_BLOCK}"
 
 
+def _written(rows: str) -> str:
+    """The INSERT of ``rows`` (id, run_id, name, data, created_at), returning what a notification carries."""
+    return f"""INSERT INTO run_events (id, run_id, name, data, created_at)
+    {rows}
+    RETURNING id, run_id, name, data"""
+
+
+#: Each written event's notification line: its head (id, run id, name), and its data.
+_LINES = "SELECT id, id || E'\\t' || run_id || E'\\t' || name || E'\\t' AS head, data FROM written"
+#: The notifications of ``lines``, in id order.
+_NOTIFY_LINES = f"""SELECT id, pg_notify(
+    '{RUN_EVENTS}',
+    CASE WHEN octet_length(head) + octet_length(data) > {NOTIFY_PAYLOAD_BYTES} THEN head ELSE head || data END
+)
+FROM lines ORDER BY id"""
+
+
 def _writing(rows: str) -> str:
     """A statement writing ``rows`` (id, run_id, name, data) and notifying each, in one round trip: a
     notification is delivered when its transaction commits, so exactly when its event is visible. An
@@ -26,18 +45,23 @@ def _writing(rows: str) -> str:
     Volatile output expressions are evaluated after the sort, so notifications go out in id order."""
     return f"""
 WITH written AS (
-    INSERT INTO run_events (id, run_id, name, data, created_at)
-    {rows}
-    RETURNING id, run_id, name, data
+    {_written(rows)}
 ), lines AS (
-    SELECT id, id || E'\\t' || run_id || E'\\t' || name || E'\\t' AS head, data FROM written
+    {_LINES}
 )
-SELECT id, pg_notify(
-    '{RUN_EVENTS}',
-    CASE WHEN octet_length(head) + octet_length(data) > {NOTIFY_PAYLOAD_BYTES} THEN head ELSE head || data END
-)
-FROM lines ORDER BY id
+{_NOTIFY_LINES}
 """
+
+
+def _new_rows(run_id: str, names: str, data: str, now: str, *, gate: str = "") -> str:
+    """One run's events (``names`` and ``data``, two arrays), numbered from a fresh block; with
+    ``gate``, the name of a CTE, only when that returns a row."""
+    source = f"{gate}, " if gate else ""
+    return (
+        f"SELECT b.base + t.o - 1, {run_id}, t.n, t.d, {now} "
+        f"FROM {source}(SELECT {_NEXT_BLOCK} AS base) AS b, "
+        f"unnest({names}, {data}) WITH ORDINALITY AS t(n, d, o) ORDER BY t.o"
+    )
 
 
 #: The flusher's batch, numbered already: ids, run ids, names, data, time, and the notifications
@@ -52,10 +76,28 @@ SELECT pg_notify('{RUN_EVENTS}', t.payload)
 FROM unnest($6::text[]) WITH ORDINALITY AS t(payload, o) ORDER BY t.o
 """
 #: ``publish_in``'s events of one run, numbered from a fresh block: run id, names, data, time.
-WRITE_NEW = _writing(
-    f"SELECT b.base + t.o - 1, $1::text, t.n, t.d, $4::bigint FROM (SELECT {_NEXT_BLOCK} AS base) AS b, "
-    "unnest($2::text[], $3::text[]) WITH ORDINALITY AS t(n, d, o) ORDER BY t.o"
-)
+WRITE_NEW = _writing(_new_rows("$1::text", "$2::text[]", "$3::text[]", "$4::bigint"))
+
+
+def write_new_after(*ctes: CTE, gate: str) -> TextualSelect:
+    """``WRITE_NEW`` as the end of a statement whose data-modifying ``ctes`` come first (one round
+    trip and, outside a transaction, one transaction for all): the events are written, and notified,
+    only if the CTE named ``gate`` (one of ``ctes``, say a compare-and-set's) returns a row. It
+    returns the events' ids, none when the gate was shut. Its parameters: ``event_run_id``,
+    ``event_names``, ``event_data`` (arrays) and ``event_time``."""
+    rows = _new_rows(
+        "CAST(:event_run_id AS text)",
+        "CAST(:event_names AS text[])",
+        "CAST(:event_data AS text[])",
+        "CAST(:event_time AS bigint)",
+        gate=gate,
+    )
+    written = text(_written(rows)).columns(column("id"), column("run_id"), column("name"), column("data"))
+    lines = text(_LINES).columns(column("id"), column("head"), column("data"))
+    notify = text(_NOTIFY_LINES).columns(column("id"), column("pg_notify"))
+    return notify.add_cte(*ctes, written.cte("written"), lines.cte("lines"))
+
+
 #: Fresh blocks, in increasing order.
 NEXT_BLOCKS = f"SELECT {_NEXT_BLOCK} FROM generate_series(1, $1::int)"
 

@@ -382,11 +382,13 @@ class Executor:
             self._turns[run_id] = turn
             outcome = await turn.run()
             self._turns.pop(run_id, None)
-            if not await self._settle(run_id, outcome, usage):
+            if not await self._settle(row, outcome, usage):
                 return
 
-    async def _settle(self, run_id: str, outcome: TurnOutcome, usage: dict[str, int]) -> bool:
-        """Apply one model turn's outcome to the run; True when the run goes on to another turn."""
+    async def _settle(self, row: Mapping[str, Any], outcome: TurnOutcome, usage: dict[str, int]) -> bool:
+        """Apply one model turn's outcome to the run (``row``, as claimed); True when the run goes on
+        to another turn."""
+        run_id: str = row["id"]
         status = self.status
         closing = outcome.closing
         if outcome.kind == "cancelled" and run_id in self._expiring:
@@ -410,6 +412,7 @@ class Executor:
                 {RunStatus.in_progress},
                 RunStatus.incomplete,
                 closing=closing,
+                run=row,
                 incomplete_details={"reason": outcome.incomplete_reason},
                 usage=usage,
             )
@@ -421,6 +424,7 @@ class Executor:
                 {RunStatus.in_progress},
                 RunStatus.completed,
                 closing=closing,
+                run=row,
                 usage=usage,
             )
         return False

@@ -4,8 +4,8 @@ stops. Used by the executor, the cancel path and the expiry sweeper."""
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -152,8 +152,7 @@ def _message_end(content: list[dict[str, Any]], now: int, incomplete_reason: str
     }
 
 
-async def finish_reply(
-    conn: AsyncConnection,
+def finish_reply(
     message: dict[str, Any],
     step: dict[str, Any],
     content: list[dict[str, Any]],
@@ -161,15 +160,38 @@ async def finish_reply(
     now: int,
     usage: dict[str, int],
     incomplete_reason: str | None = None,
-) -> Event:
-    """``finish_message`` and ``complete_step`` (with ``usage``) for a text reply and its step, in
-    one statement on PostgreSQL (``queries.update_rows``); returns the step's event."""
+    first: Sequence[Event] = (),
+) -> RowChanges:
+    """``finish_message`` and ``complete_step`` (with ``usage``) for a text reply and its step, as
+    row changes (one statement on PostgreSQL: ``queries.update_rows``), and their events after
+    ``first``: the message's, then the step's."""
     message_changes = _message_end(content, now, incomplete_reason)
     step_changes = _step_completion(now, {"usage": usage})
     message.update(message_changes)
     step.update(step_changes)
-    await update_rows(conn, [(M, message["id"], message_changes), (S, step["id"], step_changes)])
-    return run_events.step_moved(step_to_wire(step))
+    return RowChanges(
+        [(M, message["id"], message_changes), (S, step["id"], step_changes)],
+        [
+            *first,
+            run_events.message_moved(message_to_wire(message)),
+            run_events.step_moved(step_to_wire(step)),
+        ],
+    )
+
+
+@dataclass(frozen=True)
+class RowChanges:
+    """A ``Closing`` (services/run_status.py) known before it is made: rows to change, and the events
+    saying so. Having nothing to read first, it can go in the statement that ends its run
+    (services/run_end.py); elsewhere it is made as any closing."""
+
+    #: A table, a row id and its changes each, as ``queries.update_rows`` takes them.
+    updates: list[tuple[Table, str, dict[str, Any]]] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+
+    async def __call__(self, conn: AsyncConnection) -> list[Event]:
+        await update_rows(conn, self.updates)
+        return list(self.events)
 
 
 async def close_open_work(

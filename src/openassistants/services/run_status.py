@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from openassistants import run_events
 from openassistants.bus.base import EventBus
 from openassistants.events import Event
+from openassistants.services import run_end
 from openassistants.services import run_records as records
 from openassistants.services.runs import run_to_wire, step_to_wire, transition_row
 from openassistants.statuses import RunStatus
@@ -75,6 +76,7 @@ class RunStatusWriter:
         dead_worker: str | None = None,
         wait_for_lapse: bool = True,
         closing: Closing | None = None,
+        run: Mapping[str, Any] | None = None,
         **fields: Any,
     ) -> bool:
         """A terminal change: closes open steps and messages, publishes, and closes the stream.
@@ -82,9 +84,19 @@ class RunStatusWriter:
         With ``dead_worker``, only if that worker still holds the run (and its lease has lapsed,
         unless ``wait_for_lapse`` is False): the change then settles a dead executor's run.
         ``closing`` is applied whether or not the change is (a cancel may have come first).
+        ``run``: the run's row as its executor claimed it, which lets an end that closes nothing
+        (completed, incomplete) be one statement on PostgreSQL (services/run_end.py).
         """
         outcome = target if target in records.STEP_END else None
         await self.bus.flush(run_id)
+        if (
+            run is not None
+            and dead_worker is None
+            and outcome is None
+            and await run_end.end_at_once(self.db, self.bus, run, sources, target, closing, fields)
+        ):
+            self.bus.close(run_id)
+            return True
         async with self.db.write(inline=True) as conn:
             if dead_worker is not None and not await run_claims.release_lapsed(
                 conn, run_id, dead_worker, require_lapsed=wait_for_lapse

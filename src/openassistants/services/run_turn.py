@@ -367,23 +367,19 @@ class ModelTurn:
         self.closed_text += self.open.text
         self.open = OpenMessage()
 
-        async def close(conn: AsyncConnection) -> list[Event]:
-            if message is None or step is None or not stored:
-                return []
-            if not announced:
+        if message is None or step is None or not stored:
+            return records.RowChanges()
+        if not announced:
+
+            async def discard(conn: AsyncConnection) -> list[Event]:
                 await records.delete_message(conn, message, step)
                 return []
-            now = int(time.time())
-            step_completed = await records.finish_reply(
-                conn, message, step, content, now=now, usage=usage, incomplete_reason=incomplete_reason
-            )
-            return [
-                *last,
-                run_events.message_moved(message_to_wire(message)),
-                step_completed,
-            ]
 
-        return close
+            return discard
+        now = int(time.time())
+        return records.finish_reply(
+            message, step, content, now=now, usage=usage, incomplete_reason=incomplete_reason, first=last
+        )
 
     async def _save_partial(self) -> None:
         """Store what streamed so far, so the run's end closes the message and step with it."""

@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, bindparam, or_, select, update
+from sqlalchemy import ColumnElement, Select, Update, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from openassistants.errors import InvalidRequest
@@ -76,6 +76,20 @@ def _transition(
     *,
     returning: bool,
 ) -> tuple[Prepared, dict[str, Any]]:
+    values = transition_values(run_id, sources, target, fields)
+    keys = tuple(values)[1:]
+    if owner is not None:
+        values["transition_owner"] = owner
+    sources_key = frozenset(s.value for s in sources)
+    statement = _transition_statement(sources_key, keys, owned=owner is not None, returning=returning)
+    return statement, values
+
+
+def transition_values(
+    run_id: str, sources: frozenset[RunStatus] | set[RunStatus], target: RunStatus, fields: dict[str, Any]
+) -> dict[str, Any]:
+    """The parameters of ``transition_update``: the run's id, then the columns it sets (``status``,
+    ``fields``, and what the move implies: its stamp, the end of the claim)."""
     check_moves(sources, target)
     stamp = STAMPS.get(target)
     if stamp is not None and stamp not in fields:
@@ -83,14 +97,18 @@ def _transition(
     if target not in HELD:
         # Waiting for tool outputs or finished: no executor holds the run any more.
         fields.update(worker_id=None, lease_expires_at=None)
-    values = {"transition_run_id": run_id, "status": target.value, **fields}
-    if owner is not None:
-        values["transition_owner"] = owner
-    sources_key = frozenset(s.value for s in sources)
-    statement = _transition_statement(
-        sources_key, ("status", *fields), owned=owner is not None, returning=returning
-    )
-    return statement, values
+    return {"transition_run_id": run_id, "status": target.value, **fields}
+
+
+def transition_update(sources: frozenset[str], *, owned: bool = False) -> Update:
+    """The compare-and-set UPDATE, with the run id (and, ``owned``, its worker's) as parameters."""
+    conditions = [
+        R.c.id == bindparam("transition_run_id"),
+        status_among(sources),
+    ]
+    if owned:
+        conditions.append(R.c.worker_id == bindparam("transition_owner"))
+    return update(R).where(*conditions)
 
 
 @functools.cache
@@ -99,13 +117,7 @@ def _transition_statement(
 ) -> Prepared:
     """The compare-and-set UPDATE, prepared once per shape (storage/prepared.py); its SET clause is
     ``keys``."""
-    conditions = [
-        R.c.id == bindparam("transition_run_id"),
-        status_among(sources),
-    ]
-    if owned:
-        conditions.append(R.c.worker_id == bindparam("transition_owner"))
-    statement = update(R).where(*conditions)
+    statement = transition_update(sources, owned=owned)
     return Prepared(statement.returning(*R.c) if returning else statement, column_keys=keys)
 
 

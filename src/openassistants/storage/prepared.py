@@ -23,7 +23,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import UpdateBase
-from sqlalchemy.sql.selectable import Select
+from sqlalchemy.sql.selectable import Select, TextualSelect
 
 
 class Row(dict[str, Any]):
@@ -34,8 +34,9 @@ class Row(dict[str, Any]):
 _Processor = Callable[[Any], Any] | None
 #: The row count in a command's status ("SELECT 3", "UPDATE 1", "INSERT 0 1"), as SQLAlchemy reads it.
 _COUNT = re.compile(r"(?:SELECT|UPDATE|DELETE|INSERT \d+) (\d+)")
-#: What a Prepared may hold: a SELECT, or an INSERT, UPDATE or DELETE.
-Statement = Select[Any] | UpdateBase
+#: What a Prepared may hold: a SELECT (maybe a textual one: bus/postgres_sql.py), or an INSERT, UPDATE
+#: or DELETE.
+Statement = Select[Any] | TextualSelect | UpdateBase
 
 
 class Prepared:

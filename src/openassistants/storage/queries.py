@@ -207,19 +207,28 @@ async def update_rows(conn: AsyncConnection, updates: list[tuple[Table, str, dic
             await update_row(conn, table, row_id, changes)
         return
     statement = _update_together(tuple((table, tuple(changes)) for table, _, changes in updates))
+    await (await runner_for(conn)).execute(statement, update_parameters(updates))
+
+
+def update_of(n: int, table: Table, keys: tuple[str, ...]) -> Update:
+    """The ``n``-th change of several made in one statement (``update_rows``): ``keys`` set on the
+    row of ``table`` whose id is parameter ``u{n}_id``; its values are ``update_parameters``'."""
+    values = {key: bindparam(f"u{n}_{key}", type_=table.c[key].type) for key in keys}
+    return update(table).where(table.c.id == bindparam(f"u{n}_id")).values(values)
+
+
+def update_parameters(updates: list[tuple[Table, str, dict[str, Any]]]) -> dict[str, Any]:
+    """The parameters of ``update_of`` statements 0, 1… for ``updates`` (a table, a row id and its
+    changes each)."""
     parameters: dict[str, Any] = {}
     for n, (_, row_id, changes) in enumerate(updates):
         parameters[f"u{n}_id"] = row_id
         parameters.update((f"u{n}_{key}", value) for key, value in changes.items())
-    await (await runner_for(conn)).execute(statement, parameters)
+    return parameters
 
 
 @functools.cache
 def _update_together(shape: tuple[tuple[Table, tuple[str, ...]], ...]) -> Prepared:
-    def update_of(n: int, table: Table, keys: tuple[str, ...]) -> Update:
-        values = {key: bindparam(f"u{n}_{key}", type_=table.c[key].type) for key in keys}
-        return update(table).where(table.c.id == bindparam(f"u{n}_id")).values(values)
-
     (first, first_keys), *rest = shape
     statement = update_of(0, first, first_keys)
     for n, (table, keys) in enumerate(rest, start=1):
