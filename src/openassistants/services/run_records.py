@@ -115,12 +115,19 @@ def _step_completion(now: int | None, changes: dict[str, Any]) -> dict[str, Any]
     return {**changes, "status": StepStatus.completed.value, "completed_at": completed_at}
 
 
+def completing_step(step: dict[str, Any], *, now: int | None = None, **changes: Any) -> RowChanges:
+    """``complete_step`` as row changes, with the step's event (a closing known ahead)."""
+    step_changes = _step_completion(now, changes)
+    step.update(step_changes)
+    return RowChanges([(S, step["id"], step_changes)], [run_events.step_moved(step_to_wire(step))])
+
+
 async def complete_step(
     conn: AsyncConnection, step: dict[str, Any], *, now: int | None = None, **changes: Any
 ) -> Event:
     """Completes ``step`` with ``changes`` (its final details, its usage); returns its event."""
-    await update_step(conn, step, **_step_completion(now, changes))
-    return run_events.step_moved(step_to_wire(step))
+    (event,) = await completing_step(step, now=now, **changes)(conn)
+    return event
 
 
 async def update_message(conn: AsyncConnection, message: dict[str, Any], **changes: Any) -> None:

@@ -350,7 +350,8 @@ class ModelTurn:
 
     def _message_closing(self, usage: dict[str, int], *, incomplete_reason: str | None = None) -> Closing:
         """The writes that complete the open message and its step, for a transaction to make
-        (after ``_settle_storing``). A message stored ahead but never begun is removed instead."""
+        (after ``_settle_storing``): ``records.RowChanges``, which the run's end can make in its one
+        statement (services/run_end.py). A message stored ahead but never begun is removed instead."""
         message, step, announced = self.open.message, self.open.message_step, self.open.announced
         stored = announced or self.open.storing is not None
         content: list[dict[str, Any]] = []

@@ -91,13 +91,9 @@ class TurnCalls:
     def completing(self, usage: dict[str, int]) -> Closing:
         """Completes the step (if the turn has one) with its calls as far as they came."""
         step, details = self.step, self.details()
-
-        async def complete(conn: AsyncConnection) -> list[Event]:
-            if step is None:
-                return []
-            return [await records.complete_step(conn, step, step_details=details, usage=usage)]
-
-        return complete
+        if step is None:
+            return records.RowChanges()
+        return records.completing_step(step, step_details=details, usage=usage)
 
     def recording(self, usage: dict[str, int]) -> Closing:
         """Records the calls in the step, which stays open for the client's outputs."""
