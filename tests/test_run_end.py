@@ -16,7 +16,6 @@ import pytest
 from sqlalchemy import select, text
 
 from openassistants import run_events
-from openassistants.bus.notify import PostgresNotifier
 from openassistants.bus.postgres import PostgresEventBus
 from openassistants.events import Event
 from openassistants.ids import new_id
@@ -28,33 +27,28 @@ from openassistants.statuses import RunStatus
 from openassistants.storage import tables
 from openassistants.storage.db import Database
 from openassistants.storage.queries import insert_rows, update_row
+from tests.test_pg_event_bus import _bus, _stop
+from tests.test_prepared import migrated
 
 TENANT = "t_run_end"
 USAGE = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+#: The events of a reply completed as its run ends, before the run's own.
+REPLY_END = ["thread.message.completed", "thread.run.step.completed"]
 
 
 @pytest.fixture
 async def db(pg_url: str) -> AsyncIterator[Database]:
-    database = Database(pg_url)
-    await database.migrate()
-    yield database
-    await database.close()
+    async for database in migrated(pg_url):
+        yield database
 
 
 @pytest.fixture
 async def buses(db: Database) -> AsyncIterator[tuple[PostgresEventBus, PostgresEventBus]]:
     """This process's bus (the executor's) and another process's."""
-    started = []
-    for _ in range(2):
-        notifier = PostgresNotifier(db.asyncpg_dsn)
-        bus = PostgresEventBus(notifier, retention_seconds=3600)
-        await notifier.start()
-        await bus.start()
-        started.append((bus, notifier))
-    yield started[0][0], started[1][0]
-    for bus, notifier in started:
-        await bus.aclose()
-        await notifier.close()
+    (here, here_notifier), (there, there_notifier) = await _bus(db), await _bus(db)
+    yield here, there
+    await _stop(here, here_notifier)
+    await _stop(there, there_notifier)
 
 
 async def _executing_run(db: Database) -> tuple[dict[str, Any], records.Reply]:
@@ -137,13 +131,7 @@ async def test_the_end_is_one_statement_with_the_events_every_process_streams(
     assert ended
     got_here, got_there = await asyncio.wait_for(asyncio.gather(local, remote), timeout=10)
     names = [event.name for _, event in got_here]
-    assert names == [
-        "thread.run.in_progress",
-        "thread.message.delta",
-        "thread.message.completed",
-        "thread.run.step.completed",
-        "thread.run.completed",
-    ]
+    assert names == ["thread.run.in_progress", "thread.message.delta", *REPLY_END, "thread.run.completed"]
     ids = [event_id for event_id, _ in got_here]
     assert ids == sorted(set(ids))
     assert [(i, e.name, e.data) for i, e in got_there] == [(i, e.name, e.data) for i, e in got_here]
@@ -200,11 +188,9 @@ async def test_a_cancel_committed_while_the_reply_finishes_ends_the_run_cancelle
     assert not await asyncio.wait_for(ending, timeout=10)
 
     events = await asyncio.wait_for(stream, timeout=10)
-    names = [event.name for _, event in events]
-    assert names == [
+    assert [event.name for _, event in events] == [
         "thread.run.in_progress",
-        "thread.message.completed",
-        "thread.run.step.completed",
+        *REPLY_END,
         "thread.run.cancelled",
     ]
     assert [(i, e.name) for i, e in await here.replay(run_id, 0)] == [(i, e.name) for i, e in events]
@@ -257,11 +243,7 @@ async def test_metadata_changed_while_the_run_ran_is_in_its_last_event(
     )
 
     events = await here.replay(run_id, 0)
-    assert [e.name for _, e in events] == [
-        "thread.message.completed",
-        "thread.run.step.completed",
-        "thread.run.completed",
-    ]
+    assert [e.name for _, e in events] == [*REPLY_END, "thread.run.completed"]
     last = orjson.loads(events[-1][1].data)
     assert last["metadata"] == {"k": "changed"}
     assert last == run_to_wire(await _stored(db, tables.runs, run_id))
