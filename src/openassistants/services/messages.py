@@ -156,14 +156,16 @@ async def _add_messages(key: tuple[Database, str, str], bodies: list[MessageCrea
 async def _add_grouped(
     key: tuple[Database, str, str], bodies: list[MessageCreate]
 ) -> list[dict[str, Any] | APIError]:
-    """``_GROUPED``'s write: the messages in one transaction; if the API refuses it (a file one of
-    them names is not the tenant's: a 404), each in its own, so that only the refused ones fail:
-    the others' requests were valid, and once failed with that one's 404."""
+    """``_GROUPED``'s write: the messages in one transaction; if the API refuses it because of a
+    file one of them names (not the tenant's: a 404), each in its own, so that only the refused ones
+    fail: the others' requests were valid, and once failed with that one's 404. A group naming no
+    file can only be refused for the thread (unknown, or a run active), which is every message's
+    answer: no message is tried again alone."""
     try:
         return list(await _add_messages(key, bodies))
     except APIError as exc:
-        if len(bodies) == 1:
-            return [exc]
+        if len(bodies) == 1 or not named_files(bodies):
+            return [exc] * len(bodies)
     outcomes: list[dict[str, Any] | APIError] = []
     for body in bodies:
         try:
