@@ -90,7 +90,12 @@ async def check_message_files(conn: AsyncConnection, tenant: str, messages: list
     """Every file the messages name, attached for either tool or shown as an ``image_file`` part, is
     one of the tenant's: an unknown or another tenant's id is a 404, as for file_search attachments,
     rather than a reference stored to dangle (staging files for a run filters by tenant anyway)."""
-    for file_id in dict.fromkeys(named_files(messages)):
+    await check_files(conn, tenant, named_files(messages))
+
+
+async def check_files(conn: AsyncConnection, tenant: str, file_ids: list[str]) -> None:
+    """Each of ``file_ids`` (once, however often named) is one of the tenant's files, else a 404."""
+    for file_id in dict.fromkeys(file_ids):
         await load_file(conn, tenant, file_id)
 
 

@@ -18,7 +18,8 @@ from openassistants.schemas.responses import (
     ResponseCreate,
 )
 from openassistants.schemas.threads import ThreadCreate
-from openassistants.services.lookup import load_conversation, load_file, load_thread
+from openassistants.services.attachments import check_files
+from openassistants.services.lookup import load_conversation, load_thread
 from openassistants.services.resources import check_tool_resources
 from openassistants.services.responses import requests
 from openassistants.services.responses.calls import answer_known_calls, replayed_steps
@@ -240,8 +241,7 @@ async def message_rows(
         for part in message.content
         if part["type"] == "image_file"
     ]
-    for file_id in dict.fromkeys(shown):
-        await load_file(conn, tenant, file_id)
+    await check_files(conn, tenant, shown)
     return [
         {
             "id": new_id("message"),
